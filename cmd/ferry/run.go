@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+const usage = `Ferry: an application server and process manager.
+
+Usage:
+  ferry start [APP_DIR] [options]   serve the app in APP_DIR (default: .)
+  ferry version                     print the version
+
+Run 'ferry start --help' for the options of start.
+`
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("no command given")
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "start":
+		return start(ctx, rest)
+	case "version", "--version", "-v":
+		fmt.Println("ferry", version)
+		return nil
+	case "help", "--help", "-h":
+		fmt.Print(usage)
+		return nil
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// wantsHelp reports -h/--help among args, which flag would otherwise only
+// notice before the first positional argument.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,176 @@
+// Package core is the composition root of `ferry start`: it turns a Config
+// into a running instance (instance directory, spawner, pool, HTTP front,
+// admin API), runs it until its context ends, and shuts it down in order. It
+// owns no request or process logic of its own.
+package core
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferry-server/ferry/internal/admin"
+	"github.com/ferry-server/ferry/internal/config"
+	"github.com/ferry-server/ferry/internal/instance"
+	"github.com/ferry-server/ferry/internal/loaders"
+	"github.com/ferry-server/ferry/internal/pool"
+	"github.com/ferry-server/ferry/internal/proxy"
+	"github.com/ferry-server/ferry/internal/server"
+	"github.com/ferry-server/ferry/internal/spawn"
+	"github.com/ferry-server/ferry/internal/static"
+)
+
+// Run serves cfg until ctx ends, then shuts down gracefully: stop accepting,
+// let in-flight requests finish, stop app processes, remove the instance
+// directory.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version string) (err error) {
+	started := time.Now()
+	inst, err := instance.Create(cfg.InstanceRegistryDir, instance.Properties{
+		PID: os.Getpid(), AppRoot: cfg.AppRoot, Listen: cfg.ListenAddr(), StartedAt: started, Version: version,
+	})
+	if err != nil {
+		return err
+	}
+	defer inst.Remove()
+	if cfg.PidFile != "" {
+		if err := os.WriteFile(cfg.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write pid file: %w", err)
+		}
+		defer os.Remove(cfg.PidFile)
+	}
+
+	name := filepath.Base(cfg.AppRoot)
+	loader, err := loaders.Write(inst.Path(), "wsgi.py")
+	if err != nil {
+		return err
+	}
+	sp := spawn.New(spawn.Config{
+		App:          name,
+		Root:         cfg.AppRoot,
+		Command:      []string{cfg.Python, loader},
+		Env:          appEnv(cfg),
+		WorkDir:      inst.WorkDir(),
+		StartTimeout: cfg.StartTimeout,
+	}, log)
+	group := pool.NewGroup(pool.Config{
+		Name:        name,
+		Min:         cfg.MinInstances,
+		Max:         cfg.MaxPoolSize,
+		MaxQueue:    cfg.MaxRequestQueueSize,
+		IdleTime:    cfg.PoolIdleTime,
+		StopTimeout: cfg.ShutdownTimeout,
+	}, pool.SpawnFunc(func(ctx context.Context) (pool.Proc, error) {
+		p, err := sp.Spawn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}), log)
+
+	public, err := static.New(filepath.Join(cfg.AppRoot, "public"), static.Options{})
+	if err != nil {
+		return fmt.Errorf("open public directory: %w", err)
+	}
+	defer public.Close()
+	app := &server.App{Name: name, Group: group, Static: public, Development: cfg.Environment == "development"}
+	handler := server.NewHandler(app, server.Options{
+		RequestBufferMemory: cfg.RequestBufferMemory,
+		BufferDir:           inst.BufferDir(),
+		Response: proxy.ResponseOptions{
+			Memory:        cfg.ResponseBufferMemory,
+			HighWatermark: cfg.ResponseBufferHighWatermark,
+			Dir:           inst.BufferDir(),
+		},
+	}, log, log.With("log", "access"))
+
+	front, err := server.Listen(cfg.ListenAddr(), handler, server.Limits{}, log)
+	if err != nil {
+		return err
+	}
+	src := &source{info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
+		Listen: []string{front.Addr().String()}, AppRoot: cfg.AppRoot}, groups: []*pool.Group{group}}
+	adm, err := admin.Listen(inst.AdminSocket(), src, log)
+	if err != nil {
+		return err
+	}
+
+	group.Start()
+	errc := make(chan error, 2)
+	go func() { errc <- front.Serve() }()
+	go func() { errc <- adm.Serve() }()
+	log.Info("ferry started", "version", version, "listen", front.Addr().String(), "app", name,
+		"app_root", cfg.AppRoot, "environment", cfg.Environment, "instance", inst.Path())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", context.Cause(ctx))
+	case err = <-errc:
+		log.Error("server failed, shutting down", "error", err)
+	}
+
+	// Requests in flight finish first, then the processes serving them stop;
+	// --shutdown-timeout bounds the whole, with a short grace for SIGTERM
+	// even when draining used it all up.
+	deadline := time.Now().Add(cfg.ShutdownTimeout)
+	drain, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if serr := front.Shutdown(drain); serr != nil {
+		log.Warn("in-flight requests did not finish in time", "error", serr)
+	}
+	stop, cancelStop := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(2*time.Second)))
+	defer cancelStop()
+	group.Close(stop)
+	adm.Shutdown(stop)
+	log.Info("ferry stopped")
+	return err
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+type source struct {
+	info   admin.Info
+	groups []*pool.Group
+}
+
+func (s *source) Info() admin.Info      { return s.info }
+func (s *source) Groups() []*pool.Group { return s.groups }
+
+// appEnv builds an app's environment explicitly: the core's own minus its
+// internals, plus what the app is told about itself.
+func appEnv(cfg config.Config) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "FERRY_") {
+			continue
+		}
+		switch k {
+		case "RAILS_ENV", "RACK_ENV", "WSGI_ENV", "NODE_ENV", "PASSENGER_APP_ENV", "PYTHONUNBUFFERED":
+			continue
+		}
+		env = append(env, kv)
+	}
+	e := cfg.Environment
+	return append(env,
+		"FERRY_APP_ROOT="+cfg.AppRoot,
+		"FERRY_STARTUP_FILE="+cfg.StartupFile,
+		"FERRY_BASE_URI=",
+		"FERRY_APP_ENV="+e,
+		"PASSENGER_APP_ENV="+e,
+		"RAILS_ENV="+e,
+		"RACK_ENV="+e,
+		"WSGI_ENV="+e,
+		"NODE_ENV="+e,
+		"PYTHONUNBUFFERED=1",
+	)
+}

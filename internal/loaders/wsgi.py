@@ -1,0 +1,809 @@
+"""Ferry's WSGI loader.
+
+The core runs this script as ``python3 wsgi.py`` with the working directory
+set to the app root and the environment described in docs/architecture.md
+("The loader contract"). It imports the app's startup file, listens on a Unix
+socket, reports readiness (or the load error) as one JSON line on the status
+fd, and then serves HTTP/1.1 on that socket, one request at a time, with
+persistent connections.
+
+Standard library only; Python 3.9+.
+"""
+
+import io
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import traceback
+
+from urllib.parse import unquote_to_bytes
+
+MAX_HEAD = 64 * 1024  # request line + headers
+RECV_SIZE = 64 * 1024  # socket reads while parsing a head
+BODY_CHUNK = 256 * 1024  # largest single socket read for a body
+SMALL_BODY = 64 * 1024  # bodies up to this size are read at once
+
+# ---------------------------------------------------------------- signals ---
+
+_idle = True  # True while waiting for a connection or a request head
+_stopping = False  # SIGTERM seen: exit when the current request is done
+
+
+class _Stop(BaseException):
+    """Raised by the SIGTERM handler when idle, to leave the serve loop."""
+
+
+def _on_term(signum, frame):
+    global _stopping
+    _stopping = True
+    if _idle:
+        raise _Stop()
+
+
+def _watch_lifeline(fd):
+    # The core holds the only write end: EOF (or an error) means it is gone.
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BaseException:
+        pass
+    os._exit(0)
+
+
+def _log(msg):
+    try:
+        sys.stderr.write("[ferry wsgi] %s\n" % msg)
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+# ------------------------------------------------------------ wsgi.input ---
+
+
+class _Input(object):
+    """wsgi.input for a body that has not all arrived yet.
+
+    Reads straight from the socket and never past the body's end, so at most
+    one body-sized read is ever held, and only if the app asks for it.
+    """
+
+    __slots__ = ("_recv", "_buf", "_pos", "_left", "eof")
+
+    def __init__(self, recv, buf, length):
+        self._recv = recv
+        self._buf = buf  # bytes already received, all of them body
+        self._pos = 0
+        self._left = length - len(buf)  # body bytes still in the socket
+        self.eof = False  # the peer closed before the body's end
+
+    def _fill(self, n):
+        if n > self._left:
+            n = self._left
+        if n > BODY_CHUNK:
+            n = BODY_CHUNK
+        if n <= 0:
+            return b""
+        data = self._recv(n)
+        if not data:
+            self.eof = True
+            self._left = 0
+            return b""
+        self._left -= len(data)
+        return data
+
+    def _take_buffered(self):
+        buf, pos = self._buf, self._pos
+        self._buf, self._pos = b"", 0
+        return buf[pos:] if pos else buf
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            parts = [self._take_buffered()]
+            while self._left:
+                data = self._fill(self._left)
+                if not data:
+                    break
+                parts.append(data)
+            return b"".join(parts)
+        buf, pos = self._buf, self._pos
+        avail = len(buf) - pos
+        if avail >= size:
+            self._pos = pos + size
+            return buf[pos : pos + size]
+        parts = [self._take_buffered()]
+        got = avail
+        while got < size:
+            data = self._fill(size - got)
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        return b"".join(parts)
+
+    def read1(self, size=-1):
+        if size is None or size < 0:
+            size = RECV_SIZE
+        if size == 0:
+            return b""
+        buf, pos = self._buf, self._pos
+        if pos < len(buf):
+            end = pos + size
+            self._pos = end
+            return buf[pos:end]
+        return self._fill(size)
+
+    def readinto(self, b):
+        data = self.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def readline(self, size=-1):
+        if size is None or size < 0:
+            size = sys.maxsize
+        buf, pos = self._buf, self._pos
+        limit = pos + size
+        i = buf.find(b"\n", pos, limit)
+        if i >= 0:
+            self._pos = i + 1
+            return buf[pos : i + 1]
+        if len(buf) >= limit:
+            self._pos = limit
+            return buf[pos:limit]
+        parts = [self._take_buffered()]
+        got = len(parts[0])
+        while got < size:
+            want = size - got
+            data = self._fill(want if want < RECV_SIZE else RECV_SIZE)
+            if not data:
+                break
+            i = data.find(b"\n")
+            if i >= 0:
+                parts.append(data[: i + 1])
+                self._buf = data
+                self._pos = i + 1
+                break
+            parts.append(data)
+            got += len(data)
+        return b"".join(parts)
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                break
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def readable(self):
+        return True
+
+    def close(self):
+        pass
+
+    def finish(self):
+        """Discards the unread rest of the body; False if the peer hung up."""
+        self._buf, self._pos = b"", 0
+        while self._left:
+            if not self._fill(BODY_CHUNK):
+                break
+        return not self.eof
+
+
+class FileWrapper(object):
+    """wsgi.file_wrapper: iterates a file-like object in blocks."""
+
+    def __init__(self, filelike, blksize=65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+# ---------------------------------------------------------------- environ ---
+
+_INTERNAL = ("HTTP_X_FERRY_CLIENT_ADDR", "HTTP_X_FERRY_SCHEME")
+_keys = {}  # header name as sent -> environ key ('' = drop)
+
+
+def _env_key(name):
+    n = name.strip()
+    if not n or "_" in n or " " in n or "\t" in n:
+        return ""
+    k = n.upper().replace("-", "_")
+    if k == "CONTENT_TYPE" or k == "CONTENT_LENGTH":
+        return k
+    k = "HTTP_" + k
+    if k.startswith("HTTP_X_FERRY_") and k not in _INTERNAL:
+        return ""
+    return k
+
+
+_hosts = {}  # Host header + scheme ("http"/"https": unambiguous) -> (SERVER_NAME, SERVER_PORT)
+
+
+def _split_host(host, scheme):
+    default = "443" if scheme == "https" else "80"
+    if not host:
+        return "localhost", default
+    if host[0] == "[":
+        i = host.find("]")
+        if i < 0:
+            return host, default
+        name, rest = host[: i + 1], host[i + 1 :]
+        port = rest[1:] if rest[:1] == ":" else ""
+    else:
+        name, sep, port = host.rpartition(":")
+        if not sep:
+            name, port = host, ""
+    return name, port or default
+
+
+_peers = {}  # X-Ferry-Client-Addr -> (REMOTE_ADDR, REMOTE_PORT)
+
+
+def _split_peer(addr):
+    if addr[:1] == "[":
+        i = addr.find("]")
+        if i >= 0:
+            rest = addr[i + 1 :]
+            return addr[1:i], rest[1:] if rest[:1] == ":" else ""
+    ip, sep, port = addr.rpartition(":")
+    if not sep or ":" in ip:  # no port, or a bare IPv6 address
+        return addr, ""
+    return ip, port
+
+
+def _cached(cache, key, fn, *args):
+    v = cache.get(key)
+    if v is None:
+        v = fn(*args)
+        if len(cache) >= 512:
+            cache.clear()
+        cache[key] = v
+    return v
+
+
+# --------------------------------------------------------------- response ---
+
+# Response headers the loader owns; the app's copies are dropped (its
+# Content-Length is used for framing, "Connection: close" is honoured).
+_FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive"))
+
+_REASONS = {400: "Bad Request", 500: "Internal Server Error", 501: "Not Implemented"}
+
+
+def _error_response(code, keep, is_head=False):
+    body = ("%d %s\n" % (code, _REASONS[code])).encode()
+    head = "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n" % (
+        code,
+        _REASONS[code],
+        len(body),
+        "" if keep else "Connection: close\r\n",
+    )
+    return head.encode("latin-1") + (b"" if is_head else body)
+
+
+class _ClientGone(Exception):
+    """The core's end of the connection failed while we were writing."""
+
+
+def _code(status):
+    """The status code of a WSGI status such as "200 OK"."""
+    if status[3:4] != " " or not status[:3].isdigit():
+        raise ValueError("malformed status %r" % status)
+    return int(status[:3])
+
+
+def _head(status, headers, total, no_body, keep, http10):
+    """Builds the response head.
+
+    Returns (head bytes, Content-Length or None, chunked, keep).
+    total is the body length when the loader knows it (None otherwise).
+    """
+    parts = ["HTTP/1.1 " + status + "\r\n"]
+    cl = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _FRAMING:
+            if lname == "content-length":
+                cl = int(value)
+                if cl < 0:
+                    raise ValueError("negative Content-Length %r" % value)
+            elif lname == "connection" and "close" in value.lower():
+                keep = False
+            continue
+        parts.append(name + ": " + value + "\r\n")
+    chunked = False
+    if no_body:
+        if cl is not None:
+            parts.append("Content-Length: %d\r\n" % cl)
+    elif cl is not None:
+        parts.append("Content-Length: %d\r\n" % cl)
+    elif total is not None:
+        cl = total
+        parts.append("Content-Length: %d\r\n" % cl)
+    elif http10:
+        keep = False  # the body ends when the connection does
+    else:
+        chunked = True
+        parts.append("Transfer-Encoding: chunked\r\n")
+    if not keep:
+        parts.append("Connection: close\r\n")
+    parts.append("\r\n")
+    s = "".join(parts)
+    # Every part ends in exactly one CRLF: any other CR or LF is an injection.
+    n = len(parts)
+    if s.count("\n") != n or s.count("\r") != n:
+        raise ValueError("CR or LF in response status or header")
+    return s.encode("latin-1"), cl, chunked, keep
+
+
+def _process(app, env, send, is_head, keep, http10):
+    """Runs the app for one request and writes its response.
+
+    Returns whether the connection may be kept open.
+    """
+    status = None
+    headers = None
+    sent = False  # head written
+    no_body = is_head
+    cl = None
+    chunked = False
+    nsent = 0
+
+    def start_response(status_, headers_, exc_info=None):
+        nonlocal status, headers
+        if exc_info:
+            try:
+                if sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif status is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        if type(status_) is not str:
+            raise TypeError("status must be a str, not %s" % type(status_).__name__)
+        if type(headers_) is not list:
+            raise TypeError("headers must be a list, not %s" % type(headers_).__name__)
+        status = status_
+        headers = headers_
+        return write
+
+    def write(data):
+        nonlocal sent, no_body, cl, chunked, keep, nsent
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError("response body must be bytes, not %s" % type(data).__name__)
+            data = bytes(data)
+        n = len(data)
+        if not n:
+            return
+        head = b""
+        if not sent:
+            if status is None:
+                raise AssertionError("write() before start_response()")
+            code = _code(status)
+            no_body = no_body or code < 200 or code == 204 or code == 304
+            head, cl, chunked, keep = _head(status, headers, None, no_body, keep, http10)
+            sent = True
+            if no_body:
+                send(head)
+                return
+        elif no_body:
+            return
+        if cl is not None:
+            room = cl - nsent
+            if n > room:
+                if room <= 0:
+                    return
+                data = data[:room]
+                n = room
+        elif chunked:
+            data = b"%x\r\n%s\r\n" % (n, data)
+        nsent += n
+        send(head + data if head else data)
+
+    result = None
+    try:
+        try:
+            result = app(env, start_response)
+            if type(result) is list and not sent:
+                # The whole body is here: one write with its length.
+                body = b"".join(result)
+                if status is None:
+                    raise AssertionError("the application returned without calling start_response()")
+                code = _code(status)
+                no_body = no_body or code < 200 or code == 204 or code == 304
+                head, cl, chunked, keep = _head(status, headers, len(body), no_body, keep, http10)
+                sent = True
+                if no_body:
+                    send(head)
+                elif cl == len(body):
+                    send(head + body)
+                elif cl > len(body):
+                    send(head + body)
+                    keep = False  # the body is short of its Content-Length
+                else:
+                    send(head + body[:cl])
+            else:
+                for data in result:
+                    if data:
+                        write(data)
+                if not sent:
+                    if status is None:
+                        raise AssertionError("the application returned without calling start_response()")
+                    code = _code(status)
+                    no_body = no_body or code < 200 or code == 204 or code == 304
+                    head, cl, chunked, keep = _head(status, headers, 0, no_body, keep, http10)
+                    sent = True
+                    send(head)
+                elif chunked:
+                    send(b"0\r\n\r\n")
+                elif cl is not None and nsent < cl and not no_body:
+                    keep = False  # the body is short of its Content-Length
+        finally:
+            if result is not None and type(result) is not list:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:
+                        _log("error in close() of the response iterable:")
+                        traceback.print_exc()
+    except _ClientGone:
+        return False
+    except Exception:
+        _log("error in application (%s %s):" % (env.get("REQUEST_METHOD"), env.get("PATH_INFO")))
+        traceback.print_exc()
+        sys.stderr.flush()
+        if sent:
+            return False  # a second response would be garbage on the wire
+        try:
+            send(_error_response(500, keep, is_head))
+        except _ClientGone:
+            return False
+    return keep
+
+
+# ------------------------------------------------------------------ serve ---
+
+
+def _serve_conn(conn, lfd, app, base_env, base):
+    """Serves requests on one connection until it closes.
+
+    Returns early (closing conn) if the connection is idle and another one is
+    waiting on the listener: the core has moved on to a new connection, and
+    with one request at a time this one would otherwise block it.
+    """
+    global _idle
+    recv = conn.recv
+    sendall = conn.sendall
+
+    def send(data):
+        try:
+            sendall(data)
+        except OSError:
+            raise _ClientGone() from None
+
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    poller.register(lfd, select.POLLIN)
+    poll = poller.poll
+    keys, peers, hosts = _keys, _peers, _hosts
+    buf = b""
+    while True:
+        _idle = True
+        if _stopping:
+            return
+        # ---- the request head
+        if buf[:2] == b"\r\n":
+            buf = buf.lstrip(b"\r\n")
+        end = buf.find(b"\r\n\r\n")
+        while end < 0:
+            if len(buf) > MAX_HEAD:
+                send(_error_response(400, False))
+                return
+            if not buf:
+                ready = poll()
+                if len(ready) == 1 and ready[0][0] == lfd:
+                    return
+            data = recv(RECV_SIZE)
+            if not data:
+                return
+            buf = buf + data if buf else data.lstrip(b"\r\n")
+            end = buf.find(b"\r\n\r\n")
+        _idle = False
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        buf = buf[end + 4 :]
+
+        # ---- the environ
+        env = base_env.copy()
+        try:
+            method, target, proto = lines[0].split(" ")
+            for i in range(1, len(lines)):
+                name, sep, value = lines[i].partition(":")
+                if not sep:
+                    raise ValueError("header line without a colon")
+                key = keys.get(name)
+                if not key:
+                    if key is None:
+                        if len(keys) >= 1024:
+                            keys.clear()
+                        key = keys[name] = _env_key(name)
+                    if not key:
+                        continue
+                value = value.strip()
+                if key in env:
+                    env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+                else:
+                    env[key] = value
+        except ValueError:
+            send(_error_response(400, False))
+            return
+        scheme = env.pop("HTTP_X_FERRY_SCHEME", "http")
+        if scheme == "https":
+            env["HTTPS"] = "on"
+        else:
+            scheme = "http"
+        env["wsgi.url_scheme"] = scheme
+        peer = env.pop("HTTP_X_FERRY_CLIENT_ADDR", None)
+        if peer:
+            v = peers.get(peer) or _cached(peers, peer, _split_peer, peer)
+            env["REMOTE_ADDR"], env["REMOTE_PORT"] = v
+        host = env.get("HTTP_HOST", "")
+        v = hosts.get(host + scheme) or _cached(hosts, host + scheme, _split_host, host, scheme)
+        env["SERVER_NAME"], env["SERVER_PORT"] = v
+        env["REQUEST_METHOD"] = method
+        env["SERVER_PROTOCOL"] = proto
+        if target[:1] != "/":
+            # Absolute form (origin form is what the core sends) or '*'.
+            i = target.find("://")
+            if i > 0:
+                j = target.find("/", i + 3)
+                q = target.find("?", i + 3)
+                target = target[j:] if j >= 0 and (q < 0 or j < q) else "/" + (target[q:] if q >= 0 else "")
+        path, _, env["QUERY_STRING"] = target.partition("?")
+        if base:
+            if path.startswith(base) and (len(path) == len(base) or path[len(base)] == "/"):
+                path = path[len(base) :]
+            else:
+                env["SCRIPT_NAME"] = ""
+        if "%" in path:
+            path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+        env["PATH_INFO"] = path
+
+        if proto == "HTTP/1.1":
+            c = env.get("HTTP_CONNECTION")
+            keep = not c or "close" not in c.lower()
+            http10 = False
+        elif proto == "HTTP/1.0":
+            c = env.get("HTTP_CONNECTION")
+            keep = bool(c) and "keep-alive" in c.lower()
+            http10 = True
+        else:
+            send(_error_response(400, False))
+            return
+
+        # ---- the body
+        streaming = None
+        clen = env.get("CONTENT_LENGTH")
+        if "HTTP_TRANSFER_ENCODING" in env:
+            send(_error_response(501, False))  # the core always sends Content-Length
+            return
+        if clen is None:
+            n = 0
+        else:
+            try:
+                n = int(clen)
+                if n < 0 or not clen.isdigit():
+                    raise ValueError
+            except ValueError:
+                send(_error_response(400, False))
+                return
+        if not n:
+            env["wsgi.input"] = io.BytesIO()
+        elif len(buf) >= n:
+            env["wsgi.input"] = io.BytesIO(buf[:n])
+            buf = buf[n:]
+        elif n <= SMALL_BODY:
+            parts = [buf]
+            got = len(buf)
+            while got < n:
+                data = recv(n - got)
+                if not data:
+                    keep = False
+                    break
+                parts.append(data)
+                got += len(data)
+            env["wsgi.input"] = io.BytesIO(b"".join(parts))
+            buf = b""
+        else:
+            streaming = env["wsgi.input"] = _Input(recv, buf, n)
+            buf = b""
+
+        # ---- the response
+        keep = _process(app, env, send, method == "HEAD", keep, http10)
+        if streaming is not None and not streaming.finish():
+            keep = False
+        if not keep:
+            return
+
+
+def _serve(listener, app, base):
+    global _idle
+    base_env = {
+        "SCRIPT_NAME": base,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.version": (1, 0),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    lfd = listener.fileno()
+    while True:
+        _idle = True
+        if _stopping:
+            return
+        try:
+            conn, _ = listener.accept()
+        except OSError as e:
+            _log("accept: %s" % e)
+            continue
+        try:
+            _serve_conn(conn, lfd, app, base_env, base)
+        except (OSError, _ClientGone):
+            pass
+        finally:
+            conn.close()
+
+
+# ---------------------------------------------------------------- startup ---
+
+
+def _load_app(root, startup):
+    import importlib.util
+
+    path = os.path.join(root, startup)
+    spec = importlib.util.spec_from_file_location("passenger_wsgi", path)
+    if spec is None or spec.loader is None:
+        raise ImportError("cannot load startup file %s" % path)
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = path
+    sys.modules["passenger_wsgi"] = module
+    spec.loader.exec_module(module)
+    app = getattr(module, "application", None)
+    if app is None:
+        raise AttributeError("startup file %s does not define 'application'" % startup)
+    if not callable(app):
+        raise TypeError("'application' in %s is not callable (it is %s)" % (startup, type(app).__name__))
+    return app
+
+
+def _listen(path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+    except OSError:
+        # A stale socket file from an earlier process with the same path.
+        import stat
+
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise
+        os.unlink(path)
+        sock.bind(path)
+    sock.listen(1024)
+    return sock
+
+
+def _report(fd, obj):
+    if fd < 0:
+        return
+    data = (json.dumps(obj) + "\n").encode()
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
+def _app_traceback(exc):
+    # Leave out the loader's and importlib's own frames.
+    me = os.path.abspath(__file__)
+    tb = exc.__traceback__
+    while tb is not None:
+        fn = tb.tb_frame.f_code.co_filename
+        if fn != me and fn != __file__ and not fn.startswith("<frozen"):
+            break
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def main():
+    global _idle
+    env = os.environ
+    status_fd = int(env.get("FERRY_STATUS_FD") or -1)
+    lifeline_fd = int(env.get("FERRY_LIFELINE_FD") or -1)
+    for fd in (status_fd, lifeline_fd):
+        if fd >= 0:
+            os.set_inheritable(fd, False)  # not for the app's children
+    if lifeline_fd >= 0:
+        threading.Thread(target=_watch_lifeline, args=(lifeline_fd,), name="ferry-lifeline", daemon=True).start()
+
+    root = env.get("FERRY_APP_ROOT") or os.getcwd()
+    startup = env.get("FERRY_STARTUP_FILE") or "passenger_wsgi.py"
+    base = (env.get("FERRY_BASE_URI") or "").rstrip("/")
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and sys.path[0] in (here, ""):
+        del sys.path[0]  # the loader's directory is not the app's business
+    sys.path.insert(0, root)
+
+    try:
+        app = _load_app(root, startup)
+        sock_path = env.get("FERRY_SOCKET")
+        if not sock_path:
+            raise RuntimeError("FERRY_SOCKET is not set")
+        listener = _listen(sock_path)
+    except BaseException as exc:
+        details = _app_traceback(exc)
+        msg = str(exc).strip().replace("\n", " ")
+        summary = type(exc).__name__ + (": " + msg if msg else "")
+        try:
+            sys.stdout.flush()
+            sys.stderr.write(details)
+            sys.stderr.flush()
+        except Exception:
+            pass
+        try:
+            _report(status_fd, {"status": "error", "summary": summary, "details": details})
+        finally:
+            os._exit(1)
+
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 1})
+        _serve(listener, app, base)
+    except _Stop:
+        pass
+    _idle = False
+    listener.close()
+    try:
+        os.unlink(sock_path)
+    except OSError:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// ResponseOptions bound how much of one response Ferry holds for a client.
+type ResponseOptions struct {
+	// Memory is kept in memory before the rest spills to a file in Dir.
+	Memory int64
+	// HighWatermark is the most held (memory plus file) before reading from
+	// the app pauses until the client catches up.
+	HighWatermark int64
+	// Dir holds spill files.
+	Dir string
+}
+
+// smallBody is the size up to which a response with a known length is read
+// in one go before anything is written to the client: no goroutine, no spool.
+const smallBody = 64 << 10
+
+const chunkSize = 32 << 10
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// Result is what WriteTo did, for the access log.
+type Result struct {
+	Status int
+	Bytes  int64
+	// Wrote says the status line was written to the client.
+	Wrote bool
+	// AppErr is set when the app's response broke off.
+	AppErr error
+	// ClientErr is set when the client went away.
+	ClientErr error
+}
+
+// WriteTo sends the response to the client. The upstream is released as
+// soon as the app has sent all of its response, before the client has
+// necessarily read it.
+func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions) Result {
+	resp := x.Resp
+	copyResponseHeader(w.Header(), resp.Header)
+	res := Result{Status: resp.StatusCode}
+
+	if resp.ContentLength == 0 || resp.Body == http.NoBody {
+		x.finish(nil, resp)
+		w.WriteHeader(resp.StatusCode)
+		res.Wrote = true
+		return res
+	}
+	if resp.ContentLength > 0 && resp.ContentLength <= smallBody {
+		bp := chunkPool.Get().(*[]byte)
+		buf := *bp
+		if int64(cap(buf)) < resp.ContentLength {
+			buf = make([]byte, resp.ContentLength)
+		}
+		buf = buf[:resp.ContentLength]
+		_, err := io.ReadFull(resp.Body, buf)
+		x.finish(err, resp)
+		if err != nil {
+			res.AppErr = err
+			// Nothing written yet: the caller can still send an error page.
+			chunkPool.Put(bp)
+			return res
+		}
+		w.WriteHeader(resp.StatusCode)
+		res.Wrote = true
+		n, werr := w.Write(buf)
+		res.Bytes, res.ClientErr = int64(n), werr
+		chunkPool.Put(bp)
+		return res
+	}
+
+	// Large or open-ended: the app is read by a pump goroutine into a spool
+	// while this one writes to the client at the client's pace.
+	sp := newSpool(opts)
+	go func() {
+		err := sp.fill(resp.Body)
+		x.finish(err, resp)
+	}()
+	w.WriteHeader(resp.StatusCode)
+	res.Wrote = true
+	flusher, _ := w.(http.Flusher)
+	// Headers go out at once so that a streaming app's client sees them.
+	if flusher != nil {
+		flusher.Flush()
+	}
+	buf := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(buf)
+	for {
+		chunk, pooled, caughtUp, err := sp.next(*buf)
+		var werr error
+		if len(chunk) > 0 {
+			var n int
+			n, werr = w.Write(chunk)
+			res.Bytes += int64(n)
+		}
+		if pooled != nil {
+			chunkPool.Put(pooled)
+		}
+		if werr != nil {
+			// The client is gone; the pump still drains the app.
+			res.ClientErr = werr
+			sp.abandon()
+			break
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				res.AppErr = err
+			}
+			break
+		}
+		if caughtUp && flusher != nil {
+			flusher.Flush()
+		}
+	}
+	sp.release()
+	return res
+}
+
+// finish releases the upstream once the app's body has been read: the
+// connection is kept if the exchange ended cleanly.
+func (x *Exchange) finish(err error, resp *http.Response) {
+	if err != nil || resp.Close {
+		x.c.Close()
+		x.up.ReleaseConn(nil, err == nil)
+		return
+	}
+	resp.Body.Close() // at EOF: returns the reader to the message boundary
+	x.up.ReleaseConn(x.c, true)
+}
+
+// Discard releases the upstream without sending the response anywhere.
+func (x *Exchange) Discard() {
+	x.c.Close()
+	x.up.ReleaseConn(nil, false)
+}
+
+// spool is a buffer between the pump (app side) and the writer (client
+// side): chunks in memory up to a limit, then an unlinked temp file, and
+// back-pressure on the pump past the high watermark.
+type spool struct {
+	opts ResponseOptions
+
+	mu       sync.Mutex
+	cond     sync.Cond
+	chunks   []*[]byte // each a pooled buffer, sliced to its data
+	lens     []int
+	memBytes int64
+	file     *os.File
+	fileW    int64 // written by the pump
+	fileR    int64 // read by the writer
+	done     bool
+	err      error
+	gone     bool // the client side gave up: discard
+	refs     atomic.Int32
+}
+
+func newSpool(opts ResponseOptions) *spool {
+	s := &spool{opts: opts}
+	s.cond.L = &s.mu
+	s.refs.Store(2)
+	return s
+}
+
+func (s *spool) buffered() int64 { return s.memBytes + s.fileW - s.fileR }
+
+// fill reads r to its end (or error) into the spool.
+func (s *spool) fill(r io.Reader) error {
+	defer s.release()
+	for {
+		bp := chunkPool.Get().(*[]byte)
+		n, err := r.Read(*bp)
+		if n > 0 {
+			if perr := s.put(bp, n); perr != nil {
+				err = perr
+			}
+		} else {
+			chunkPool.Put(bp)
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			s.mu.Lock()
+			s.done, s.err = true, err
+			s.cond.Broadcast()
+			s.mu.Unlock()
+			return err
+		}
+	}
+}
+
+func (s *spool) put(bp *[]byte, n int) error {
+	s.mu.Lock()
+	for !s.gone && s.buffered() >= s.opts.HighWatermark {
+		s.cond.Wait()
+	}
+	if s.gone {
+		s.mu.Unlock()
+		chunkPool.Put(bp)
+		return nil
+	}
+	if s.file == nil && s.memBytes+int64(n) <= s.opts.Memory {
+		s.chunks = append(s.chunks, bp)
+		s.lens = append(s.lens, n)
+		s.memBytes += int64(n)
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		return nil
+	}
+	if s.file == nil {
+		f, err := os.CreateTemp(s.opts.Dir, "resp-")
+		if err != nil {
+			s.mu.Unlock()
+			chunkPool.Put(bp)
+			return err
+		}
+		os.Remove(f.Name())
+		s.file = f
+	}
+	f, off := s.file, s.fileW
+	s.mu.Unlock()
+	// Only the pump writes, and only past fileW, which the writer never reads.
+	_, err := f.WriteAt((*bp)[:n], off)
+	chunkPool.Put(bp)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.fileW += int64(n)
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	return nil
+}
+
+// next returns the next piece of the response: either a pooled chunk (to be
+// returned to chunkPool by the caller) or data read into buf. caughtUp says
+// the spool is now empty, so the caller should flush. err is io.EOF at the
+// clean end.
+func (s *spool) next(buf []byte) (data []byte, pooled *[]byte, caughtUp bool, err error) {
+	s.mu.Lock()
+	for len(s.chunks) == 0 && s.fileR == s.fileW && !s.done {
+		s.cond.Wait()
+	}
+	if len(s.chunks) > 0 {
+		bp, n := s.chunks[0], s.lens[0]
+		s.chunks[0] = nil
+		s.chunks, s.lens = s.chunks[1:], s.lens[1:]
+		s.memBytes -= int64(n)
+		caughtUp = s.buffered() == 0
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		return (*bp)[:n], bp, caughtUp, nil
+	}
+	if s.fileR < s.fileW {
+		f, off, n := s.file, s.fileR, min(int64(len(buf)), s.fileW-s.fileR)
+		s.mu.Unlock()
+		m, rerr := f.ReadAt(buf[:n], off)
+		s.mu.Lock()
+		s.fileR += int64(m)
+		caughtUp = s.buffered() == 0
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		if rerr != nil && m < int(n) {
+			return buf[:m], nil, caughtUp, rerr
+		}
+		return buf[:m], nil, caughtUp, nil
+	}
+	err = s.err
+	if err == nil {
+		err = io.EOF
+	}
+	s.mu.Unlock()
+	return nil, nil, true, err
+}
+
+// abandon makes the pump discard the rest: the client is gone, but the app's
+// response is still read to its end so the process stays usable.
+func (s *spool) abandon() {
+	s.mu.Lock()
+	s.gone = true
+	for _, bp := range s.chunks {
+		chunkPool.Put(bp)
+	}
+	s.chunks, s.lens, s.memBytes = nil, nil, 0
+	s.fileR = s.fileW
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// release drops one side's hold; the last closes the spill file.
+func (s *spool) release() {
+	if s.refs.Add(-1) == 0 && s.file != nil {
+		s.file.Close()
+	}
+}

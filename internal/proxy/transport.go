@@ -1,0 +1,256 @@
+// Package proxy owns one request's trip to an app process: buffering the
+// request body, the HTTP/1.1 wire over the process's Unix socket with
+// kept-alive connections, and spooling the response so the process is free
+// as soon as the app is done, whatever the client's pace. It knows nothing of
+// spawning or choosing processes; it is handed an Upstream.
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Upstream is a session on one app process.
+type Upstream interface {
+	Socket() string
+	// TakeConn returns a kept-alive connection made by this package, or nil.
+	TakeConn() io.Closer
+	// ReleaseConn ends the session, keeping conn (if non-nil) for reuse; ok
+	// says whether the request completed.
+	ReleaseConn(conn io.Closer, ok bool)
+	// Unreachable ends the session of a process that refused a connection.
+	Unreachable()
+}
+
+// Internal headers the core sets on every request; clients' copies are
+// dropped, and loaders never show them to apps.
+const (
+	HeaderClientAddr = "X-Ferry-Client-Addr"
+	HeaderScheme     = "X-Ferry-Scheme"
+	internalPrefix   = "X-Ferry-"
+)
+
+// Transport sends requests to app processes.
+type Transport struct {
+	// DialTimeout bounds connecting to a process socket. Default 5s.
+	DialTimeout time.Duration
+}
+
+// RoundTripError is a failed exchange. Retryable reports that the app cannot
+// have acted on the request, so it may be sent to another process.
+type RoundTripError struct {
+	Err       error
+	Retryable bool
+}
+
+func (e *RoundTripError) Error() string { return "forward to app: " + e.Err.Error() }
+func (e *RoundTripError) Unwrap() error { return e.Err }
+
+// Retryable reports whether err (from RoundTrip) allows sending the request
+// to another process.
+func Retryable(err error) bool {
+	var rt *RoundTripError
+	return errors.As(err, &rt) && rt.Retryable
+}
+
+// conn is a connection to a process, with its buffers and a count of bytes
+// read so that "nothing came back" can be told from "something did".
+type conn struct {
+	net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	read int64
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read += int64(n)
+	return n, err
+}
+
+func (t *Transport) dial(up Upstream) (*conn, bool, error) {
+	if c, ok := up.TakeConn().(*conn); ok && c != nil {
+		return c, true, nil
+	}
+	timeout := t.DialTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	nc, err := net.DialTimeout("unix", up.Socket(), timeout)
+	if err != nil {
+		return nil, false, err
+	}
+	c := &conn{Conn: nc}
+	c.br = bufio.NewReaderSize(c, 16<<10)
+	c.bw = bufio.NewWriterSize(nc, 16<<10)
+	return c, false, nil
+}
+
+// Exchange is a response whose head has arrived; WriteTo sends it on.
+type Exchange struct {
+	Resp *http.Response
+	up   Upstream
+	c    *conn
+}
+
+// RoundTrip sends r (with its buffered body) to the upstream and reads the
+// response head. On error the upstream has been released.
+func (t *Transport) RoundTrip(up Upstream, r *http.Request, body *Body, scheme string) (*Exchange, error) {
+	c, reused, err := t.dial(up)
+	if err != nil {
+		up.Unreachable()
+		return nil, &RoundTripError{Err: fmt.Errorf("connect to %s: %w", up.Socket(), err), Retryable: true}
+	}
+	writeHead(c.bw, r, body.Size(), scheme)
+	_, werr := body.WriteTo(c.bw)
+	if werr == nil {
+		werr = c.bw.Flush()
+	}
+	before := c.read
+	resp, err := readResponse(c.br, r)
+	if err != nil {
+		c.Close()
+		up.ReleaseConn(nil, false)
+		nothing := c.read == before
+		// A request that could not be written in full cannot have been acted
+		// on. A kept-alive connection that closes before answering an
+		// idempotent request is the classic stale-connection race.
+		retry := nothing && (werr != nil || (reused && idempotent(r.Method)))
+		if werr != nil {
+			err = werr
+		}
+		return nil, &RoundTripError{Err: fmt.Errorf("read response: %w", err), Retryable: retry}
+	}
+	return &Exchange{Resp: resp, up: up, c: c}, nil
+}
+
+// readResponse reads the final response head, skipping 1xx interim ones
+// (the body was sent in full, so 100 Continue means nothing here).
+func readResponse(br *bufio.Reader, r *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(br, r)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+	}
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		return true
+	}
+	return false
+}
+
+// writeHead writes the request line and headers: the client's, minus
+// hop-by-hop and internal ones, plus framing and Ferry's own.
+func writeHead(w *bufio.Writer, r *http.Request, size int64, scheme string) {
+	w.WriteString(r.Method)
+	w.WriteByte(' ')
+	w.WriteString(requestTarget(r))
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(r.Host)
+	w.WriteString("\r\n")
+	connTokens := r.Header["Connection"]
+	for k, vs := range r.Header {
+		if hopByHop(k) || listed(connTokens, k) {
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	if size > 0 || bodyExpected(r.Method) {
+		w.WriteString("Content-Length: ")
+		var num [20]byte
+		w.Write(strconv.AppendInt(num[:0], size, 10))
+		w.WriteString("\r\n")
+	}
+	w.WriteString(HeaderClientAddr + ": ")
+	w.WriteString(r.RemoteAddr)
+	w.WriteString("\r\n" + HeaderScheme + ": ")
+	w.WriteString(scheme)
+	w.WriteString("\r\n\r\n")
+}
+
+func requestTarget(r *http.Request) string {
+	if rt := r.RequestURI; rt != "" && (rt[0] == '/' || rt == "*") {
+		return rt
+	}
+	// Absolute-form or HTTP/2: rebuild the origin form.
+	return r.URL.RequestURI()
+}
+
+func bodyExpected(method string) bool {
+	return method == "POST" || method == "PUT" || method == "PATCH"
+}
+
+// hopByHop reports headers that describe one connection, not the message
+// (RFC 9110 §7.6.1), plus framing and expectations the core has already
+// dealt with by buffering the body.
+func hopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer",
+		"Transfer-Encoding", "Upgrade", "Content-Length", "Expect", "Host":
+		return true
+	}
+	return false
+}
+
+// listed reports whether header k is named in a Connection header.
+func listed(tokens []string, k string) bool {
+	for _, v := range tokens {
+		for tok := range strings.SplitSeq(v, ",") {
+			if http.CanonicalHeaderKey(strings.TrimSpace(tok)) == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// SanitizeRequest drops client-sent headers that could impersonate Ferry's
+// internal ones: any X-Ferry-* and any name containing '_' (which a CGI-style
+// loader would map to the same variable as its '-' twin; Passenger's
+// CVE-2015-7519).
+func SanitizeRequest(h http.Header) {
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 || hasPrefixFold(k, internalPrefix) {
+			delete(h, k)
+		}
+	}
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// copyResponseHeader copies the app's headers to the client's, minus
+// hop-by-hop ones.
+func copyResponseHeader(dst, src http.Header) {
+	connTokens := src["Connection"]
+	for k, vs := range src {
+		switch k {
+		case "Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+			continue
+		}
+		if listed(connTokens, k) {
+			continue
+		}
+		dst[k] = vs
+	}
+}

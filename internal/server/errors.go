@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"html/template"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ferry-server/ferry/internal/pool"
+	"github.com/ferry-server/ferry/internal/proxy"
+	"github.com/ferry-server/ferry/internal/spawn"
+)
+
+// StatusClientClosed is logged (never sent) when the client went away
+// before a response could be given, as nginx does.
+const StatusClientClosed = 499
+
+// errorPage is what one error looks like to a client.
+type errorPage struct {
+	Status     int
+	Title      string
+	Message    string
+	RetryAfter time.Duration
+	// Spawn details, shown only in development.
+	Summary, Details, Output string
+}
+
+// classify maps an error of the request path to what the client is told;
+// the one place where errors become statuses.
+func classify(err error) errorPage {
+	var (
+		se *spawn.Error
+		be *pool.BackoffError
+	)
+	switch {
+	case errors.Is(err, proxy.ErrBodyTooLarge):
+		return errorPage{Status: http.StatusRequestEntityTooLarge, Title: "Request body too large",
+			Message: "The request body is larger than this server accepts."}
+	case errors.Is(err, pool.ErrQueueFull):
+		return errorPage{Status: http.StatusServiceUnavailable, Title: "Server busy",
+			Message:    "The app is too busy to take this request now: its request queue is full. Please try again shortly.",
+			RetryAfter: time.Second}
+	case errors.Is(err, pool.ErrShuttingDown):
+		return errorPage{Status: http.StatusServiceUnavailable, Title: "Shutting down",
+			Message: "The app is shutting down.", RetryAfter: 5 * time.Second}
+	case errors.As(err, &be):
+		p := spawnPage(be.Err)
+		p.Status = http.StatusServiceUnavailable
+		p.RetryAfter = be.RetryAfter
+		return p
+	case errors.As(err, &se):
+		return spawnPage(se)
+	case errors.Is(err, context.DeadlineExceeded):
+		return errorPage{Status: http.StatusGatewayTimeout, Title: "Gateway timeout",
+			Message: "The app took too long to answer."}
+	}
+	var rt *proxy.RoundTripError
+	if errors.As(err, &rt) {
+		return errorPage{Status: http.StatusBadGateway, Title: "Bad gateway",
+			Message: "The app process ended or broke off its response before answering this request."}
+	}
+	return errorPage{Status: http.StatusInternalServerError, Title: "Internal server error",
+		Message: "Ferry could not handle this request."}
+}
+
+func spawnPage(err error) errorPage {
+	p := errorPage{Status: http.StatusInternalServerError, Title: "The app failed to start",
+		Message: "The application could not be started. The server log has the details."}
+	var se *spawn.Error
+	if errors.As(err, &se) {
+		p.Summary, p.Details, p.Output = se.Summary, se.Details, se.Output
+	}
+	return p
+}
+
+var pageTemplate = template.Must(template.New("error").Parse(`<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{{.Title}}</title>
+<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
+pre{background:#f4f4f4;padding:1em;overflow:auto;white-space:pre-wrap}h1{font-size:1.4em}</style></head>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p>
+{{- if .Dev}}{{if .Summary}}<h2>Error</h2><pre>{{.Summary}}</pre>{{end}}
+{{- if .Details}}<h2>Details</h2><pre>{{.Details}}</pre>{{end}}
+{{- if .Output}}<h2>App output</h2><pre>{{.Output}}</pre>{{end}}
+<p><small>These details are shown because the app runs in development. In production this page shows only the message above.</small></p>{{end}}
+<hr><p><small>Ferry</small></p></body></html>
+`))
+
+// writeError sends the page for err and returns its status. Headers an app
+// response may have set already are dropped first.
+func writeError(w http.ResponseWriter, err error, dev bool) int {
+	p := classify(err)
+	h := w.Header()
+	clear(h)
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	if p.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(max(1, int(p.RetryAfter.Round(time.Second)/time.Second))))
+	}
+	w.WriteHeader(p.Status)
+	pageTemplate.Execute(w, struct {
+		errorPage
+		Dev bool
+	}{p, dev})
+	return p.Status
+}

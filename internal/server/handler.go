@@ -1,0 +1,187 @@
+// Package server owns the HTTP front: the request path from an accepted
+// request to a response (static files, body buffering, checkout, forwarding),
+// error pages, the access log, and the http.Server with its timeouts and
+// graceful shutdown. It does not spawn or choose processes itself.
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ferry-server/ferry/internal/pool"
+	"github.com/ferry-server/ferry/internal/proxy"
+	"github.com/ferry-server/ferry/internal/static"
+)
+
+// App is one app as the request path sees it.
+type App struct {
+	Name   string
+	Group  *pool.Group
+	Static *static.Handler // nil: no public/ directory
+	// Development shows error details (spawn output, tracebacks) to clients.
+	Development bool
+}
+
+// Options tune the request path.
+type Options struct {
+	// RequestBufferMemory is how much of a request body stays in memory
+	// before spilling to BufferDir.
+	RequestBufferMemory int64
+	// MaxBodySize bounds request bodies (413 past it); 0 = unlimited.
+	MaxBodySize int64
+	// BufferDir holds spill files of request and response bodies.
+	BufferDir string
+	// Response bounds response buffering.
+	Response proxy.ResponseOptions
+}
+
+// Handler is the request path.
+type Handler struct {
+	app       *App
+	opts      Options
+	transport proxy.Transport
+	log       *slog.Logger
+	access    *slog.Logger
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// NewHandler returns the request path for app. access receives one line per
+// request.
+func NewHandler(app *App, opts Options, log, access *slog.Logger) *Handler {
+	return &Handler{app: app, opts: opts, log: log, access: access}
+}
+
+// ServeHTTP is the request path, one straight line: sanitise, static file,
+// buffer the body, check out a process, forward, stream the response back.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	proxy.SanitizeRequest(r.Header)
+	app := h.app
+
+	if app.Static != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		sw := statusWriter{ResponseWriter: w}
+		if app.Static.Serve(&sw, r) {
+			h.logAccess(r, sw.status, sw.bytes, 0, start)
+			return
+		}
+	}
+
+	var body *proxy.Body
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		var err error
+		body, err = proxy.BufferBody(r.Body, r.ContentLength, h.opts.RequestBufferMemory, h.opts.MaxBodySize, h.opts.BufferDir)
+		if err != nil {
+			h.fail(w, r, err, 0, start)
+			return
+		}
+		defer body.Close()
+	}
+
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	for attempt := 0; ; attempt++ {
+		sess, err := app.Group.Checkout(r.Context())
+		if err != nil {
+			h.fail(w, r, err, 0, start)
+			return
+		}
+		pid := sess.PID()
+		x, err := h.transport.RoundTrip(sess, r, body, scheme)
+		if err != nil {
+			if attempt == 0 && proxy.Retryable(err) {
+				h.log.LogAttrs(r.Context(), slog.LevelDebug, "retrying request on another process",
+					slog.Int("pid", pid), slog.String("error", err.Error()))
+				continue
+			}
+			h.fail(w, r, err, pid, start)
+			return
+		}
+		res := x.WriteTo(w, h.opts.Response)
+		if res.AppErr != nil {
+			h.log.LogAttrs(r.Context(), slog.LevelWarn, "app response broke off",
+				slog.Int("pid", pid), slog.String("path", r.URL.Path), slog.String("error", res.AppErr.Error()))
+			if !res.Wrote {
+				h.fail(w, r, &proxy.RoundTripError{Err: res.AppErr}, pid, start)
+				return
+			}
+			h.logAccess(r, res.Status, res.Bytes, pid, start)
+			// The client must see the response as truncated.
+			panic(http.ErrAbortHandler)
+		}
+		h.logAccess(r, res.Status, res.Bytes, pid, start)
+		return
+	}
+}
+
+// fail answers with the status and page for err (or, when the client is
+// gone, nothing) and logs it.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, pid int, start time.Time) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		h.logAccess(r, StatusClientClosed, 0, pid, start)
+		return
+	}
+	status := writeError(w, err, h.app.Development)
+	if status >= 500 {
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", status), slog.Int("pid", pid), slog.String("error", err.Error()))
+	}
+	h.logAccess(r, status, 0, pid, start)
+}
+
+func (h *Handler) logAccess(r *http.Request, status int, bytes int64, pid int, start time.Time) {
+	if h.access == nil {
+		return
+	}
+	h.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("client", r.RemoteAddr),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.RequestURI()),
+		slog.Int("status", status),
+		slog.Int64("bytes", bytes),
+		slog.Duration("duration", time.Since(start)),
+		slog.Int("pid", pid),
+	)
+}
+
+// statusWriter records what a static response was, for the access log, and
+// keeps sendfile by passing ReadFrom through.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(p)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (s *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := io.Copy(s.ResponseWriter, r)
+	s.bytes += n
+	return n, err
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,0 +1,439 @@
+// Package static serves files from an app's public/ directory. It owns path
+// checking and file responses; it does not know about apps or the pool.
+//
+// A Handler answers GET and HEAD requests for regular files below its root
+// directory and reports whether it did so. Everything it does not serve —
+// other methods, directories, missing files, dotfiles, suspicious paths, I/O
+// errors — falls through untouched (nothing written, false returned) so the
+// caller can hand the request to the application instead. Paths are never
+// rewritten or redirected: a path is either served exactly as requested or
+// not at all.
+//
+// Files are opened through an [os.Root], so no path, however encoded, and no
+// symlink can reach outside the root unless Options.FollowSymlinks is set.
+// Small files are kept in a bounded in-memory cache that is revalidated with
+// one Stat per request.
+package static
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Cache defaults, used when the corresponding Options field is zero.
+const (
+	DefaultCacheMaxFileSize = 64 << 10 // 64 KiB
+	DefaultCacheMaxEntries  = 1024
+	DefaultCacheMaxBytes    = 16 << 20 // 16 MiB
+)
+
+// maxPathLen bounds the request paths considered at all; longer ones fall
+// through. Real asset paths are far shorter, and PATH_MAX is 4096 on Linux.
+const maxPathLen = 4096
+
+// Options configures a Handler. The zero value is the safe default.
+type Options struct {
+	// FollowSymlinks allows symlinks that point outside the root. Default false.
+	//
+	// When false every file is opened through an os.Root: symlinks are
+	// followed only if they are relative and stay inside the root (absolute
+	// symlinks are refused even when they point inside). When true, files
+	// are opened with plain os calls on root/rel, so the OS follows any
+	// symlink, wherever it points; the request path itself is still checked
+	// exactly as strictly.
+	FollowSymlinks bool
+	// ServeDotfiles allows path segments starting with '.'. Default false
+	// (.git, .env are never served).
+	ServeDotfiles bool
+
+	// CacheMaxFileSize is the largest file, in bytes, kept in memory.
+	// Zero means DefaultCacheMaxFileSize (64 KiB).
+	CacheMaxFileSize int64
+	// CacheMaxEntries bounds the number of files kept in memory.
+	// Zero means DefaultCacheMaxEntries (1024).
+	CacheMaxEntries int
+	// CacheMaxBytes bounds the total size of the files kept in memory.
+	// Zero means DefaultCacheMaxBytes (16 MiB).
+	CacheMaxBytes int64
+	// A negative value in any of the three cache fields disables the cache.
+}
+
+// Handler serves the files below one directory. It is safe for concurrent
+// use.
+type Handler struct {
+	root   *os.Root // nil when the directory did not exist
+	prefix string   // absolute root path + separator, for FollowSymlinks
+	opts   Options
+	closed atomic.Bool
+
+	cacheOn    bool
+	maxFile    int64
+	maxEntries int
+	maxBytes   int64
+
+	mu      sync.RWMutex
+	entries map[string]*entry
+	used    int64 // sum of len(entry.data), guarded by mu
+}
+
+// entry is an immutable cached file. It is replaced, never modified.
+type entry struct {
+	data    []byte
+	size    int64
+	mtimeNs int64
+	modTime time.Time
+	// Header values, built once. The slices have len == cap so that an
+	// append by anyone downstream copies instead of writing into them.
+	etag  []string
+	ctype []string
+}
+
+var (
+	acceptRanges = []string{"bytes"}
+	readerPool   = sync.Pool{New: func() any { return new(bytes.Reader) }}
+)
+
+// New opens dir (which may not exist: then Serve always returns false).
+func New(dir string, opts Options) (*Handler, error) {
+	h := &Handler{opts: opts}
+	h.maxFile = orDefault(opts.CacheMaxFileSize, DefaultCacheMaxFileSize)
+	h.maxEntries = int(orDefault(int64(opts.CacheMaxEntries), DefaultCacheMaxEntries))
+	h.maxBytes = orDefault(opts.CacheMaxBytes, DefaultCacheMaxBytes)
+	h.cacheOn = h.maxFile > 0 && h.maxEntries > 0 && h.maxBytes > 0
+	if h.cacheOn {
+		h.entries = make(map[string]*entry)
+	}
+
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return h, nil // Serve always reports false
+		}
+		return nil, err
+	}
+	h.root = root
+	if opts.FollowSymlinks {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			root.Close()
+			return nil, err
+		}
+		h.prefix = abs + string(filepath.Separator)
+	}
+	return h, nil
+}
+
+func orDefault(v, def int64) int64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Close releases the root directory and drops the cache. Serve returns false
+// afterwards.
+func (h *Handler) Close() error {
+	if h.closed.Swap(true) {
+		return nil
+	}
+	h.mu.Lock()
+	h.entries = nil
+	h.used = 0
+	h.mu.Unlock()
+	if h.root != nil {
+		return h.root.Close()
+	}
+	return nil
+}
+
+// Serve answers GET and HEAD requests for regular files under the root and
+// returns true; for anything else (other methods, directories, missing files,
+// dotfiles, unsafe paths) it writes nothing and returns false so the request
+// falls through to the app.
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if h.root == nil || h.closed.Load() || r.URL == nil || r.URL.Opaque != "" {
+		return false
+	}
+	rel, ok := cleanPath(r.URL.Path)
+	if !ok {
+		return false
+	}
+	if r.URL.RawPath != "" && !rawPathOK(r.URL) {
+		return false
+	}
+	if !h.opts.ServeDotfiles && hasDotSegment(rel) {
+		return false
+	}
+
+	// One Stat decides between "fall through" and "serve", and validates a
+	// cached copy. Non-regular files (directories, FIFOs, devices) are never
+	// opened, so a FIFO cannot block us.
+	fi, err := h.stat(rel)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	size := fi.Size()
+	if h.cacheOn && size <= h.maxFile {
+		if e := h.lookup(rel); e != nil && e.size == size && e.mtimeNs == fi.ModTime().UnixNano() {
+			h.serveEntry(w, r, e)
+			return true
+		}
+	}
+
+	f, err := h.open(rel)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	// Re-check on the open descriptor: the path may have been replaced
+	// between Stat and Open.
+	fi, err = f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	if h.cacheOn && fi.Size() <= h.maxFile {
+		e, err := h.fill(rel, f, fi)
+		if err != nil {
+			return false // read error: nothing written yet
+		}
+		if e != nil {
+			h.serveEntry(w, r, e)
+			return true
+		}
+		// The file changed while we read it; serve it uncached.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return false
+		}
+	}
+	h.serveFile(w, r, rel, f, fi)
+	return true
+}
+
+func (h *Handler) stat(rel string) (fs.FileInfo, error) {
+	if h.opts.FollowSymlinks {
+		return os.Stat(h.prefix + rel)
+	}
+	return h.root.Stat(rel)
+}
+
+func (h *Handler) open(rel string) (*os.File, error) {
+	if h.opts.FollowSymlinks {
+		return os.Open(h.prefix + rel)
+	}
+	return h.root.Open(rel)
+}
+
+// serveEntry answers from memory.
+func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry) {
+	hdr := w.Header()
+	hdr["Etag"] = e.etag
+	hdr["Content-Type"] = e.ctype
+	hdr["Accept-Ranges"] = acceptRanges
+	rd := readerPool.Get().(*bytes.Reader)
+	rd.Reset(e.data)
+	// An empty name: the Content-Type is already set, nothing to derive.
+	http.ServeContent(w, r, "", e.modTime, rd)
+	rd.Reset(nil)
+	readerPool.Put(rd)
+}
+
+// serveFile answers from the open file f.
+func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, rel string, f *os.File, fi fs.FileInfo) {
+	hdr := w.Header()
+	mt := fi.ModTime()
+	hdr.Set("Etag", makeETag(fi.Size(), mt.UnixNano()))
+	if ct := mime.TypeByExtension(filepath.Ext(rel)); ct != "" {
+		hdr.Set("Content-Type", ct)
+	}
+	// Otherwise leave Content-Type unset and pass no name: ServeContent
+	// sniffs the first 512 bytes and seeks back.
+	hdr["Accept-Ranges"] = acceptRanges
+	http.ServeContent(w, r, "", mt, f)
+}
+
+// lookup returns the cached entry for rel, if any.
+func (h *Handler) lookup(rel string) *entry {
+	h.mu.RLock()
+	e := h.entries[rel]
+	h.mu.RUnlock()
+	return e
+}
+
+// fill reads the open file f (described by fi) into a new cache entry and
+// stores it. It returns (nil, nil) when the file changed during the read,
+// and an error when reading failed.
+func (h *Handler) fill(rel string, f *os.File, fi fs.FileInfo) (*entry, error) {
+	size := fi.Size()
+	data := make([]byte, size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return nil, nil // shrank under us
+		}
+		return nil, err
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	mtimeNs := fi.ModTime().UnixNano()
+	if after.Size() != size || after.ModTime().UnixNano() != mtimeNs {
+		return nil, nil
+	}
+
+	ct := mime.TypeByExtension(filepath.Ext(rel))
+	if ct == "" {
+		ct = http.DetectContentType(data) // looks at 512 bytes at most
+	}
+	e := &entry{
+		data:    data,
+		size:    size,
+		mtimeNs: mtimeNs,
+		modTime: fi.ModTime(),
+		etag:    []string{makeETag(size, mtimeNs)},
+		ctype:   []string{ct},
+	}
+	h.store(strings.Clone(rel), e)
+	return e, nil
+}
+
+// store inserts e under key, evicting arbitrary entries (Go's randomised map
+// order) until the bounds hold.
+func (h *Handler) store(key string, e *entry) {
+	n := int64(len(e.data))
+	if n > h.maxBytes {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.entries == nil { // closed
+		return
+	}
+	if old, ok := h.entries[key]; ok {
+		h.used -= int64(len(old.data))
+		delete(h.entries, key)
+	}
+	for len(h.entries) > 0 && (len(h.entries) >= h.maxEntries || h.used+n > h.maxBytes) {
+		for k, v := range h.entries {
+			h.used -= int64(len(v.data))
+			delete(h.entries, k)
+			break
+		}
+	}
+	h.entries[key] = e
+	h.used += n
+}
+
+// makeETag returns a strong validator: "<size hex>-<mtime ns hex>".
+func makeETag(size, mtimeNs int64) string {
+	var b [2 + 16 + 1 + 16]byte
+	buf := append(b[:0], '"')
+	buf = strconv.AppendUint(buf, uint64(size), 16)
+	buf = append(buf, '-')
+	buf = strconv.AppendUint(buf, uint64(mtimeNs), 16)
+	buf = append(buf, '"')
+	return string(buf)
+}
+
+// cleanPath checks a decoded URL path (r.URL.Path) and returns it relative to
+// the root. It never rewrites: on success rel is p without its leading '/'.
+// It rejects (ok == false):
+//   - paths not starting with '/', the bare "/", and paths over maxPathLen;
+//   - empty, "." and ".." segments (so "//", "/./", trailing '/');
+//   - NUL, other ASCII control bytes, and backslash anywhere;
+//   - any segment that still contains a percent escape (%XX with two hex
+//     digits). net/http already decoded the path once, so such a segment was
+//     encoded twice ("%252e%252e" → "%2e%2e"). Static file names have no
+//     business looking like that, and rejecting them means no later decoding
+//     step, ours or anyone's, can turn them into "..", "/" or NUL.
+//
+// Whether a segment starts with '.' is a separate policy (hasDotSegment).
+func cleanPath(p string) (rel string, ok bool) {
+	if len(p) < 2 || len(p) > maxPathLen || p[0] != '/' {
+		return "", false
+	}
+	rel = p[1:]
+	start := 0
+	for i := 0; i <= len(rel); i++ {
+		if i < len(rel) {
+			c := rel[i]
+			switch {
+			case c == '/':
+			case c < 0x20 || c == 0x7f || c == '\\':
+				return "", false
+			case c == '%':
+				if i+2 < len(rel) && isHex(rel[i+1]) && isHex(rel[i+2]) {
+					return "", false
+				}
+				continue
+			default:
+				continue
+			}
+		}
+		// rel[start:i] is a complete segment.
+		switch i - start {
+		case 0:
+			return "", false
+		case 1:
+			if rel[start] == '.' {
+				return "", false
+			}
+		case 2:
+			if rel[start] == '.' && rel[start+1] == '.' {
+				return "", false
+			}
+		}
+		start = i + 1
+	}
+	return rel, true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// hasDotSegment reports whether any segment of rel (as returned by
+// cleanPath) starts with '.'.
+func hasDotSegment(rel string) bool {
+	return len(rel) > 0 && rel[0] == '.' || strings.Contains(rel, "/.")
+}
+
+// rawPathOK checks the request's original encoding when it differs from the
+// default one (net/http sets RawPath only then). The path we act on is the
+// decoded r.URL.Path; we refuse when the raw form is not a valid encoding of
+// it (a hand-built or tampered URL) or when it encodes characters that change
+// meaning once decoded: an encoded '/' (the client meant it inside a segment,
+// which no file name can hold), '\' or NUL.
+func rawPathOK(u *url.URL) bool {
+	// EscapedPath returns RawPath only if it is a valid encoding of Path.
+	return u.EscapedPath() == u.RawPath && rawOK(u.RawPath)
+}
+
+func rawOK(raw string) bool {
+	for i := 0; i+2 < len(raw); i++ {
+		if raw[i] != '%' {
+			continue
+		}
+		switch {
+		case raw[i+1] == '0' && raw[i+2] == '0',
+			raw[i+1] == '2' && (raw[i+2] == 'f' || raw[i+2] == 'F'),
+			raw[i+1] == '5' && (raw[i+2] == 'c' || raw[i+2] == 'C'):
+			return false
+		}
+	}
+	return true
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -159,6 +160,8 @@ func (b byteSize) Set(v string) error {
 // ParseBytes reads "1048576", "512k", "1m", "1g" (powers of 1024).
 func ParseBytes(v string) (int64, error) {
 	s := strings.ToLower(strings.TrimSpace(v))
+	// "1m", "1mb", "1mib" all mean 1 MiB.
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "b"), "i")
 	mult := int64(1)
 	if s != "" {
 		switch s[len(s)-1] {
@@ -170,8 +173,8 @@ func ParseBytes(v string) (int64, error) {
 			mult, s = 1<<30, s[:len(s)-1]
 		}
 	}
-	n, err := strconv.ParseInt(strings.TrimSuffix(s, "i"), 10, 64)
-	if err != nil || n < 0 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
 		return 0, errors.New("want a byte count such as 1048576, 512k, 1m or 1g")
 	}
 	return n * mult, nil

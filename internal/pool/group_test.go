@@ -1,0 +1,495 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// fakeProc is an in-memory process: the pool's decisions are tested here;
+// real processes are exercised by the integration tests.
+type fakeProc struct {
+	pid         int
+	concurrency int
+	done        chan struct{}
+	once        sync.Once
+	stopped     chan struct{}
+}
+
+func (p *fakeProc) PID() int              { return p.pid }
+func (p *fakeProc) Socket() string        { return "" }
+func (p *fakeProc) Concurrency() int      { return p.concurrency }
+func (p *fakeProc) Done() <-chan struct{} { return p.done }
+func (p *fakeProc) Reap()                 {}
+func (p *fakeProc) Stop(context.Context) {
+	p.die()
+	close(p.stopped)
+}
+func (p *fakeProc) die() { p.once.Do(func() { close(p.done) }) }
+
+// fakeSpawner hands out fakeProcs, or fails while fail is set.
+type fakeSpawner struct {
+	mu          sync.Mutex
+	next        int
+	concurrency int
+	fail        error
+	procs       []*fakeProc
+	delay       time.Duration
+}
+
+func (s *fakeSpawner) Spawn(ctx context.Context) (Proc, error) {
+	if s.delay > 0 {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	s.next++
+	c := s.concurrency
+	if c == 0 {
+		c = 1
+	}
+	p := &fakeProc{pid: 100 + s.next, concurrency: c, done: make(chan struct{}), stopped: make(chan struct{})}
+	s.procs = append(s.procs, p)
+	return p, nil
+}
+
+func (s *fakeSpawner) proc(i int) *fakeProc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.procs[i]
+}
+
+func (s *fakeSpawner) spawned() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
+}
+
+func newTestGroup(t *testing.T, cfg Config, sp *fakeSpawner) *Group {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "app"
+	}
+	g := NewGroup(cfg, sp, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g.Start()
+	t.Cleanup(func() { g.Close(context.Background()) })
+	return g
+}
+
+// checkoutAsync starts a checkout and returns where its result lands.
+func checkoutAsync(ctx context.Context, g *Group) chan checkout {
+	ch := make(chan checkout, 1)
+	go func() {
+		s, err := g.Checkout(ctx)
+		ch <- checkout{s: s, err: err}
+	}()
+	return ch
+}
+
+func TestCheckoutSpawnsThenReuses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := newTestGroup(t, Config{Max: 3}, sp)
+		s, err := g.Checkout(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := s.PID()
+		s.Release(true)
+		for range 5 {
+			s, err := g.Checkout(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.PID() != first {
+				t.Fatalf("sequential checkout went to %d, want the idle %d", s.PID(), first)
+			}
+			s.Release(true)
+		}
+		if n := sp.spawned(); n != 1 {
+			t.Fatalf("spawned %d processes for sequential load, want 1", n)
+		}
+		if st := g.Status(); st.Processes[0].Processed != 6 || st.Stats.RequestsDone != 6 {
+			t.Fatalf("processed %d, requests done %d, want 6", st.Processes[0].Processed, st.Stats.RequestsDone)
+		}
+	})
+}
+
+func TestMinAtStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := newTestGroup(t, Config{Min: 3, Max: 5}, sp)
+		synctest.Wait()
+		if n := len(g.Status().Processes); n != 3 {
+			t.Fatalf("%d processes after start, want min 3", n)
+		}
+	})
+}
+
+func TestQueueIsFIFOAndBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := newTestGroup(t, Config{Max: 1, MaxQueue: 2}, sp)
+		s, err := g.Checkout(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w1 := checkoutAsync(t.Context(), g)
+		synctest.Wait()
+		w2 := checkoutAsync(t.Context(), g)
+		synctest.Wait()
+		if q := g.Status().Queued; q != 2 {
+			t.Fatalf("queued = %d, want 2", q)
+		}
+		if _, err := g.Checkout(t.Context()); !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("third waiter: %v, want ErrQueueFull", err)
+		}
+		s.Release(true)
+		synctest.Wait()
+		select {
+		case c := <-w1:
+			if c.err != nil {
+				t.Fatal(c.err)
+			}
+			select {
+			case <-w2:
+				t.Fatal("second waiter served while the only process is busy")
+			default:
+			}
+			c.s.Release(true)
+		default:
+			t.Fatal("first waiter not served first")
+		}
+		c := <-w2
+		if c.err != nil {
+			t.Fatal(c.err)
+		}
+		c.s.Release(true)
+		if g.Status().Stats.QueueFull != 1 {
+			t.Errorf("queue_full = %d, want 1", g.Status().Stats.QueueFull)
+		}
+	})
+}
+
+func TestGrowsToMaxThenQueues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{delay: 50 * time.Millisecond}
+		g := newTestGroup(t, Config{Max: 3}, sp)
+		var held []chan checkout
+		for range 5 {
+			held = append(held, checkoutAsync(t.Context(), g))
+		}
+		synctest.Wait()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		st := g.Status()
+		if len(st.Processes) != 3 || st.Queued != 2 || sp.spawned() != 3 {
+			t.Fatalf("processes %d, queued %d, spawned %d; want 3, 2, 3", len(st.Processes), st.Queued, sp.spawned())
+		}
+		// Release as they are served; all five get served by the three.
+		pids := map[int]int{}
+		for served := 0; served < 5; {
+			synctest.Wait()
+			progressed := false
+			for i := 0; i < len(held); i++ {
+				select {
+				case c := <-held[i]:
+					if c.err != nil {
+						t.Fatal(c.err)
+					}
+					pids[c.s.PID()]++
+					c.s.Release(true)
+					held = append(held[:i], held[i+1:]...)
+					i--
+					served++
+					progressed = true
+				default:
+				}
+			}
+			if !progressed {
+				t.Fatalf("no waiter served after releases; %d left", len(held))
+			}
+		}
+		if len(pids) != 3 {
+			t.Fatalf("served by %v, want 3 processes", pids)
+		}
+	})
+}
+
+func TestLeastBusyWithConcurrency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{concurrency: 4}
+		g := newTestGroup(t, Config{Min: 2, Max: 2}, sp)
+		synctest.Wait()
+		counts := map[int]int{}
+		var sessions []*Session
+		for range 8 {
+			s, err := g.Checkout(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts[s.PID()]++
+			sessions = append(sessions, s)
+		}
+		for pid, n := range counts {
+			if n != 4 {
+				t.Fatalf("process %d has %d sessions, want 4 each (least busy): %v", pid, n, counts)
+			}
+		}
+		// Both full: the ninth waits.
+		w := checkoutAsync(t.Context(), g)
+		synctest.Wait()
+		if g.Status().Queued != 1 {
+			t.Fatal("ninth session not queued with both processes at concurrency 4")
+		}
+		sessions[0].Release(true)
+		c := <-w
+		if c.err != nil || c.s.PID() != sessions[0].PID() {
+			t.Fatalf("ninth got %v %v, want the process that freed a slot", c.s, c.err)
+		}
+	})
+}
+
+func TestSpawnFailureBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		boom := errors.New("boom")
+		sp := &fakeSpawner{fail: boom}
+		g := newTestGroup(t, Config{Max: 2, BackoffBase: time.Second, BackoffMax: 4 * time.Second}, sp)
+
+		if _, err := g.Checkout(t.Context()); !errors.Is(err, boom) {
+			t.Fatalf("first checkout: %v, want the spawn error", err)
+		}
+		var be *BackoffError
+		for range 20 {
+			if _, err := g.Checkout(t.Context()); !errors.As(err, &be) || !errors.Is(err, boom) {
+				t.Fatalf("checkout while backing off: %v, want a BackoffError wrapping the spawn error", err)
+			}
+		}
+		if be.RetryAfter <= 0 || be.RetryAfter > time.Second {
+			t.Fatalf("retry after %s, want within the 1s back-off", be.RetryAfter)
+		}
+		if n := g.Status().Stats.SpawnFailed; n != 1 {
+			t.Fatalf("%d spawn attempts during back-off, want 1", n)
+		}
+
+		// Back-off doubles, capped.
+		for _, want := range []time.Duration{2 * time.Second, 4 * time.Second, 4 * time.Second} {
+			time.Sleep(time.Until(g.retryAtForTest()) + time.Millisecond)
+			if _, err := g.Checkout(t.Context()); !errors.Is(err, boom) {
+				t.Fatalf("checkout after back-off: %v", err)
+			}
+			if got := time.Until(g.retryAtForTest()); got != want {
+				t.Fatalf("next back-off %s, want %s", got, want)
+			}
+		}
+
+		// Fixed: the next attempt after the back-off succeeds.
+		sp.mu.Lock()
+		sp.fail = nil
+		sp.mu.Unlock()
+		time.Sleep(5 * time.Second)
+		s, err := g.Checkout(t.Context())
+		if err != nil {
+			t.Fatalf("after the app is fixed: %v", err)
+		}
+		s.Release(true)
+		if st := g.Status(); st.LastError != "" {
+			t.Fatalf("last error %q kept after a good spawn", st.LastError)
+		}
+	})
+}
+
+func (g *Group) retryAtForTest() time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.retryAt
+}
+
+func TestMinIsRestoredAfterFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{fail: errors.New("boom")}
+		g := newTestGroup(t, Config{Min: 1, Max: 2, BackoffBase: time.Second}, sp)
+		synctest.Wait()
+		sp.mu.Lock()
+		sp.fail = nil
+		sp.mu.Unlock()
+		// No request comes: the retry timer alone brings up the minimum.
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if n := len(g.Status().Processes); n != 1 {
+			t.Fatalf("%d processes after the back-off, want min 1", n)
+		}
+	})
+}
+
+func TestDeathIsNoticedAndReplaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := newTestGroup(t, Config{Min: 1, Max: 1}, sp)
+		synctest.Wait()
+		s, err := g.Checkout(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp.proc(0).die()
+		synctest.Wait()
+		s.Release(false) // the in-flight request failed
+		st := g.Status()
+		if st.Stats.Died != 1 || len(st.Processes) != 1 || st.Processes[0].PID == sp.proc(0).pid {
+			t.Fatalf("after a death: died %d, processes %+v", st.Stats.Died, st.Processes)
+		}
+	})
+}
+
+func TestDeadProcessIsNotHandedOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := newTestGroup(t, Config{Min: 1, Max: 1}, sp)
+		synctest.Wait()
+		// Dead, but the watcher has not run yet: hold the lock so it cannot.
+		g.mu.Lock()
+		sp.proc(0).die()
+		p := g.leastBusyLocked()
+		g.mu.Unlock()
+		if p != nil {
+			t.Fatal("an exited process was picked")
+		}
+	})
+}
+
+func TestUnreachableIsReplaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := newTestGroup(t, Config{Min: 1, Max: 1}, sp)
+		synctest.Wait()
+		s, _ := g.Checkout(t.Context())
+		s.Unreachable()
+		<-sp.proc(0).stopped
+		synctest.Wait()
+		st := g.Status()
+		if len(st.Processes) != 1 || st.Processes[0].PID == sp.proc(0).pid || st.Stats.Died != 1 {
+			t.Fatalf("after unreachable: %+v", st)
+		}
+	})
+}
+
+func TestIdleProcessesStopDownToMin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := newTestGroup(t, Config{Min: 1, Max: 3, IdleTime: time.Minute}, sp)
+		var sessions []*Session
+		for range 3 {
+			w := checkoutAsync(t.Context(), g)
+			synctest.Wait()
+			c := <-w
+			sessions = append(sessions, c.s)
+		}
+		for _, s := range sessions {
+			s.Release(true)
+		}
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if n := len(g.Status().Processes); n != 3 {
+			t.Fatalf("%d processes before the idle time, want 3", n)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		st := g.Status()
+		if len(st.Processes) != 1 || st.Stats.IdleStopped != 2 {
+			t.Fatalf("after the idle time: %d processes, %d idle-stopped; want 1, 2", len(st.Processes), st.Stats.IdleStopped)
+		}
+	})
+}
+
+func TestBusyProcessIsNotIdleStopped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := newTestGroup(t, Config{Min: 0, Max: 1, IdleTime: time.Second}, sp)
+		s, err := g.Checkout(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := len(g.Status().Processes); n != 1 {
+			t.Fatal("a process with a session was stopped as idle")
+		}
+		s.Release(true)
+	})
+}
+
+func TestCancelledWaiterLeavesQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := newTestGroup(t, Config{Max: 1}, sp)
+		s, _ := g.Checkout(t.Context())
+		ctx, cancel := context.WithCancel(t.Context())
+		w := checkoutAsync(ctx, g)
+		synctest.Wait()
+		cancel()
+		c := <-w
+		if !errors.Is(c.err, context.Canceled) {
+			t.Fatalf("cancelled waiter: %v", c.err)
+		}
+		if q := g.Status().Queued; q != 0 {
+			t.Fatalf("queued = %d after cancel", q)
+		}
+		s.Release(true)
+		// The process is free again, not held by the gone waiter.
+		s2, err := g.Checkout(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2.Release(true)
+	})
+}
+
+func TestCloseFailsWaitersAndStopsProcesses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{}
+		g := NewGroup(Config{Name: "app", Max: 1}, sp, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		g.Start()
+		s, _ := g.Checkout(t.Context())
+		w := checkoutAsync(t.Context(), g)
+		synctest.Wait()
+		s.Release(true)
+		c := <-w
+		w2 := checkoutAsync(t.Context(), g)
+		synctest.Wait()
+		go g.Close(context.Background())
+		if r := <-w2; !errors.Is(r.err, ErrShuttingDown) {
+			t.Fatalf("waiter at close: %v", r.err)
+		}
+		c.s.Release(true)
+		<-sp.proc(0).stopped
+		if _, err := g.Checkout(t.Context()); !errors.Is(err, ErrShuttingDown) {
+			t.Fatalf("checkout after close: %v", err)
+		}
+	})
+}
+
+func TestWaitQueue(t *testing.T) {
+	var q waitQueue
+	ws := []*waiter{{}, {}, {}}
+	for _, w := range ws {
+		q.push(w)
+	}
+	if !q.remove(ws[1]) || q.remove(ws[1]) {
+		t.Fatal("remove: want true once, then false")
+	}
+	if q.pop() != ws[0] || q.pop() != ws[2] || q.pop() != nil || q.len() != 0 {
+		t.Fatal("pop order wrong")
+	}
+}

@@ -1,0 +1,148 @@
+package spawn
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// spawner runs script with sh as if it were a loader.
+func spawner(t *testing.T, script string, timeout time.Duration) *Spawner {
+	t.Helper()
+	return New(Config{
+		App:          "t",
+		Root:         t.TempDir(),
+		Command:      []string{"/bin/sh", "-c", script},
+		Env:          []string{"PATH=/usr/bin:/bin"},
+		WorkDir:      t.TempDir(),
+		StartTimeout: timeout,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+const ready = `echo '{"status":"ready","socket":"/evil","concurrency":3}' >&3; exec 3>&-; `
+
+func TestSpawnReady(t *testing.T) {
+	sp := spawner(t, ready+`echo started; test -n "$FERRY_SOCKET" && exec sleep 600`, 10*time.Second)
+	p, err := sp.Spawn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Concurrency() != 3 || p.Socket() == "/evil" || !strings.HasSuffix(p.Socket(), "/sock") {
+		t.Fatalf("concurrency %d socket %q: the socket must be ours, not the app's", p.Concurrency(), p.Socket())
+	}
+	work := p.workDir
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.Stop(ctx)
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("Stop returned before the process exited")
+	}
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Fatalf("work dir left behind: %v", err)
+	}
+}
+
+func TestSpawnReportedError(t *testing.T) {
+	sp := spawner(t, `echo 'loading...'; echo '{"status":"error","summary":"NameError: x","details":"Traceback: line 1"}' >&3; exit 1`, 10*time.Second)
+	_, err := sp.Spawn(t.Context())
+	var se *Error
+	if !errors.As(err, &se) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	if se.Summary != "NameError: x" || se.Details != "Traceback: line 1" || !strings.Contains(se.Output, "loading...") {
+		t.Fatalf("error = %+v", se)
+	}
+}
+
+func TestSpawnExitsBeforeReady(t *testing.T) {
+	sp := spawner(t, `echo 'to stderr' >&2; exit 7`, 10*time.Second)
+	_, err := sp.Spawn(t.Context())
+	var se *Error
+	if !errors.As(err, &se) || !strings.Contains(se.Summary, "exit status 7") || !strings.Contains(se.Output, "to stderr") {
+		t.Fatalf("error = %v (%+v)", err, se)
+	}
+}
+
+func TestSpawnTimeout(t *testing.T) {
+	sp := spawner(t, `echo 'slow'; exec sleep 600`, 200*time.Millisecond)
+	_, err := sp.Spawn(t.Context())
+	var se *Error
+	if !errors.As(err, &se) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(se.Summary, "did not start within") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestSpawnMalformedHandshake(t *testing.T) {
+	sp := spawner(t, `echo 'not json' >&3; exec sleep 600`, 10*time.Second)
+	if _, err := sp.Spawn(t.Context()); err == nil || !strings.Contains(err.Error(), "malformed status line") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestStopEscalatesToKill(t *testing.T) {
+	// The process ignores SIGTERM; Stop must still end it when ctx ends.
+	sp := spawner(t, `trap '' TERM; `+ready+`while :; do sleep 1; done`, 10*time.Second)
+	p, err := sp.Spawn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	p.Stop(ctx)
+	<-p.Done()
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("exit %v, want killed by SIGKILL", p.cmd.ProcessState)
+	}
+}
+
+func TestLifelineClosesWithCore(t *testing.T) {
+	// A loader that exits when its lifeline reaches EOF, as the real ones do.
+	sp := spawner(t, ready+`cat <&4 >/dev/null; echo 'lifeline gone'`, 10*time.Second)
+	p, err := sp.Spawn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.lifeline.Close() // what the kernel does when the core dies
+	<-p.Done()
+	p.Reap()
+}
+
+func FuzzParseHandshake(f *testing.F) {
+	for _, s := range []string{
+		`{"status":"ready","socket":"/x","concurrency":1}`,
+		`{"status":"ready"}`,
+		`{"status":"error","summary":"boom","details":"tb"}`,
+		`{"status":"error"}`,
+		`{"status":"ready","concurrency":-1}`,
+		`{"status":"maybe"}`,
+		`null`, `[]`, `{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		h, err := ParseHandshake(line)
+		if err != nil {
+			return
+		}
+		switch h.Status {
+		case "ready":
+			if h.Concurrency < 1 {
+				t.Fatalf("accepted concurrency %d", h.Concurrency)
+			}
+		case "error":
+			if h.Summary == "" {
+				t.Fatal("accepted an error without a summary")
+			}
+		default:
+			t.Fatalf("accepted status %q", h.Status)
+		}
+	})
+}

@@ -156,8 +156,8 @@ descendants() {
 	done
 }
 cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
-rss_kb() { awk '/^VmRSS:/{print $2; f=1} END{if(!f) print 0}' "/proc/$1/status" 2>/dev/null || echo 0; }
-pss_kb() { awk '/^Pss:/{print $2; f=1} END{if(!f) print 0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+rss_kb() { local v; v=$(awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null) || true; echo "${v:-0}"; }
+pss_kb() { local v; v=$(awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup" 2>/dev/null) || true; echo "${v:-0}"; }
 sum_kb() { # fn pid... -> sum
 	local fn=$1 s=0 p
 	shift

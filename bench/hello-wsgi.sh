@@ -419,18 +419,22 @@ log_problems() {
 	case $name in
 	ferry)
 		f=$tmp/ferry.log
-		local access non200 total
+		local access s499 other total
 		access=$(grep -c 'log=access' "$f" || true)
-		non200=$(grep 'log=access' "$f" | grep -vc ' status=200 ' || true)
+		# 499 = the client closed the connection before the response: wrk
+		# does that to the requests in flight when its -d time is up.
+		s499=$(grep -c 'log=access.* status=499 ' "$f" || true)
+		other=$(grep 'log=access' "$f" | grep -Evc ' status=(200|499) ' || true)
 		total=$(cat "$tmp"/ferry.{warmup,run*}.txt | awk '/ requests in /{s+=$1} END{print s}')
-		echo "- ferry.log: $(wc -l <"$f") lines, $access access lines (wrk reported $total requests incl. warm-up, plus the readiness curls), $non200 access lines with a status other than 200"
+		echo "- ferry.log: $(wc -l <"$f") lines, $access access lines (wrk reported $total completed requests incl. warm-up, plus the readiness curls);" \
+			"status 499 (client closed, i.e. wrk's in-flight requests at the end of each run): $s499; other non-200: $other"
 		pat='level=(WARN|ERROR)'
 		n=$(grep -Ec "$pat" "$f" || true)
 		echo "- ferry.log WARN/ERROR lines: $n"
-		if ((n || non200)); then
+		if ((n || other)); then
 			echo
 			echo '```'
-			{ grep -E "$pat" "$f"; grep 'log=access' "$f" | grep -v ' status=200 '; } | head -n 20
+			{ grep -E "$pat" "$f" || true; grep 'log=access' "$f" | grep -Ev ' status=(200|499) ' || true; } | head -n 20
 			echo '```'
 		fi
 		;;
@@ -442,7 +446,7 @@ log_problems() {
 		if ((n)); then
 			echo
 			echo '```'
-			grep -E "$pat" "$f" | head -n 20
+			{ grep -E "$pat" "$f" || true; } | head -n 20
 			echo '```'
 		fi
 		;;
@@ -454,7 +458,7 @@ log_problems() {
 		if ((n)); then
 			echo
 			echo '```'
-			grep -E "$pat" "$f" | head -n 20
+			{ grep -E "$pat" "$f" || true; } | head -n 20
 			echo '```'
 		fi
 		;;

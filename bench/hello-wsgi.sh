@@ -155,7 +155,7 @@ descendants() {
 		descendants "$c"
 	done
 }
-cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
+cmdline() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true; }
 rss_kb() { local v; v=$(awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null) || true; echo "${v:-0}"; }
 pss_kb() { local v; v=$(awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup" 2>/dev/null) || true; echo "${v:-0}"; }
 sum_kb() { # fn pid... -> sum
@@ -256,18 +256,21 @@ passenger_start() {
 	LOGF=$tmp/passenger.log
 }
 passenger_watchdog() { cat "$tmp/passenger.pid" 2>/dev/null || true; }
-passenger_toucher() {
-	ps -eo pid=,args= | awk -v t="$tmp" '/temp-dir-toucher/ && index($0, t) {print $1}'
+passenger_toucher() { # pid file in TMPDIR=$tmp/passenger-tmp
+	local f
+	for f in "$tmp"/passenger-tmp/passenger-standalone.*/temp_dir_toucher.pid; do
+		[[ -f $f ]] && cat "$f" 2>/dev/null
+	done
+	return 0
 }
 passenger_server_pids() { # PassengerAgent processes: watchdog, core, temp-dir-toucher
+	# (not the short-lived helpers the core forks now and then)
 	local wd p
 	wd=$(passenger_watchdog)
 	[[ -n $wd ]] || return 0
 	echo "$wd"
-	for p in $(descendants "$wd"); do
-		[[ $(cat "/proc/$p/comm" 2>/dev/null) == PassengerAgent ]] || continue
-		[[ $(cmdline "$p") == *spawn-env-setupper* ]] && continue
-		echo "$p"
+	for p in $(children "$wd"); do
+		[[ $(cmdline "$p") == "Passenger core"* ]] && echo "$p"
 	done
 	passenger_toucher
 }
@@ -386,7 +389,7 @@ bench_server() { # name label port
 	{
 		echo "### $label"
 		echo
-		echo "- port $port; ready (200 and 2 app processes) after ~${startup}s; load average before the runs: $load_before"
+		echo "- port $port; ready (200 and 2 app processes) after ~${startup}s; load average before the runs: $load_before (includes the previous server's benchmark)"
 		echo "- server processes (after load): $(for p in $spids; do printf '%s `%s` %s MiB; ' "$p" "$(cmdline "$p" | cut -c1-60 | sed 's/ *$//')" "$(mib "$(rss_kb "$p")")"; done)"
 		echo "- server RSS: peak $(mib "$peak") MiB over $nsamp samples every ${SAMPLE_INTERVAL}s during warm-up + runs; $(mib "$srss") MiB after the load"
 		echo "- app processes: $napps; PSS sum $(mib "$apss") MiB, RSS sum $(mib "$arss") MiB after the load (peak RSS sum during the runs $(mib "$peak_app") MiB)"
@@ -512,13 +515,13 @@ report=$tmp/report.md
 	echo "Machine: $(nproc) CPUs ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)."
 	echo "wrk and the servers share the same CPUs; other work on the machine may add noise."
 	echo
-	echo "Versions: ferry $("$tmp/ferry" version 2>/dev/null | head -1) (git $rev, $dirty uncommitted paths in the working tree at build time);"
+	echo "Versions: $("$tmp/ferry" version 2>/dev/null | head -1) (git $rev, $dirty uncommitted paths in the working tree at build time);"
 	echo "$(go version | sed 's/^go version //'); Python $("$PY" -c 'import sys; print(sys.version.split()[0])');"
 	echo "gunicorn $("$PY" -m gunicorn --version 2>&1 | awk '{print $NF}' | tr -d '()');"
 	echo "$(passenger --version 2>/dev/null | head -1);"
 	echo "$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')."
 	echo
-	echo "Command: \`$(printf '%q ' "$0" | sed 's/ $//')\` (RUNS=$RUNS DURATION=$DURATION THREADS=$THREADS CONNECTIONS=$CONNECTIONS WARMUP=$WARMUP BASE_PORT=$BASE_PORT)"
+	echo "Command: \`$(printf '%q ' "$0" | sed 's/ $//')\` (SERVERS=\"$SERVERS\" RUNS=$RUNS DURATION=$DURATION THREADS=$THREADS CONNECTIONS=$CONNECTIONS WARMUP=$WARMUP BASE_PORT=$BASE_PORT)"
 	echo
 	cat "$DETAILS"
 } >"$report"

@@ -13,14 +13,28 @@ import (
 //go:embed wsgi.py
 var wsgiPy []byte
 
-// Write writes the loader called name (e.g. "wsgi.py") into dir with mode
+//go:embed asgi.py
+var asgiPy []byte
+
+//go:embed rack.rb
+var rackRb []byte
+
+//go:embed node.cjs
+var nodeCjs []byte
+
+// scripts are the loaders by name.
+var scripts = map[string][]byte{
+	"wsgi.py":  wsgiPy,
+	"asgi.py":  asgiPy,
+	"rack.rb":  rackRb,
+	"node.cjs": nodeCjs,
+}
+
+// Write writes the loader called name ("wsgi.py", "asgi.py", "rack.rb", "node.cjs") into dir with mode
 // 0644 and returns its path.
 func Write(dir, name string) (string, error) {
-	var script []byte
-	switch name {
-	case "wsgi.py":
-		script = wsgiPy
-	default:
+	script, ok := scripts[name]
+	if !ok {
 		return "", fmt.Errorf("write loader %q: unknown loader", name)
 	}
 	path := filepath.Join(dir, name)

@@ -3,325 +3,27 @@
 package loaders
 
 import (
-	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// The tests run the real loader under the system Python, as the core does.
-const python = "/usr/bin/python3"
-
-// wait bounds every wait on the loader; generous, since CI machines stall.
-const wait = 30 * time.Second
-
-// syncBuffer collects the loader's stdout and stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// handshake is the status line.
-type handshake struct {
-	Status      string `json:"status"`
-	Socket      string `json:"socket"`
-	Concurrency int    `json:"concurrency"`
-	Summary     string `json:"summary"`
-	Details     string `json:"details"`
-}
-
-// loader is one app process running wsgi.py.
-type loader struct {
-	tb       testing.TB
-	cmd      *exec.Cmd
-	sock     string
-	hs       handshake
-	rawHS    string
-	lifeline *os.File // the write end, as the core holds it
-	out      *syncBuffer
-	done     chan struct{} // closed when cmd.Wait returns
-}
-
 func fixture(name string) string { return filepath.Join("..", "..", "testdata", "wsgi", name) }
 
-// startLoader starts wsgi.py for the app in appDir following the loader
-// contract and reads its handshake line.
+// startLoader starts wsgi.py for the WSGI app in appDir.
 func startLoader(tb testing.TB, appDir string, env ...string) *loader {
 	tb.Helper()
-	if _, err := os.Stat(python); err != nil {
-		tb.Skipf("skipping: the loader tests need %s: %v", python, err)
-	}
-	root, err := filepath.Abs(appDir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	// Not tb.TempDir: Unix socket paths are limited to 107 bytes.
-	dir, err := os.MkdirTemp("", "fl")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	script, err := Write(dir, "wsgi.py")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sock := filepath.Join(dir, "sock")
-
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	lifeR, lifeW, err := os.Pipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer statusR.Close()
-
-	l := &loader{tb: tb, sock: sock, lifeline: lifeW, out: &syncBuffer{}, done: make(chan struct{})}
-	cmd := exec.Command(python, script)
-	cmd.Dir = root
-	cmd.Env = append([]string{
-		"PATH=/usr/bin:/bin",
-		"LANG=C.UTF-8",
-		"PYTHONUNBUFFERED=1",
-		"PYTHONDONTWRITEBYTECODE=1", // keep __pycache__ out of testdata
-		"FERRY_APP_ROOT=" + root,
-		"FERRY_STARTUP_FILE=passenger_wsgi.py",
-		"FERRY_SOCKET=" + sock,
-		"FERRY_STATUS_FD=3",
-		"FERRY_LIFELINE_FD=4",
-		"FERRY_APP_ENV=test",
-		"PASSENGER_APP_ENV=test",
-		"WSGI_ENV=test",
-	}, env...)
-	cmd.ExtraFiles = []*os.File{statusW, lifeR} // fds 3 and 4
-	cmd.Stdout = l.out
-	cmd.Stderr = l.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		statusW.Close()
-		lifeR.Close()
-		lifeW.Close()
-		tb.Fatal(err)
-	}
-	statusW.Close()
-	lifeR.Close()
-	l.cmd = cmd
-	go func() {
-		cmd.Wait()
-		close(l.done)
-	}()
-	tb.Cleanup(func() {
-		lifeW.Close()
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-l.done:
-		case <-time.After(wait):
-			tb.Errorf("loader pid %d did not exit", cmd.Process.Pid)
-		}
-	})
-
-	line := make(chan string, 1)
-	go func() {
-		b, _ := bufio.NewReader(statusR).ReadString('\n')
-		line <- b
-	}()
-	select {
-	case l.rawHS = <-line:
-	case <-time.After(wait):
-		tb.Fatalf("no handshake line after %v; output:\n%s", wait, l.out)
-	}
-	if err := json.Unmarshal([]byte(l.rawHS), &l.hs); err != nil {
-		tb.Fatalf("handshake %q: %v; output:\n%s", l.rawHS, err, l.out)
-	}
-	return l
-}
-
-// startReady starts a loader and insists that it is ready.
-func startReady(tb testing.TB, appDir string, env ...string) *loader {
-	tb.Helper()
-	l := startLoader(tb, appDir, env...)
-	if l.hs.Status != "ready" {
-		tb.Fatalf("handshake %q, want ready; output:\n%s", l.rawHS, l.out)
-	}
-	return l
-}
-
-// exitCode waits for the loader to exit and returns its exit code.
-func (l *loader) exitCode() int {
-	l.tb.Helper()
-	select {
-	case <-l.done:
-	case <-time.After(wait):
-		l.tb.Fatalf("loader still running after %v; output:\n%s", wait, l.out)
-	}
-	return l.cmd.ProcessState.ExitCode()
-}
-
-// stop closes the lifeline and waits for the exit, so that all output has
-// been collected.
-func (l *loader) stop() int {
-	l.tb.Helper()
-	l.lifeline.Close()
-	return l.exitCode()
-}
-
-// client is one persistent connection to the loader.
-type client struct {
-	tb testing.TB
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func (l *loader) dial() *client {
-	l.tb.Helper()
-	c, err := net.Dial("unix", l.sock)
-	if err != nil {
-		l.tb.Fatal(err)
-	}
-	l.tb.Cleanup(func() { c.Close() })
-	return &client{tb: l.tb, c: c, br: bufio.NewReaderSize(c, 64<<10)}
-}
-
-// send writes one request: the request line with target as is, a Host
-// header unless headers has one, headers ("Name: value"), a Content-Length
-// when body is non-nil, and the body.
-func (c *client) send(method, target string, headers []string, body []byte) {
-	c.tb.Helper()
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\n", method, target)
-	host := false
-	for _, h := range headers {
-		host = host || strings.HasPrefix(strings.ToLower(h), "host:")
-	}
-	if !host {
-		b.WriteString("Host: app.test\r\n")
-	}
-	for _, h := range headers {
-		b.WriteString(h + "\r\n")
-	}
-	if body != nil {
-		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
-	}
-	b.WriteString("\r\n")
-	b.Write(body)
-	c.c.SetDeadline(time.Now().Add(wait))
-	if _, err := c.c.Write(b.Bytes()); err != nil {
-		c.tb.Fatalf("%s %s: write: %v", method, target, err)
-	}
-}
-
-// head reads a response head; the caller reads and closes the body.
-func (c *client) head(method string) *http.Response {
-	c.tb.Helper()
-	c.c.SetDeadline(time.Now().Add(wait))
-	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
-	if err != nil {
-		c.tb.Fatalf("%s: read response: %v", method, err)
-	}
-	return resp
-}
-
-// do makes one round trip and returns the response with its whole body.
-func (c *client) do(method, target string, headers []string, body []byte) (*http.Response, string) {
-	c.tb.Helper()
-	c.send(method, target, headers, body)
-	resp := c.head(method)
-	data, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		c.tb.Fatalf("%s %s: read body: %v", method, target, err)
-	}
-	return resp, string(data)
-}
-
-// get is do for a GET that must answer want.
-func (c *client) get(target string, want int) string {
-	c.tb.Helper()
-	resp, body := c.do("GET", target, nil, nil)
-	if resp.StatusCode != want {
-		c.tb.Fatalf("GET %s: status %d, want %d; body %q", target, resp.StatusCode, want, body)
-	}
-	return body
-}
-
-// echoed is what /echo answers.
-type echoed struct {
-	Method         string            `json:"method"`
-	ScriptName     string            `json:"script_name"`
-	PathInfo       string            `json:"path_info"`
-	QueryString    string            `json:"query_string"`
-	ContentType    *string           `json:"content_type"`
-	ContentLength  *string           `json:"content_length"`
-	Headers        map[string]string `json:"headers"`
-	BodyLen        int               `json:"body_len"`
-	BodySHA256     string            `json:"body_sha256"`
-	Body           *string           `json:"body"`
-	RemoteAddr     string            `json:"remote_addr"`
-	RemotePort     string            `json:"remote_port"`
-	URLScheme      string            `json:"url_scheme"`
-	ServerName     string            `json:"server_name"`
-	ServerPort     string            `json:"server_port"`
-	ServerProtocol string            `json:"server_protocol"`
-	PID            int               `json:"pid"`
-}
-
-func (c *client) echo(method, target string, headers []string, body []byte) echoed {
-	c.tb.Helper()
-	resp, data := c.do(method, target, headers, body)
-	if resp.StatusCode != 200 {
-		c.tb.Fatalf("%s %s: status %d; body %q", method, target, resp.StatusCode, data)
-	}
-	var e echoed
-	if err := json.Unmarshal([]byte(data), &e); err != nil {
-		c.tb.Fatalf("%s %s: %v in %q", method, target, err, data)
-	}
-	return e
-}
-
-func sum(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
-// payload is n deterministic, incompressible-looking bytes.
-func payload(n int) []byte {
-	b := make([]byte, n)
-	x := uint32(2463534242)
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
-	}
-	return b
+	return startKind(tb, "wsgi", appDir, env...)
 }
 
 func TestHandshakeReady(t *testing.T) {
@@ -915,7 +617,7 @@ func TestWrite(t *testing.T) {
 	if !bytes.Equal(got, wsgiPy) || len(got) == 0 {
 		t.Errorf("written loader differs from the embedded one")
 	}
-	if _, err := Write(dir, "rack.rb"); err == nil || !strings.Contains(err.Error(), "rack.rb") {
+	if _, err := Write(dir, "cobol.cob"); err == nil || !strings.Contains(err.Error(), "cobol.cob") {
 		t.Errorf("unknown loader: err %v", err)
 	}
 	if _, err := Write(filepath.Join(dir, "missing"), "wsgi.py"); err == nil {

@@ -1,0 +1,345 @@
+package loaders
+
+// The shared harness of the loader tests: start a real loader under its real
+// interpreter exactly as the core does (status pipe on fd 3, lifeline on fd
+// 4, own process group), read its handshake, and speak HTTP/1.1 to it over
+// its Unix socket.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// wait bounds every wait on the loader; generous, since CI machines stall.
+const wait = 30 * time.Second
+
+// syncBuffer collects the loader's stdout and stderr.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// handshake is the status line.
+type handshake struct {
+	Status      string `json:"status"`
+	Socket      string `json:"socket"`
+	Concurrency int    `json:"concurrency"`
+	Summary     string `json:"summary"`
+	Details     string `json:"details"`
+}
+
+// loader is one app process running a loader script.
+type loader struct {
+	tb       testing.TB
+	cmd      *exec.Cmd
+	sock     string
+	hs       handshake
+	rawHS    string
+	lifeline *os.File // the write end, as the core holds it
+	out      *syncBuffer
+	done     chan struct{} // closed when cmd.Wait returns
+}
+
+// kind is how to run one loader.
+type kind struct {
+	interpreter []string // argv before the script
+	script      string   // the loader's name for Write
+	startup     string   // default startup file
+	env         []string
+}
+
+// kinds are the loaders the tests can start, each under the interpreter the
+// core would use on Debian.
+var kinds = map[string]kind{
+	"wsgi": {[]string{"/usr/bin/python3"}, "wsgi.py", "passenger_wsgi.py",
+		[]string{"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", "WSGI_ENV=test"}}, // keep __pycache__ out of testdata
+	"asgi": {[]string{"/usr/bin/python3"}, "asgi.py", "asgi.py",
+		[]string{"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"}},
+	"rack": {[]string{"/usr/bin/ruby"}, "rack.rb", "config.ru", []string{"RACK_ENV=test"}},
+	"node": {[]string{"/usr/bin/node"}, "node.cjs", "app.js", []string{"NODE_ENV=test"}},
+}
+
+// startKind starts the loader of kind k (see kinds) for the app in appDir
+// following the loader contract, and reads its handshake line. env entries
+// override the defaults (e.g. FERRY_STARTUP_FILE=…).
+func startKind(tb testing.TB, k, appDir string, env ...string) *loader {
+	tb.Helper()
+	kd, ok := kinds[k]
+	if !ok {
+		tb.Fatalf("unknown loader kind %q", k)
+	}
+	if _, err := os.Stat(kd.interpreter[0]); err != nil {
+		tb.Skipf("skipping: the %s loader tests need %s: %v", k, kd.interpreter[0], err)
+	}
+	root, err := filepath.Abs(appDir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Not tb.TempDir: Unix socket paths are limited to 107 bytes.
+	dir, err := os.MkdirTemp("", "fl")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	script, err := Write(dir, kd.script)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sock := filepath.Join(dir, "sock")
+
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lifeR, lifeW, err := os.Pipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer statusR.Close()
+
+	l := &loader{tb: tb, sock: sock, lifeline: lifeW, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd := exec.Command(kd.interpreter[0], append(kd.interpreter[1:], script)...)
+	cmd.Dir = root
+	base := []string{
+		"PATH=/usr/bin:/bin",
+		"LANG=C.UTF-8",
+		"HOME=" + dir,
+		"FERRY_APP_ROOT=" + root,
+		"FERRY_STARTUP_FILE=" + kd.startup,
+		"FERRY_SOCKET=" + sock,
+		"FERRY_STATUS_FD=3",
+		"FERRY_LIFELINE_FD=4",
+		"FERRY_APP_ENV=test",
+		"PASSENGER_APP_ENV=test",
+	}
+	// Later entries win: exec.Cmd keeps the last value of a repeated key.
+	cmd.Env = append(append(base, kd.env...), env...)
+	cmd.ExtraFiles = []*os.File{statusW, lifeR} // fds 3 and 4
+	cmd.Stdout = l.out
+	cmd.Stderr = l.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		statusW.Close()
+		lifeR.Close()
+		lifeW.Close()
+		tb.Fatal(err)
+	}
+	statusW.Close()
+	lifeR.Close()
+	l.cmd = cmd
+	go func() {
+		cmd.Wait()
+		close(l.done)
+	}()
+	tb.Cleanup(func() {
+		lifeW.Close()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-l.done:
+		case <-time.After(wait):
+			tb.Errorf("loader pid %d did not exit", cmd.Process.Pid)
+		}
+	})
+
+	line := make(chan string, 1)
+	go func() {
+		b, _ := bufio.NewReader(statusR).ReadString('\n')
+		line <- b
+	}()
+	select {
+	case l.rawHS = <-line:
+	case <-time.After(wait):
+		tb.Fatalf("no handshake line after %v; output:\n%s", wait, l.out)
+	}
+	if err := json.Unmarshal([]byte(l.rawHS), &l.hs); err != nil {
+		tb.Fatalf("handshake %q: %v; output:\n%s", l.rawHS, err, l.out)
+	}
+	return l
+}
+
+// startReady starts a loader and insists that it is ready.
+func startReady(tb testing.TB, appDir string, env ...string) *loader {
+	tb.Helper()
+	l := startLoader(tb, appDir, env...)
+	if l.hs.Status != "ready" {
+		tb.Fatalf("handshake %q, want ready; output:\n%s", l.rawHS, l.out)
+	}
+	return l
+}
+
+// exitCode waits for the loader to exit and returns its exit code.
+func (l *loader) exitCode() int {
+	l.tb.Helper()
+	select {
+	case <-l.done:
+	case <-time.After(wait):
+		l.tb.Fatalf("loader still running after %v; output:\n%s", wait, l.out)
+	}
+	return l.cmd.ProcessState.ExitCode()
+}
+
+// stop closes the lifeline and waits for the exit, so that all output has
+// been collected.
+func (l *loader) stop() int {
+	l.tb.Helper()
+	l.lifeline.Close()
+	return l.exitCode()
+}
+
+// client is one persistent connection to the loader.
+type client struct {
+	tb testing.TB
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (l *loader) dial() *client {
+	l.tb.Helper()
+	c, err := net.Dial("unix", l.sock)
+	if err != nil {
+		l.tb.Fatal(err)
+	}
+	l.tb.Cleanup(func() { c.Close() })
+	return &client{tb: l.tb, c: c, br: bufio.NewReaderSize(c, 64<<10)}
+}
+
+// send writes one request: the request line with target as is, a Host
+// header unless headers has one, headers ("Name: value"), a Content-Length
+// when body is non-nil, and the body.
+func (c *client) send(method, target string, headers []string, body []byte) {
+	c.tb.Helper()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\n", method, target)
+	host := false
+	for _, h := range headers {
+		host = host || strings.HasPrefix(strings.ToLower(h), "host:")
+	}
+	if !host {
+		b.WriteString("Host: app.test\r\n")
+	}
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	if body != nil {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+	}
+	b.WriteString("\r\n")
+	b.Write(body)
+	c.c.SetDeadline(time.Now().Add(wait))
+	if _, err := c.c.Write(b.Bytes()); err != nil {
+		c.tb.Fatalf("%s %s: write: %v", method, target, err)
+	}
+}
+
+// head reads a response head; the caller reads and closes the body.
+func (c *client) head(method string) *http.Response {
+	c.tb.Helper()
+	c.c.SetDeadline(time.Now().Add(wait))
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	if err != nil {
+		c.tb.Fatalf("%s: read response: %v", method, err)
+	}
+	return resp
+}
+
+// do makes one round trip and returns the response with its whole body.
+func (c *client) do(method, target string, headers []string, body []byte) (*http.Response, string) {
+	c.tb.Helper()
+	c.send(method, target, headers, body)
+	resp := c.head(method)
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		c.tb.Fatalf("%s %s: read body: %v", method, target, err)
+	}
+	return resp, string(data)
+}
+
+// get is do for a GET that must answer want.
+func (c *client) get(target string, want int) string {
+	c.tb.Helper()
+	resp, body := c.do("GET", target, nil, nil)
+	if resp.StatusCode != want {
+		c.tb.Fatalf("GET %s: status %d, want %d; body %q", target, resp.StatusCode, want, body)
+	}
+	return body
+}
+
+// echoed is what /echo answers.
+type echoed struct {
+	Method         string            `json:"method"`
+	ScriptName     string            `json:"script_name"`
+	PathInfo       string            `json:"path_info"`
+	QueryString    string            `json:"query_string"`
+	ContentType    *string           `json:"content_type"`
+	ContentLength  *string           `json:"content_length"`
+	Headers        map[string]string `json:"headers"`
+	BodyLen        int               `json:"body_len"`
+	BodySHA256     string            `json:"body_sha256"`
+	Body           *string           `json:"body"`
+	RemoteAddr     string            `json:"remote_addr"`
+	RemotePort     string            `json:"remote_port"`
+	URLScheme      string            `json:"url_scheme"`
+	ServerName     string            `json:"server_name"`
+	ServerPort     string            `json:"server_port"`
+	ServerProtocol string            `json:"server_protocol"`
+	PID            int               `json:"pid"`
+}
+
+func (c *client) echo(method, target string, headers []string, body []byte) echoed {
+	c.tb.Helper()
+	resp, data := c.do(method, target, headers, body)
+	if resp.StatusCode != 200 {
+		c.tb.Fatalf("%s %s: status %d; body %q", method, target, resp.StatusCode, data)
+	}
+	var e echoed
+	if err := json.Unmarshal([]byte(data), &e); err != nil {
+		c.tb.Fatalf("%s %s: %v in %q", method, target, err, data)
+	}
+	return e
+}
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// payload is n deterministic, incompressible-looking bytes.
+func payload(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}

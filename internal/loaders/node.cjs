@@ -1,0 +1,2 @@
+// Placeholder: the Node.js loader is being written (issue 3).
+process.exit(1);

@@ -64,7 +64,8 @@ type loader struct {
 	rawHS    string
 	lifeline *os.File // the write end, as the core holds it
 	out      *syncBuffer
-	done     chan struct{} // closed when cmd.Wait returns
+	done     chan struct{} // closed when the process has exited
+	pid      int           // of a smart-spawned worker (cmd is nil then)
 }
 
 // kind is how to run one loader.
@@ -342,4 +343,135 @@ func payload(n int) []byte {
 		b[i] = byte(x)
 	}
 	return b
+}
+
+// workerSeq names worker sockets.
+var workerSeq struct {
+	sync.Mutex
+	n int
+}
+
+// spawnWorker asks a preloader (a loader started with
+// FERRY_SPAWN_METHOD=smart) for a worker exactly as the core does: one JSON
+// line on a fresh connection to the control socket, with the worker's
+// stdout, stderr and status pipe write ends as SCM_RIGHTS. It returns the
+// worker once its handshake arrived; the handshake may be an error. Its pid
+// comes from the kernel (SO_PEERCRED), never from what the loader says.
+func (l *loader) spawnWorker() *loader {
+	tb := l.tb
+	tb.Helper()
+	workerSeq.Lock()
+	workerSeq.n++
+	n := workerSeq.n
+	workerSeq.Unlock()
+	wsock := filepath.Join(filepath.Dir(l.sock), fmt.Sprintf("w%d", n))
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer statusR.Close()
+	w := &loader{tb: tb, sock: wsock, out: &syncBuffer{}, done: make(chan struct{})}
+	go func() {
+		io.Copy(w.out, outR)
+		outR.Close()
+	}()
+
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: l.sock, Net: "unix"})
+	if err != nil {
+		tb.Fatalf("connect to the preloader's control socket: %v", err)
+	}
+	line := fmt.Sprintf(`{"command":"spawn","socket":%q}`+"\n", wsock)
+	rights := syscall.UnixRights(int(outW.Fd()), int(outW.Fd()), int(statusW.Fd()))
+	if _, _, err := conn.WriteMsgUnix([]byte(line), rights, nil); err != nil {
+		tb.Fatalf("send spawn command: %v", err)
+	}
+	conn.Close()
+	outW.Close()
+	statusW.Close()
+
+	hs := make(chan string, 1)
+	go func() {
+		b, _ := bufio.NewReader(statusR).ReadString('\n')
+		hs <- b
+	}()
+	select {
+	case w.rawHS = <-hs:
+	case <-time.After(wait):
+		tb.Fatalf("no worker handshake after %v; preloader output:\n%s", wait, l.out)
+	}
+	if err := json.Unmarshal([]byte(w.rawHS), &w.hs); err != nil {
+		tb.Fatalf("worker handshake %q: %v; preloader output:\n%s\nworker output:\n%s", w.rawHS, err, l.out, w.out)
+	}
+	if w.hs.Status != "ready" {
+		close(w.done)
+		return w
+	}
+	w.pid = peerPID(tb, wsock)
+	go func() {
+		// Not our child: watch /proc until the preloader has reaped it.
+		for alive(w.pid) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		close(w.done)
+	}()
+	tb.Cleanup(func() {
+		syscall.Kill(-w.pid, syscall.SIGKILL)
+		syscall.Kill(w.pid, syscall.SIGKILL)
+		select {
+		case <-w.done:
+		case <-time.After(wait):
+			tb.Errorf("worker pid %d did not exit", w.pid)
+		}
+	})
+	return w
+}
+
+// peerPID is the pid of the process listening on a Unix socket, from the
+// kernel.
+func peerPID(tb testing.TB, sock string) int {
+	tb.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		tb.Fatalf("connect to worker: %v", err)
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var cred *syscall.Ucred
+	var serr error
+	raw.Control(func(fd uintptr) {
+		cred, serr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if serr != nil {
+		tb.Fatalf("SO_PEERCRED: %v", serr)
+	}
+	return int(cred.Pid)
+}
+
+// alive reports whether pid runs (a zombie does not count).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// gone waits until a worker has exited.
+func (l *loader) gone() {
+	l.tb.Helper()
+	select {
+	case <-l.done:
+	case <-time.After(wait):
+		l.tb.Fatalf("pid %d still running after %v", l.pid, wait)
+	}
 }

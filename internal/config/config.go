@@ -4,11 +4,13 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,14 +34,51 @@ type Config struct {
 	// app's output and error details.
 	Environment string
 
-	// AppType is the kind of app (--app-type). Empty means autodetect.
-	// Supported: wsgi.
+	// AppType is the kind of app (--app-type): rack, wsgi, asgi, node, or
+	// generic. Empty means autodetect (config.ru, passenger_wsgi.py, asgi.py,
+	// app.js/package.json); --app-start-command means generic.
 	AppType string
 	// StartupFile is the file the loader loads, relative to AppRoot
-	// (--startup-file). Default by app type (wsgi: passenger_wsgi.py).
+	// (--startup-file). Default by app type: config.ru, passenger_wsgi.py,
+	// asgi.py, app.js (or package.json "main").
 	StartupFile string
-	// Python is the Python interpreter for WSGI apps (--python). Default python3.
+	// AppStartCommand runs a generic app (--app-start-command): any program
+	// that listens on the port in $PORT. "$PORT" in the command is replaced
+	// too (by the shell).
+	AppStartCommand string
+	// Python is the interpreter for WSGI and ASGI apps (--python). Default
+	// python3.
 	Python string
+	// Ruby is the interpreter for Rack apps (--ruby). Default ruby.
+	Ruby string
+	// Nodejs is the interpreter for Node.js apps (--nodejs). Default node.
+	Nodejs string
+	// Envvars are set in every app process (--envvar NAME=VALUE, repeatable).
+	Envvars map[string]string
+
+	// SpawnMethod is smart (load the app once in a preloader and fork
+	// workers from it) or direct (start each process from scratch)
+	// (--spawn-method). Default smart for Rack and WSGI, direct otherwise.
+	SpawnMethod string
+	// MaxPreloaderIdleTime stops an unused preloader (--max-preloader-idle-time,
+	// seconds). Default 300s; 0 = never.
+	MaxPreloaderIdleTime time.Duration
+	// ConcurrencyModel is process (one request per process at a time) or
+	// thread (ThreadCount at once) for Rack and WSGI apps
+	// (--concurrency-model). Default process.
+	ConcurrencyModel string
+	// ThreadCount is how many requests one process serves at once in the
+	// thread model (--thread-count). Default 1.
+	ThreadCount int
+	// ForceMaxConcurrentRequestsPerProcess caps how many requests one process
+	// of an app that serves many at once (Node, ASGI, generic) is given
+	// (--force-max-concurrent-requests-per-process). Default -1: no cap.
+	ForceMaxConcurrentRequestsPerProcess int
+	// ConcurrencyTarget is the soft target of open requests per process for
+	// apps that serve many at once: when every process has at least this many,
+	// Ferry starts another, up to MaxPoolSize (--concurrency-target).
+	// Default 16; 0 = never grow past MinInstances on load.
+	ConcurrencyTarget int
 
 	// MaxPoolSize is the most processes an app may have (--max-pool-size).
 	// Default 6.
@@ -95,6 +134,14 @@ func Default() Config {
 		Port:                        3000,
 		Environment:                 "development",
 		Python:                      "python3",
+		Ruby:                        "ruby",
+		Nodejs:                      "node",
+		ConcurrencyModel:            "process",
+		ThreadCount:                 1,
+		MaxPreloaderIdleTime:        300 * time.Second,
+		ConcurrencyTarget:           16,
+
+		ForceMaxConcurrentRequestsPerProcess: -1,
 		MaxPoolSize:                 6,
 		MinInstances:                1,
 		MaxRequestQueueSize:         100,
@@ -108,17 +155,32 @@ func Default() Config {
 	}
 }
 
-// App types Ferry knows, and the startup file each is detected by.
+// App types Ferry knows.
 const (
-	AppTypeWSGI = "wsgi"
+	AppTypeRack    = "rack"
+	AppTypeWSGI    = "wsgi"
+	AppTypeASGI    = "asgi"
+	AppTypeNode    = "node"
+	AppTypeGeneric = "generic"
 )
 
-var startupFiles = map[string]string{
-	AppTypeWSGI: "passenger_wsgi.py",
+// startupFiles are the files autodetection looks for, in order, as
+// Passenger does (Rack first).
+var startupFiles = []struct{ appType, file string }{
+	{AppTypeRack, "config.ru"},
+	{AppTypeWSGI, "passenger_wsgi.py"},
+	{AppTypeASGI, "asgi.py"},
+	{AppTypeNode, "app.js"},
+	{AppTypeNode, "package.json"},
 }
 
-// detectOrder is the order autodetection looks for startup files in.
-var detectOrder = []string{AppTypeWSGI}
+var appTypes = []string{AppTypeRack, AppTypeWSGI, AppTypeASGI, AppTypeNode, AppTypeGeneric}
+
+// ManyPerProcess reports whether processes of the app serve many requests at
+// once by nature (rather than one, or a fixed thread count).
+func (c *Config) ManyPerProcess() bool {
+	return c.AppType == AppTypeNode || c.AppType == AppTypeASGI || c.AppType == AppTypeGeneric
+}
 
 // Finish resolves derived values (absolute app root, detected app type,
 // default startup file) and validates the result. Every problem is reported,
@@ -179,6 +241,32 @@ func (c *Config) Finish() error {
 		bad("response-buffer-high-watermark", "must be at least --response-buffer-memory %d (got %d)", c.ResponseBufferMemory, c.ResponseBufferHighWatermark)
 	}
 
+	if c.ThreadCount < 1 {
+		bad("thread-count", "must be at least 1 (got %d)", c.ThreadCount)
+	}
+	if c.MaxPreloaderIdleTime < 0 {
+		bad("max-preloader-idle-time", "must be 0 (never) or more (got %s)", c.MaxPreloaderIdleTime)
+	}
+	if c.ConcurrencyTarget < 0 {
+		bad("concurrency-target", "must be 0 or more (got %d)", c.ConcurrencyTarget)
+	}
+	if c.ForceMaxConcurrentRequestsPerProcess == 0 || c.ForceMaxConcurrentRequestsPerProcess < -1 {
+		bad("force-max-concurrent-requests-per-process", "must be -1 (no cap) or at least 1 (got %d)", c.ForceMaxConcurrentRequestsPerProcess)
+	}
+	switch c.ConcurrencyModel {
+	case "process", "thread":
+	default:
+		bad("concurrency-model", "must be process or thread (got %q)", c.ConcurrencyModel)
+	}
+	for k := range c.Envvars {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			bad("envvar", "invalid variable name %q", k)
+		}
+	}
+
+	if c.AppType == "" && c.AppStartCommand != "" {
+		c.AppType = AppTypeGeneric
+	}
 	if c.AppType == "" && len(errs) == 0 {
 		t, err := detect(c.AppRoot, c.StartupFile)
 		if err != nil {
@@ -186,13 +274,14 @@ func (c *Config) Finish() error {
 		}
 		c.AppType = t
 	}
-	if c.AppType != "" {
-		def, ok := startupFiles[c.AppType]
-		if !ok {
-			bad("app-type", "unknown app type %q (supported: %s)", c.AppType, strings.Join(detectOrder, ", "))
-		} else if c.StartupFile == "" {
-			c.StartupFile = def
-		}
+	if c.AppType != "" && !slices.Contains(appTypes, c.AppType) {
+		bad("app-type", "unknown app type %q (supported: %s)", c.AppType, strings.Join(appTypes, ", "))
+	}
+	if c.AppType == AppTypeGeneric && strings.TrimSpace(c.AppStartCommand) == "" {
+		bad("app-start-command", "a generic app needs a command that listens on $PORT")
+	}
+	if c.StartupFile == "" && len(errs) == 0 {
+		c.StartupFile = defaultStartupFile(c.AppRoot, c.AppType)
 	}
 	if c.StartupFile != "" && len(errs) == 0 {
 		if !filepath.IsLocal(c.StartupFile) {
@@ -201,27 +290,84 @@ func (c *Config) Finish() error {
 			bad("startup-file", "%s not found in %s", c.StartupFile, c.AppRoot)
 		}
 	}
+
+	// Spawn method and concurrency follow from the type.
+	preloadable := c.AppType == AppTypeRack || c.AppType == AppTypeWSGI
+	switch c.SpawnMethod {
+	case "":
+		c.SpawnMethod = "direct"
+		if preloadable {
+			c.SpawnMethod = "smart"
+		}
+	case "direct":
+	case "smart":
+		if !preloadable && c.AppType != "" {
+			bad("spawn-method", "smart spawning is for Rack and WSGI apps; a %s app is started directly", c.AppType)
+		}
+	default:
+		bad("spawn-method", "must be smart or direct (got %q)", c.SpawnMethod)
+	}
+	if c.ConcurrencyModel == "thread" && c.AppType != "" && !preloadable {
+		bad("concurrency-model", "threads are for Rack and WSGI apps; a %s app already serves many requests per process", c.AppType)
+	}
+	if c.ConcurrencyModel == "process" && c.ThreadCount > 1 {
+		bad("thread-count", "needs --concurrency-model thread")
+	}
 	if c.InstanceRegistryDir == "" {
 		c.InstanceRegistryDir = defaultRegistryDir()
 	}
 	return errors.Join(errs...)
 }
 
-// detect finds the app type from the files in root.
+// detect finds the app type from the startup file's name, if given, or from
+// the files in root.
 func detect(root, startupFile string) (string, error) {
-	var looked []string
-	for _, t := range detectOrder {
-		f := startupFiles[t]
-		if startupFile != "" && filepath.Ext(startupFile) == filepath.Ext(f) {
-			return t, nil
-		}
-		looked = append(looked, f)
-		if _, err := os.Stat(filepath.Join(root, f)); err == nil {
-			return t, nil
+	if startupFile != "" {
+		switch base := filepath.Base(startupFile); {
+		case strings.HasSuffix(base, ".ru"):
+			return AppTypeRack, nil
+		case base == "asgi.py":
+			return AppTypeASGI, nil
+		case strings.HasSuffix(base, ".py"):
+			return AppTypeWSGI, nil
+		case strings.HasSuffix(base, ".js"), strings.HasSuffix(base, ".mjs"), strings.HasSuffix(base, ".cjs"):
+			return AppTypeNode, nil
 		}
 	}
-	return "", fmt.Errorf("cannot tell what kind of app %s is: none of %s found (use --app-type and --startup-file)",
+	var looked []string
+	for _, sf := range startupFiles {
+		looked = append(looked, sf.file)
+		if _, err := os.Stat(filepath.Join(root, sf.file)); err == nil {
+			return sf.appType, nil
+		}
+	}
+	return "", fmt.Errorf("cannot tell what kind of app %s is: none of %s found (use --app-type and --startup-file, or --app-start-command)",
 		root, strings.Join(looked, ", "))
+}
+
+// defaultStartupFile is the startup file of an app type; for Node, app.js
+// or else package.json's "main" (default index.js).
+func defaultStartupFile(root, appType string) string {
+	switch appType {
+	case AppTypeRack:
+		return "config.ru"
+	case AppTypeWSGI:
+		return "passenger_wsgi.py"
+	case AppTypeASGI:
+		return "asgi.py"
+	case AppTypeNode:
+		if _, err := os.Stat(filepath.Join(root, "app.js")); err == nil {
+			return "app.js"
+		}
+		var pkg struct {
+			Main string `json:"main"`
+		}
+		if b, err := os.ReadFile(filepath.Join(root, "package.json")); err == nil && json.Unmarshal(b, &pkg) == nil && pkg.Main != "" {
+			return filepath.Clean(pkg.Main)
+		}
+		return "index.js"
+	}
+	return ""
 }
 
 func defaultRegistryDir() string {

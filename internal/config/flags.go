@@ -22,9 +22,19 @@ func StartFlags(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.Port, "p", c.Port, "shorthand for --port")
 	fs.StringVar(&c.Environment, "environment", c.Environment, "app environment `NAME` (development shows error details)")
 	fs.StringVar(&c.Environment, "e", c.Environment, "shorthand for --environment")
-	fs.StringVar(&c.AppType, "app-type", c.AppType, "app `TYPE`: wsgi (default: autodetect)")
+	fs.StringVar(&c.AppType, "app-type", c.AppType, "app `TYPE`: rack, wsgi, asgi, node or generic (default: autodetect)")
 	fs.StringVar(&c.StartupFile, "startup-file", c.StartupFile, "startup `FILE` relative to APP_DIR (default: by app type)")
-	fs.StringVar(&c.Python, "python", c.Python, "Python interpreter `COMMAND` for WSGI apps")
+	fs.StringVar(&c.AppStartCommand, "app-start-command", c.AppStartCommand, "run a generic app: a `COMMAND` that listens on $PORT")
+	fs.StringVar(&c.Python, "python", c.Python, "Python interpreter `COMMAND` for WSGI and ASGI apps")
+	fs.StringVar(&c.Ruby, "ruby", c.Ruby, "Ruby interpreter `COMMAND` for Rack apps")
+	fs.StringVar(&c.Nodejs, "nodejs", c.Nodejs, "Node.js interpreter `COMMAND` for Node apps")
+	fs.Var(envvars{&c.Envvars}, "envvar", "set `NAME=VALUE` in the app's environment (repeatable)")
+	fs.StringVar(&c.SpawnMethod, "spawn-method", c.SpawnMethod, "`METHOD` smart (preload once, fork workers) or direct (default: smart for Rack and WSGI)")
+	fs.Var(seconds{&c.MaxPreloaderIdleTime}, "max-preloader-idle-time", "`SECONDS` an unused preloader is kept (0 = forever)")
+	fs.StringVar(&c.ConcurrencyModel, "concurrency-model", c.ConcurrencyModel, "`MODEL` process or thread (Rack and WSGI)")
+	fs.IntVar(&c.ThreadCount, "thread-count", c.ThreadCount, "requests one process serves at once with --concurrency-model thread (`N`)")
+	fs.IntVar(&c.ForceMaxConcurrentRequestsPerProcess, "force-max-concurrent-requests-per-process", c.ForceMaxConcurrentRequestsPerProcess, "cap on requests one Node, ASGI or generic process is given (`N`; -1 = no cap)")
+	fs.IntVar(&c.ConcurrencyTarget, "concurrency-target", c.ConcurrencyTarget, "open requests per process past which a Node, ASGI or generic app gets another process (`N`; 0 = never)")
 	fs.IntVar(&c.MaxPoolSize, "max-pool-size", c.MaxPoolSize, "most processes per app (`N`)")
 	fs.IntVar(&c.MinInstances, "min-instances", c.MinInstances, "processes started at boot and kept when idle (`N`)")
 	fs.IntVar(&c.MaxRequestQueueSize, "max-request-queue-size", c.MaxRequestQueueSize, "requests that may wait for a process (`N`; 0 = unlimited)")
@@ -195,5 +205,32 @@ func (l logLevel) Set(v string) error {
 		return err
 	}
 	*l.l = lv
+	return nil
+}
+
+// envvars is a repeatable NAME=VALUE flag.
+type envvars struct{ m *map[string]string }
+
+func (e envvars) String() string {
+	if e.m == nil || len(*e.m) == 0 {
+		return ""
+	}
+	var parts []string
+	for k, v := range *e.m {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+func (e envvars) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return errors.New("want NAME=VALUE")
+	}
+	if *e.m == nil {
+		*e.m = map[string]string{}
+	}
+	(*e.m)[name] = value
 	return nil
 }

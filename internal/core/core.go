@@ -8,8 +8,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,27 +47,45 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	}
 
 	name := filepath.Base(cfg.AppRoot)
-	loader, err := loaders.Write(inst.Path(), "wsgi.py")
+	command, err := appCommand(cfg, inst.Path())
 	if err != nil {
 		return err
 	}
 	sp := spawn.New(spawn.Config{
 		App:          name,
 		Root:         cfg.AppRoot,
-		Command:      []string{cfg.Python, loader},
+		Command:      command,
 		Env:          appEnv(cfg),
 		WorkDir:      inst.WorkDir(),
 		StartTimeout: cfg.StartTimeout,
+		Generic:      cfg.AppType == config.AppTypeGeneric,
 	}, log)
-	group := pool.NewGroup(pool.Config{
+	spawnOne := sp.Spawn
+	if cfg.SpawnMethod == "smart" {
+		smart := sp.Smart(cfg.MaxPreloaderIdleTime)
+		spawnOne = smart.Spawn
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			smart.Stop(ctx)
+		}()
+	}
+	poolCfg := pool.Config{
 		Name:        name,
 		Min:         cfg.MinInstances,
 		Max:         cfg.MaxPoolSize,
 		MaxQueue:    cfg.MaxRequestQueueSize,
 		IdleTime:    cfg.PoolIdleTime,
 		StopTimeout: cfg.ShutdownTimeout,
-	}, pool.SpawnFunc(func(ctx context.Context) (pool.Proc, error) {
-		p, err := sp.Spawn(ctx)
+	}
+	if cfg.ForceMaxConcurrentRequestsPerProcess > 0 {
+		poolCfg.ConcurrencyCap = cfg.ForceMaxConcurrentRequestsPerProcess
+	}
+	if cfg.ManyPerProcess() {
+		poolCfg.ConcurrencyTarget = cfg.ConcurrencyTarget
+	}
+	group := pool.NewGroup(poolCfg, pool.SpawnFunc(func(ctx context.Context) (pool.Proc, error) {
+		p, err := spawnOne(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -77,7 +97,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 		return fmt.Errorf("open public directory: %w", err)
 	}
 	defer public.Close()
-	app := &server.App{Name: name, Group: group, Static: public, Development: cfg.Environment == "development"}
+	app := &server.App{Name: name, Group: group, Static: public, Development: cfg.Environment == "development",
+		Transport: &proxy.Transport{Forwarded: cfg.AppType == config.AppTypeGeneric}}
 	handler := server.NewHandler(app, server.Options{
 		RequestBufferMemory: cfg.RequestBufferMemory,
 		BufferDir:           inst.BufferDir(),
@@ -104,7 +125,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	go func() { errc <- front.Serve() }()
 	go func() { errc <- adm.Serve() }()
 	log.Info("ferry started", "version", version, "listen", front.Addr().String(), "app", name,
-		"app_root", cfg.AppRoot, "environment", cfg.Environment, "instance", inst.Path())
+		"app_type", cfg.AppType, "spawn_method", cfg.SpawnMethod, "app_root", cfg.AppRoot,
+		"environment", cfg.Environment, "instance", inst.Path())
 
 	select {
 	case <-ctx.Done():
@@ -145,6 +167,43 @@ type source struct {
 func (s *source) Info() admin.Info      { return s.info }
 func (s *source) Groups() []*pool.Group { return s.groups }
 
+// appCommand is the argv that starts one process of the app: its loader
+// under its interpreter, or the generic app's command under a shell.
+func appCommand(cfg config.Config, dir string) ([]string, error) {
+	var interpreter, loader string
+	switch cfg.AppType {
+	case config.AppTypeGeneric:
+		return []string{"/bin/sh", "-c", execPrefix(cfg.AppStartCommand)}, nil
+	case config.AppTypeWSGI:
+		interpreter, loader = cfg.Python, "wsgi.py"
+	case config.AppTypeASGI:
+		interpreter, loader = cfg.Python, "asgi.py"
+	case config.AppTypeRack:
+		interpreter, loader = cfg.Ruby, "rack.rb"
+	case config.AppTypeNode:
+		interpreter, loader = cfg.Nodejs, "node.cjs"
+	default:
+		return nil, fmt.Errorf("no loader for app type %q", cfg.AppType)
+	}
+	path, err := loaders.Write(dir, loader)
+	if err != nil {
+		return nil, err
+	}
+	return []string{interpreter, path}, nil
+}
+
+// execPrefix makes the shell replace itself with a simple command, so the
+// app itself is the process Ferry started (and gets its Pdeathsig). A
+// compound command (;, &&, |, …) runs as written: it should exec its last
+// step itself.
+func execPrefix(cmd string) string {
+	c := strings.TrimSpace(cmd)
+	if strings.HasPrefix(c, "exec ") || strings.ContainsAny(c, ";&|<>()`\n") {
+		return c
+	}
+	return "exec " + c
+}
+
 // appEnv builds an app's environment explicitly: the core's own minus its
 // internals, plus what the app is told about itself.
 func appEnv(cfg config.Config) []string {
@@ -160,8 +219,11 @@ func appEnv(cfg config.Config) []string {
 		}
 		env = append(env, kv)
 	}
+	if cfg.ConcurrencyModel == "thread" {
+		env = append(env, "FERRY_THREADS="+strconv.Itoa(cfg.ThreadCount))
+	}
 	e := cfg.Environment
-	return append(env,
+	env = append(env,
 		"FERRY_APP_ROOT="+cfg.AppRoot,
 		"FERRY_STARTUP_FILE="+cfg.StartupFile,
 		"FERRY_BASE_URI=",
@@ -173,4 +235,13 @@ func appEnv(cfg config.Config) []string {
 		"NODE_ENV="+e,
 		"PYTHONUNBUFFERED=1",
 	)
+	// The user's --envvar come last and win (exec keeps the last value of a
+	// repeated name); the spawner's FERRY_SOCKET & co. come after them.
+	for _, k := range slices.Sorted(maps.Keys(cfg.Envvars)) {
+		if strings.HasPrefix(k, "FERRY_") {
+			continue
+		}
+		env = append(env, k+"="+cfg.Envvars[k])
+	}
+	return env
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 )
@@ -20,7 +21,9 @@ import (
 // implements it.
 type Proc interface {
 	PID() int
-	Socket() string
+	Addr() net.Addr
+	// Concurrency is how many requests the process serves at once; 0 means
+	// any number.
 	Concurrency() int
 	Done() <-chan struct{}
 	Stop(ctx context.Context)
@@ -51,6 +54,13 @@ type Config struct {
 	MaxQueue int
 	// IdleTime after which an idle process above Min is stopped. 0 = never.
 	IdleTime time.Duration
+	// ConcurrencyCap caps the sessions of processes that take any number
+	// (Concurrency 0) or more than the cap. 0 = no cap.
+	ConcurrencyCap int
+	// ConcurrencyTarget is the soft target of sessions per process for
+	// processes without a fixed concurrency: when every process has at
+	// least this many, another is spawned (up to Max). 0 = never.
+	ConcurrencyTarget int
 	// StopTimeout bounds a graceful process stop before it is killed.
 	// Default 30s.
 	StopTimeout time.Duration
@@ -156,6 +166,7 @@ func (g *Group) Checkout(ctx context.Context) (*Session, error) {
 	}
 	if p := g.leastBusyLocked(); p != nil {
 		s := p.openLocked()
+		g.maybeSpawnLocked()
 		g.mu.Unlock()
 		return s, nil
 	}
@@ -199,7 +210,7 @@ func (g *Group) Checkout(ctx context.Context) (*Session, error) {
 func (g *Group) leastBusyLocked() *Process {
 	var best *Process
 	for _, p := range g.procs {
-		if p.sessions >= p.proc.Concurrency() {
+		if c := g.capacity(p); c > 0 && p.sessions >= c {
 			continue
 		}
 		select {
@@ -215,15 +226,38 @@ func (g *Group) leastBusyLocked() *Process {
 	return best
 }
 
+// capacity is how many sessions p may have at once; 0 means any number.
+func (g *Group) capacity(p *Process) int {
+	c := p.proc.Concurrency()
+	if cap := g.cfg.ConcurrencyCap; cap > 0 && (c == 0 || c > cap) {
+		return cap
+	}
+	return c
+}
+
+// busyLocked reports that every process of unbounded capacity is at or past
+// the concurrency target: time for another.
+func (g *Group) busyLocked() bool {
+	if g.cfg.ConcurrencyTarget <= 0 || len(g.procs) == 0 {
+		return false
+	}
+	for _, p := range g.procs {
+		if g.capacity(p) != 0 || p.sessions < g.cfg.ConcurrencyTarget {
+			return false
+		}
+	}
+	return true
+}
+
 // maybeSpawnLocked starts a spawn when the group is below its minimum, or
-// requests wait and it is below its maximum; one spawn at a time, and none
-// while backing off.
+// requests wait (or all processes are past the concurrency target) and it is
+// below its maximum; one spawn at a time, and none while backing off.
 func (g *Group) maybeSpawnLocked() {
 	if g.closed || g.spawning > 0 {
 		return
 	}
 	n := len(g.procs)
-	want := n < g.cfg.Min || (g.waiters.len() > 0 && n < g.cfg.Max)
+	want := n < g.cfg.Min || ((g.waiters.len() > 0 || g.busyLocked()) && n < g.cfg.Max)
 	if !want {
 		return
 	}
@@ -459,8 +493,8 @@ type Session struct {
 // PID of the session's process.
 func (s *Session) PID() int { return s.p.proc.PID() }
 
-// Socket of the session's process.
-func (s *Session) Socket() string { return s.p.proc.Socket() }
+// Addr of the session's process.
+func (s *Session) Addr() net.Addr { return s.p.proc.Addr() }
 
 // TakeConn returns a kept-alive connection to the process, or nil.
 func (s *Session) TakeConn() io.Closer {

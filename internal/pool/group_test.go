@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"log/slog"
 	"sync"
 	"testing"
@@ -22,7 +23,7 @@ type fakeProc struct {
 }
 
 func (p *fakeProc) PID() int              { return p.pid }
-func (p *fakeProc) Socket() string        { return "" }
+func (p *fakeProc) Addr() net.Addr        { return &net.UnixAddr{Net: "unix"} }
 func (p *fakeProc) Concurrency() int      { return p.concurrency }
 func (p *fakeProc) Done() <-chan struct{} { return p.done }
 func (p *fakeProc) Reap()                 {}
@@ -57,9 +58,6 @@ func (s *fakeSpawner) Spawn(ctx context.Context) (Proc, error) {
 	}
 	s.next++
 	c := s.concurrency
-	if c == 0 {
-		c = 1
-	}
 	p := &fakeProc{pid: 100 + s.next, concurrency: c, done: make(chan struct{}), stopped: make(chan struct{})}
 	s.procs = append(s.procs, p)
 	return p, nil
@@ -100,7 +98,7 @@ func checkoutAsync(ctx context.Context, g *Group) chan checkout {
 
 func TestCheckoutSpawnsThenReuses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Max: 3}, sp)
 		s, err := g.Checkout(t.Context())
 		if err != nil {
@@ -129,7 +127,7 @@ func TestCheckoutSpawnsThenReuses(t *testing.T) {
 
 func TestMinAtStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Min: 3, Max: 5}, sp)
 		synctest.Wait()
 		if n := len(g.Status().Processes); n != 3 {
@@ -140,7 +138,7 @@ func TestMinAtStart(t *testing.T) {
 
 func TestQueueIsFIFOAndBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Max: 1, MaxQueue: 2}, sp)
 		s, err := g.Checkout(t.Context())
 		if err != nil {
@@ -185,7 +183,7 @@ func TestQueueIsFIFOAndBounded(t *testing.T) {
 
 func TestGrowsToMaxThenQueues(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{delay: 50 * time.Millisecond}
+		sp := &fakeSpawner{concurrency: 1, delay: 50 * time.Millisecond}
 		g := newTestGroup(t, Config{Max: 3}, sp)
 		var held []chan checkout
 		for range 5 {
@@ -265,7 +263,7 @@ func TestLeastBusyWithConcurrency(t *testing.T) {
 func TestSpawnFailureBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		boom := errors.New("boom")
-		sp := &fakeSpawner{fail: boom}
+		sp := &fakeSpawner{concurrency: 1, fail: boom}
 		g := newTestGroup(t, Config{Max: 2, BackoffBase: time.Second, BackoffMax: 4 * time.Second}, sp)
 
 		if _, err := g.Checkout(t.Context()); !errors.Is(err, boom) {
@@ -319,7 +317,7 @@ func (g *Group) retryAtForTest() time.Time {
 
 func TestMinIsRestoredAfterFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{fail: errors.New("boom")}
+		sp := &fakeSpawner{concurrency: 1, fail: errors.New("boom")}
 		g := newTestGroup(t, Config{Min: 1, Max: 2, BackoffBase: time.Second}, sp)
 		synctest.Wait()
 		sp.mu.Lock()
@@ -336,7 +334,7 @@ func TestMinIsRestoredAfterFailure(t *testing.T) {
 
 func TestDeathIsNoticedAndReplaced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Min: 1, Max: 1}, sp)
 		synctest.Wait()
 		s, err := g.Checkout(t.Context())
@@ -355,7 +353,7 @@ func TestDeathIsNoticedAndReplaced(t *testing.T) {
 
 func TestDeadProcessIsNotHandedOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Min: 1, Max: 1}, sp)
 		synctest.Wait()
 		// Dead, but the watcher has not run yet: hold the lock so it cannot.
@@ -371,7 +369,7 @@ func TestDeadProcessIsNotHandedOut(t *testing.T) {
 
 func TestUnreachableIsReplaced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Min: 1, Max: 1}, sp)
 		synctest.Wait()
 		s, _ := g.Checkout(t.Context())
@@ -387,7 +385,7 @@ func TestUnreachableIsReplaced(t *testing.T) {
 
 func TestIdleProcessesStopDownToMin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Min: 1, Max: 3, IdleTime: time.Minute}, sp)
 		var sessions []*Session
 		for range 3 {
@@ -415,7 +413,7 @@ func TestIdleProcessesStopDownToMin(t *testing.T) {
 
 func TestBusyProcessIsNotIdleStopped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Min: 0, Max: 1, IdleTime: time.Second}, sp)
 		s, err := g.Checkout(t.Context())
 		if err != nil {
@@ -432,7 +430,7 @@ func TestBusyProcessIsNotIdleStopped(t *testing.T) {
 
 func TestCancelledWaiterLeavesQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Max: 1}, sp)
 		s, _ := g.Checkout(t.Context())
 		ctx, cancel := context.WithCancel(t.Context())
@@ -458,7 +456,7 @@ func TestCancelledWaiterLeavesQueue(t *testing.T) {
 
 func TestCloseFailsWaitersAndStopsProcesses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sp := &fakeSpawner{}
+		sp := &fakeSpawner{concurrency: 1}
 		g := NewGroup(Config{Name: "app", Max: 1}, sp, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		g.Start()
 		s, _ := g.Checkout(t.Context())
@@ -492,4 +490,62 @@ func TestWaitQueue(t *testing.T) {
 	if q.pop() != ws[0] || q.pop() != ws[2] || q.pop() != nil || q.len() != 0 {
 		t.Fatal("pop order wrong")
 	}
+}
+
+func TestUnboundedProcessesGrowPastTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{concurrency: 0} // like Node: any number at once
+		g := newTestGroup(t, Config{Min: 1, Max: 3, ConcurrencyTarget: 4}, sp)
+		synctest.Wait()
+		var sessions []*Session
+		open := func(n int) {
+			for range n {
+				s, err := g.Checkout(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				sessions = append(sessions, s)
+				synctest.Wait()
+			}
+		}
+		open(3)
+		if n := len(g.Status().Processes); n != 1 {
+			t.Fatalf("%d processes below the target, want 1", n)
+		}
+		open(1) // the only process reaches the target of 4
+		if n := len(g.Status().Processes); n != 2 {
+			t.Fatalf("%d processes at the target, want 2", n)
+		}
+		open(4) // balanced: 4 + 4, both at the target
+		if n := len(g.Status().Processes); n != 3 {
+			t.Fatalf("%d processes with both at the target, want 3", n)
+		}
+		open(20) // never past Max, never queued
+		st := g.Status()
+		if len(st.Processes) != 3 || st.Queued != 0 {
+			t.Fatalf("processes %d queued %d, want 3 and 0", len(st.Processes), st.Queued)
+		}
+		for _, s := range sessions {
+			s.Release(true)
+		}
+	})
+}
+
+func TestConcurrencyCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{concurrency: 0}
+		g := newTestGroup(t, Config{Min: 1, Max: 1, ConcurrencyCap: 2}, sp)
+		synctest.Wait()
+		a, _ := g.Checkout(t.Context())
+		b, _ := g.Checkout(t.Context())
+		w := checkoutAsync(t.Context(), g)
+		synctest.Wait()
+		if q := g.Status().Queued; q != 1 {
+			t.Fatalf("queued %d: the cap of 2 was not applied", q)
+		}
+		a.Release(true)
+		c := <-w
+		c.s.Release(true)
+		b.Release(true)
+	})
 }

@@ -189,7 +189,7 @@ type upstream struct {
 	lastOK    bool
 }
 
-func (u *upstream) Socket() string { return u.socket }
+func (u *upstream) Addr() net.Addr { return &net.UnixAddr{Name: u.socket, Net: "unix"} }
 func (u *upstream) TakeConn() io.Closer {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -419,7 +419,7 @@ func FuzzSanitizeAndWriteHead(f *testing.F) {
 		r.RemoteAddr = "10.0.0.1:1234"
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
-		writeHead(w, r, 0, "http")
+		writeHead(w, r, 0, "http", false)
 		w.Flush()
 		// What the app receives parses, with exactly Ferry's internal values.
 		got, err := http.ReadRequest(bufio.NewReader(&buf))

@@ -19,7 +19,7 @@ import (
 
 // Upstream is a session on one app process.
 type Upstream interface {
-	Socket() string
+	Addr() net.Addr
 	// TakeConn returns a kept-alive connection made by this package, or nil.
 	TakeConn() io.Closer
 	// ReleaseConn ends the session, keeping conn (if non-nil) for reuse; ok
@@ -41,6 +41,10 @@ const (
 type Transport struct {
 	// DialTimeout bounds connecting to a process socket. Default 5s.
 	DialTimeout time.Duration
+	// Forwarded tells the app the client's address, scheme and host in
+	// X-Forwarded-For/-Proto/-Host (client copies replaced), for generic apps
+	// that do not speak Ferry's internal headers. Loaders get X-Ferry-*.
+	Forwarded bool
 }
 
 // RoundTripError is a failed exchange. Retryable reports that the app cannot
@@ -83,7 +87,8 @@ func (t *Transport) dial(up Upstream) (*conn, bool, error) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	nc, err := net.DialTimeout("unix", up.Socket(), timeout)
+	addr := up.Addr()
+	nc, err := net.DialTimeout(addr.Network(), addr.String(), timeout)
 	if err != nil {
 		return nil, false, err
 	}
@@ -106,9 +111,9 @@ func (t *Transport) RoundTrip(up Upstream, r *http.Request, body *Body, scheme s
 	c, reused, err := t.dial(up)
 	if err != nil {
 		up.Unreachable()
-		return nil, &RoundTripError{Err: fmt.Errorf("connect to %s: %w", up.Socket(), err), Retryable: true}
+		return nil, &RoundTripError{Err: fmt.Errorf("connect to %s: %w", up.Addr(), err), Retryable: true}
 	}
-	writeHead(c.bw, r, body.Size(), scheme)
+	writeHead(c.bw, r, body.Size(), scheme, t.Forwarded)
 	_, werr := body.WriteTo(c.bw)
 	if werr == nil {
 		werr = c.bw.Flush()
@@ -154,8 +159,9 @@ func idempotent(method string) bool {
 }
 
 // writeHead writes the request line and headers: the client's, minus
-// hop-by-hop and internal ones, plus framing and Ferry's own.
-func writeHead(w *bufio.Writer, r *http.Request, size int64, scheme string) {
+// hop-by-hop and internal ones, plus framing and Ferry's own. An Upgrade
+// request keeps its Upgrade header.
+func writeHead(w *bufio.Writer, r *http.Request, size int64, scheme string, forwarded bool) {
 	w.WriteString(r.Method)
 	w.WriteByte(' ')
 	w.WriteString(requestTarget(r))
@@ -164,7 +170,7 @@ func writeHead(w *bufio.Writer, r *http.Request, size int64, scheme string) {
 	w.WriteString("\r\n")
 	connTokens := r.Header["Connection"]
 	for k, vs := range r.Header {
-		if hopByHop(k) || listed(connTokens, k) {
+		if hopByHop(k) || listed(connTokens, k) || (forwarded && isForwardedHeader(k)) {
 			continue
 		}
 		for _, v := range vs {
@@ -174,17 +180,55 @@ func writeHead(w *bufio.Writer, r *http.Request, size int64, scheme string) {
 			w.WriteString("\r\n")
 		}
 	}
+	if IsUpgrade(r) {
+		w.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		w.WriteString(r.Header.Get("Upgrade"))
+		w.WriteString("\r\n")
+	}
 	if size > 0 || bodyExpected(r.Method) {
 		w.WriteString("Content-Length: ")
 		var num [20]byte
 		w.Write(strconv.AppendInt(num[:0], size, 10))
 		w.WriteString("\r\n")
 	}
+	if forwarded {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		w.WriteString("X-Forwarded-For: ")
+		w.WriteString(host)
+		w.WriteString("\r\nX-Forwarded-Proto: ")
+		w.WriteString(scheme)
+		w.WriteString("\r\nX-Forwarded-Host: ")
+		w.WriteString(r.Host)
+		w.WriteString("\r\n\r\n")
+		return
+	}
 	w.WriteString(HeaderClientAddr + ": ")
 	w.WriteString(r.RemoteAddr)
 	w.WriteString("\r\n" + HeaderScheme + ": ")
 	w.WriteString(scheme)
 	w.WriteString("\r\n\r\n")
+}
+
+func isForwardedHeader(k string) bool {
+	return k == "X-Forwarded-For" || k == "X-Forwarded-Proto" || k == "X-Forwarded-Host" || k == "Forwarded"
+}
+
+// IsUpgrade reports a request to switch protocols (e.g. WebSocket).
+func IsUpgrade(r *http.Request) bool {
+	if r.ProtoMajor != 1 || r.Header.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range r.Header["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func requestTarget(r *http.Request) string {

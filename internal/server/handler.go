@@ -22,6 +22,8 @@ type App struct {
 	Name   string
 	Group  *pool.Group
 	Static *static.Handler // nil: no public/ directory
+	// Transport forwards to the app's processes.
+	Transport *proxy.Transport
 	// Development shows error details (spawn output, tracebacks) to clients.
 	Development bool
 }
@@ -43,7 +45,6 @@ type Options struct {
 type Handler struct {
 	app       *App
 	opts      Options
-	transport proxy.Transport
 	log       *slog.Logger
 	access    *slog.Logger
 }
@@ -93,7 +94,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		pid := sess.PID()
-		x, err := h.transport.RoundTrip(sess, r, body, scheme)
+		x, err := app.Transport.RoundTrip(sess, r, body, scheme)
 		if err != nil {
 			if attempt == 0 && proxy.Retryable(err) {
 				h.log.LogAttrs(r.Context(), slog.LevelDebug, "retrying request on another process",
@@ -101,6 +102,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			h.fail(w, r, err, pid, start)
+			return
+		}
+		if x.Resp.StatusCode == http.StatusSwitchingProtocols {
+			// WebSocket and friends: a tunnel for as long as both sides want.
+			res := x.Tunnel(w)
+			if res.AppErr != nil {
+				h.log.LogAttrs(r.Context(), slog.LevelWarn, "upgrade failed",
+					slog.Int("pid", pid), slog.String("error", res.AppErr.Error()))
+			}
+			h.logAccess(r, res.Status, res.Bytes, pid, start)
 			return
 		}
 		res := x.WriteTo(w, h.opts.Response)

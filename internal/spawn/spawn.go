@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,9 @@ type Config struct {
 	// KeepOutput is how many bytes of start-up output are kept for error
 	// pages. Default 64 KiB.
 	KeepOutput int
+	// Generic: Command is any program, told its port in $PORT; readiness is
+	// the port accepting connections instead of a handshake.
+	Generic bool
 }
 
 // Spawner starts processes of one app.
@@ -80,6 +84,7 @@ type handshake struct {
 	Status      string `json:"status"`
 	Socket      string `json:"socket"`
 	Concurrency int    `json:"concurrency"`
+	Preloader   bool   `json:"preloader"`
 	Summary     string `json:"summary"`
 	Details     string `json:"details"`
 }
@@ -94,9 +99,6 @@ func ParseHandshake(line []byte) (handshake, error) {
 	case "ready":
 		if h.Concurrency < 0 {
 			return h, fmt.Errorf("malformed status line: concurrency %d", h.Concurrency)
-		}
-		if h.Concurrency == 0 {
-			h.Concurrency = 1
 		}
 	case "error":
 		if h.Summary == "" {
@@ -116,15 +118,29 @@ func (s *Spawner) Spawn(ctx context.Context) (*Process, error) {
 	if err := os.Mkdir(work, 0o700); err != nil {
 		return nil, &Error{App: s.cfg.App, Summary: "cannot create work directory", Err: err}
 	}
-	p, err := s.start(ctx, work)
+	var (
+		p   *Process
+		err error
+	)
+	if s.cfg.Generic {
+		p, err = s.startGeneric(ctx, work)
+	} else {
+		p, err = s.start(ctx, work, nil)
+	}
 	if err != nil {
 		os.RemoveAll(work)
 		return nil, err
 	}
+	if p.preloader {
+		p.Kill()
+		return nil, &Error{App: s.cfg.App, Summary: "the loader started a preloader, but direct spawning was asked for"}
+	}
 	return p, nil
 }
 
-func (s *Spawner) start(ctx context.Context, work string) (*Process, error) {
+// start runs the loader in work with the handshake pipes and waits for its
+// status line. extraEnv is added to the environment.
+func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*Process, error) {
 	fail := func(summary string, err error) error {
 		return &Error{App: s.cfg.App, Summary: summary, Err: err}
 	}
@@ -159,7 +175,7 @@ func (s *Spawner) start(ctx context.Context, work string) (*Process, error) {
 
 	cmd := exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
 	cmd.Dir = s.cfg.Root
-	cmd.Env = append(append([]string(nil), s.cfg.Env...),
+	cmd.Env = append(append(append([]string(nil), s.cfg.Env...), extraEnv...),
 		"FERRY_SOCKET="+socket,
 		"FERRY_STATUS_FD=3",
 		"FERRY_LIFELINE_FD=4",
@@ -187,25 +203,9 @@ func (s *Spawner) start(ctx context.Context, work string) (*Process, error) {
 		return nil, fail("cannot start "+s.cfg.Command[0], startErr)
 	}
 
-	p := &Process{
-		pid:      cmd.Process.Pid,
-		socket:   socket,
-		workDir:  work,
-		cmd:      cmd,
-		lifeline: lifeW,
-		done:     make(chan struct{}),
-		out:      newCapture(s.cfg.KeepOutput),
-		started:  time.Now(),
-	}
-	p.log = s.log.With("app", s.cfg.App, "pid", p.pid)
-	p.readers.Add(2)
-	go p.pipeLines(outR, "stdout")
-	go p.pipeLines(errR, "stderr")
-	// Exactly one goroutine waits for the process.
-	go func() {
-		p.exitErr = cmd.Wait()
-		close(p.done)
-	}()
+	p := s.newExecProcess(cmd, work, outR, errR)
+	p.addr = &net.UnixAddr{Name: socket, Net: "unix"}
+	p.lifeline = lifeW
 
 	lines := make(chan []byte, 1)
 	go func() {
@@ -228,10 +228,12 @@ func (s *Spawner) start(ctx context.Context, work string) (*Process, error) {
 		return nil, s.abort(p, "start-up cancelled", "", ctx.Err())
 	}
 	if len(line) == 0 {
+		// EOF usually means the process is exiting; let Wait catch up so the
+		// error can say how it exited.
 		select {
 		case <-p.done:
 			return nil, s.abort(p, fmt.Sprintf("the app exited (%s) before it was ready", exitText(p.exitErr)), "", p.exitErr)
-		default:
+		case <-time.After(time.Second):
 			return nil, s.abort(p, "the app closed its status pipe without reporting readiness", "", nil)
 		}
 	}
@@ -245,9 +247,115 @@ func (s *Spawner) start(ctx context.Context, work string) (*Process, error) {
 
 	// Trust nothing the app reports: the socket is the one we chose.
 	p.concurrency = h.Concurrency
+	p.preloader = h.Preloader
 	p.out.stopKeeping()
-	p.log.Info("process ready", "startup", time.Since(p.started).Round(time.Millisecond))
+	msg := "process ready"
+	if p.preloader {
+		msg = "preloader ready"
+	}
+	p.logger().Info(msg, "startup", time.Since(p.started).Round(time.Millisecond))
 	return p, nil
+}
+
+// newExecProcess wraps a started command: its output readers and the one
+// goroutine that waits for it.
+func (s *Spawner) newExecProcess(cmd *exec.Cmd, work string, outR, errR *os.File) *Process {
+	p := &Process{
+		pid:     cmd.Process.Pid,
+		workDir: work,
+		done:    make(chan struct{}),
+		out:     newCapture(s.cfg.KeepOutput),
+		started: time.Now(),
+	}
+	p.log.Store(s.log.With("app", s.cfg.App, "pid", p.pid))
+	p.sendSignal = func(sig syscall.Signal) error {
+		if err := syscall.Kill(-p.pid, sig); err != nil {
+			return cmd.Process.Signal(sig)
+		}
+		return nil
+	}
+	p.readers.Add(2)
+	go p.pipeLines(outR, "stdout")
+	go p.pipeLines(errR, "stderr")
+	// Exactly one goroutine waits for the process.
+	go func() {
+		p.exitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p
+}
+
+// startGeneric runs a generic app on a free loopback port and waits until
+// the port accepts connections.
+func (s *Spawner) startGeneric(ctx context.Context, work string) (*Process, error) {
+	fail := func(summary string, err error) error {
+		return &Error{App: s.cfg.App, Summary: summary, Err: err}
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, fail("cannot find a free port", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fail("cannot create output pipe", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, fail("cannot create output pipe", err)
+	}
+	cmd := exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
+	cmd.Dir = s.cfg.Root
+	cmd.Env = append(append([]string(nil), s.cfg.Env...), "PORT="+strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	startErr := cmd.Start()
+	outW.Close()
+	errW.Close()
+	if startErr != nil {
+		outR.Close()
+		errR.Close()
+		return nil, fail("cannot start "+s.cfg.Command[0], startErr)
+	}
+	p := s.newExecProcess(cmd, work, outR, errR)
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	p.addr = addr
+
+	deadline := time.NewTimer(s.cfg.StartTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		// Waiting for a port to open is inherently a poll; it ends at the
+		// first accepted connection, the process's exit, or the timeout.
+		if c, err := net.DialTimeout("tcp", addr.String(), time.Second); err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-p.done:
+			return nil, s.abort(p, fmt.Sprintf("the app exited (%s) before it listened on port %d", exitText(p.exitErr), port), "", p.exitErr)
+		case <-deadline.C:
+			return nil, s.abort(p, fmt.Sprintf("the app did not listen on port %d ($PORT) within %s", port, s.cfg.StartTimeout), "", context.DeadlineExceeded)
+		case <-ctx.Done():
+			return nil, s.abort(p, "start-up cancelled", "", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	p.out.stopKeeping()
+	p.logger().Info("process ready", "port", port, "startup", time.Since(p.started).Round(time.Millisecond))
+	return p, nil
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // abort kills a process that failed to start and builds its error.
@@ -255,7 +363,9 @@ func (s *Spawner) abort(p *Process, summary, details string, err error) error {
 	p.signal(syscall.SIGKILL)
 	<-p.done
 	p.waitReaders(time.Second)
-	p.lifeline.Close()
+	if p.lifeline != nil {
+		p.lifeline.Close()
+	}
 	e := &Error{App: s.cfg.App, Summary: summary, Details: details, Output: p.out.String(), Err: err}
 	s.log.Error("spawn failed", "app", s.cfg.App, "pid", p.pid, "error", summary)
 	return e
@@ -272,30 +382,37 @@ func exitText(err error) string {
 	return err.Error()
 }
 
-// Process is one running app process.
+// Process is one running app process: started by the core (exec) or forked
+// by a preloader (then watched through a pidfd).
 type Process struct {
 	pid         int
-	socket      string
+	addr        net.Addr
 	concurrency int
+	preloader   bool
 	workDir     string
 	started     time.Time
-	cmd         *exec.Cmd
-	lifeline    *os.File
+	lifeline    *os.File // write end; nil for forked workers, which share the preloader's
 	done        chan struct{}
 	exitErr     error
 	out         *capture
 	readers     sync.WaitGroup
 	stopOnce    sync.Once
-	log         *slog.Logger
+	log         atomic.Pointer[slog.Logger]
+	// sendSignal signals the process and its group; valid until done.
+	sendSignal func(syscall.Signal) error
+	// release frees what watching the process holds (a pidfd).
+	release func()
 }
 
-// PID is the process id Ferry got from starting it.
+// PID is the process id, as the kernel reports it.
 func (p *Process) PID() int { return p.pid }
 
-// Socket is the Unix socket the process serves on.
-func (p *Process) Socket() string { return p.socket }
+// Addr is where the process serves: a Unix socket, or a loopback TCP port
+// for generic apps.
+func (p *Process) Addr() net.Addr { return p.addr }
 
-// Concurrency is how many requests the process serves at once.
+// Concurrency is how many requests the process serves at once; 0 means any
+// number.
 func (p *Process) Concurrency() int { return p.concurrency }
 
 // Started is when the process was started.
@@ -304,8 +421,11 @@ func (p *Process) Started() time.Time { return p.started }
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
-// ExitErr is how the process exited; valid after Done is closed.
+// ExitErr is how the process exited; valid after Done is closed. Forked
+// workers are reaped by their preloader, so theirs is always nil.
 func (p *Process) ExitErr() error { return p.exitErr }
+
+func (p *Process) logger() *slog.Logger { return p.log.Load() }
 
 // Stop asks the process group to exit (SIGTERM) and waits; when ctx ends
 // first, it kills the group. It then removes the work directory.
@@ -315,7 +435,7 @@ func (p *Process) Stop(ctx context.Context) {
 		select {
 		case <-p.done:
 		case <-ctx.Done():
-			p.log.Warn("process did not exit in time, killing it")
+			p.logger().Warn("process did not exit in time, killing it")
 			p.signal(syscall.SIGKILL)
 			<-p.done
 		}
@@ -343,20 +463,25 @@ func (p *Process) Reap() {
 func (p *Process) cleanup() {
 	// Stragglers in the group (children the app forked) go with it.
 	syscall.Kill(-p.pid, syscall.SIGKILL)
-	p.lifeline.Close()
+	if p.lifeline != nil {
+		p.lifeline.Close()
+	}
+	if p.release != nil {
+		p.release()
+	}
 	os.RemoveAll(p.workDir)
 }
 
-// signal sends sig to the process group while the leader is unreaped; the
-// pid cannot have been reused before Wait returns.
+// signal sends sig to the process and its group while it runs; until Done,
+// the pid cannot have been reused (exec: not yet reaped; forked: pidfd).
 func (p *Process) signal(sig syscall.Signal) {
 	select {
 	case <-p.done:
 		return
 	default:
 	}
-	if err := syscall.Kill(-p.pid, sig); err != nil {
-		p.cmd.Process.Signal(sig)
+	if err := p.sendSignal(sig); err != nil {
+		p.logger().Debug("signal failed", "signal", sig, "error", err)
 	}
 }
 
@@ -369,7 +494,7 @@ func (p *Process) pipeLines(f *os.File, stream string) {
 	for sc.Scan() {
 		line := sc.Text()
 		p.out.add(line)
-		p.log.Info("app output", "stream", stream, "line", line)
+		p.logger().Info("app output", "stream", stream, "line", line)
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,8 +35,8 @@ func TestSpawnReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Concurrency() != 3 || p.Socket() == "/evil" || !strings.HasSuffix(p.Socket(), "/sock") {
-		t.Fatalf("concurrency %d socket %q: the socket must be ours, not the app's", p.Concurrency(), p.Socket())
+	if p.Concurrency() != 3 || p.Addr().String() == "/evil" || !strings.HasSuffix(p.Addr().String(), "/sock") {
+		t.Fatalf("concurrency %d socket %q: the socket must be ours, not the app's", p.Concurrency(), p.Addr())
 	}
 	work := p.workDir
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -98,8 +100,9 @@ func TestStopEscalatesToKill(t *testing.T) {
 	defer cancel()
 	p.Stop(ctx)
 	<-p.Done()
-	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("exit %v, want killed by SIGKILL", p.cmd.ProcessState)
+	var ee *exec.ExitError
+	if !errors.As(p.ExitErr(), &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("exit %v, want killed by SIGKILL", p.ExitErr())
 	}
 }
 
@@ -134,7 +137,7 @@ func FuzzParseHandshake(f *testing.F) {
 		}
 		switch h.Status {
 		case "ready":
-			if h.Concurrency < 1 {
+			if h.Concurrency < 0 {
 				t.Fatalf("accepted concurrency %d", h.Concurrency)
 			}
 		case "error":
@@ -145,4 +148,44 @@ func FuzzParseHandshake(f *testing.F) {
 			t.Fatalf("accepted status %q", h.Status)
 		}
 	})
+}
+
+func TestGenericWaitsForPort(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("needs /usr/bin/python3 as a stand-in generic app")
+	}
+	sp := New(Config{
+		App:          "g",
+		Root:         t.TempDir(),
+		Command:      []string{"/bin/sh", "-c", `echo "port is $PORT"; exec /usr/bin/python3 -m http.server --bind 127.0.0.1 "$PORT"`},
+		Env:          []string{"PATH=/usr/bin:/bin"},
+		WorkDir:      t.TempDir(),
+		StartTimeout: 30 * time.Second,
+		Generic:      true,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p, err := sp.Spawn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if p.Addr().Network() != "tcp" || p.Concurrency() != 0 {
+		t.Fatalf("addr %v concurrency %d", p.Addr(), p.Concurrency())
+	}
+	c, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatalf("the port Ferry waited for does not accept: %v", err)
+	}
+	c.Close()
+}
+
+func TestGenericThatNeverListens(t *testing.T) {
+	sp := New(Config{
+		App: "g", Root: t.TempDir(), Command: []string{"/bin/sh", "-c", "echo never listening; exit 3"},
+		Env: []string{"PATH=/usr/bin:/bin"}, WorkDir: t.TempDir(), StartTimeout: 30 * time.Second, Generic: true,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err := sp.Spawn(t.Context())
+	var se *Error
+	if !errors.As(err, &se) || !strings.Contains(se.Summary, "exit status 3") || !strings.Contains(se.Output, "never listening") {
+		t.Fatalf("error = %v", err)
+	}
 }

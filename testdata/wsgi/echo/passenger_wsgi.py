@@ -204,6 +204,11 @@ def env(environ, start_response):
     return _json(start_response, out)
 
 
+def osenv(environ, start_response):
+    """The process environment (os.environ), as Ferry set it up."""
+    return _json(start_response, dict(os.environ))
+
+
 def upload(environ, start_response):
     inp = environ["wsgi.input"]
     digest = hashlib.sha256()
@@ -241,6 +246,7 @@ ROUTES = {
     "/close-count": close_count,
     "/print": printed,
     "/env": env,
+    "/osenv": osenv,
     "/upload": upload,
     "/readline": readline,
 }

@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// Tunnel completes a switch of protocols (the app answered 101): it takes
+// over the client's connection, sends it the 101 head, and copies bytes both
+// ways until either side closes. The upstream stays checked out, counting
+// the process busy, until then.
+func (x *Exchange) Tunnel(w http.ResponseWriter) Result {
+	res := Result{Status: x.Resp.StatusCode}
+	defer func() {
+		x.c.Close()
+		x.up.ReleaseConn(nil, true)
+	}()
+	client, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		res.AppErr = fmt.Errorf("take over the client connection: %w", err)
+		return res
+	}
+	defer client.Close()
+	res.Wrote = true
+
+	bw := brw.Writer
+	fmt.Fprintf(bw, "HTTP/1.1 101 %s\r\n", http.StatusText(http.StatusSwitchingProtocols))
+	for k, vs := range x.Resp.Header {
+		if k == "Connection" || k == "Upgrade" {
+			continue
+		}
+		for _, v := range vs {
+			fmt.Fprintf(bw, "%s: %s\r\n", k, v)
+		}
+	}
+	fmt.Fprintf(bw, "Connection: Upgrade\r\nUpgrade: %s\r\n\r\n", x.Resp.Header.Get("Upgrade"))
+	if err := bw.Flush(); err != nil {
+		res.ClientErr = err
+		return res
+	}
+
+	// Bytes either side sent ahead of the switch sit in the buffered
+	// readers: read through them.
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // client → app
+		defer wg.Done()
+		io.Copy(x.c.Conn, brw.Reader)
+		// The client is done sending; the app may still answer.
+		closeWrite(x.c.Conn)
+	}()
+	go func() { // app → client
+		defer wg.Done()
+		res.Bytes, _ = io.Copy(client, x.c.br)
+		// The app is done: nothing the client sends matters any more.
+		client.Close()
+	}()
+	wg.Wait()
+	return res
+}
+
+// closeWrite half-closes a connection so the other side sees EOF, or closes
+// it when half-closing is not possible.
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		return
+	}
+	c.Close()
+}

@@ -1,0 +1,328 @@
+package spawn
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Smart spawns workers by forking them from a preloader that has loaded the
+// app once, so that workers share its memory copy-on-write and start in
+// milliseconds. The preloader is started on the first spawn, restarted when
+// it has died, and stopped after IdleTime without spawns.
+type Smart struct {
+	sp       *Spawner
+	idleTime time.Duration
+
+	mu    sync.Mutex
+	pre   *Process
+	timer *time.Timer
+}
+
+// Smart returns a smart spawner for s's app; idle > 0 stops an unused
+// preloader after that long.
+func (s *Spawner) Smart(idle time.Duration) *Smart {
+	return &Smart{sp: s, idleTime: idle}
+}
+
+// Spawn forks one worker, starting the preloader first if needed.
+func (m *Smart) Spawn(ctx context.Context) (*Process, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		pre, err := m.preloaderLocked(ctx)
+		if err != nil {
+			return nil, err
+		}
+		w, err := m.sp.fork(ctx, pre)
+		if err != nil {
+			select {
+			case <-pre.Done():
+				// The preloader died under us: a new one, once.
+				if attempt == 0 {
+					continue
+				}
+			default:
+			}
+			return nil, err
+		}
+		m.armIdleLocked(pre)
+		return w, nil
+	}
+}
+
+// Preloader is the running preloader's pid, or 0.
+func (m *Smart) Preloader() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pre == nil {
+		return 0
+	}
+	select {
+	case <-m.pre.Done():
+		return 0
+	default:
+		return m.pre.PID()
+	}
+}
+
+// Stop stops the preloader, if any; the next Spawn starts a new one (which
+// loads the app afresh: this is how a restart picks up new code).
+func (m *Smart) Stop(ctx context.Context) {
+	m.mu.Lock()
+	pre := m.pre
+	m.pre = nil
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
+	m.mu.Unlock()
+	if pre != nil {
+		pre.Stop(ctx)
+	}
+}
+
+func (m *Smart) preloaderLocked(ctx context.Context) (*Process, error) {
+	if m.pre != nil {
+		select {
+		case <-m.pre.Done():
+			m.pre.logger().Warn("preloader exited; starting a new one")
+			m.pre.Reap()
+			m.pre = nil
+		default:
+			return m.pre, nil
+		}
+	}
+	s := m.sp
+	n := s.seq.Add(1)
+	work := filepath.Join(s.cfg.WorkDir, s.cfg.App+".preloader."+strconv.FormatUint(n, 10))
+	if err := os.Mkdir(work, 0o700); err != nil {
+		return nil, &Error{App: s.cfg.App, Summary: "cannot create work directory", Err: err}
+	}
+	pre, err := s.start(ctx, work, []string{"FERRY_SPAWN_METHOD=smart"})
+	if err != nil {
+		os.RemoveAll(work)
+		return nil, err
+	}
+	if !pre.preloader {
+		pre.Kill()
+		return nil, &Error{App: s.cfg.App, Summary: "the loader does not support smart spawning; use --spawn-method direct"}
+	}
+	m.pre = pre
+	return pre, nil
+}
+
+func (m *Smart) armIdleLocked(pre *Process) {
+	if m.idleTime <= 0 {
+		return
+	}
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+	m.timer = time.AfterFunc(m.idleTime, func() {
+		m.mu.Lock()
+		if m.pre != pre {
+			m.mu.Unlock()
+			return
+		}
+		m.pre, m.timer = nil, nil
+		m.mu.Unlock()
+		pre.logger().Info("stopping idle preloader", "idle", m.idleTime)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		pre.Stop(ctx)
+	})
+}
+
+// fork asks the preloader for a worker: a spawn command on its control
+// socket with the worker's stdout, stderr and status pipes attached.
+func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
+	fail := func(summary string, err error) error {
+		return &Error{App: s.cfg.App, Summary: summary, Err: err}
+	}
+	n := s.seq.Add(1)
+	work := filepath.Join(s.cfg.WorkDir, s.cfg.App+"."+strconv.FormatUint(n, 10))
+	if err := os.Mkdir(work, 0o700); err != nil {
+		return nil, fail("cannot create work directory", err)
+	}
+	socket := filepath.Join(work, "sock")
+	var pipes [3][2]*os.File // stdout, stderr, status: read, write
+	for i := range pipes {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for j := range i {
+				pipes[j][0].Close()
+				pipes[j][1].Close()
+			}
+			os.RemoveAll(work)
+			return nil, fail("cannot create pipes", err)
+		}
+		pipes[i] = [2]*os.File{r, w}
+	}
+	statusR := pipes[2][0]
+	defer statusR.Close()
+
+	p := &Process{
+		workDir: work,
+		addr:    &net.UnixAddr{Name: socket, Net: "unix"},
+		done:    make(chan struct{}),
+		out:     newCapture(s.cfg.KeepOutput),
+		started: time.Now(),
+	}
+	p.log.Store(s.log.With("app", s.cfg.App, "preloader", pre.PID()))
+	p.readers.Add(2)
+	go p.pipeLines(pipes[0][0], "stdout")
+	go p.pipeLines(pipes[1][0], "stderr")
+
+	err := sendSpawn(pre.Addr().String(), socket, pipes[0][1], pipes[1][1], pipes[2][1])
+	pipes[0][1].Close()
+	pipes[1][1].Close()
+	pipes[2][1].Close()
+	if err != nil {
+		os.RemoveAll(work)
+		return nil, fail("cannot reach the preloader", err)
+	}
+
+	lines := make(chan []byte, 1)
+	go func() {
+		line, _ := bufio.NewReaderSize(statusR, 4096).ReadBytes('\n')
+		lines <- line
+	}()
+	timer := time.NewTimer(s.cfg.StartTimeout)
+	defer timer.Stop()
+	var line []byte
+	select {
+	case line = <-lines:
+	case <-pre.Done():
+		err = errors.New("the preloader exited while forking a worker")
+	case <-timer.C:
+		err = fmt.Errorf("the worker did not start within %s", s.cfg.StartTimeout)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	forkFailed := func(summary, details string, err error) error {
+		// Whatever was forked must not live on: find it by its socket.
+		if pid, perr := peerPID(socket); perr == nil {
+			syscall.Kill(-pid, syscall.SIGKILL)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		p.waitReaders(time.Second)
+		os.RemoveAll(work)
+		s.log.Error("spawn failed", "app", s.cfg.App, "preloader", pre.PID(), "error", summary)
+		return &Error{App: s.cfg.App, Summary: summary, Details: details, Output: p.out.String(), Err: err}
+	}
+	if err != nil {
+		return nil, forkFailed(err.Error(), "", err)
+	}
+	if len(line) == 0 {
+		return nil, forkFailed("the worker exited before it was ready", "", nil)
+	}
+	h, err := ParseHandshake(line)
+	if err != nil {
+		return nil, forkFailed(err.Error(), "", err)
+	}
+	if h.Status == "error" {
+		return nil, forkFailed(h.Summary, h.Details, nil)
+	}
+
+	// The pid comes from the kernel, not from anything the worker said.
+	pid, err := peerPID(socket)
+	if err != nil {
+		return nil, forkFailed("cannot identify the worker process", "", err)
+	}
+	if err := p.watchPidfd(pid); err != nil {
+		return nil, forkFailed("cannot watch the worker process", "", err)
+	}
+	p.concurrency = h.Concurrency
+	p.log.Store(s.log.With("app", s.cfg.App, "pid", pid))
+	p.out.stopKeeping()
+	p.logger().Info("process ready", "preloader", pre.PID(), "startup", time.Since(p.started).Round(time.Millisecond))
+	return p, nil
+}
+
+// sendSpawn writes the spawn command with the three fds attached.
+func sendSpawn(control, socket string, stdout, stderr, status *os.File) error {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: control, Net: "unix"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	line := []byte(`{"command":"spawn","socket":` + strconv.Quote(socket) + "}\n")
+	rights := syscall.UnixRights(int(stdout.Fd()), int(stderr.Fd()), int(status.Fd()))
+	_, _, err = c.WriteMsgUnix(line, rights, nil)
+	return err
+}
+
+// peerPID is the pid of the process listening on a Unix socket, from the
+// kernel (SO_PEERCRED).
+func peerPID(socket string) (int, error) {
+	c, err := net.DialTimeout("unix", socket, 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, cerr
+	}
+	return int(cred.Pid), nil
+}
+
+// watchPidfd follows a process that is not our child: a pidfd becomes
+// readable when it exits, and signals sent through it cannot reach a
+// process that reused the pid.
+func (p *Process) watchPidfd(pid int) error {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	p.pid = pid
+	p.sendSignal = func(sig syscall.Signal) error {
+		var err error
+		raw.Control(func(fd uintptr) {
+			err = unix.PidfdSendSignal(int(fd), sig, nil, 0)
+		})
+		// The worker is its own process group (setsid): its children too.
+		syscall.Kill(-pid, sig)
+		return err
+	}
+	p.release = func() { f.Close() }
+	go func() {
+		// The runtime poller parks this goroutine until the pidfd is
+		// readable, which happens exactly when the process exits.
+		raw.Read(func(fd uintptr) bool {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, _ := unix.Poll(fds, 0)
+			return n > 0
+		})
+		close(p.done)
+	}()
+	return nil
+}

@@ -43,10 +43,10 @@ type Options struct {
 
 // Handler is the request path.
 type Handler struct {
-	app       *App
-	opts      Options
-	log       *slog.Logger
-	access    *slog.Logger
+	app    *App
+	opts   Options
+	log    *slog.Logger
+	access *slog.Logger
 }
 
 var _ http.Handler = (*Handler)(nil)

@@ -114,9 +114,11 @@ func TestGenericApp(t *testing.T) {
 }
 
 func sessionsOf(ps []struct {
-	PID       int `json:"pid"`
-	Sessions  int `json:"sessions"`
-	Processed int `json:"processed"`
+	PID        int    `json:"pid"`
+	Sessions   int    `json:"sessions"`
+	Processed  int    `json:"processed"`
+	Generation int    `json:"generation"`
+	State      string `json:"state"`
 }) int {
 	n := 0
 	for _, p := range ps {

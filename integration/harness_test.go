@@ -189,9 +189,11 @@ type poolStatus struct {
 		Name      string `json:"name"`
 		Queued    int    `json:"queued"`
 		Processes []struct {
-			PID       int `json:"pid"`
-			Sessions  int `json:"sessions"`
-			Processed int `json:"processed"`
+			PID        int    `json:"pid"`
+			Sessions   int    `json:"sessions"`
+			Processed  int    `json:"processed"`
+			Generation int    `json:"generation"`
+			State      string `json:"state"`
 		} `json:"processes"`
 		LastError string `json:"last_spawn_error"`
 		Stats     struct {

@@ -13,6 +13,7 @@ const usage = `Ferry: an application server and process manager.
 
 Usage:
   ferry start [APP_DIR] [options]   serve the app in APP_DIR (default: .)
+  ferry restart [APP_DIR] [--rolling]  restart the app of a running instance
   ferry version                     print the version
 
 Run 'ferry start --help' for the options of start.
@@ -26,6 +27,8 @@ func run(ctx context.Context, args []string) error {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "start":
 		return start(ctx, rest)
+	case "restart":
+		return restart(ctx, rest)
 	case "version", "--version", "-v":
 		fmt.Println("ferry", version)
 		return nil

@@ -55,6 +55,7 @@ func Listen(path string, src Source, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("GET /server", s.handle(s.server))
 	mux.HandleFunc("GET /pool", s.handle(s.pool))
 	mux.HandleFunc("GET /health", s.handle(s.health))
+	mux.HandleFunc("POST /apps/{name}/restart", s.handle(s.restart))
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	return s, nil
@@ -107,6 +108,47 @@ func (s *Server) pool(*http.Request) (any, error) {
 		out = append(out, g.Status())
 	}
 	return map[string]any{"apps": out}, nil
+}
+
+// RestartResult is the answer to a restart.
+type RestartResult struct {
+	App        string `json:"app"`
+	Rolling    bool   `json:"rolling"`
+	Generation int    `json:"generation"`
+	Finished   bool   `json:"finished"`
+	Error      string `json:"error,omitempty"`
+}
+
+// restart restarts an app: ?rolling=true for a rolling restart; by default
+// the answer waits until the restart has finished (?wait=false: at once).
+func (s *Server) restart(r *http.Request) (any, error) {
+	name := r.PathValue("name")
+	var g *pool.Group
+	for _, cand := range s.src.Groups() {
+		if cand.Name() == name {
+			g = cand
+		}
+	}
+	if g == nil {
+		return nil, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("no app named %q", name)}
+	}
+	rolling := r.URL.Query().Get("rolling") == "true"
+	rs, err := g.Restart(rolling)
+	if errors.Is(err, pool.ErrRestarting) {
+		return nil, &APIError{Status: http.StatusConflict, Message: err.Error()}
+	}
+	if err != nil {
+		return nil, &APIError{Status: http.StatusServiceUnavailable, Message: err.Error()}
+	}
+	res := RestartResult{App: name, Rolling: rolling, Generation: rs.Gen}
+	if r.URL.Query().Get("wait") != "false" {
+		err := rs.Wait(r.Context())
+		res.Finished = err == nil || !errors.Is(err, r.Context().Err())
+		if err != nil {
+			res.Error = err.Error()
+		}
+	}
+	return res, nil
 }
 
 func (s *Server) health(*http.Request) (any, error) {

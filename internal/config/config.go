@@ -100,6 +100,32 @@ type Config struct {
 	// (--shutdown-timeout, seconds). Default 30s.
 	ShutdownTimeout time.Duration
 
+	// MaxRequests replaces a process after it served this many requests
+	// (--max-requests). Default 0: never.
+	MaxRequests uint64
+	// MaxRequestsJitter adds a random 0..N to MaxRequests per process, so
+	// processes do not all recycle together (--max-requests-jitter). Default 0.
+	MaxRequestsJitter uint64
+	// MemoryLimit replaces a process whose own memory (proportional set
+	// size, so copy-on-write pages shared with the preloader count only in
+	// part) exceeds this many MiB (--memory-limit). Default 0: no limit.
+	MemoryLimit int64
+	// MaxRequestTime gives a request that runs longer a 504 and kills and
+	// replaces its process (--max-request-time, seconds). Default 0: no limit.
+	MaxRequestTime time.Duration
+	// MaxRequestQueueTime gives a request that waits longer for a process a
+	// 504 (--max-request-queue-time, seconds). Default 0: no limit.
+	MaxRequestQueueTime time.Duration
+	// StatThrottleRate is how often, at most, tmp/restart.txt is checked
+	// (--stat-throttle-rate, seconds). Default 10; 0 checks on every request.
+	StatThrottleRate time.Duration
+	// RestartDir holds restart.txt and always_restart.txt (--restart-dir).
+	// Default APP_DIR/tmp.
+	RestartDir string
+	// RollingRestarts makes restarts through restart.txt rolling
+	// (--rolling-restarts). Default false: blocking.
+	RollingRestarts bool
+
 	// RequestBufferMemory is how much of one request body is kept in memory
 	// before the rest spills to a temp file (--request-buffer-memory, bytes).
 	// Default 128 KiB.
@@ -241,6 +267,23 @@ func (c *Config) Finish() error {
 		bad("response-buffer-high-watermark", "must be at least --response-buffer-memory %d (got %d)", c.ResponseBufferMemory, c.ResponseBufferHighWatermark)
 	}
 
+	if c.MemoryLimit < 0 {
+		bad("memory-limit", "must be 0 (no limit) or more (got %d)", c.MemoryLimit)
+	}
+	if c.MaxRequestTime < 0 {
+		bad("max-request-time", "must be 0 (no limit) or more (got %s)", c.MaxRequestTime)
+	}
+	if c.MaxRequestQueueTime < 0 {
+		bad("max-request-queue-time", "must be 0 (no limit) or more (got %s)", c.MaxRequestQueueTime)
+	}
+	if c.StatThrottleRate < 0 {
+		bad("stat-throttle-rate", "must be 0 or more (got %s)", c.StatThrottleRate)
+	}
+	if c.RestartDir == "" {
+		c.RestartDir = filepath.Join(c.AppRoot, "tmp")
+	} else if !filepath.IsAbs(c.RestartDir) {
+		c.RestartDir = filepath.Join(c.AppRoot, c.RestartDir)
+	}
 	if c.ThreadCount < 1 {
 		bad("thread-count", "must be at least 1 (got %d)", c.ThreadCount)
 	}
@@ -314,7 +357,7 @@ func (c *Config) Finish() error {
 		bad("thread-count", "needs --concurrency-model thread")
 	}
 	if c.InstanceRegistryDir == "" {
-		c.InstanceRegistryDir = defaultRegistryDir()
+		c.InstanceRegistryDir = DefaultRegistryDir()
 	}
 	return errors.Join(errs...)
 }
@@ -370,7 +413,8 @@ func defaultStartupFile(root, appType string) string {
 	return ""
 }
 
-func defaultRegistryDir() string {
+// DefaultRegistryDir is where instances register unless told otherwise.
+func DefaultRegistryDir() string {
 	if os.Geteuid() == 0 {
 		return "/run/ferry"
 	}

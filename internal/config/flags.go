@@ -40,6 +40,14 @@ func StartFlags(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.MaxRequestQueueSize, "max-request-queue-size", c.MaxRequestQueueSize, "requests that may wait for a process (`N`; 0 = unlimited)")
 	fs.Var(seconds{&c.PoolIdleTime}, "pool-idle-time", "`SECONDS` a process may idle before it is stopped (0 = never)")
 	fs.Var(seconds{&c.StartTimeout}, "start-timeout", "`SECONDS` one process may take to start")
+	fs.Var(uint64Value{&c.MaxRequests}, "max-requests", "replace a process after it served `N` requests (0 = never)")
+	fs.Var(uint64Value{&c.MaxRequestsJitter}, "max-requests-jitter", "add a random 0..`N` to --max-requests per process")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "replace a process whose own memory (PSS) exceeds `MB` (0 = no limit)")
+	fs.Var(seconds{&c.MaxRequestTime}, "max-request-time", "`SECONDS` after which a request gets a 504 and its process is replaced (0 = no limit)")
+	fs.Var(seconds{&c.MaxRequestQueueTime}, "max-request-queue-time", "`SECONDS` a request may wait for a process before a 504 (0 = no limit)")
+	fs.Var(seconds{&c.StatThrottleRate}, "stat-throttle-rate", "check tmp/restart.txt at most every `SECONDS`")
+	fs.StringVar(&c.RestartDir, "restart-dir", c.RestartDir, "`DIR` with restart.txt and always_restart.txt (default APP_DIR/tmp)")
+	fs.BoolVar(&c.RollingRestarts, "rolling-restarts", c.RollingRestarts, "restart through restart.txt one process at a time, never dropping capacity")
 	fs.Var(seconds{&c.ShutdownTimeout}, "shutdown-timeout", "`SECONDS` graceful shutdown may take before processes are killed")
 	fs.Var(byteSize{&c.RequestBufferMemory}, "request-buffer-memory", "`BYTES` of a request body kept in memory before spilling to disk")
 	fs.Var(byteSize{&c.ResponseBufferMemory}, "response-buffer-memory", "`BYTES` of a response kept in memory before spilling to disk")
@@ -232,5 +240,23 @@ func (e envvars) Set(v string) error {
 		*e.m = map[string]string{}
 	}
 	(*e.m)[name] = value
+	return nil
+}
+
+type uint64Value struct{ n *uint64 }
+
+func (u uint64Value) String() string {
+	if u.n == nil {
+		return ""
+	}
+	return strconv.FormatUint(*u.n, 10)
+}
+
+func (u uint64Value) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return errors.New("want a whole number, 0 or more")
+	}
+	*u.n = n
 	return nil
 }

@@ -21,7 +21,9 @@ import (
 	"github.com/ferry-server/ferry/internal/instance"
 	"github.com/ferry-server/ferry/internal/loaders"
 	"github.com/ferry-server/ferry/internal/pool"
+	"github.com/ferry-server/ferry/internal/procstat"
 	"github.com/ferry-server/ferry/internal/proxy"
+	"github.com/ferry-server/ferry/internal/restartfile"
 	"github.com/ferry-server/ferry/internal/server"
 	"github.com/ferry-server/ferry/internal/spawn"
 	"github.com/ferry-server/ferry/internal/static"
@@ -60,10 +62,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 		StartTimeout: cfg.StartTimeout,
 		Generic:      cfg.AppType == config.AppTypeGeneric,
 	}, log)
-	spawnOne := sp.Spawn
+	var spawner pool.Spawner = directSpawner{sp}
 	if cfg.SpawnMethod == "smart" {
 		smart := sp.Smart(cfg.MaxPreloaderIdleTime)
-		spawnOne = smart.Spawn
+		spawner = smartSpawner{smart}
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -71,12 +73,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 		}()
 	}
 	poolCfg := pool.Config{
-		Name:        name,
-		Min:         cfg.MinInstances,
-		Max:         cfg.MaxPoolSize,
-		MaxQueue:    cfg.MaxRequestQueueSize,
-		IdleTime:    cfg.PoolIdleTime,
-		StopTimeout: cfg.ShutdownTimeout,
+		Name:              name,
+		Min:               cfg.MinInstances,
+		Max:               cfg.MaxPoolSize,
+		MaxQueue:          cfg.MaxRequestQueueSize,
+		MaxQueueTime:      cfg.MaxRequestQueueTime,
+		IdleTime:          cfg.PoolIdleTime,
+		StopTimeout:       cfg.ShutdownTimeout,
+		MaxRequests:       cfg.MaxRequests,
+		MaxRequestsJitter: cfg.MaxRequestsJitter,
+		MemoryLimit:       cfg.MemoryLimit << 20,
+		Memory:            ownMemory,
+		OutOfBand:         proxy.OutOfBand,
 	}
 	if cfg.ForceMaxConcurrentRequestsPerProcess > 0 {
 		poolCfg.ConcurrencyCap = cfg.ForceMaxConcurrentRequestsPerProcess
@@ -84,13 +92,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	if cfg.ManyPerProcess() {
 		poolCfg.ConcurrencyTarget = cfg.ConcurrencyTarget
 	}
-	group := pool.NewGroup(poolCfg, pool.SpawnFunc(func(ctx context.Context) (pool.Proc, error) {
-		p, err := spawnOne(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return p, nil
-	}), log)
+	group := pool.NewGroup(poolCfg, spawner, log)
 
 	public, err := static.New(filepath.Join(cfg.AppRoot, "public"), static.Options{})
 	if err != nil {
@@ -98,7 +100,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	}
 	defer public.Close()
 	app := &server.App{Name: name, Group: group, Static: public, Development: cfg.Environment == "development",
-		Transport: &proxy.Transport{Forwarded: cfg.AppType == config.AppTypeGeneric}}
+		Transport:       &proxy.Transport{Forwarded: cfg.AppType == config.AppTypeGeneric},
+		Restarts:        restartfile.New(cfg.RestartDir, cfg.StatThrottleRate),
+		RollingRestarts: cfg.RollingRestarts,
+		MaxRequestTime:  cfg.MaxRequestTime,
+	}
 	handler := server.NewHandler(app, server.Options{
 		RequestBufferMemory: cfg.RequestBufferMemory,
 		BufferDir:           inst.BufferDir(),
@@ -157,6 +163,41 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// directSpawner and smartSpawner adapt the spawn package to the pool; the
+// smart one can drop its preloader on restart.
+type directSpawner struct{ sp *spawn.Spawner }
+
+func (d directSpawner) Spawn(ctx context.Context) (pool.Proc, error) {
+	p, err := d.sp.Spawn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+type smartSpawner struct{ sm *spawn.Smart }
+
+func (s smartSpawner) Spawn(ctx context.Context) (pool.Proc, error) {
+	p, err := s.sm.Spawn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (s smartSpawner) Reset(ctx context.Context) { s.sm.Stop(ctx) }
+
+// ownMemory is a process's own memory for --memory-limit: its proportional
+// set size, in which pages shared copy-on-write with the preloader and
+// siblings count only in part, rather than RSS, which counts them whole.
+func ownMemory(pid int) (int64, error) {
+	s, err := procstat.Read(pid)
+	if err != nil {
+		return 0, err
+	}
+	return s.Memory.PSS, nil
 }
 
 type source struct {

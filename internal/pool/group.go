@@ -1,9 +1,11 @@
 // Package pool owns an app's processes and who may use them: a Group per app
 // holds its Processes, hands out Sessions to the least busy one, queues
 // requests when all are busy, spawns more up to the maximum, stops idle ones
-// down to the minimum, notices deaths at once and backs off after failed
-// spawns. It knows nothing of HTTP; a Session carries an opaque slot for the
-// proxy's kept-alive connections.
+// down to the minimum, notices deaths at once, backs off after failed
+// spawns, restarts (blocking or rolling), recycles processes that served too
+// many requests or grew too big, and schedules out-of-band work. It knows
+// nothing of HTTP; a Session carries an opaque slot for the proxy's
+// kept-alive connections.
 package pool
 
 import (
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -26,13 +29,27 @@ type Proc interface {
 	// any number.
 	Concurrency() int
 	Done() <-chan struct{}
+	// Stop asks the process to exit, killing it when ctx ends first.
 	Stop(ctx context.Context)
+	// Kill kills it at once.
+	Kill()
+	// Abort kills a stuck process, first asking it for a backtrace of what
+	// it is stuck in (to its output) if it can give one.
+	Abort()
+	// Reap finishes bookkeeping after it exited on its own.
 	Reap()
 }
 
-// Spawner starts one process of the group's app.
+// Spawner starts one process of the group's app. A spawner that holds app
+// state (a preloader) also implements Resetter.
 type Spawner interface {
 	Spawn(ctx context.Context) (Proc, error)
+}
+
+// Resetter drops what a spawner holds of the app's code, so that the next
+// spawn loads it afresh (a restart).
+type Resetter interface {
+	Reset(ctx context.Context)
 }
 
 // SpawnFunc adapts a function to Spawner.
@@ -41,7 +58,7 @@ type SpawnFunc func(ctx context.Context) (Proc, error)
 // Spawn calls f.
 func (f SpawnFunc) Spawn(ctx context.Context) (Proc, error) { return f(ctx) }
 
-// Config is a group's sizing and timing.
+// Config is a group's sizing, timing and health limits.
 type Config struct {
 	// Name of the app, for logs and status.
 	Name string
@@ -52,6 +69,9 @@ type Config struct {
 	// MaxQueue is how many requests may wait; more get ErrQueueFull.
 	// 0 means unlimited.
 	MaxQueue int
+	// MaxQueueTime is how long a request may wait in the queue before it
+	// gets ErrQueueTimeout. 0 = no limit.
+	MaxQueueTime time.Duration
 	// IdleTime after which an idle process above Min is stopped. 0 = never.
 	IdleTime time.Duration
 	// ConcurrencyCap caps the sessions of processes that take any number
@@ -61,17 +81,42 @@ type Config struct {
 	// processes without a fixed concurrency: when every process has at
 	// least this many, another is spawned (up to Max). 0 = never.
 	ConcurrencyTarget int
+	// MaxRequests recycles a process after it served this many requests,
+	// plus a random 0..MaxRequestsJitter per process so that processes do not
+	// all recycle at once. 0 = never.
+	MaxRequests, MaxRequestsJitter uint64
+	// MemoryLimit recycles a process whose own memory (as Memory reports it)
+	// exceeds this many bytes, checked every MemoryCheckInterval (default
+	// 10s). 0 = no limit.
+	MemoryLimit         int64
+	MemoryCheckInterval time.Duration
+	// Memory reports a process's own memory in bytes (e.g. PSS). Required
+	// for MemoryLimit.
+	Memory func(pid int) (int64, error)
+	// OutOfBand does out-of-band work in a process (e.g. asks the loader to
+	// collect garbage) and returns when done. Required for out-of-band work.
+	OutOfBand func(ctx context.Context, addr net.Addr) error
 	// StopTimeout bounds a graceful process stop before it is killed.
 	// Default 30s.
 	StopTimeout time.Duration
 	// BackoffBase and BackoffMax bound the wait after failed spawns, which
 	// doubles from base to max. Defaults 1s and 60s.
 	BackoffBase, BackoffMax time.Duration
+	// Events, if set, is told of lifecycle events (for hooks and metrics).
+	Events func(Event)
+}
+
+// Event is something that happened to the group.
+type Event struct {
+	Kind string // "process_attached", "process_detached", "spawn_failed", "queue_full", "restarted", "rolling_restart_finished", "rolling_restart_failed"
+	PID  int
+	Err  error
 }
 
 // Errors a checkout can return besides a spawn error and the ctx's error.
 var (
 	ErrQueueFull    = errors.New("request queue is full")
+	ErrQueueTimeout = errors.New("request waited too long in the queue")
 	ErrShuttingDown = errors.New("app is shutting down")
 )
 
@@ -99,16 +144,20 @@ type Group struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	procs    []*Process // serving or able to serve
-	spawning int
-	waiters  waitQueue
-	closed   bool
-	failures int       // consecutive failed spawns
-	retryAt  time.Time // no spawn before this after failures
-	lastErr  error
-	retry    *time.Timer
-	stats    Stats
+	mu        sync.Mutex
+	procs     []*Process // every process not yet gone, in any state
+	spawning  int
+	waiters   waitQueue
+	closed    bool
+	failures  int       // consecutive failed spawns
+	retryAt   time.Time // no spawn before this after failures
+	lastErr   error
+	retry     *time.Timer
+	gen       int // current restart generation
+	recycling int // processes retiring for their health, not yet gone
+	restart   *Restart
+	deployErr error // the last rolling restart's failure
+	stats     Stats
 }
 
 // Stats are counters since the group started.
@@ -117,7 +166,11 @@ type Stats struct {
 	SpawnFailed  uint64 `json:"spawn_failed"`
 	Died         uint64 `json:"died"`
 	QueueFull    uint64 `json:"queue_full"`
+	QueueTimeout uint64 `json:"queue_timeout"`
 	IdleStopped  uint64 `json:"idle_stopped"`
+	Recycled     uint64 `json:"recycled"`
+	Restarts     uint64 `json:"restarts"`
+	OutOfBand    uint64 `json:"out_of_band_work"`
 	RequestsDone uint64 `json:"requests_done"`
 }
 
@@ -136,6 +189,9 @@ func NewGroup(cfg Config, sp Spawner, log *slog.Logger) *Group {
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 60 * time.Second
 	}
+	if cfg.MemoryCheckInterval <= 0 {
+		cfg.MemoryCheckInterval = 10 * time.Second
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Group{cfg: cfg, spawner: sp, log: log.With("app", cfg.Name), ctx: ctx, cancel: cancel}
 }
@@ -144,7 +200,7 @@ func NewGroup(cfg Config, sp Spawner, log *slog.Logger) *Group {
 func (g *Group) Name() string { return g.cfg.Name }
 
 // Start spawns the minimum number of processes (in the background) and starts
-// stopping idle ones.
+// the periodic work: stopping idle processes, checking memory.
 func (g *Group) Start() {
 	g.mu.Lock()
 	g.maybeSpawnLocked()
@@ -153,11 +209,21 @@ func (g *Group) Start() {
 		g.wg.Add(1)
 		go g.reapIdle()
 	}
+	if g.cfg.MemoryLimit > 0 && g.cfg.Memory != nil {
+		g.wg.Add(1)
+		go g.checkMemory()
+	}
+}
+
+func (g *Group) emit(e Event) {
+	if g.cfg.Events != nil {
+		g.cfg.Events(e)
+	}
 }
 
 // Checkout returns a session on the least busy process, waiting in the queue
-// when all are busy. It fails with ErrQueueFull, ErrShuttingDown, a
-// *BackoffError, a spawn error, or ctx's error.
+// when all are busy. It fails with ErrQueueFull, ErrQueueTimeout,
+// ErrShuttingDown, a *BackoffError, a spawn error, or ctx's error.
 func (g *Group) Checkout(ctx context.Context) (*Session, error) {
 	g.mu.Lock()
 	if g.closed {
@@ -170,7 +236,7 @@ func (g *Group) Checkout(ctx context.Context) (*Session, error) {
 		g.mu.Unlock()
 		return s, nil
 	}
-	if len(g.procs) == 0 && g.spawning == 0 && g.lastErr != nil {
+	if g.countLocked() == 0 && g.spawning == 0 && g.lastErr != nil {
 		if wait := time.Until(g.retryAt); wait > 0 {
 			err := &BackoffError{Err: g.lastErr, RetryAfter: wait}
 			g.mu.Unlock()
@@ -180,6 +246,7 @@ func (g *Group) Checkout(ctx context.Context) (*Session, error) {
 	if g.cfg.MaxQueue > 0 && g.waiters.len() >= g.cfg.MaxQueue {
 		g.stats.QueueFull++
 		g.mu.Unlock()
+		g.emit(Event{Kind: "queue_full"})
 		return nil, ErrQueueFull
 	}
 	w := &waiter{ready: make(chan checkout, 1)}
@@ -187,12 +254,18 @@ func (g *Group) Checkout(ctx context.Context) (*Session, error) {
 	g.maybeSpawnLocked()
 	g.mu.Unlock()
 
-	select {
-	case c := <-w.ready:
-		return c.s, c.err
-	case <-ctx.Done():
+	var timeout <-chan time.Time
+	if g.cfg.MaxQueueTime > 0 {
+		t := time.NewTimer(g.cfg.MaxQueueTime)
+		defer t.Stop()
+		timeout = t.C
+	}
+	giveUp := func(err error) (*Session, error) {
 		g.mu.Lock()
 		queued := g.waiters.remove(w)
+		if queued && err == ErrQueueTimeout {
+			g.stats.QueueTimeout++
+		}
 		g.mu.Unlock()
 		if !queued {
 			// Handed a session as we gave up: give it back.
@@ -200,7 +273,15 @@ func (g *Group) Checkout(ctx context.Context) (*Session, error) {
 				c.s.Release(true)
 			}
 		}
-		return nil, ctx.Err()
+		return nil, err
+	}
+	select {
+	case c := <-w.ready:
+		return c.s, c.err
+	case <-ctx.Done():
+		return giveUp(ctx.Err())
+	case <-timeout:
+		return giveUp(ErrQueueTimeout)
 	}
 }
 
@@ -210,6 +291,9 @@ func (g *Group) Checkout(ctx context.Context) (*Session, error) {
 func (g *Group) leastBusyLocked() *Process {
 	var best *Process
 	for _, p := range g.procs {
+		if p.state != serving {
+			continue
+		}
 		if c := g.capacity(p); c > 0 && p.sessions >= c {
 			continue
 		}
@@ -235,18 +319,35 @@ func (g *Group) capacity(p *Process) int {
 	return c
 }
 
+// countLocked is how many processes count toward Min and Max: those serving
+// or coming back from out-of-band work, not those on their way out.
+func (g *Group) countLocked() int {
+	n := 0
+	for _, p := range g.procs {
+		if p.state == serving || p.state == oob {
+			n++
+		}
+	}
+	return n
+}
+
 // busyLocked reports that every process of unbounded capacity is at or past
 // the concurrency target: time for another.
 func (g *Group) busyLocked() bool {
-	if g.cfg.ConcurrencyTarget <= 0 || len(g.procs) == 0 {
+	if g.cfg.ConcurrencyTarget <= 0 {
 		return false
 	}
+	any := false
 	for _, p := range g.procs {
+		if p.state != serving {
+			continue
+		}
 		if g.capacity(p) != 0 || p.sessions < g.cfg.ConcurrencyTarget {
 			return false
 		}
+		any = true
 	}
-	return true
+	return any
 }
 
 // maybeSpawnLocked starts a spawn when the group is below its minimum, or
@@ -256,7 +357,7 @@ func (g *Group) maybeSpawnLocked() {
 	if g.closed || g.spawning > 0 {
 		return
 	}
-	n := len(g.procs)
+	n := g.countLocked()
 	want := n < g.cfg.Min || ((g.waiters.len() > 0 || g.busyLocked()) && n < g.cfg.Max)
 	if !want {
 		return
@@ -267,7 +368,7 @@ func (g *Group) maybeSpawnLocked() {
 	}
 	g.spawning++
 	g.wg.Add(1)
-	go g.spawn()
+	go g.spawn(g.gen)
 }
 
 func (g *Group) scheduleRetryLocked(wait time.Duration) {
@@ -282,7 +383,8 @@ func (g *Group) scheduleRetryLocked(wait time.Duration) {
 	})
 }
 
-func (g *Group) spawn() {
+// spawn starts one process of generation gen and adds it.
+func (g *Group) spawn(gen int) {
 	defer g.wg.Done()
 	proc, err := g.spawner.Spawn(g.ctx)
 
@@ -290,43 +392,67 @@ func (g *Group) spawn() {
 	defer g.mu.Unlock()
 	g.spawning--
 	if err != nil {
-		if g.closed {
-			return
-		}
-		g.stats.SpawnFailed++
-		g.failures++
-		backoff := g.cfg.BackoffBase << min(g.failures-1, 16)
-		backoff = min(backoff, g.cfg.BackoffMax)
-		g.retryAt = time.Now().Add(backoff)
-		g.lastErr = err
-		g.log.Error("spawn failed, backing off", "error", err, "failures", g.failures, "retry_in", backoff)
-		if len(g.procs) == 0 {
-			// Nothing will serve the waiters soon: tell them why.
-			for w := g.waiters.pop(); w != nil; w = g.waiters.pop() {
-				w.ready <- checkout{err: err}
-			}
-		}
+		g.spawnFailedLocked(err)
 		g.maybeSpawnLocked()
 		return
 	}
+	g.attachLocked(proc, gen)
+	g.dispatchLocked()
+	g.maybeSpawnLocked()
+}
+
+func (g *Group) spawnFailedLocked(err error) {
+	if g.closed {
+		return
+	}
+	g.stats.SpawnFailed++
+	g.failures++
+	backoff := g.cfg.BackoffBase << min(g.failures-1, 16)
+	backoff = min(backoff, g.cfg.BackoffMax)
+	g.retryAt = time.Now().Add(backoff)
+	g.lastErr = err
+	g.log.Error("spawn failed, backing off", "error", err, "failures", g.failures, "retry_in", backoff)
+	go g.emit(Event{Kind: "spawn_failed", Err: err})
+	if g.countLocked() == 0 {
+		// Nothing will serve the waiters soon: tell them why.
+		for w := g.waiters.pop(); w != nil; w = g.waiters.pop() {
+			w.ready <- checkout{err: err}
+		}
+	}
+}
+
+// attachLocked adds a freshly spawned process to the group.
+func (g *Group) attachLocked(proc Proc, gen int) *Process {
 	if g.closed {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
 			g.stopProc(proc)
 		}()
-		return
+		return nil
 	}
 	g.stats.Spawned++
 	g.failures = 0
 	g.lastErr = nil
 	g.retryAt = time.Time{}
-	p := &Process{group: g, proc: proc, lastUsed: time.Now(), started: time.Now()}
+	now := time.Now()
+	p := &Process{group: g, proc: proc, gen: gen, lastUsed: now, started: now}
+	if g.cfg.MaxRequests > 0 {
+		p.limit = g.cfg.MaxRequests
+		if j := g.cfg.MaxRequestsJitter; j > 0 {
+			p.limit += rand.Uint64N(j + 1)
+		}
+	}
 	g.procs = append(g.procs, p)
 	g.wg.Add(1)
 	go g.watch(p)
-	g.dispatchLocked()
-	g.maybeSpawnLocked()
+	go g.emit(Event{Kind: "process_attached", PID: proc.PID()})
+	if gen < g.gen {
+		// Spawned before a restart began: old code must not linger.
+		g.retireLocked(p, "started before a restart")
+		g.maybeSpawnLocked()
+	}
+	return p
 }
 
 // dispatchLocked hands free capacity to waiting requests, oldest first.
@@ -341,31 +467,113 @@ func (g *Group) dispatchLocked() {
 	}
 }
 
+// releaseLocked ends a session and decides what the process does next.
+func (g *Group) releaseLocked(p *Process, conn io.Closer, ok bool) {
+	p.sessions--
+	p.lastUsed = time.Now()
+	if ok {
+		p.served++
+		g.stats.RequestsDone++
+	}
+	if conn != nil {
+		if p.state == serving || p.state == oob {
+			p.idle = append(p.idle, conn)
+		} else {
+			conn.Close()
+		}
+	}
+	switch p.state {
+	case serving:
+		if p.limit > 0 && p.served >= p.limit {
+			g.recycleLocked(p, fmt.Sprintf("served %d requests (--max-requests)", p.served))
+		}
+		if p.oobPending {
+			g.startOOBLocked()
+		}
+	case oob:
+		g.startOOBLocked()
+	case retiring:
+		if p.sessions == 0 {
+			g.stopLocked(p, p.reason)
+		}
+	}
+	g.dispatchLocked()
+}
+
+// retireLocked takes p out of rotation; it stops once its sessions end.
+func (g *Group) retireLocked(p *Process, reason string) {
+	if p.state >= retiring {
+		return
+	}
+	p.state, p.reason = retiring, reason
+	p.closeIdleLocked()
+	if p.sessions == 0 {
+		g.stopLocked(p, reason)
+	}
+}
+
+// stopLocked asks p to exit; watch removes it when it has.
+func (g *Group) stopLocked(p *Process, reason string) {
+	if p.state >= stopping {
+		return
+	}
+	p.state, p.reason = stopping, reason
+	p.closeIdleLocked()
+	g.log.Info("stopping process", "pid", p.proc.PID(), "reason", reason)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.stopProc(p.proc)
+	}()
+}
+
+// recycleLocked replaces p for its health (max requests, memory): it leaves
+// rotation at once and stops after its current requests; a replacement comes
+// as the minimum or waiting requests need it. One process per group at a
+// time, so recycling never takes the whole pool down: it returns false while
+// another recycle is under way (callers try again later).
+func (g *Group) recycleLocked(p *Process, reason string) bool {
+	if g.closed || g.recycling > 0 || p.recycled || p.state != serving {
+		return false
+	}
+	g.recycling++
+	p.recycled = true
+	g.stats.Recycled++
+	g.log.Info("recycling process", "pid", p.proc.PID(), "reason", reason)
+	g.retireLocked(p, reason)
+	g.maybeSpawnLocked()
+	return true
+}
+
 // watch notices the process's exit, expected or not.
 func (g *Group) watch(p *Process) {
 	defer g.wg.Done()
 	<-p.proc.Done()
 	g.mu.Lock()
-	expected := p.stopping && !p.unreachable
-	g.removeLocked(p)
-	if !expected && !g.closed {
+	died := p.state < stopping || p.unreachable
+	if died && !g.closed {
 		g.stats.Died++
 		g.log.Warn("process exited unexpectedly", "pid", p.proc.PID(), "sessions", p.sessions)
 	}
-	g.maybeSpawnLocked()
-	g.mu.Unlock()
-	p.proc.Reap()
-}
-
-func (g *Group) removeLocked(p *Process) {
+	if p.recycled {
+		g.recycling--
+	}
+	if p.oobRunning {
+		p.oobRunning = false
+	}
+	p.state = gone
 	for i, q := range g.procs {
 		if q == p {
 			g.procs = append(g.procs[:i], g.procs[i+1:]...)
 			break
 		}
 	}
-	p.gone = true
 	p.closeIdleLocked()
+	g.maybeSpawnLocked()
+	g.startOOBLocked()
+	g.mu.Unlock()
+	p.proc.Reap()
+	go g.emit(Event{Kind: "process_detached", PID: p.proc.PID()})
 }
 
 // reapIdle stops processes idle longer than IdleTime, down to Min.
@@ -380,20 +588,13 @@ func (g *Group) reapIdle() {
 			return
 		case now := <-t.C:
 			g.mu.Lock()
-			for len(g.procs) > g.cfg.Min {
+			for g.countLocked() > g.cfg.Min {
 				victim := g.oldestIdleLocked(now)
 				if victim == nil {
 					break
 				}
 				g.stats.IdleStopped++
-				g.log.Info("stopping idle process", "pid", victim.proc.PID(), "idle", now.Sub(victim.lastUsed).Round(time.Second))
-				victim.stopping = true
-				g.removeLocked(victim)
-				g.wg.Add(1)
-				go func() {
-					defer g.wg.Done()
-					g.stopProc(victim.proc)
-				}()
+				g.stopLocked(victim, fmt.Sprintf("idle for %s", now.Sub(victim.lastUsed).Round(time.Second)))
 			}
 			g.mu.Unlock()
 		}
@@ -403,7 +604,7 @@ func (g *Group) reapIdle() {
 func (g *Group) oldestIdleLocked(now time.Time) *Process {
 	var victim *Process
 	for _, p := range g.procs {
-		if p.sessions > 0 || now.Sub(p.lastUsed) < g.cfg.IdleTime {
+		if p.state != serving || p.sessions > 0 || now.Sub(p.lastUsed) < g.cfg.IdleTime {
 			continue
 		}
 		if victim == nil || p.lastUsed.Before(victim.lastUsed) {
@@ -435,9 +636,12 @@ func (g *Group) Close(ctx context.Context) {
 	if g.retry != nil {
 		g.retry.Stop()
 	}
-	procs := append([]*Process(nil), g.procs...)
-	for _, p := range procs {
-		p.stopping = true
+	var procs []*Process
+	for _, p := range g.procs {
+		if p.state < stopping {
+			p.state, p.reason = stopping, "shutdown"
+			procs = append(procs, p)
+		}
 		p.closeIdleLocked()
 	}
 	g.mu.Unlock()
@@ -451,128 +655,8 @@ func (g *Group) Close(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-	g.cancel() // ends spawns in progress and the idle reaper
+	g.cancel() // ends spawns in progress and the periodic work
 	g.wg.Wait()
-}
-
-// Process is a pool member: a running process and its use.
-type Process struct {
-	group    *Group
-	proc     Proc
-	started  time.Time
-	sessions int // open sessions
-	served   uint64
-	lastUsed time.Time
-	stopping bool
-	// unreachable: its socket refused a connection, so it was taken out of
-	// rotation; its exit counts as a death.
-	unreachable bool
-	gone        bool
-	idle        []io.Closer // kept-alive connections, owned by the proxy
-}
-
-func (p *Process) openLocked() *Session {
-	p.sessions++
-	p.lastUsed = time.Now()
-	return &Session{p: p}
-}
-
-func (p *Process) closeIdleLocked() {
-	for _, c := range p.idle {
-		c.Close()
-	}
-	p.idle = nil
-}
-
-// Session is the right to send one request to one process.
-type Session struct {
-	p        *Process
-	released bool
-}
-
-// PID of the session's process.
-func (s *Session) PID() int { return s.p.proc.PID() }
-
-// Addr of the session's process.
-func (s *Session) Addr() net.Addr { return s.p.proc.Addr() }
-
-// TakeConn returns a kept-alive connection to the process, or nil.
-func (s *Session) TakeConn() io.Closer {
-	g := s.p.group
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := len(s.p.idle)
-	if n == 0 {
-		return nil
-	}
-	c := s.p.idle[n-1]
-	s.p.idle = s.p.idle[:n-1]
-	return c
-}
-
-// Release ends the session. If conn is non-nil it is kept for the next
-// session on this process (unless the process is gone); ok reports whether
-// the request completed (it counts as served).
-func (s *Session) Release(ok bool) { s.ReleaseConn(nil, ok) }
-
-// ReleaseConn is Release that also returns a reusable connection.
-func (s *Session) ReleaseConn(conn io.Closer, ok bool) {
-	g := s.p.group
-	g.mu.Lock()
-	if s.released {
-		g.mu.Unlock()
-		if conn != nil {
-			conn.Close()
-		}
-		return
-	}
-	s.released = true
-	p := s.p
-	p.sessions--
-	p.lastUsed = time.Now()
-	if ok {
-		p.served++
-		g.stats.RequestsDone++
-	}
-	if conn != nil {
-		if p.gone || p.stopping {
-			conn.Close()
-		} else {
-			p.idle = append(p.idle, conn)
-		}
-	}
-	if !p.gone {
-		g.dispatchLocked()
-	}
-	g.mu.Unlock()
-}
-
-// Unreachable ends the session and takes its process out of rotation: its
-// socket could not be connected to, so it is dead or broken. It is stopped
-// and, if needed, replaced.
-func (s *Session) Unreachable() {
-	g := s.p.group
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if s.released {
-		return
-	}
-	s.released = true
-	p := s.p
-	p.sessions--
-	if p.gone || p.stopping {
-		return
-	}
-	g.log.Warn("process unreachable, replacing it", "pid", p.proc.PID())
-	p.stopping, p.unreachable = true, true
-	g.removeLocked(p)
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		g.stopProc(p.proc)
-	}()
-	g.dispatchLocked()
-	g.maybeSpawnLocked()
 }
 
 // checkout is what a waiting request is handed.

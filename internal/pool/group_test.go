@@ -27,6 +27,8 @@ func (p *fakeProc) Addr() net.Addr        { return &net.UnixAddr{Net: "unix"} }
 func (p *fakeProc) Concurrency() int      { return p.concurrency }
 func (p *fakeProc) Done() <-chan struct{} { return p.done }
 func (p *fakeProc) Reap()                 {}
+func (p *fakeProc) Kill()                 { p.die() }
+func (p *fakeProc) Abort()                { p.die() }
 func (p *fakeProc) Stop(context.Context) {
 	p.die()
 	close(p.stopped)
@@ -75,7 +77,7 @@ func (s *fakeSpawner) spawned() int {
 	return s.next
 }
 
-func newTestGroup(t *testing.T, cfg Config, sp *fakeSpawner) *Group {
+func newTestGroup(t *testing.T, cfg Config, sp Spawner) *Group {
 	t.Helper()
 	if cfg.Name == "" {
 		cfg.Name = "app"

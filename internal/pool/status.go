@@ -16,11 +16,17 @@ type GroupStatus struct {
 	RetryAt     *time.Time      `json:"spawn_retry_at,omitempty"`
 	Stats       Stats           `json:"stats"`
 	ShuttingOff bool            `json:"shutting_down"`
+	Generation  int             `json:"generation"`
+	Restarting  bool            `json:"restarting"`
+	DeployError string          `json:"deploy_error,omitempty"`
 }
 
 // ProcessStatus is one process in a GroupStatus.
 type ProcessStatus struct {
 	PID         int       `json:"pid"`
+	Generation  int       `json:"generation"`
+	State       string    `json:"state"`
+	Reason      string    `json:"reason,omitempty"`
 	Sessions    int       `json:"sessions"`
 	Concurrency int       `json:"concurrency"`
 	Processed   uint64    `json:"processed"`
@@ -42,6 +48,11 @@ func (g *Group) Status() GroupStatus {
 		ShuttingOff: g.closed,
 		Processes:   make([]ProcessStatus, 0, len(g.procs)),
 	}
+	st.Generation = g.gen
+	st.Restarting = g.restart != nil
+	if g.deployErr != nil {
+		st.DeployError = g.deployErr.Error()
+	}
 	if g.lastErr != nil {
 		st.LastError = g.lastErr.Error()
 		t := g.retryAt
@@ -50,6 +61,9 @@ func (g *Group) Status() GroupStatus {
 	for _, p := range g.procs {
 		st.Processes = append(st.Processes, ProcessStatus{
 			PID:         p.proc.PID(),
+			Generation:  p.gen,
+			State:       p.state.String(),
+			Reason:      p.reason,
 			Sessions:    p.sessions,
 			Concurrency: p.proc.Concurrency(),
 			Processed:   p.served,

@@ -17,6 +17,9 @@ import (
 // before a response could be given, as nginx does.
 const StatusClientClosed = 499
 
+// ErrRequestTimeout is a request that ran longer than --max-request-time.
+var ErrRequestTimeout = errors.New("the request ran longer than the maximum request time")
+
 // errorPage is what one error looks like to a client.
 type errorPage struct {
 	Status     int
@@ -52,6 +55,13 @@ func classify(err error) errorPage {
 		return p
 	case errors.As(err, &se):
 		return spawnPage(se)
+	case errors.Is(err, ErrRequestTimeout):
+		return errorPage{Status: http.StatusGatewayTimeout, Title: "Gateway timeout",
+			Message: "The app took too long to answer this request; its process was replaced."}
+	case errors.Is(err, pool.ErrQueueTimeout):
+		return errorPage{Status: http.StatusGatewayTimeout, Title: "Gateway timeout",
+			Message:    "The app was too busy to take this request in time. Please try again shortly.",
+			RetryAfter: time.Second}
 	case errors.Is(err, context.DeadlineExceeded):
 		return errorPage{Status: http.StatusGatewayTimeout, Title: "Gateway timeout",
 			Message: "The app took too long to answer."}

@@ -10,10 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/proxy"
+	"github.com/ferry-server/ferry/internal/restartfile"
 	"github.com/ferry-server/ferry/internal/static"
 )
 
@@ -24,6 +26,13 @@ type App struct {
 	Static *static.Handler // nil: no public/ directory
 	// Transport forwards to the app's processes.
 	Transport *proxy.Transport
+	// Restarts watches tmp/restart.txt; nil: not watched.
+	Restarts *restartfile.Watcher
+	// RollingRestarts makes restart.txt restarts rolling.
+	RollingRestarts bool
+	// MaxRequestTime kills the process of a request that runs longer, and
+	// answers 504. 0 = no limit.
+	MaxRequestTime time.Duration
 	// Development shows error details (spawn output, tracebacks) to clients.
 	Development bool
 }
@@ -83,51 +92,98 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer body.Close()
 	}
 
+	if app.Restarts != nil {
+		h.checkRestart(r, app)
+	}
+
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
 	for attempt := 0; ; attempt++ {
-		sess, err := app.Group.Checkout(r.Context())
-		if err != nil {
-			h.fail(w, r, err, 0, start)
+		if retry := h.forward(w, r, app, body, scheme, attempt, start); !retry {
 			return
 		}
-		pid := sess.PID()
-		x, err := app.Transport.RoundTrip(sess, r, body, scheme)
-		if err != nil {
-			if attempt == 0 && proxy.Retryable(err) {
-				h.log.LogAttrs(r.Context(), slog.LevelDebug, "retrying request on another process",
-					slog.Int("pid", pid), slog.String("error", err.Error()))
-				continue
-			}
-			h.fail(w, r, err, pid, start)
-			return
+	}
+}
+
+// forward sends the request to one process and the response to the client.
+// It returns true when the request may be sent to another process.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, app *App, body *proxy.Body, scheme string, attempt int, start time.Time) (retry bool) {
+	sess, err := app.Group.Checkout(r.Context())
+	if err != nil {
+		h.fail(w, r, err, 0, start)
+		return false
+	}
+	pid := sess.PID()
+	var timedOut atomic.Bool
+	if app.MaxRequestTime > 0 {
+		t := time.AfterFunc(app.MaxRequestTime, func() {
+			timedOut.Store(true)
+			h.log.LogAttrs(context.Background(), slog.LevelError, "request ran longer than --max-request-time; killing its process",
+				slog.String("method", r.Method), slog.String("path", r.URL.RequestURI()),
+				slog.Duration("duration", time.Since(start)), slog.Int("pid", pid))
+			sess.Abort("a request ran longer than --max-request-time")
+		})
+		defer t.Stop()
+	}
+	x, err := app.Transport.RoundTrip(sess, r, body, scheme)
+	if err != nil {
+		if timedOut.Load() {
+			err = ErrRequestTimeout
+		} else if attempt == 0 && proxy.Retryable(err) {
+			h.log.LogAttrs(r.Context(), slog.LevelDebug, "retrying request on another process",
+				slog.Int("pid", pid), slog.String("error", err.Error()))
+			return true
 		}
-		if x.Resp.StatusCode == http.StatusSwitchingProtocols {
-			// WebSocket and friends: a tunnel for as long as both sides want.
-			res := x.Tunnel(w)
-			if res.AppErr != nil {
-				h.log.LogAttrs(r.Context(), slog.LevelWarn, "upgrade failed",
-					slog.Int("pid", pid), slog.String("error", res.AppErr.Error()))
-			}
-			h.logAccess(r, res.Status, res.Bytes, pid, start)
-			return
-		}
-		res := x.WriteTo(w, h.opts.Response)
+		h.fail(w, r, err, pid, start)
+		return false
+	}
+	if proxy.TakeOOBRequest(x.Resp) {
+		sess.OutOfBandWork()
+	}
+	if x.Resp.StatusCode == http.StatusSwitchingProtocols {
+		// WebSocket and friends: a tunnel for as long as both sides want.
+		res := x.Tunnel(w)
 		if res.AppErr != nil {
-			h.log.LogAttrs(r.Context(), slog.LevelWarn, "app response broke off",
-				slog.Int("pid", pid), slog.String("path", r.URL.Path), slog.String("error", res.AppErr.Error()))
-			if !res.Wrote {
-				h.fail(w, r, &proxy.RoundTripError{Err: res.AppErr}, pid, start)
-				return
-			}
-			h.logAccess(r, res.Status, res.Bytes, pid, start)
-			// The client must see the response as truncated.
-			panic(http.ErrAbortHandler)
+			h.log.LogAttrs(r.Context(), slog.LevelWarn, "upgrade failed",
+				slog.Int("pid", pid), slog.String("error", res.AppErr.Error()))
 		}
 		h.logAccess(r, res.Status, res.Bytes, pid, start)
-		return
+		return false
+	}
+	res := x.WriteTo(w, h.opts.Response)
+	if res.AppErr != nil {
+		appErr := error(&proxy.RoundTripError{Err: res.AppErr})
+		if timedOut.Load() {
+			appErr = ErrRequestTimeout
+		}
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "app response broke off",
+			slog.Int("pid", pid), slog.String("path", r.URL.Path), slog.String("error", res.AppErr.Error()))
+		if !res.Wrote {
+			h.fail(w, r, appErr, pid, start)
+			return false
+		}
+		h.logAccess(r, res.Status, res.Bytes, pid, start)
+		// The client must see the response as truncated.
+		panic(http.ErrAbortHandler)
+	}
+	h.logAccess(r, res.Status, res.Bytes, pid, start)
+	return false
+}
+
+// checkRestart restarts the app when tmp/restart.txt was touched (the
+// restart proceeds while this request waits in the queue, like any), or
+// before this request while tmp/always_restart.txt exists.
+func (h *Handler) checkRestart(r *http.Request, app *App) {
+	switch app.Restarts.Check() {
+	case restartfile.Once:
+		h.log.Info("restart.txt touched, restarting", "app", app.Name, "rolling", app.RollingRestarts)
+		app.Group.Restart(app.RollingRestarts)
+	case restartfile.Always:
+		if rs, _ := app.Group.Restart(false); rs != nil {
+			rs.Wait(r.Context())
+		}
 	}
 }
 

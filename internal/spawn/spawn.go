@@ -146,28 +146,23 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 	}
 	socket := filepath.Join(work, "sock")
 
+	lifeR, err := lifeline()
+	if err != nil {
+		return nil, fail("cannot create lifeline pipe", err)
+	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		return nil, fail("cannot create status pipe", err)
 	}
 	defer statusR.Close()
-	lifeR, lifeW, err := os.Pipe()
-	if err != nil {
-		statusW.Close()
-		return nil, fail("cannot create lifeline pipe", err)
-	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		statusW.Close()
-		lifeR.Close()
-		lifeW.Close()
 		return nil, fail("cannot create output pipe", err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		statusW.Close()
-		lifeR.Close()
-		lifeW.Close()
 		outR.Close()
 		outW.Close()
 		return nil, fail("cannot create output pipe", err)
@@ -193,11 +188,9 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 	startErr := cmd.Start()
 	// The child has its copies now; ours must go so EOFs reach the right side.
 	statusW.Close()
-	lifeR.Close()
 	outW.Close()
 	errW.Close()
 	if startErr != nil {
-		lifeW.Close()
 		outR.Close()
 		errR.Close()
 		return nil, fail("cannot start "+s.cfg.Command[0], startErr)
@@ -205,7 +198,6 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 
 	p := s.newExecProcess(cmd, work, outR, errR)
 	p.addr = &net.UnixAddr{Name: socket, Net: "unix"}
-	p.lifeline = lifeW
 
 	lines := make(chan []byte, 1)
 	go func() {
@@ -363,9 +355,6 @@ func (s *Spawner) abort(p *Process, summary, details string, err error) error {
 	p.signal(syscall.SIGKILL)
 	<-p.done
 	p.waitReaders(time.Second)
-	if p.lifeline != nil {
-		p.lifeline.Close()
-	}
 	e := &Error{App: s.cfg.App, Summary: summary, Details: details, Output: p.out.String(), Err: err}
 	s.log.Error("spawn failed", "app", s.cfg.App, "pid", p.pid, "error", summary)
 	return e
@@ -382,6 +371,25 @@ func exitText(err error) string {
 	return err.Error()
 }
 
+// The lifeline is one pipe for the whole core: every app process gets its
+// read end (forked workers inherit it from their preloader) and watches for
+// EOF, which comes only when the core has exited, however it died. Its write
+// end is never closed while the core lives, so stopping one process (a
+// preloader, say) never takes others with it.
+var (
+	lifelineOnce sync.Once
+	lifelineR    *os.File
+	lifelineW    *os.File // held, never closed: the kernel closes it when the core exits
+	lifelineErr  error
+)
+
+func lifeline() (*os.File, error) {
+	lifelineOnce.Do(func() {
+		lifelineR, lifelineW, lifelineErr = os.Pipe()
+	})
+	return lifelineR, lifelineErr
+}
+
 // Process is one running app process: started by the core (exec) or forked
 // by a preloader (then watched through a pidfd).
 type Process struct {
@@ -391,7 +399,6 @@ type Process struct {
 	preloader   bool
 	workDir     string
 	started     time.Time
-	lifeline    *os.File // write end; nil for forked workers, which share the preloader's
 	done        chan struct{}
 	exitErr     error
 	out         *capture
@@ -452,6 +459,21 @@ func (p *Process) Kill() {
 	})
 }
 
+// Abort kills a stuck process: SIGQUIT first, on which the Ruby and Python
+// loaders print a backtrace of every thread, then SIGKILL a moment later.
+func (p *Process) Abort() {
+	p.stopOnce.Do(func() {
+		p.signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(time.Second):
+			p.signal(syscall.SIGKILL)
+			<-p.done
+		}
+		p.cleanup()
+	})
+}
+
 // Reap finishes bookkeeping for a process that exited on its own.
 func (p *Process) Reap() {
 	p.stopOnce.Do(func() {
@@ -463,9 +485,6 @@ func (p *Process) Reap() {
 func (p *Process) cleanup() {
 	// Stragglers in the group (children the app forked) go with it.
 	syscall.Kill(-p.pid, syscall.SIGKILL)
-	if p.lifeline != nil {
-		p.lifeline.Close()
-	}
 	if p.release != nil {
 		p.release()
 	}

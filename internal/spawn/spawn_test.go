@@ -106,16 +106,25 @@ func TestStopEscalatesToKill(t *testing.T) {
 	}
 }
 
-func TestLifelineClosesWithCore(t *testing.T) {
-	// A loader that exits when its lifeline reaches EOF, as the real ones do.
+func TestLifelineSharedAcrossProcesses(t *testing.T) {
+	// Loaders that exit when the lifeline reaches EOF, as the real ones do.
 	sp := spawner(t, ready+`cat <&4 >/dev/null; echo 'lifeline gone'`, 10*time.Second)
-	p, err := sp.Spawn(t.Context())
+	a, err := sp.Spawn(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.lifeline.Close() // what the kernel does when the core dies
-	<-p.Done()
-	p.Reap()
+	b, err := sp.Spawn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stopping one must not end another: the lifeline is the core's.
+	a.Kill()
+	select {
+	case <-b.Done():
+		t.Fatal("stopping one process ended another")
+	case <-time.After(200 * time.Millisecond):
+	}
+	b.Kill()
 }
 
 func FuzzParseHandshake(f *testing.F) {

@@ -204,6 +204,22 @@ def env(environ, start_response):
     return _json(start_response, out)
 
 
+_hog = []
+
+
+def hog(environ, start_response):
+    """Grows this process by ?mb= MiB of private memory, kept until it exits."""
+    mb = int(_arg(environ, "mb", "10"))
+    _hog.append(bytearray(os.urandom(1)) * (mb << 20))
+    return _reply(start_response, "holding %d MiB" % sum(len(b) >> 20 for b in _hog))
+
+
+def oob(environ, start_response):
+    """Asks Ferry for out-of-band work after this response."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Ferry-Request-OOB-Work", "true")])
+    return [b"oob requested"]
+
+
 def osenv(environ, start_response):
     """The process environment (os.environ), as Ferry set it up."""
     return _json(start_response, dict(os.environ))
@@ -247,6 +263,8 @@ ROUTES = {
     "/print": printed,
     "/env": env,
     "/osenv": osenv,
+    "/hog": hog,
+    "/oob": oob,
     "/upload": upload,
     "/readline": readline,
 }

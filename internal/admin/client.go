@@ -1,0 +1,114 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Instance is a running core found in the instance registry.
+type Instance struct {
+	Dir     string
+	PID     int
+	AppRoot string
+	Listen  string
+}
+
+// FindInstances lists the live instances in registry, removing the
+// directories of dead ones (a core killed with -9 leaves its directory).
+func FindInstances(registry string) ([]Instance, error) {
+	ents, err := os.ReadDir(registry)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read instance registry: %w", err)
+	}
+	var out []Instance
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "ferry-") {
+			continue
+		}
+		dir := filepath.Join(registry, e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, "properties.json"))
+		if err != nil {
+			continue // being created, or not ours
+		}
+		var props struct {
+			PID     int    `json:"pid"`
+			AppRoot string `json:"app_root"`
+			Listen  string `json:"listen"`
+		}
+		if json.Unmarshal(b, &props) != nil || props.PID <= 0 {
+			continue
+		}
+		if !running(props.PID) {
+			os.RemoveAll(dir) // stale: its core is gone
+			continue
+		}
+		out = append(out, Instance{Dir: dir, PID: props.PID, AppRoot: props.AppRoot, Listen: props.Listen})
+	}
+	return out, nil
+}
+
+func running(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Client talks to one instance's admin API.
+type Client struct {
+	hc *http.Client
+}
+
+// NewClient returns a client for the instance in dir.
+func NewClient(dir string) *Client {
+	sock := filepath.Join(dir, "admin.sock")
+	return &Client{hc: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}}
+}
+
+// Do calls the API and decodes a JSON answer into out (if non-nil). An
+// error answer becomes an error with its message.
+func (c *Client) Do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://ferry"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if resp.StatusCode >= 400 {
+		var ae APIError
+		if json.Unmarshal(body, &ae) == nil && ae.Message != "" {
+			return fmt.Errorf("admin API: %s", ae.Message)
+		}
+		return fmt.Errorf("admin API: %s", resp.Status)
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
+// Timeout for CLI calls that should not hang on a wedged core.
+const Timeout = 10 * time.Minute

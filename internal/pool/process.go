@@ -1,0 +1,189 @@
+package pool
+
+import (
+	"io"
+	"net"
+	"time"
+)
+
+// state is where a process is in its life in the pool.
+//
+//	               Checkout/Release
+//	spawned ──► serving ◄──────────────► (sessions)
+//	              │  ▲ │
+//	out-of-band   │  │ │ restart, recycle (max requests, memory),
+//	work asked    ▼  │ │ idle, unreachable
+//	            oob ─┘ ▼
+//	                 retiring ── sessions reach 0 ──► stopping ──► gone
+//	                                                                ▲
+//	exits on its own (crash, kill -9) from any state ───────────────┘
+type state int
+
+const (
+	// serving takes new sessions.
+	serving state = iota
+	// oob takes none: it does out-of-band work once idle, then serves again.
+	oob
+	// retiring takes none and is stopped once its sessions end.
+	retiring
+	// stopping has been asked to exit.
+	stopping
+	// gone has exited.
+	gone
+)
+
+func (s state) String() string {
+	switch s {
+	case serving:
+		return "serving"
+	case oob:
+		return "out_of_band"
+	case retiring:
+		return "retiring"
+	case stopping:
+		return "stopping"
+	case gone:
+		return "gone"
+	}
+	return "unknown"
+}
+
+// Process is a pool member: a running process and its use.
+type Process struct {
+	group    *Group
+	proc     Proc
+	gen      int // the restart generation it belongs to
+	state    state
+	started  time.Time
+	sessions int // open sessions
+	served   uint64
+	limit    uint64 // served requests after which it is recycled; 0 = never
+	lastUsed time.Time
+	// why it is retiring or stopping, for logs and status.
+	reason string
+	// recycled: retiring to be replaced for its health (max requests,
+	// memory); at most one per group at a time.
+	recycled bool
+	// unreachable: its socket refused a connection; its exit is a death.
+	unreachable bool
+	// oobPending: the app asked for out-of-band work after a response.
+	oobPending bool
+	oobRunning bool
+	idle       []io.Closer // kept-alive connections, owned by the proxy
+}
+
+func (p *Process) openLocked() *Session {
+	p.sessions++
+	p.lastUsed = time.Now()
+	return &Session{p: p}
+}
+
+func (p *Process) closeIdleLocked() {
+	for _, c := range p.idle {
+		c.Close()
+	}
+	p.idle = nil
+}
+
+// Session is the right to send one request to one process.
+type Session struct {
+	p        *Process
+	released bool
+}
+
+// PID of the session's process.
+func (s *Session) PID() int { return s.p.proc.PID() }
+
+// Addr of the session's process.
+func (s *Session) Addr() net.Addr { return s.p.proc.Addr() }
+
+// TakeConn returns a kept-alive connection to the process, or nil.
+func (s *Session) TakeConn() io.Closer {
+	g := s.p.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := len(s.p.idle)
+	if n == 0 {
+		return nil
+	}
+	c := s.p.idle[n-1]
+	s.p.idle = s.p.idle[:n-1]
+	return c
+}
+
+// Release ends the session; ok reports whether the request completed.
+func (s *Session) Release(ok bool) { s.ReleaseConn(nil, ok) }
+
+// ReleaseConn is Release that also keeps a reusable connection to the
+// process (closed instead if the process is leaving).
+func (s *Session) ReleaseConn(conn io.Closer, ok bool) {
+	g := s.p.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s.released {
+		if conn != nil {
+			conn.Close()
+		}
+		return
+	}
+	s.released = true
+	g.releaseLocked(s.p, conn, ok)
+}
+
+// OutOfBandWork records that the app asked, in its response, for
+// out-of-band work: the process leaves rotation, does the work when idle
+// (one process of the group at a time), and comes back.
+func (s *Session) OutOfBandWork() {
+	g := s.p.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s.p.state == serving {
+		s.p.oobPending = true
+	}
+}
+
+// Unreachable ends the session and takes its process out of rotation: its
+// socket could not be connected to, so it is dead or broken. It is stopped
+// and, if needed, replaced.
+func (s *Session) Unreachable() {
+	g := s.p.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s.released {
+		return
+	}
+	s.released = true
+	p := s.p
+	p.sessions--
+	if p.state >= stopping {
+		return
+	}
+	g.log.Warn("process unreachable, replacing it", "pid", p.proc.PID())
+	p.unreachable = true
+	g.stopLocked(p, "unreachable")
+	g.dispatchLocked()
+	g.maybeSpawnLocked()
+}
+
+// Abort ends the session by killing its process: the request it serves ran
+// too long. The process is replaced as needed.
+func (s *Session) Abort(reason string) {
+	g := s.p.group
+	g.mu.Lock()
+	p := s.p
+	if s.released || p.state >= stopping {
+		// Finished meanwhile: the process serves others now.
+		g.mu.Unlock()
+		return
+	}
+	g.log.Warn("killing process", "pid", p.proc.PID(), "reason", reason)
+	p.unreachable = true // its exit counts as a death
+	p.state, p.reason = stopping, reason
+	p.closeIdleLocked()
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		p.proc.Abort()
+	}()
+}

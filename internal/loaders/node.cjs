@@ -1,2 +1,549 @@
-// Placeholder: the Node.js loader is being written (issue 3).
-process.exit(1);
+'use strict';
+// Ferry's Node.js loader.
+//
+// The core runs this script as `node node.cjs` with the working directory set
+// to the app root and the environment described in docs/architecture.md ("The
+// loader contract"). Unlike the WSGI loader it does not speak HTTP itself: the
+// app brings its own server (http.createServer, Express's app.listen, ...) and
+// Node's http server answers the core. The loader only
+//
+//   - redirects the first listen() of a plain (non-TLS) net.Server — an
+//     http.Server in practice — to the Unix socket FERRY_SOCKET, whatever
+//     port, host or options the app asked for; the app's callback and
+//     'listening' fire as usual. Later listen() calls, and TLS servers, are
+//     left alone: they listen where they asked to;
+//   - reports {"status":"ready",...,"concurrency":0} (any number of requests
+//     at once) when that server is listening, or the load error;
+//   - on that server only, rewrites each request before the app sees it
+//     (see fixRequest): the X-Ferry-* headers are consumed, the client's
+//     address and scheme become req.socket.remoteAddress/remotePort/
+//     remoteFamily, socket.encrypted and X-Forwarded-For/-Proto;
+//   - exits at once when the lifeline reaches EOF, and on SIGTERM stops
+//     accepting, lets in-flight requests finish and exits 0.
+//
+// Connections on the socket come only from the core, which keeps them open
+// between requests and owns their lifetime: the server's keepAliveTimeout is
+// pinned to 0 (no idle timeout), or a kept-alive connection could close just
+// as the core sends a request on it.
+//
+// The entry is FERRY_STARTUP_FILE, or when that is empty package.json "main",
+// app.js, index.js, server.js (the first that exists). It runs as the main
+// module, as under `node <file>` (process.argv[1] is the file, and
+// `require.main === module` holds): through the CommonJS loader, or through
+// import() for an ES module (.mjs, or .js under "type": "module"), so
+// top-level await works. Anything that goes wrong before the server listens
+// — a throw or syntax error while loading, an error in a timer or an
+// unhandled rejection, listen() failing, the process ending — is reported
+// as {"status":"error","summary":"<Name>: <message>","details":<stack>} and
+// the process exits 1.
+//
+// Exceptions after start-up get Node's default treatment (the stack on
+// stderr, exit code 1; the core starts a new process), unless the app
+// installs its own 'uncaughtException' handler.
+//
+// SIGTERM: the server stops accepting, idle connections close at once,
+// busy ones when their response has finished, then exit 0. An open
+// WebSocket (or other upgraded connection) counts as busy until either side
+// closes it; the core's SIGKILL bounds the wait.
+//
+// Not supported: FERRY_BASE_URI (Node apps see the whole path, as under
+// Passenger), the cluster module (Ferry is the process manager: workers
+// would listen through the primary, which never reports), HTTPS and HTTP/2
+// servers as the Ferry server (the core speaks HTTP/1.1 in clear).
+// FERRY_STATUS_FD and FERRY_LIFELINE_FD stay open in child processes the
+// app starts (Node cannot set close-on-exec on them); that is harmless: the
+// status fd is closed once the handshake is written and a lifeline read end
+// does not keep the pipe open.
+//
+// Standard library only; Node 18+.
+
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const Module = require('module');
+const { pathToFileURL } = require('url');
+
+const env = process.env;
+const LOADER = __filename;
+
+// ---------------------------------------------------------------- state ---
+
+let phase = 'loading'; // 'loading' → 'ready' | 'failed'
+let statusFd = fdFrom(env.FERRY_STATUS_FD);
+let ferryServer = null; // the server that listens on FERRY_SOCKET
+let stopping = false; // SIGTERM seen
+
+function fdFrom(s) {
+  const n = Number(s);
+  return s && Number.isInteger(n) && n >= 0 ? n : -1;
+}
+
+// ------------------------------------------------------------ reporting ---
+
+function report(obj) {
+  const fd = statusFd;
+  if (fd < 0) return;
+  statusFd = -1;
+  const buf = Buffer.from(JSON.stringify(obj) + '\n');
+  try {
+    for (let off = 0; off < buf.length;) {
+      try {
+        off += fs.writeSync(fd, buf, off, buf.length - off);
+      } catch (e) {
+        if (e.code !== 'EAGAIN') throw e;
+      }
+    }
+  } catch (e) {
+    // The core is gone (EPIPE): the lifeline will end us.
+  } finally {
+    try {
+      fs.closeSync(fd);
+    } catch (e) {}
+  }
+}
+
+function errorName(err) {
+  if (err instanceof Error || (err && typeof err === 'object' && typeof err.message === 'string')) {
+    return String(err.name || 'Error');
+  }
+  return 'Error';
+}
+
+function summaryOf(err) {
+  let msg;
+  if (err instanceof Error || (err && typeof err === 'object' && typeof err.message === 'string')) {
+    msg = String(err.message);
+  } else {
+    msg = 'uncaught ' + require('util').inspect(err);
+  }
+  msg = msg.split('\n')[0].trim(); // "Cannot find module 'x'" without the require stack
+  const name = errorName(err);
+  return msg ? name + ': ' + msg : name;
+}
+
+// The stack without the loader's own frames and the module loader's frames
+// that lead to them.
+function detailsOf(err) {
+  let s;
+  if (err && typeof err === 'object' && typeof err.stack === 'string') {
+    s = err.stack;
+  } else {
+    s = summaryOf(err);
+  }
+  const lines = s.split('\n');
+  const frame = /^\s+at /;
+  let i = lines.findIndex((l) => frame.test(l) && l.includes(LOADER));
+  if (i > 0) {
+    while (i > 1 && frame.test(lines[i - 1]) && lines[i - 1].includes('node:internal')) i--;
+    lines.length = i;
+  }
+  return lines.join('\n');
+}
+
+// A start-up failure: the stack on stderr, the error on the status fd, exit 1.
+function fail(err) {
+  if (phase !== 'loading') return;
+  phase = 'failed';
+  const details = detailsOf(err);
+  try {
+    process.stderr.write(details + '\n');
+  } catch (e) {}
+  report({ status: 'error', summary: summaryOf(err), details });
+  process.exit(1);
+}
+
+// After start-up: what Node does with an uncaught exception.
+function crash(err) {
+  try {
+    process.stderr.write(detailsOf(err) + '\n');
+  } catch (e) {}
+  process.exit(1);
+}
+
+function onStartupException(err) {
+  fail(err);
+}
+
+function onExitBeforeReady(code) {
+  if (phase !== 'loading') return;
+  phase = 'failed';
+  if (!code) process.exitCode = 1; // a failed start
+  const err = new Error('the app exited (code ' + code + ') without listening on a server');
+  report({
+    status: 'error',
+    summary: summaryOf(err),
+    details:
+      (code
+        ? 'The app ended the process (process.exit(' + code + ')) before listening. '
+        : 'The app\'s entry point ran to its end and nothing was left to do. ') +
+      'Ferry serves a Node.js app through the first http.Server it listens on: ' +
+      'server.listen(port), Express\'s app.listen(port), ...; the port does not matter.',
+  });
+}
+
+// ------------------------------------------------------------- lifeline ---
+
+function watchLifeline(fd) {
+  const bye = () => {
+    if (phase === 'loading') phase = 'gone'; // nobody to report to
+    process.exit(0);
+  };
+  let stream;
+  try {
+    // A pipe: libuv polls it, no thread-pool thread is tied up.
+    stream = new net.Socket({ fd, readable: true, writable: false });
+  } catch (e) {
+    stream = fs.createReadStream(null, { fd, autoClose: false });
+  }
+  stream.on('data', () => {});
+  stream.on('end', bye);
+  stream.on('error', bye);
+  stream.on('close', bye);
+  if (typeof stream.unref === 'function') stream.unref(); // never keeps the app alive
+}
+
+// ------------------------------------------------------- the request fix ---
+
+let kHeadersCount; // undefined: not looked for yet; null: not there
+let peerViaCache = true; // socket._peername drives remoteAddress (Node ≤ 22)
+let lastPeerStr = '';
+let lastPeer = null;
+
+function parsePeer(s) {
+  if (s === lastPeerStr) return lastPeer;
+  let address = s;
+  let port;
+  if (s.charCodeAt(0) === 91 /* [ */) {
+    const i = s.indexOf(']');
+    if (i > 0) {
+      address = s.slice(1, i);
+      if (s.charCodeAt(i + 1) === 58 /* : */) port = s.slice(i + 2);
+    }
+  } else {
+    const i = s.lastIndexOf(':');
+    if (i > 0 && s.indexOf(':') === i) {
+      address = s.slice(0, i);
+      port = s.slice(i + 1);
+    }
+  }
+  const p = port === undefined || port === '' ? undefined : Number(port);
+  const peer = Object.freeze({
+    address,
+    family: address.includes(':') ? 'IPv6' : 'IPv4',
+    port: Number.isInteger(p) ? p : undefined,
+  });
+  lastPeerStr = s;
+  lastPeer = peer;
+  return peer;
+}
+
+function setPeer(socket, peer) {
+  if (!socket) return;
+  if (peerViaCache) {
+    socket._peername = peer;
+    if (socket.remoteAddress === peer.address) return;
+    peerViaCache = false; // a Node whose getters ignore _peername
+  }
+  for (const k of ['remoteAddress', 'remoteFamily', 'remotePort']) {
+    const v = k === 'remoteAddress' ? peer.address : k === 'remoteFamily' ? peer.family : peer.port;
+    Object.defineProperty(socket, k, { value: v, writable: true, configurable: true, enumerable: true });
+  }
+}
+
+// fixRequest makes a request from the core look like the client's own:
+// X-Ferry-* headers go (from req.headers, req.rawHeaders and
+// req.headersDistinct); X-Ferry-Client-Addr becomes the socket's
+// remoteAddress/remotePort/remoteFamily and the only X-Forwarded-For;
+// X-Ferry-Scheme becomes the only X-Forwarded-Proto and socket.encrypted
+// (true for https), so that Express's req.ip, req.protocol and req.secure
+// are right with or without 'trust proxy'. Client copies of X-Forwarded-For
+// and X-Forwarded-Proto are dropped when the core sent the real values.
+// The core sends one request at a time per connection, so per-request
+// socket properties are safe.
+//
+// It runs for every request: one pass over rawHeaders that lower-cases only
+// names starting "x-" other than the core's own spelling, and the deletions
+// from req.headers in reverse order of insertion (the core's headers come
+// last), which V8 does without leaving its fast object representation.
+const FERRY = 0;
+const XFF = 1;
+const XFP = 2;
+
+function fixRequest(req) {
+  const raw = req.rawHeaders;
+  if (!raw) return;
+  let addr;
+  let scheme;
+  let marks = null; // [raw index, lower-case name, FERRY|XFF|XFP, ...]
+  let ferry = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i];
+    if (n.length < 8 || (n.charCodeAt(0) | 0x20) !== 120 /* x */ || n.charCodeAt(1) !== 45 /* - */) continue;
+    const l = n === 'X-Ferry-Client-Addr' ? 'x-ferry-client-addr' : n === 'X-Ferry-Scheme' ? 'x-ferry-scheme' : n.toLowerCase();
+    let kind;
+    if (l === 'x-ferry-client-addr') {
+      if (addr === undefined) addr = raw[i + 1];
+      kind = FERRY;
+    } else if (l === 'x-ferry-scheme') {
+      if (scheme === undefined) scheme = raw[i + 1];
+      kind = FERRY;
+    } else if (l === 'x-forwarded-for') {
+      kind = XFF;
+    } else if (l === 'x-forwarded-proto') {
+      kind = XFP;
+    } else if (l.startsWith('x-ferry-')) {
+      kind = FERRY;
+    } else {
+      continue;
+    }
+    ferry = ferry || kind === FERRY;
+    if (marks === null) marks = [];
+    marks.push(i, l, kind);
+  }
+  if (!ferry) return;
+
+  if (kHeadersCount === undefined) {
+    kHeadersCount = Object.getOwnPropertySymbols(req).find((s) => s.description === 'kHeadersCount') || null;
+  }
+  const h = req.headers; // built now if not yet, from the raw headers as they came
+  // Without the count symbol the lazy headersDistinct could not be rebuilt
+  // from a different rawHeaders: build it now and fix it like headers.
+  const hd = kHeadersCount === null ? req.headersDistinct : null;
+  for (let k = marks.length - 3; k >= 0; k -= 3) {
+    if (marks[k + 2] === FERRY) {
+      delete h[marks[k + 1]];
+      if (hd) delete hd[marks[k + 1]];
+    }
+  }
+  const out = [];
+  let k = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (k < marks.length && marks[k] === i) {
+      const kind = marks[k + 2];
+      k += 3;
+      if (kind === FERRY || (kind === XFF && addr !== undefined) || (kind === XFP && scheme !== undefined)) continue;
+    }
+    out.push(raw[i], raw[i + 1]);
+  }
+  const socket = req.socket;
+  if (addr !== undefined) {
+    const peer = parsePeer(addr);
+    out.push('X-Forwarded-For', peer.address);
+    h['x-forwarded-for'] = peer.address;
+    if (hd) hd['x-forwarded-for'] = [peer.address];
+    setPeer(socket, peer);
+  }
+  if (scheme !== undefined) {
+    out.push('X-Forwarded-Proto', scheme);
+    h['x-forwarded-proto'] = scheme;
+    if (hd) hd['x-forwarded-proto'] = [scheme];
+    if (socket) socket.encrypted = scheme === 'https';
+  }
+  req.rawHeaders = out;
+  if (kHeadersCount) req[kHeadersCount] = out.length;
+}
+
+// ------------------------------------------------------ the Ferry server ---
+
+function claim(server) {
+  ferryServer = server;
+
+  const emit = server.emit;
+  server.emit = function ferryEmit(event, req, res) {
+    switch (event) {
+      case 'request':
+        fixRequest(req);
+        if (stopping && res) res.shouldKeepAlive = false;
+        break;
+      case 'upgrade':
+      case 'checkContinue':
+      case 'checkExpectation':
+      case 'connect':
+        fixRequest(req);
+        break;
+    }
+    return emit.apply(this, arguments);
+  };
+
+  // The core holds kept-alive connections as long as it likes.
+  if ('keepAliveTimeout' in server) {
+    Object.defineProperty(server, 'keepAliveTimeout', {
+      configurable: true,
+      enumerable: true,
+      get() {
+        return 0;
+      },
+      set(v) {},
+    });
+  }
+
+  // Until it listens, an error on the server is a failed start.
+  const onError = (err) => fail(err);
+  server.once('error', onError);
+  // Ready once the app's own 'listening' callbacks (which run after this
+  // one) have run without throwing.
+  server.once('listening', () => {
+    server.removeListener('error', onError);
+    process.nextTick(ready);
+  });
+
+  process.on('SIGTERM', onSigterm);
+}
+
+function ready() {
+  if (phase !== 'loading') return;
+  phase = 'ready';
+  process.removeListener('uncaughtException', onStartupException);
+  process.removeListener('exit', onExitBeforeReady);
+  report({ status: 'ready', socket: env.FERRY_SOCKET, concurrency: 0 });
+}
+
+function onSigterm() {
+  if (stopping) return;
+  stopping = true;
+  const server = ferryServer;
+  server.close(() => process.exit(0));
+  // Idle connections close now (Node 19+ close() does it too); busy ones
+  // as soon as their response has finished.
+  const closeIdle = () => {
+    if (typeof server.closeIdleConnections === 'function') server.closeIdleConnections();
+  };
+  closeIdle();
+  try {
+    const dc = require('diagnostics_channel');
+    const ch = dc.channel('http.server.response.finish');
+    ch.subscribe((msg) => {
+      if (msg && msg.server === server) setImmediate(closeIdle);
+    });
+    onSigterm.channel = ch; // keep it referenced
+  } catch (e) {
+    setInterval(closeIdle, 100).unref();
+  }
+}
+
+function removeStaleSocket(p) {
+  try {
+    if (fs.lstatSync(p).isSocket()) fs.unlinkSync(p);
+  } catch (e) {}
+}
+
+let tls; // loaded when first needed
+
+function patchListen(sock) {
+  const listen = net.Server.prototype.listen;
+  net.Server.prototype.listen = function ferryListen(...args) {
+    if (ferryServer !== null && ferryServer !== this) return listen.apply(this, args);
+    if (ferryServer === null) {
+      if (!tls) tls = require('tls');
+      if (this instanceof tls.Server) return listen.apply(this, args); // the core speaks plain HTTP
+      claim(this);
+    }
+    const opts = { path: sock };
+    const first = args[0];
+    if (first && typeof first === 'object' && Number.isInteger(first.backlog)) {
+      opts.backlog = first.backlog;
+    } else if (typeof first !== 'object' && Number.isInteger(args[2])) {
+      opts.backlog = args[2]; // listen(port, host, backlog, cb)
+    }
+    const cb = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
+    removeStaleSocket(sock);
+    return cb ? listen.call(this, opts, cb) : listen.call(this, opts);
+  };
+}
+
+// -------------------------------------------------------------- loading ---
+
+function nearestPackage(dir) {
+  for (;;) {
+    const p = path.join(dir, 'package.json');
+    try {
+      return JSON.parse(fs.readFileSync(p, 'utf8'));
+    } catch (e) {
+      if (e.code !== 'ENOENT' && e.code !== 'ENOTDIR') return {};
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return {};
+    dir = up;
+  }
+}
+
+function tryResolve(abs) {
+  try {
+    return require.resolve(abs);
+  } catch (e) {
+    return null;
+  }
+}
+
+// The entry file: FERRY_STARTUP_FILE, or else package.json "main", app.js,
+// index.js, server.js — the first that exists.
+function resolveEntry(root) {
+  const startup = env.FERRY_STARTUP_FILE;
+  if (startup) {
+    const abs = path.resolve(root, startup);
+    const file = tryResolve(abs) || (fs.existsSync(abs) && fs.statSync(abs).isFile() ? abs : null);
+    if (!file) throw new Error('startup file ' + startup + ' not found in ' + root);
+    return file;
+  }
+  const candidates = [];
+  let pkg = null;
+  try {
+    pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+  } catch (e) {
+    if (e.code !== 'ENOENT') throw new Error('package.json: ' + e.message);
+  }
+  if (pkg && typeof pkg.main === 'string' && pkg.main) candidates.push(pkg.main);
+  candidates.push('app.js', 'index.js', 'server.js');
+  for (const c of candidates) {
+    const abs = path.resolve(root, c);
+    const file = tryResolve(abs) || (fs.existsSync(abs) && fs.statSync(abs).isFile() ? abs : null);
+    if (file) return file;
+  }
+  throw new Error('no startup file in ' + root + ': tried ' + candidates.join(', '));
+}
+
+function isESM(file) {
+  const ext = path.extname(file);
+  if (ext === '.mjs') return true;
+  if (ext === '.cjs') return false;
+  return nearestPackage(path.dirname(file)).type === 'module';
+}
+
+function main() {
+  const lifelineFd = fdFrom(env.FERRY_LIFELINE_FD);
+  if (lifelineFd >= 0) watchLifeline(lifelineFd);
+
+  process.on('uncaughtException', onStartupException);
+  process.on('exit', onExitBeforeReady);
+
+  let file;
+  try {
+    const sock = env.FERRY_SOCKET;
+    if (!sock) throw new Error('FERRY_SOCKET is not set');
+    const root = env.FERRY_APP_ROOT || process.cwd();
+    file = resolveEntry(root);
+    patchListen(sock);
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  process.argv[1] = file; // as if run as `node <file>`
+
+  if (isESM(file)) {
+    import(pathToFileURL(file).href).catch((err) => {
+      if (phase === 'loading') fail(err);
+      else crash(err); // thrown after it listened
+    });
+    return;
+  }
+  try {
+    // As the main module, as `node <file>` would, so that
+    // `require.main === module` holds in the app.
+    if (typeof Module._load === 'function') Module._load(file, null, true);
+    else require(file);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+main();

@@ -4,12 +4,17 @@ The core runs this script as ``python3 wsgi.py`` with the working directory
 set to the app root and the environment described in docs/architecture.md
 ("The loader contract"). It imports the app's startup file, listens on a Unix
 socket, reports readiness (or the load error) as one JSON line on the status
-fd, and then serves HTTP/1.1 on that socket, one request at a time, with
-persistent connections.
+fd, and then serves HTTP/1.1 on that socket with persistent connections:
+one connection at a time, or up to FERRY_THREADS at once, a thread each.
+
+With FERRY_SPAWN_METHOD=smart it is a preloader instead: it loads the app
+once, listens on FERRY_SOCKET as a control socket, and forks a worker for
+each spawn command it receives there (see "Smart spawning").
 
 Standard library only; Python 3.9+.
 """
 
+import gc
 import io
 import json
 import os
@@ -19,6 +24,7 @@ import socket
 import sys
 import threading
 import traceback
+import warnings
 
 from urllib.parse import unquote_to_bytes
 
@@ -31,6 +37,7 @@ SMALL_BODY = 64 * 1024  # bodies up to this size are read at once
 
 _idle = True  # True while waiting for a connection or a request head
 _stopping = False  # SIGTERM seen: exit when the current request is done
+_wake_w = -1  # threads: written on SIGTERM, to wake the idle connections
 
 
 class _Stop(BaseException):
@@ -42,6 +49,17 @@ def _on_term(signum, frame):
     _stopping = True
     if _idle:
         raise _Stop()
+
+
+def _on_term_threaded(signum, frame):
+    # The main thread only accepts: it notices _stopping through the wake
+    # pipe, as do the connection threads waiting for a request.
+    global _stopping
+    _stopping = True
+    try:
+        os.write(_wake_w, b"x")
+    except OSError:
+        pass
 
 
 def _watch_lifeline(fd):
@@ -497,12 +515,14 @@ def _process(app, env, send, is_head, keep, http10):
 # ------------------------------------------------------------------ serve ---
 
 
-def _serve_conn(conn, lfd, app, base_env, base):
+def _serve_conn(conn, lfd, app, base_env, base, wait=None):
     """Serves requests on one connection until it closes.
 
     Returns early (closing conn) if the connection is idle and another one is
     waiting on the listener: the core has moved on to a new connection, and
-    with one request at a time this one would otherwise block it.
+    with one request at a time this one would otherwise block it. With
+    threads, wait() (from _Threads) makes that decision instead: it returns
+    True when the connection has data, False when it must go.
     """
     global _idle
     recv = conn.recv
@@ -514,10 +534,11 @@ def _serve_conn(conn, lfd, app, base_env, base):
         except OSError:
             raise _ClientGone() from None
 
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
-    poller.register(lfd, select.POLLIN)
-    poll = poller.poll
+    if wait is None:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        poller.register(lfd, select.POLLIN)
+        poll = poller.poll
     keys, peers, hosts = _keys, _peers, _hosts
     buf = b""
     while True:
@@ -533,8 +554,11 @@ def _serve_conn(conn, lfd, app, base_env, base):
                 send(_error_response(400, False))
                 return
             if not buf:
-                ready = poll()
-                if len(ready) == 1 and ready[0][0] == lfd:
+                if wait is None:
+                    ready = poll()
+                    if len(ready) == 1 and ready[0][0] == lfd:
+                        return
+                elif not wait():
                     return
             data = recv(RECV_SIZE)
             if not data:
@@ -658,19 +682,23 @@ def _serve_conn(conn, lfd, app, base_env, base):
             return
 
 
-def _serve(listener, app, base):
-    global _idle
-    base_env = {
+def _base_env(base, threaded):
+    return {
         "SCRIPT_NAME": base,
         "SERVER_PROTOCOL": "HTTP/1.1",
         "wsgi.version": (1, 0),
         "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
+        "wsgi.multithread": threaded,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,
         "wsgi.file_wrapper": FileWrapper,
     }
+
+
+def _serve(listener, app, base):
+    global _idle
+    base_env = _base_env(base, False)
     lfd = listener.fileno()
     while True:
         _idle = True
@@ -687,6 +715,112 @@ def _serve(listener, app, base):
             pass
         finally:
             conn.close()
+
+
+class _Threads(object):
+    """Serves up to n connections at once, a thread each (FERRY_THREADS).
+
+    The main thread accepts while fewer than n connections are open. A
+    connection waiting for its next request gives its slot up when all n
+    are taken and another connection waits on the listener, as the
+    single-threaded loop does, so the core can never deadlock behind its own
+    idle connections.
+    """
+
+    def __init__(self, listener, app, base, n):
+        global _wake_w
+        self.listener = listener
+        self.lfd = listener.fileno()
+        self.app = app
+        self.base = base
+        self.n = n
+        self.active = 0  # connections holding a slot
+        self.cond = threading.Condition(threading.Lock())
+        self.threads = set()
+        self.wake_r, _wake_w = os.pipe()
+        self.base_env = _base_env(base, True)
+
+    def serve(self):
+        cond = self.cond
+        main = select.poll()
+        main.register(self.lfd, select.POLLIN)
+        main.register(self.wake_r, select.POLLIN)
+        accept = self.listener.accept
+        while not _stopping:
+            with cond:
+                while self.active >= self.n and not _stopping:
+                    cond.wait()
+            if _stopping:
+                break
+            for fd, _ in main.poll():
+                if fd == self.wake_r:
+                    break
+            else:
+                try:
+                    conn, _ = accept()
+                except OSError as e:
+                    _log("accept: %s" % e)
+                    continue
+                t = threading.Thread(target=self._conn, args=(conn,), name="ferry-conn", daemon=True)
+                with cond:
+                    self.active += 1
+                    self.threads.add(t)
+                t.start()
+        # SIGTERM: every connection finishes its current request.
+        with cond:
+            threads = list(self.threads)
+        for t in threads:
+            t.join()
+
+    def _conn(self, conn):
+        cond = self.cond
+        cfd, lfd, wake = conn.fileno(), self.lfd, self.wake_r
+        full = select.poll()  # data, a waiting connection, SIGTERM
+        for fd in (cfd, lfd, wake):
+            full.register(fd, select.POLLIN)
+        own = select.poll()  # data, SIGTERM
+        own.register(cfd, select.POLLIN)
+        own.register(wake, select.POLLIN)
+        released = False
+
+        def wait():
+            nonlocal released
+            ready = full.poll()
+            while True:
+                listener = False
+                for fd, _ in ready:
+                    if fd == cfd:
+                        return True  # a request, or EOF
+                    if fd == wake:
+                        return False
+                    listener = True
+                if listener:
+                    with cond:
+                        if self.active >= self.n:
+                            self.active -= 1
+                            released = True
+                            cond.notify()
+                            return False
+                    # A slot is free: the main thread is about to accept.
+                    ready = own.poll(5)
+                    if ready:
+                        continue
+                ready = full.poll()
+
+        try:
+            _serve_conn(conn, lfd, self.app, self.base_env, self.base, wait)
+        except (OSError, _ClientGone):
+            pass
+        except Exception:
+            _log("error serving a connection:")
+            traceback.print_exc()
+        finally:
+            conn.close()
+            with cond:
+                if not released:
+                    self.active -= 1
+                    cond.notify()
+                self.threads.discard(threading.current_thread())
 
 
 # ---------------------------------------------------------------- startup ---
@@ -750,8 +884,243 @@ def _app_traceback(exc):
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def main():
+def _fail(status_fd, exc):
+    """Reports exc as the error handshake and exits 1."""
+    details = _app_traceback(exc)
+    msg = str(exc).strip().replace("\n", " ")
+    summary = type(exc).__name__ + (": " + msg if msg else "")
+    try:
+        sys.stdout.flush()
+        sys.stderr.write(details)
+        sys.stderr.flush()
+    except Exception:
+        pass
+    try:
+        _report(status_fd, {"status": "error", "summary": summary, "details": details})
+    finally:
+        os._exit(1)
+
+
+def _thread_count(env):
+    v = (env.get("FERRY_THREADS") or "").strip()
+    if not v:
+        return 1
+    try:
+        n = int(v)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError("FERRY_THREADS=%r is not a positive integer" % v)
+    return n
+
+
+def _run(listener, sock_path, status_fd, app, base, nthreads):
+    """Reports ready and serves until SIGTERM; removes the socket."""
     global _idle
+    signal.signal(signal.SIGTERM, _on_term if nthreads == 1 else _on_term_threaded)
+    try:
+        if nthreads == 1:
+            _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 1})
+            _serve(listener, app, base)
+        else:
+            threads = _Threads(listener, app, base, nthreads)
+            _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": nthreads})
+            threads.serve()
+    except _Stop:
+        pass
+    _idle = False
+    listener.close()
+    try:
+        os.unlink(sock_path)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------- smart spawning ---
+
+
+def _read_spawn(conn):
+    """Reads one spawn command: (worker socket path, [stdout, stderr, status]).
+
+    Any fds received are closed on failure, except that a status fd gets an
+    error line first, so that the core sees why.
+    """
+    conn.settimeout(10)
+    msg, fds, flags, _ = socket.recv_fds(conn, 65536, 3)
+    try:
+        data = msg
+        while b"\n" not in data and len(data) < 65536:
+            more = conn.recv(65536)
+            if not more:
+                break
+            data += more
+        if flags & getattr(socket, "MSG_CTRUNC", 0) or len(fds) != 3:
+            raise ValueError("spawn command with %d file descriptors, want 3 (stdout, stderr, status)" % len(fds))
+        req = json.loads(data.split(b"\n", 1)[0].decode("utf-8"))
+        if not isinstance(req, dict) or req.get("command") != "spawn":
+            raise ValueError("unknown command %r" % (req.get("command") if isinstance(req, dict) else req))
+        path = req.get("socket")
+        if not isinstance(path, str) or not path:
+            raise ValueError("spawn command without a socket")
+        return path, fds
+    except BaseException as exc:
+        if len(fds) == 3:
+            try:
+                _report(fds.pop(), {"status": "error", "summary": "preloader: %s" % exc, "details": ""})
+            except OSError:
+                pass
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _reopen_stdio():
+    """New unbuffered sys.stdout and sys.stderr on fds 1 and 2."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        old = getattr(sys, name, None)
+        enc = getattr(old, "encoding", None) or "utf-8"
+        errors = getattr(old, "errors", None) or ("backslashreplace" if fd == 2 else "strict")
+        raw = io.FileIO(fd, "w", closefd=False)
+        setattr(sys, name, io.TextIOWrapper(raw, encoding=enc, errors=errors, line_buffering=True, write_through=True))
+
+
+def _worker(ctl, conn, fds, sock_path, lifeline_fd, app, base, nthreads):
+    """The child side of a fork: becomes a loader serving on sock_path.
+
+    Never returns.
+    """
+    global _stopping, _idle, _wake_w
+    code = 1
+    out_fd, err_fd, status_fd = fds
+    try:
+        try:
+            conn.close()
+            ctl.close()
+            os.setsid()
+            for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _stopping, _idle, _wake_w = False, True, -1
+            import random
+
+            random.seed()
+            os.set_inheritable(status_fd, False)
+            os.dup2(out_fd, 1)
+            os.dup2(err_fd, 2)
+            for fd in (out_fd, err_fd):
+                if fd > 2 and fd != status_fd:
+                    os.close(fd)
+            _reopen_stdio()
+            if lifeline_fd >= 0:
+                # The preloader's watcher thread did not survive the fork.
+                threading.Thread(
+                    target=_watch_lifeline, args=(lifeline_fd,), name="ferry-lifeline", daemon=True
+                ).start()
+            listener = _listen(sock_path)
+        except BaseException as exc:
+            _fail(status_fd, exc)
+        _run(listener, sock_path, status_fd, app, base, nthreads)
+        code = 0
+        try:
+            import atexit
+
+            atexit._run_exitfuncs()  # as sys.exit would in a direct-spawned loader
+        except BaseException:
+            pass
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        _log("worker failed:")
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            pass
+        os._exit(code)
+
+
+def _preload(ctl, ctl_path, status_fd, lifeline_fd, app, base, nthreads):
+    """The preloader: forks a worker for each spawn command on ctl."""
+    global _idle
+    workers = set()
+
+    def reap(signum=None, frame=None):
+        # Only our workers: the app's own children are the app's business.
+        for pid in list(workers):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                workers.discard(pid)
+
+    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGTERM, _on_term)
+    frozen = False
+    try:
+        _report(status_fd, {"status": "ready", "preloader": True})
+        while True:
+            _idle = True
+            if _stopping:
+                break
+            try:
+                conn, _ = ctl.accept()
+            except OSError as e:
+                _log("accept: %s" % e)
+                continue
+            _idle = False
+            try:
+                try:
+                    path, fds = _read_spawn(conn)
+                except Exception as e:
+                    _log("bad spawn request: %s" % e)
+                    continue
+                if not frozen:
+                    # Keep the preloaded objects out of the collector's
+                    # reach: untouched, their pages stay shared.
+                    gc.freeze()
+                    frozen = True
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                except Exception:
+                    pass
+                try:
+                    with warnings.catch_warnings():
+                        # 3.12+ warns about fork() with threads: ours is the
+                        # lifeline watcher, which the child replaces.
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        pid = os.fork()
+                except OSError as e:
+                    _log("fork: %s" % e)
+                    try:
+                        _report(fds[2], {"status": "error", "summary": "preloader: fork: %s" % e, "details": ""})
+                    except OSError:
+                        pass
+                    for fd in fds[:2]:
+                        os.close(fd)
+                    continue
+                if pid == 0:
+                    _worker(ctl, conn, fds, path, lifeline_fd, app, base, nthreads)
+                workers.add(pid)
+                reap()  # in case it died before it was in the set
+                for fd in fds:
+                    os.close(fd)
+            finally:
+                conn.close()
+    except _Stop:
+        pass
+    _idle = False
+    ctl.close()
+    try:
+        os.unlink(ctl_path)
+    except OSError:
+        pass
+
+
+def main():
     env = os.environ
     status_fd = int(env.get("FERRY_STATUS_FD") or -1)
     lifeline_fd = int(env.get("FERRY_LIFELINE_FD") or -1)
@@ -764,44 +1133,26 @@ def main():
     root = env.get("FERRY_APP_ROOT") or os.getcwd()
     startup = env.get("FERRY_STARTUP_FILE") or "passenger_wsgi.py"
     base = (env.get("FERRY_BASE_URI") or "").rstrip("/")
+    smart = env.get("FERRY_SPAWN_METHOD") == "smart"
     here = os.path.dirname(os.path.abspath(__file__))
     if sys.path and sys.path[0] in (here, ""):
         del sys.path[0]  # the loader's directory is not the app's business
     sys.path.insert(0, root)
 
     try:
+        nthreads = _thread_count(env)
         app = _load_app(root, startup)
         sock_path = env.get("FERRY_SOCKET")
         if not sock_path:
             raise RuntimeError("FERRY_SOCKET is not set")
         listener = _listen(sock_path)
     except BaseException as exc:
-        details = _app_traceback(exc)
-        msg = str(exc).strip().replace("\n", " ")
-        summary = type(exc).__name__ + (": " + msg if msg else "")
-        try:
-            sys.stdout.flush()
-            sys.stderr.write(details)
-            sys.stderr.flush()
-        except Exception:
-            pass
-        try:
-            _report(status_fd, {"status": "error", "summary": summary, "details": details})
-        finally:
-            os._exit(1)
+        _fail(status_fd, exc)
 
-    signal.signal(signal.SIGTERM, _on_term)
-    try:
-        _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 1})
-        _serve(listener, app, base)
-    except _Stop:
-        pass
-    _idle = False
-    listener.close()
-    try:
-        os.unlink(sock_path)
-    except OSError:
-        pass
+    if smart:
+        _preload(listener, sock_path, status_fd, lifeline_fd, app, base, nthreads)
+    else:
+        _run(listener, sock_path, status_fd, app, base, nthreads)
     sys.exit(0)
 
 

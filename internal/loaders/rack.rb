@@ -1,2 +1,1492 @@
-# Placeholder: the Rack loader is being written (issue 3).
-abort "rack loader not implemented yet"
+# frozen_string_literal: true
+
+# Ferry's Rack loader.
+#
+# The core runs this script as `ruby rack.rb` with the working directory set
+# to the app root and the environment described in docs/architecture.md ("The
+# loader contract"). It sets up Bundler when the app has a Gemfile, loads
+# config.ru with Rack::Builder, listens on a Unix socket, reports readiness
+# (or the load error) as one JSON line on the status fd, and then serves
+# HTTP/1.1 on that socket with persistent connections: one connection at a
+# time, or FERRY_THREADS connections at once, one thread each. With
+# FERRY_SPAWN_METHOD=smart it is a preloader that forks workers on demand.
+#
+# Works with Rack 2 and Rack 3. Nothing that is a gem is required before
+# Bundler has set up the app's bundle (`socket` and core classes only), so a
+# Gemfile.lock can pin any version of a default gem (json, stringio, ...).
+
+$stdout.sync = true
+$stderr.sync = true
+
+module Ferry
+  # The loader's internals; nothing here is an API for apps.
+  module RackLoader
+    MAX_HEAD = 64 * 1024         # request line + headers
+    READ_SIZE = 64 * 1024        # socket reads while parsing a head
+    SMALL_BODY = 64 * 1024       # bodies up to this size stay in memory
+    BODY_CHUNK = 1024 * 1024     # socket reads while spooling a large body
+    CRLF = "\r\n"
+    HEAD_END = "\r\n\r\n"
+    COLON = ": "
+    LAST_CHUNK = "0\r\n\r\n"
+    CL_LINE = "Content-Length: "
+    EMPTY_BODY = "".b.freeze
+    CHUNKED_LINE = "Transfer-Encoding: chunked\r\n"
+    CLOSE_LINE = "Connection: close\r\n"
+    LOADER_PATH = File.expand_path(__FILE__)
+    REASONS = {
+      100 => "Continue", 101 => "Switching Protocols", 102 => "Processing", 103 => "Early Hints",
+      200 => "OK", 201 => "Created", 202 => "Accepted", 203 => "Non-Authoritative Information",
+      204 => "No Content", 205 => "Reset Content", 206 => "Partial Content", 207 => "Multi-Status",
+      208 => "Already Reported", 226 => "IM Used",
+      300 => "Multiple Choices", 301 => "Moved Permanently", 302 => "Found", 303 => "See Other",
+      304 => "Not Modified", 305 => "Use Proxy", 307 => "Temporary Redirect", 308 => "Permanent Redirect",
+      400 => "Bad Request", 401 => "Unauthorized", 402 => "Payment Required", 403 => "Forbidden",
+      404 => "Not Found", 405 => "Method Not Allowed", 406 => "Not Acceptable",
+      407 => "Proxy Authentication Required", 408 => "Request Timeout", 409 => "Conflict", 410 => "Gone",
+      411 => "Length Required", 412 => "Precondition Failed", 413 => "Content Too Large",
+      414 => "URI Too Long", 415 => "Unsupported Media Type", 416 => "Range Not Satisfiable",
+      417 => "Expectation Failed", 418 => "I'm a teapot", 421 => "Misdirected Request",
+      422 => "Unprocessable Content", 423 => "Locked", 424 => "Failed Dependency", 425 => "Too Early",
+      426 => "Upgrade Required", 428 => "Precondition Required", 429 => "Too Many Requests",
+      431 => "Request Header Fields Too Large", 451 => "Unavailable For Legal Reasons",
+      500 => "Internal Server Error", 501 => "Not Implemented", 502 => "Bad Gateway",
+      503 => "Service Unavailable", 504 => "Gateway Timeout", 505 => "HTTP Version Not Supported",
+      506 => "Variant Also Negotiates", 507 => "Insufficient Storage", 508 => "Loop Detected",
+      510 => "Not Extended", 511 => "Network Authentication Required"
+    }.freeze
+
+    # The core's end of a connection failed while we were writing to it. An
+    # Exception, not a StandardError, so that an app's `rescue => e` around
+    # its body iteration does not swallow it.
+    class ClientGone < Exception # rubocop:disable Lint/InheritException
+    end
+
+    # A load failure with the fix the user should apply.
+    class StartupError < StandardError
+      attr_reader :original, :fix
+
+      def initialize(original, fix)
+        @original = original
+        @fix = fix
+        super(original.message)
+      end
+    end
+
+    # ------------------------------------------------------------ helpers --
+
+    def self.log(msg)
+      $stderr.write("[ferry rack] #{msg}\n")
+    rescue StandardError
+      nil
+    end
+
+    def self.json_string(s)
+      s = s.to_s.dup.force_encoding(Encoding::UTF_8)
+      s = s.scrub("\uFFFD") unless s.valid_encoding?
+      out = s.gsub(/["\\\u0000-\u001f\u007f\u2028\u2029]/) do |c|
+        case c
+        when '"' then '\\"'
+        when "\\" then "\\\\"
+        when "\n" then "\\n"
+        when "\r" then "\\r"
+        when "\t" then "\\t"
+        else format("\\u%04x", c.ord)
+        end
+      end
+      "\"#{out}\""
+    end
+
+    def self.json_line(pairs)
+      body = pairs.map do |k, v|
+        val = case v
+              when String then json_string(v)
+              when true, false, Integer then v.to_s
+              else json_string(v.to_s)
+              end
+        "#{json_string(k)}:#{val}"
+      end
+      "{#{body.join(",")}}\n"
+    end
+
+    # The string value of key in a one-level JSON object (the spawn command).
+    def self.json_field(text, key)
+      m = /"#{Regexp.escape(key)}"\s*:\s*"((?:[^"\\]|\\.)*)"/m.match(text) or return nil
+      m[1].gsub(/\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)/m) do
+        e = Regexp.last_match(1)
+        case e[0]
+        when "u" then [e[1, 4].hex].pack("U")
+        when "x" then e[1, 2].hex.chr
+        when "n" then "\n"
+        when "t" then "\t"
+        when "r" then "\r"
+        when "b" then "\b"
+        when "f" then "\f"
+        else e
+        end
+      end
+    end
+
+    def self.report(io, pairs)
+      return unless io
+
+      begin
+        io.write(json_line(pairs))
+      ensure
+        io.close
+      end
+    rescue StandardError => e
+      log("cannot write to the status fd: #{e.class}: #{e.message}")
+    end
+
+    def self.open_fd(name, mode)
+      fd = Integer(ENV.fetch(name, ""), 10)
+      return nil if fd.negative?
+
+      io = IO.for_fd(fd, mode, autoclose: true)
+      io.close_on_exec = true # not for the app's children
+      io
+    rescue ArgumentError, TypeError, SystemCallError
+      nil
+    end
+
+    # The core holds the only write end of the lifeline: EOF (or an error)
+    # means it is gone, and so must we be, at once.
+    def self.watch_lifeline(io)
+      return unless io
+
+      t = Thread.new do
+        begin
+          loop { io.readpartial(4096) }
+        rescue Exception # rubocop:disable Lint/RescueException
+          nil
+        end
+        exit!(0)
+      end
+      t.name = "ferry-lifeline" if t.respond_to?(:name=)
+      t.report_on_exception = false
+    end
+
+    # "ExcClass: message" on one line, and the details: the message and the
+    # backtrace without the loader's own frames.
+    def self.describe(exc)
+      original = exc.is_a?(StartupError) ? exc.original : exc
+      msg = original.message.to_s.strip.gsub(/\s*\n\s*/, " ")
+      msg = "#{msg[0, 1000]}..." if msg.length > 1000
+      summary = msg.empty? ? original.class.name.to_s : "#{original.class.name}: #{msg}"
+      bt = original.backtrace
+      if bt && !bt.empty?
+        app_bt = bt.reject { |l| l.start_with?(LOADER_PATH) }
+        original.set_backtrace(app_bt) unless app_bt.empty?
+      end
+      details = original.full_message(highlight: false, order: :top)
+      details = "#{exc.fix}\n\n#{details}" if exc.is_a?(StartupError)
+      [summary, details]
+    end
+
+    # -------------------------------------------------------------- loading --
+
+    # The Gemfile to set up, if the app has one: BUNDLE_GEMFILE when set
+    # (e.g. a Gemfile.next), else Gemfile or gems.rb in the app root.
+    def self.gemfile(root)
+      own = %w[Gemfile gems.rb].map { |name| File.join(root, name) }.find { |path| File.file?(path) }
+      return nil unless own
+
+      given = ENV["BUNDLE_GEMFILE"]
+      given && !given.empty? ? File.expand_path(given, root) : own
+    end
+
+    def self.bundler_fix(exc, root, gemfile)
+      where = "in #{root}"
+      name = exc.class.name.to_s
+      case name
+      when "Bundler::GemNotFound", "Bundler::GitError", "Bundler::PathError"
+        "Bundler could not find the gems that #{gemfile} lists.\n" \
+          "To fix it, run `bundle install` #{where} as the user the app runs as " \
+          "(and with the same BUNDLE_* settings), then restart the app."
+      when "Bundler::GemfileNotFound"
+        "Bundler could not find the Gemfile (BUNDLE_GEMFILE=#{gemfile}).\n" \
+          "To fix it, create the Gemfile or unset BUNDLE_GEMFILE."
+      when "Bundler::GemfileError", "Bundler::Dsl::DSLError", "Bundler::GemspecError"
+        "The Gemfile #{gemfile} is invalid.\nTo fix it, correct the error below, " \
+          "check it with `bundle check` #{where}, then restart the app."
+      when "Bundler::LockfileError"
+        "Gemfile.lock #{where} is invalid.\nTo fix it, regenerate it with `bundle install` #{where}."
+      when "Bundler::VersionConflict", "Bundler::SolveFailure"
+        "The gems in #{gemfile} have conflicting requirements.\n" \
+          "To fix it, adjust the versions in the Gemfile and run `bundle install` #{where}."
+      when "Bundler::ProductionError"
+        "Bundler runs in deployment/frozen mode and the Gemfile changed.\n" \
+          "To fix it, run `bundle install` #{where} and deploy the updated Gemfile.lock."
+      when "Gem::LoadError"
+        "A gem was activated with a version other than the one #{gemfile} requires.\n" \
+          "To fix it, run `bundle install` #{where}; if a default gem is involved, " \
+          "pin the version that ships with Ruby #{RUBY_VERSION} or update Bundler."
+      else
+        "Bundler failed to set up the gems of #{gemfile}.\n" \
+          "To fix it, run `bundle install` #{where} and check its output " \
+          "(`bundle exec ruby -e 'require \"rack\"'` shows the same error)."
+      end
+    end
+
+    def self.setup_bundler(root, gemfile)
+      ENV["BUNDLE_GEMFILE"] = gemfile
+      begin
+        require "bundler/setup"
+      rescue LoadError => e
+        raise unless e.path.to_s.start_with?("bundler") || e.message.include?("bundler")
+
+        raise StartupError.new(e, "The app has a Gemfile (#{gemfile}) but Bundler is not installed.\n" \
+                                  "To fix it, install Bundler (`apt-get install ruby-bundler` or `gem install bundler`), " \
+                                  "then run `bundle install` in #{root}.")
+      rescue SystemExit => e
+        # bundler/setup exits instead of raising when stdout is a terminal.
+        raise StartupError.new(e, "Bundler exited with status #{e.status} while setting up #{gemfile}.\n" \
+                                  "To fix it, run `bundle install` in #{root} and check its output.")
+      rescue StandardError, ScriptError => e
+        fix = bundler_fix(e, root, gemfile)
+        unless ENV.fetch("PATH", "").split(":").any? { |d| File.executable?(File.join(d, "bundle")) }
+          fix += "\n(The `bundle` command is not on the PATH: on Debian it comes with the ruby-bundler package.)"
+        end
+        raise StartupError.new(e, fix)
+      end
+    end
+
+    def self.require_rack(root, bundled)
+      require "rack"
+    rescue LoadError => e
+      raise unless e.path.to_s == "rack" || e.message.end_with?(" rack")
+
+      fix = if bundled
+              "The app's Gemfile does not include Rack.\nTo fix it, add `gem \"rack\"` to the Gemfile " \
+                "and run `bundle install` in #{root}."
+            else
+              "Rack is not installed.\nTo fix it, install it (`apt-get install ruby-rack` or " \
+                "`gem install rack`), or add a Gemfile with `gem \"rack\"` and run `bundle install` in #{root}."
+            end
+      raise StartupError.new(e, fix)
+    end
+
+    def self.load_app(root, startup)
+      gemfile = gemfile(root)
+      setup_bundler(root, gemfile) if gemfile
+      require_rack(root, !gemfile.nil?)
+      require "stringio"
+      require "tempfile"
+      path = File.expand_path(startup, root)
+      unless File.file?(path)
+        raise LoadError, "cannot load the startup file #{path}: no such file " \
+                         "(set the startup file if the app does not use config.ru)"
+      end
+      result = ::Rack::Builder.parse_file(path)
+      app = result.is_a?(Array) ? result[0] : result # Rack 2: [app, options]
+      unless app.respond_to?(:call)
+        raise TypeError, "#{startup} did not produce a Rack app (got #{app.class}); it needs a `run` statement"
+      end
+
+      app
+    end
+
+    def self.listen(path)
+      raise ArgumentError, "FERRY_SOCKET is not set" if path.nil? || path.empty?
+
+      begin
+        server = UNIXServer.new(path)
+      rescue Errno::EADDRINUSE
+        # A stale socket file from an earlier process with the same path.
+        raise unless File.socket?(path)
+
+        File.unlink(path)
+        server = UNIXServer.new(path)
+      end
+      server.listen(1024)
+      server
+    end
+
+    # ----------------------------------------------------------- main ----
+
+    def self.main
+      status = open_fd("FERRY_STATUS_FD", "w")
+      lifeline = open_fd("FERRY_LIFELINE_FD", "r")
+      watch_lifeline(lifeline)
+
+      root = ENV["FERRY_APP_ROOT"]
+      root = Dir.pwd if root.nil? || root.empty?
+      startup = ENV["FERRY_STARTUP_FILE"]
+      startup = "config.ru" if startup.nil? || startup.empty?
+      base = (ENV["FERRY_BASE_URI"] || "").sub(%r{/+\z}, "")
+      threads = begin
+        Integer(ENV.fetch("FERRY_THREADS", "1"), 10)
+      rescue ArgumentError, TypeError
+        1
+      end
+      threads = 1 if threads < 1
+      smart = ENV["FERRY_SPAWN_METHOD"] == "smart"
+      sock_path = ENV["FERRY_SOCKET"]
+
+      begin
+        Dir.chdir(root)
+        app = load_app(root, startup)
+        require "socket"
+        if smart && (GC.respond_to?(:compact) || Process.respond_to?(:warmup))
+          # Once, before the first fork: the workers share more pages.
+          begin
+            Process.respond_to?(:warmup) ? Process.warmup : GC.compact
+          rescue NotImplementedError, StandardError
+            nil
+          end
+        end
+        listener = listen(sock_path)
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        summary, details = describe(e)
+        begin
+          $stderr.write(details)
+          $stderr.write("\n") unless details.end_with?("\n")
+        rescue StandardError
+          nil
+        end
+        report(status, [["status", "error"], ["summary", summary], ["details", details]])
+        exit!(1)
+      end
+
+      if smart
+        Preloader.new(app, listener, sock_path, threads, base, lifeline).run(status)
+      else
+        server = Server.new(app, listener, sock_path, threads, base)
+        server.install_signals
+        report(status, [["status", "ready"], ["socket", sock_path], ["concurrency", threads]])
+        server.run
+      end
+      exit(0)
+    end
+
+    # rack.hijack: the whole connection, for the app to keep.
+    class Hijacker
+      attr_accessor :env
+      attr_reader :hijacked
+
+      def initialize(io)
+        @io = io
+        @hijacked = false
+        @env = nil
+      end
+
+      def call(*)
+        @hijacked = true
+        @env["rack.hijack_io"] = @io if @env
+        @io
+      end
+    end
+
+    # The stream a Rack 3 streaming body (one that responds to call) writes
+    # to: chunked, or cut at the app's Content-Length (reads come from
+    # rack.input, closing ends the body), or raw (after a 101, or
+    # close-delimited: reads, writes and closes are the connection's).
+    class BodyStream
+      def initialize(conn, input, mode, limit)
+        @conn = conn
+        @input = input
+        @mode = mode # :chunked, :fixed, :raw
+        @limit = limit
+        @written = 0
+        @closed = false
+      end
+
+      def write(*strs)
+        raise IOError, "closed stream" if @closed
+
+        n = 0
+        strs.each do |s|
+          s = s.to_s
+          len = s.bytesize
+          next if len.zero?
+
+          case @mode
+          when :chunked
+            put(len.to_s(16), CRLF, s, CRLF)
+          when :fixed
+            room = @limit - @written
+            next if room <= 0
+
+            if len > room
+              s = s.byteslice(0, room)
+              len = room
+            end
+            put(s)
+          else
+            put(s)
+          end
+          @written += len
+          n += len
+        end
+        n
+      end
+
+      def <<(str)
+        write(str)
+        self
+      end
+
+      def flush
+        self
+      end
+
+      def read(*args)
+        return @conn.read(*args) if @mode == :raw
+
+        @input ? @input.read(*args) : nil
+      end
+
+      def close_read
+        @conn.close_read if @mode == :raw
+        nil
+      rescue SystemCallError, IOError
+        nil
+      end
+
+      def close_write
+        return close unless @mode == :raw
+
+        @conn.close_write
+        nil
+      rescue SystemCallError, IOError
+        nil
+      end
+
+      def close
+        return if @closed
+
+        @closed = true
+        if @mode == :chunked
+          put(LAST_CHUNK)
+        elsif @mode == :raw
+          begin
+            @conn.close
+          rescue SystemCallError, IOError
+            nil
+          end
+        end
+        nil
+      end
+
+      def closed?
+        @closed
+      end
+
+      # Whether the body fell short of its Content-Length.
+      def short?
+        @mode == :fixed && @written < @limit
+      end
+
+      private
+
+      def put(*parts)
+        @conn.write(*parts)
+      rescue SystemCallError, IOError
+        raise ClientGone
+      end
+    end
+
+    # The HTTP/1.1 server on the app socket.
+    class Server
+      def initialize(app, listener, sock_path, threads, base)
+        @app = app
+        @listener = listener
+        @sock_path = sock_path
+        @threads = threads
+        @base = base
+        @base_len = base.bytesize
+        @stopping = false
+        @wake_r, @wake_w = IO.pipe
+        @busy = 0 # threads serving a connection
+        @dropping = false # a thread is giving up its idle connection
+        @busy_lock = Mutex.new
+        @keys = {}   # header name as sent -> env key, :peer, :scheme or false
+        @hosts = {}  # Host header -> [SERVER_NAME, SERVER_PORT], http
+        @hostss = {} # the same for https
+        @peers = {}  # X-Ferry-Client-Addr -> [REMOTE_ADDR, REMOTE_PORT]
+        @status_lines = {}
+        @name_kinds = {} # response header name -> name_kind
+        @lines = {}      # request header line -> [env key, value]
+        version = defined?(::Rack::VERSION) && ::Rack::VERSION.is_a?(Array) ? ::Rack::VERSION : [1, 3]
+        @base_env = {
+          "SCRIPT_NAME" => base,
+          "SERVER_SOFTWARE" => "Ferry",
+          "rack.version" => version,
+          "rack.errors" => $stderr,
+          "rack.multithread" => threads > 1,
+          "rack.multiprocess" => true,
+          "rack.run_once" => false,
+          "rack.hijack?" => true,
+          "rack.url_scheme" => "http",
+          # Set for every request; here so that the copy has the right size.
+          "REQUEST_METHOD" => "GET", "SERVER_PROTOCOL" => "HTTP/1.1", "REQUEST_URI" => "/",
+          "QUERY_STRING" => "", "PATH_INFO" => "/", "SERVER_NAME" => "localhost", "SERVER_PORT" => "80",
+          "rack.input" => nil, "rack.hijack" => nil, "rack.response_finished" => nil
+        }.freeze
+        rack_reasons = defined?(::Rack::Utils::HTTP_STATUS_CODES) ? ::Rack::Utils::HTTP_STATUS_CODES : {}
+        @reasons = rack_reasons.merge(REASONS)
+      end
+
+      def install_signals
+        trap("TERM") do
+          @stopping = true
+          @wake_w.write_nonblock(".", exception: false)
+        end
+      end
+
+      def run
+        if @threads > 1
+          pool = Array.new(@threads) do |i|
+            t = Thread.new do
+              accept_loop
+            rescue SystemExit => e # the app called exit: the process exits
+              Thread.main.raise(e)
+            end
+            t.name = "ferry-worker-#{i}" if t.respond_to?(:name=)
+            t
+          end
+          pool.each(&:join)
+        else
+          accept_loop
+        end
+      ensure
+        begin
+          @listener.close
+        rescue StandardError
+          nil
+        end
+        begin
+          File.unlink(@sock_path) if @sock_path
+        rescue StandardError
+          nil
+        end
+      end
+
+      private
+
+      def accept_loop
+        listener = @listener
+        watch = [listener, @wake_r]
+        until @stopping
+          conn = listener.accept_nonblock(exception: false)
+          if conn == :wait_readable
+            IO.select(watch)
+            next
+          end
+          @busy_lock.synchronize { @busy += 1 }
+          res = nil
+          begin
+            res = serve_conn(conn)
+          ensure
+            @busy_lock.synchronize do
+              @busy -= 1
+              @dropping = false if res == :dropped
+            end
+          end
+        end
+      end
+
+      def serve_conn(conn)
+        keep = false
+        begin
+          keep = serve_requests(conn)
+        rescue ClientGone, SystemCallError, IOError
+          nil
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          raise if e.is_a?(SystemExit) || e.is_a?(SignalException)
+
+          RackLoader.log("internal error:\n#{e.full_message(highlight: false)}")
+        ensure
+          unless keep == :hijacked
+            begin
+              conn.close
+            rescue StandardError
+              nil
+            end
+          end
+        end
+        keep
+      end
+
+      # Waits until conn has bytes. Returns true when it has, false when
+      # stopping, and :dropped when the connection is given up because it is
+      # idle while another connection waits and every thread has a
+      # connection (the core has moved on to a new connection; serving one
+      # connection per thread, this one would otherwise block it).
+      def wait_request(conn, watch)
+        mine = nil
+        loop do
+          ready = IO.select(watch)[0]
+          return true if ready[0].equal?(conn)
+          return false if @stopping || ready.include?(@wake_r)
+          unless @busy >= @threads
+            # A free thread will accept it.
+            mine ||= [conn, @wake_r]
+            r = IO.select(mine, nil, nil, 0.02)
+            return true if r && r[0][0].equal?(conn)
+            return false if @stopping
+
+            next
+          end
+          return :dropped if @threads == 1
+
+          # With threads, give the others a moment to notice a connection the
+          # core has closed, and let only one thread drop its connection.
+          mine ||= [conn, @wake_r]
+          r = IO.select(mine, nil, nil, 0.1)
+          return true if r && r[0][0].equal?(conn)
+          return false if @stopping
+
+          drop = @busy_lock.synchronize do
+            if !@dropping && @busy >= @threads && IO.select([@listener], nil, nil, 0)
+              @dropping = true
+            end
+          end
+          return :dropped if drop
+        end
+      end
+
+      def bad_request(conn, code = 400, reason = "Bad Request")
+        body = "#{code} #{reason}\n"
+        conn.write("HTTP/1.1 #{code} #{reason}\r\nContent-Type: text/plain; charset=utf-8\r\n" \
+                   "Content-Length: #{body.bytesize}\r\nConnection: close\r\n\r\n#{body}")
+        false
+      rescue SystemCallError, IOError
+        false
+      end
+
+      # Serves requests on conn until it closes; returns :hijacked if the app
+      # took the connection over.
+      def serve_requests(conn)
+        keys = @keys
+        base = @base
+        base_len = @base_len
+        watch = [conn, @listener, @wake_r]
+        hijacker = Hijacker.new(conn)
+        buf = nil
+        while true # rubocop:disable Style/InfiniteLoop
+          # ---- the request head
+          if buf.nil?
+            return false if @stopping
+
+            w = wait_request(conn, watch)
+            return w unless w == true
+
+            buf = conn.read_nonblock(READ_SIZE, exception: false)
+            return false if buf.nil?
+
+            if buf == :wait_readable
+              buf = nil
+              next
+            end
+          end
+          b0 = buf.getbyte(0)
+          if b0 == 13 || b0 == 10 # stray CRLF between requests
+            buf = buf.sub(/\A[\r\n]+/, "")
+            if buf.empty?
+              buf = nil
+              next
+            end
+          end
+          idx = buf.index(HEAD_END)
+          while idx.nil?
+            return bad_request(conn) if buf.bytesize > MAX_HEAD
+
+            begin
+              more = conn.readpartial(READ_SIZE)
+            rescue EOFError
+              return false
+            end
+            from = buf.bytesize - 3
+            buf << more
+            idx = buf.index(HEAD_END, from.negative? ? 0 : from)
+          end
+          return bad_request(conn) if idx > MAX_HEAD
+
+          head = buf.byteslice(0, idx)
+          rest = idx + 4
+          buf = rest < buf.bytesize ? buf.byteslice(rest, buf.bytesize - rest) : nil
+
+          # ---- the env
+          lines = head.split(CRLF)
+          parts = lines[0].split(" ")
+          return bad_request(conn) unless parts.size == 3
+
+          method, target, proto = parts
+          env = @base_env.dup
+          peer = nil
+          scheme = nil
+          i = 1
+          n = lines.size
+          hl = @lines
+          while i < n
+            line = lines[i]
+            i += 1
+            pair = hl[line]
+            if pair
+              key = pair[0]
+              next unless key
+
+              value = pair[1]
+            else
+              c = line.index(":")
+              return bad_request(conn) if c.nil? || c.zero?
+
+              name = line.byteslice(0, c)
+              key = keys[name]
+              if key.nil?
+                keys.clear if keys.size >= 1024
+                key = keys[name] = env_key(name)
+              end
+              if key
+                value = line.byteslice(c + 1, line.bytesize - c - 1)
+                value.strip!
+              else
+                value = nil
+              end
+              # Most header lines repeat from one request to the next.
+              if line.bytesize <= 200 && key != :peer && key != "HTTP_COOKIE" && key != "HTTP_AUTHORIZATION"
+                hl.clear if hl.size >= 2048
+                hl[line] = [key, value&.freeze].freeze
+              end
+              next unless key
+            end
+            if key.instance_of?(Symbol)
+              if key == :peer
+                peer = value
+              else
+                scheme = value
+              end
+              next
+            end
+            value = value.dup if value.frozen?
+            old = env[key]
+            env[key] = if old.nil?
+                         value
+                       elsif key == "HTTP_COOKIE"
+                         "#{old}; #{value}"
+                       else
+                         "#{old}, #{value}"
+                       end
+          end
+          https = scheme == "https"
+          if https
+            env["rack.url_scheme"] = "https"
+            env["HTTPS"] = "on"
+          end
+          if peer
+            pv = @peers[peer]
+            unless pv
+              @peers.clear if @peers.size >= 512
+              pv = @peers[peer] = split_peer(peer)
+            end
+            env["REMOTE_ADDR"] = pv[0]
+            env["REMOTE_PORT"] = pv[1] if pv[1]
+          end
+          host = env["HTTP_HOST"] || ""
+          hosts = https ? @hostss : @hosts
+          hv = hosts[host]
+          unless hv
+            hosts.clear if hosts.size >= 512
+            hv = hosts[host] = split_host(host, https)
+          end
+          env["SERVER_NAME"] = hv[0]
+          env["SERVER_PORT"] = hv[1]
+          env["REQUEST_METHOD"] = method
+          env["SERVER_PROTOCOL"] = proto
+          env["REQUEST_URI"] = target
+          target = origin_form(target) unless target.getbyte(0) == 47 # '/'
+          q = target.index("?")
+          if q
+            path = target.byteslice(0, q)
+            env["QUERY_STRING"] = target.byteslice(q + 1, target.bytesize - q - 1)
+          else
+            path = target.dup
+            env["QUERY_STRING"] = String.new
+          end
+          if base_len.positive?
+            if path.start_with?(base) && (path.bytesize == base_len || path.getbyte(base_len) == 47)
+              path = path.byteslice(base_len, path.bytesize - base_len)
+            else
+              env["SCRIPT_NAME"] = ""
+            end
+          end
+          env["PATH_INFO"] = path
+          if (up = env["HTTP_UPGRADE"])
+            env["rack.protocol"] = up.split(",").map!(&:strip)
+          end
+
+          ch = env["HTTP_CONNECTION"]
+          if proto == "HTTP/1.1"
+            keep = ch.nil? || !ch.match?(/close/i)
+            http10 = false
+          elsif proto == "HTTP/1.0"
+            keep = !ch.nil? && ch.match?(/keep-alive/i)
+            http10 = true
+          else
+            return bad_request(conn, 505, "HTTP Version Not Supported")
+          end
+
+          # ---- the body
+          return bad_request(conn, 501, "Not Implemented") if env.key?("HTTP_TRANSFER_ENCODING")
+
+          spool = nil
+          clen = env["CONTENT_LENGTH"]
+          if clen.nil?
+            len = 0
+          elsif clen.match?(/\A\d{1,18}\z/)
+            len = clen.to_i
+          else
+            return bad_request(conn)
+          end
+          if len.zero?
+            input = StringIO.new(EMPTY_BODY)
+          else
+            have = buf ? buf.bytesize : 0
+            if have >= len
+              input = StringIO.new(have == len ? buf : buf.byteslice(0, len))
+              buf = have == len ? nil : buf.byteslice(len, have - len)
+            elsif len <= SMALL_BODY
+              data = buf || String.new(capacity: len)
+              buf = nil
+              while data.bytesize < len
+                begin
+                  data << conn.readpartial(len - data.bytesize)
+                rescue EOFError
+                  return false # the body never came: nothing to answer
+                end
+              end
+              input = StringIO.new(data)
+            else
+              spool = input = spool_body(conn, buf, len)
+              buf = nil
+              return false unless input
+              if input == :error
+                put(conn, error_response(500, false, method == "HEAD"))
+                return false
+              end
+            end
+          end
+          env["rack.input"] = input
+          hijacker.env = env
+          env["rack.hijack"] = hijacker
+          env["rack.response_finished"] = []
+
+          # ---- the response
+          begin
+            keep = respond(conn, env, method == "HEAD", keep, http10, hijacker)
+          ensure
+            spool&.close!
+          end
+          return keep unless keep == true
+        end
+      end
+
+      # Large bodies go to an unlinked temp file so that rack.input stays
+      # rewindable without holding the body in memory.
+      # Returns the file, nil if the peer hung up, :error if the disk failed.
+      def spool_body(conn, buf, len)
+        begin
+          tf = Tempfile.new("ferry-body")
+          tf.binmode
+          tf.unlink
+          tf.write(buf) if buf
+        rescue SystemCallError, IOError => e
+          tf&.close!
+          RackLoader.log("cannot spool a #{len}-byte request body in #{Dir.tmpdir}: #{e.class}: #{e.message}")
+          return :error
+        end
+        left = len - (buf ? buf.bytesize : 0)
+        chunk = String.new(capacity: BODY_CHUNK)
+        while left.positive?
+          begin
+            conn.readpartial(left < BODY_CHUNK ? left : BODY_CHUNK, chunk)
+          rescue EOFError, SystemCallError, IOError
+            tf.close!
+            return nil
+          end
+          begin
+            tf.write(chunk)
+          rescue SystemCallError, IOError => e
+            tf.close!
+            RackLoader.log("cannot spool a #{len}-byte request body in #{Dir.tmpdir}: #{e.class}: #{e.message}")
+            return :error
+          end
+          left -= chunk.bytesize
+        end
+        tf.rewind
+        tf
+      end
+
+      def env_key(name)
+        return false if name.empty? || name.match?(/[\s_]/)
+
+        k = name.upcase.tr("-", "_")
+        return k.freeze if k == "CONTENT_TYPE" || k == "CONTENT_LENGTH"
+        return :peer if k == "X_FERRY_CLIENT_ADDR"
+        return :scheme if k == "X_FERRY_SCHEME"
+        return false if k.start_with?("X_FERRY_")
+
+        "HTTP_#{k}".force_encoding(Encoding::UTF_8).freeze
+      end
+
+      def split_host(host, https)
+        default = https ? "443" : "80"
+        return ["localhost", default].freeze if host.empty?
+
+        if host.start_with?("[")
+          i = host.index("]")
+          return [host.dup.freeze, default].freeze unless i
+
+          name = host[0..i]
+          rest = host[(i + 1)..]
+          port = rest.start_with?(":") ? rest[1..] : ""
+        else
+          i = host.rindex(":")
+          if i
+            name = host[0, i]
+            port = host[(i + 1)..]
+          else
+            name = host
+            port = ""
+          end
+        end
+        [name.dup.freeze, (port.empty? ? default : port).dup.freeze].freeze
+      end
+
+      def split_peer(addr)
+        if addr.start_with?("[")
+          i = addr.index("]")
+          if i
+            rest = addr[(i + 1)..]
+            return [addr[1, i - 1].freeze, rest.start_with?(":") ? rest[1..].freeze : nil].freeze
+          end
+        end
+        i = addr.rindex(":")
+        ip = i ? addr[0, i] : nil
+        return [addr.dup.freeze, nil].freeze if ip.nil? || ip.include?(":") # no port, or bare IPv6
+
+        [ip.freeze, addr[(i + 1)..].freeze].freeze
+      end
+
+      # The origin form of an absolute-form request target.
+      def origin_form(target)
+        i = target.index("://")
+        return target unless i&.positive?
+
+        j = target.index("/", i + 3)
+        q = target.index("?", i + 3)
+        if j && (q.nil? || j < q)
+          target[j..]
+        else
+          q ? "/#{target[q..]}" : "/"
+        end
+      end
+
+      def status_line(code)
+        line = @status_lines[code]
+        return line if line
+
+        reason = @reasons[code] || "Unknown"
+        @status_lines[code] = "HTTP/1.1 #{code} #{reason}\r\n".b.freeze
+      end
+
+      def app_error(env, exc)
+        RackLoader.log("error in application (#{env["REQUEST_METHOD"]} #{env["PATH_INFO"]}):\n" \
+                       "#{exc.full_message(highlight: false)}")
+      end
+
+      def error_response(code, keep, no_body)
+        reason = code == 500 ? "Internal Server Error" : (@reasons[code] || "Error")
+        body = "#{code} #{reason}\n"
+        head = "HTTP/1.1 #{code} #{reason}\r\nContent-Type: text/plain; charset=utf-8\r\n" \
+               "Content-Length: #{body.bytesize}\r\n#{keep ? "" : CLOSE_LINE}\r\n"
+        no_body ? head : head + body
+      end
+
+      def put(conn, *parts)
+        conn.write(*parts)
+      rescue SystemCallError, IOError
+        raise ClientGone
+      end
+
+      # Runs the app for one request and writes its response. Returns true
+      # to keep the connection, false to close it, :hijacked if the app has
+      # it now.
+      def respond(conn, env, is_head, keep, http10, hijacker)
+        begin
+          status, headers, body = @app.call(env)
+        rescue ClientGone, SystemExit, SignalException
+          raise
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          app_error(env, e)
+          return :hijacked if hijacker.hijacked
+
+          put(conn, error_response(500, keep, is_head))
+          finished(env, nil, nil, e)
+          return keep
+        end
+        if hijacker.hijacked
+          close_body(env, body)
+          finished(env, status, headers, nil)
+          return :hijacked
+        end
+        write_response(conn, env, status, headers, body, is_head, keep, http10)
+      end
+
+      def close_body(env, body)
+        body.close if !body.instance_of?(Array) && body.respond_to?(:close)
+      rescue ClientGone, SystemExit, SignalException
+        raise
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        RackLoader.log("error in close() of the response body:")
+        app_error(env, e)
+      end
+
+      def finished(env, status, headers, error)
+        callbacks = env["rack.response_finished"]
+        return if !callbacks.is_a?(Array) || callbacks.empty?
+
+        callbacks.reverse_each do |cb|
+          cb.call(env, status, headers, error)
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          raise if e.is_a?(SystemExit) || e.is_a?(SignalException)
+
+          app_error(env, e)
+        end
+      end
+
+      # What a response header name is to the loader: :cl, :connection,
+      # :drop (framing the loader owns, or rack.* for the server), :hijack,
+      # :bad (not a token), or :plain.
+      def name_kind(name)
+        kind = @name_kinds[name]
+        return kind if kind
+
+        kind = case name.downcase
+               when "content-length" then :cl
+               when "connection" then :connection
+               when "transfer-encoding", "keep-alive" then :drop
+               when "rack.hijack" then :hijack
+               when /\Arack\./ then :drop
+               when /\A[!#$%&'*+\-.^_`|~0-9a-z]+\z/ then :plain
+               else :bad
+               end
+        @name_kinds.clear if @name_kinds.size >= 1024
+        @name_kinds[name.frozen? ? name : name.dup.freeze] = kind
+      end
+
+      # The head of the response up to the framing lines, from the app's
+      # headers. Returns [head, content-length value, rack.hijack, Connection].
+      def build_head(code, headers, binary)
+        head = status_line(code).dup
+        cl = nil
+        hijack = nil
+        connection = nil
+        headers.each do |name, value|
+          name = name.to_s unless name.instance_of?(String)
+          case name_kind(name)
+          when :plain
+            nil
+          when :cl
+            cl = value
+            next
+          when :connection
+            connection = value
+            next
+          when :hijack
+            hijack = value
+            next
+          when :drop
+            next
+          else
+            raise ArgumentError, "invalid response header name #{name.inspect}"
+          end
+          next if value.nil?
+
+          if value.instance_of?(String) && !value.include?("\n")
+            # Any CR is an injection (a LF would have been a line separator).
+            raise ArgumentError, "CR in response header #{name}" if value.include?("\r")
+
+            if binary
+              head << name.b << COLON << value.b << CRLF
+            else
+              head << name << COLON << value << CRLF
+            end
+          else
+            # Rack 3: an Array of values; Rack 2: values separated by "\n".
+            values = value.is_a?(Array) ? value : value.to_s.split("\n")
+            values.each do |v|
+              v = v.to_s
+              raise ArgumentError, "CR or LF in response header #{name}" if v.include?("\r") || v.include?("\n")
+
+              if binary
+                head << name.b << COLON << v.b << CRLF
+              else
+                head << name << COLON << v << CRLF
+              end
+            end
+          end
+        end
+        [head, cl, hijack, connection]
+      end
+
+      def write_response(conn, env, status, headers, body, is_head, keep, http10)
+        sent = false
+        error = nil
+        begin
+          code = status.instance_of?(Integer) ? status : Integer(status.to_s, 10)
+          raise ArgumentError, "invalid response status #{status.inspect}" if code < 100 || code > 999
+
+          no_body = is_head || code < 200 || code == 204 || code == 304
+          begin
+            head, cl, hijack, connection = build_head(code, headers, false)
+          rescue Encoding::CompatibilityError
+            head, cl, hijack, connection = build_head(code, headers, true)
+          end
+          if cl
+            cl = cl.first if cl.is_a?(Array)
+            cl = cl.to_s
+            raise ArgumentError, "invalid Content-Length #{cl.inspect}" unless cl.match?(/\A\d{1,18}\z/)
+
+            cl = cl.to_i
+          end
+          if connection
+            connection = connection.join(", ") if connection.is_a?(Array)
+            keep = false if connection.match?(/close/i)
+          end
+
+          # ---- the app keeps the connection: partial hijack, 101
+          if hijack || code == 101
+            head << "Connection: " << connection.to_s << CRLF if connection
+            head << CRLF
+            sent = true
+            put(conn, head)
+            if hijack
+              hijack.call(conn)
+              return :hijacked
+            end
+            if body.respond_to?(:call) && !body.respond_to?(:each)
+              body.call(BodyStream.new(conn, env["rack.input"], :raw, nil))
+              return :hijacked
+            end
+            return false
+          end
+
+          # ---- a file
+          if !no_body && !body.instance_of?(Array) && body.respond_to?(:to_path)
+            path = body.to_path
+            st = path && (File.stat(path) rescue nil) # rubocop:disable Style/RescueModifier
+            if st&.file? && (cl.nil? || cl == st.size)
+              size = st.size
+              head << CL_LINE << size.to_s << CRLF
+              head << CLOSE_LINE unless keep
+              head << CRLF
+              sent = true
+              put(conn, head)
+              copied = begin
+                File.open(path, "rb") { |f| IO.copy_stream(f, conn, size) }
+              rescue Errno::EPIPE, Errno::ECONNRESET, IOError
+                raise ClientGone
+              end
+              return copied == size ? keep : false
+            end
+          end
+
+          # ---- all of the body at once
+          arr = if body.instance_of?(Array)
+                  body
+                elsif body.respond_to?(:to_ary)
+                  a = body.to_ary
+                  a.is_a?(Array) ? a : nil
+                end
+          if arr
+            if arr.size == 1
+              total = arr[0].bytesize
+            else
+              total = 0
+              arr.each { |s| total += s.bytesize }
+            end
+            if no_body
+              # Not the length of a HEAD body: it may be empty (Rack::Head).
+              head << CL_LINE << cl.to_s << CRLF if cl
+              head << CLOSE_LINE unless keep
+              head << CRLF
+              sent = true
+              put(conn, head)
+              return keep
+            end
+            if cl && cl != total
+              data = arr.size == 1 ? arr[0].b : arr.map(&:b).join
+              if cl < total
+                data = data.byteslice(0, cl)
+              else
+                keep = false # short of its Content-Length
+              end
+              arr = [data]
+              total = cl
+            end
+            head << CL_LINE << (cl || total).to_s << CRLF
+            head << CLOSE_LINE unless keep
+            head << CRLF
+            sent = true
+            if arr.size == 1
+              data = arr[0]
+              begin
+                if data.bytesize <= 16_384
+                  conn.write(head << data)
+                else
+                  conn.write(head, data)
+                end
+              rescue SystemCallError, IOError
+                raise ClientGone
+              rescue Encoding::CompatibilityError
+                put(conn, data) # head is out: only the body is left
+              end
+            elsif arr.size <= 32
+              put(conn, head, *arr)
+            else
+              put(conn, head)
+              arr.each_slice(32) { |slice| put(conn, *slice) }
+            end
+            return keep
+          end
+
+          # ---- a body to iterate: streamed as it comes
+          if body.respond_to?(:each)
+            if no_body
+              head << CL_LINE << cl.to_s << CRLF if cl
+              head << CLOSE_LINE unless keep
+              head << CRLF
+              sent = true
+              put(conn, head)
+              return keep
+            end
+            chunked = cl.nil? && !http10
+            keep = false if cl.nil? && http10 # the body ends with the connection
+            nsent = 0
+            body.each do |piece|
+              raise TypeError, "response body yielded #{piece.class}, not a String" unless piece.is_a?(String)
+
+              len = piece.bytesize
+              next if len.zero?
+
+              if cl
+                room = cl - nsent
+                next if room <= 0
+
+                if len > room
+                  piece = piece.byteslice(0, room)
+                  len = room
+                end
+              end
+              nsent += len
+              if sent
+                if chunked
+                  put(conn, len.to_s(16), CRLF, piece, CRLF)
+                else
+                  put(conn, piece)
+                end
+              else
+                if cl
+                  head << CL_LINE << cl.to_s << CRLF
+                elsif chunked
+                  head << CHUNKED_LINE
+                end
+                head << CLOSE_LINE unless keep
+                head << CRLF
+                sent = true
+                if chunked
+                  put(conn, head, len.to_s(16), CRLF, piece, CRLF)
+                else
+                  put(conn, head, piece)
+                end
+              end
+            end
+            if !sent
+              head << CL_LINE << (cl || 0).to_s << CRLF
+              keep = false if cl&.positive?
+              head << CLOSE_LINE unless keep
+              head << CRLF
+              sent = true
+              put(conn, head)
+            elsif chunked
+              put(conn, LAST_CHUNK)
+            elsif cl && nsent < cl
+              keep = false # short of its Content-Length
+            end
+            return keep
+          end
+
+          # ---- a Rack 3 streaming body
+          if body.respond_to?(:call)
+            if no_body
+              head << CL_LINE << cl.to_s << CRLF if cl
+              head << CLOSE_LINE unless keep
+              head << CRLF
+              sent = true
+              put(conn, head)
+              return keep
+            end
+            if cl
+              mode = :fixed
+              head << CL_LINE << cl.to_s << CRLF
+            elsif http10
+              mode = :raw
+              keep = false
+            else
+              mode = :chunked
+              head << CHUNKED_LINE
+            end
+            head << CLOSE_LINE unless keep
+            head << CRLF
+            sent = true
+            put(conn, head)
+            stream = BodyStream.new(conn, env["rack.input"], mode, cl)
+            body.call(stream)
+            stream.close unless stream.closed?
+            return stream.short? ? false : keep
+          end
+
+          raise TypeError, "the response body (#{body.class}) responds to neither each nor call"
+        rescue ClientGone => e
+          error = e
+          raise
+        rescue SystemExit, SignalException
+          raise
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          error = e
+          app_error(env, e)
+          return false if sent # a second response would be garbage on the wire
+
+          put(conn, error_response(500, keep, is_head))
+          keep
+        ensure
+          close_body(env, body)
+          finished(env, status, headers, error)
+        end
+      end
+    end
+
+    # FERRY_SPAWN_METHOD=smart: the app is loaded once; workers are forks.
+    class Preloader
+      def initialize(app, control, sock_path, threads, base, lifeline)
+        @app = app
+        @control = control
+        @sock_path = sock_path
+        @threads = threads
+        @base = base
+        @lifeline = lifeline
+        @stopping = false
+        @wake_r, @wake_w = IO.pipe
+      end
+
+      def run(status)
+        trap("CHLD") { reap }
+        trap("TERM") do
+          @stopping = true
+          @wake_w.write_nonblock(".", exception: false)
+        end
+        RackLoader.report(status, [["status", "ready"], ["preloader", true]])
+        watch = [@control, @wake_r]
+        until @stopping
+          conn = @control.accept_nonblock(exception: false)
+          if conn == :wait_readable
+            IO.select(watch)
+            next
+          end
+          begin
+            handle(conn)
+          rescue StandardError => e
+            RackLoader.log("spawn failed: #{e.class}: #{e.message}")
+          ensure
+            conn.close unless conn.closed?
+          end
+        end
+      ensure
+        begin
+          @control.close
+          File.unlink(@sock_path)
+        rescue StandardError
+          nil
+        end
+      end
+
+      private
+
+      def reap
+        loop do
+          break unless Process.waitpid(-1, Process::WNOHANG)
+        end
+      rescue Errno::ECHILD
+        nil
+      end
+
+      # Reads one spawn command and its three fds, and forks the worker.
+      def handle(conn)
+        data = String.new
+        ios = []
+        until data.include?("\n")
+          break unless IO.select([conn], nil, nil, 10)
+
+          msg, _addr, _flags, *ctls = conn.recvmsg(4096, 0, nil, scm_rights: true)
+          ctls.each { |c| ios.concat(c.unix_rights || []) if c.cmsg_is?(:SOCKET, :RIGHTS) }
+          break if msg.nil? || msg.empty?
+
+          data << msg
+        end
+        begin
+          cmd = RackLoader.json_field(data, "command")
+          sock = RackLoader.json_field(data, "socket")
+          if cmd != "spawn" || sock.nil? || sock.empty? || ios.size != 3
+            RackLoader.log("bad spawn command #{data.inspect} with #{ios.size} fds (want 3)")
+            return
+          end
+          out, err, status = ios
+          pid = fork { worker(conn, sock, out, err, status) }
+          RackLoader.log("spawned worker pid #{pid} on #{sock}") if ENV["FERRY_DEBUG"]
+        ensure
+          ios.each do |io|
+            io.close
+          rescue StandardError
+            nil
+          end
+        end
+      end
+
+      # In the child.
+      def worker(conn, sock, out, err, status)
+        begin
+          @control.close
+          conn.close
+          @wake_r.close
+          @wake_w.close
+          Process.setsid
+          %w[TERM CHLD INT HUP QUIT USR1 USR2].each { |sig| trap(sig, "DEFAULT") }
+          Random.srand
+          $stdout.reopen(out)
+          $stderr.reopen(err)
+          out.close
+          err.close
+          $stdout.sync = true
+          $stderr.sync = true
+          status.close_on_exec = true
+          RackLoader.watch_lifeline(@lifeline) # threads do not survive fork
+          listener = RackLoader.listen(sock)
+          server = Server.new(@app, listener, sock, @threads, @base)
+          server.install_signals
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          summary, details = RackLoader.describe(e)
+          RackLoader.report(status, [["status", "error"], ["summary", summary], ["details", details]])
+          exit!(1)
+        end
+        RackLoader.report(status, [["status", "ready"], ["socket", sock], ["concurrency", @threads]])
+        server.run
+        exit(0)
+      end
+    end
+  end
+end
+
+Ferry::RackLoader.main if $PROGRAM_NAME == __FILE__

@@ -5,15 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Real interpreters and frameworks the integration tests drive, from Debian.
 missing=()
-[ -x /usr/bin/python3 ] || missing+=(python3)
+for pkg in python3 python3-flask python3-starlette ruby ruby-rack ruby-sinatra curl; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+command -v node >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
 		exit 1
 	fi
+	echo "== installing ${missing[*]}"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 echo "== gofmt"

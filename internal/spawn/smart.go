@@ -3,6 +3,7 @@ package spawn
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -258,7 +259,14 @@ func sendSpawn(control, socket string, stdout, stderr, status *os.File) error {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	line := []byte(`{"command":"spawn","socket":` + strconv.Quote(socket) + "}\n")
+	line, err := json.Marshal(struct {
+		Command string `json:"command"`
+		Socket  string `json:"socket"`
+	}{"spawn", socket})
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
 	rights := syscall.UnixRights(int(stdout.Fd()), int(stderr.Fd()), int(status.Fd()))
 	_, _, err = c.WriteMsgUnix(line, rights, nil)
 	return err

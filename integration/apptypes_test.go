@@ -400,3 +400,26 @@ func (w *wsConn) recv(t *testing.T) (byte, []byte) {
 		}
 	}
 }
+
+// TestExamples runs every example the README shows, the way it shows them.
+func TestExamples(t *testing.T) {
+	for _, ex := range []struct {
+		dir, interp string
+		args        []string
+	}{
+		{"hello-wsgi", "/usr/bin/python3", nil},
+		{"hello-asgi", "/usr/bin/python3", nil},
+		{"hello-rack", "/usr/bin/ruby", nil},
+		{"hello-node", "/usr/bin/node", nil},
+		{"hello-generic", "/usr/bin/python3", []string{"--app-start-command", "/usr/bin/python3 server.py"}},
+	} {
+		t.Run(ex.dir, func(t *testing.T) {
+			needInterp(t, ex.interp)
+			dir, _ := filepath.Abs(filepath.Join("..", "examples", ex.dir))
+			f := startFerry(t, dir, ex.args...)
+			if code, body := f.get("/"); code != 200 || !strings.Contains(strings.ToLower(body), "hello") {
+				t.Fatalf("GET / = %d %q", code, body)
+			}
+		})
+	}
+}

@@ -166,6 +166,7 @@ func Default() Config {
 		ThreadCount:          1,
 		MaxPreloaderIdleTime: 300 * time.Second,
 		ConcurrencyTarget:    16,
+		StatThrottleRate:     10 * time.Second,
 
 		ForceMaxConcurrentRequestsPerProcess: -1,
 		MaxPoolSize:                          6,

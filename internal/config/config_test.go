@@ -26,7 +26,10 @@ func TestParseStartDefaults(t *testing.T) {
 	}
 	if c.Port != 3000 || c.Address != "0.0.0.0" || c.Environment != "development" || c.MaxPoolSize != 6 ||
 		c.MinInstances != 1 || c.MaxRequestQueueSize != 100 || c.PoolIdleTime != 300*time.Second ||
-		c.Python != "python3" || c.AppType != AppTypeWSGI || c.StartupFile != "passenger_wsgi.py" || c.AppRoot != dir {
+		c.Python != "python3" || c.AppType != AppTypeWSGI || c.StartupFile != "passenger_wsgi.py" || c.AppRoot != dir ||
+		c.StatThrottleRate != 10*time.Second || c.SpawnMethod != "smart" || c.ConcurrencyModel != "process" ||
+		c.ThreadCount != 1 || c.ForceMaxConcurrentRequestsPerProcess != -1 || c.MaxPreloaderIdleTime != 300*time.Second ||
+		c.StartTimeout != 90*time.Second || c.RestartDir != filepath.Join(dir, "tmp") {
 		t.Fatalf("defaults: %+v", c)
 	}
 }

@@ -9,11 +9,43 @@ the error) as one JSON line on the status fd with ``"concurrency": 0``, and
 serves HTTP/1.1 on that socket with asyncio: any number of connections and
 requests at once, WebSocket over Upgrade included.
 
+Out-of-band work. Before the app is loaded, a module named ``ferry`` goes
+into sys.modules (unless the app has its own ``ferry`` module or package,
+in its directory or installed: then a line on stderr says so and the app
+keeps its own):
+
+    import ferry
+
+    @ferry.on_out_of_band_work      # or ferry.on_out_of_band_work(fn)
+    async def collect():            # no arguments; plain def works too
+        ...
+
+    ferry.out_of_band_hooks()       # the registered hooks (the list itself)
+
+Any request carrying the header X-Ferry-Oob-Work is the core's (clients
+cannot send X-Ferry-* headers): it never reaches the app. The runner calls
+every hook in order on the event loop, awaiting what a hook returns when it
+is awaitable (an ``async def``), and answers ``200 OK``, or ``500`` naming
+the errors if any hook raised (each traceback goes to stderr; the other
+hooks still run); the connection then closes. Without hooks the work is
+gc.collect(). An app asks for it with the response header
+X-Ferry-Request-OOB-Work: true (the core's business).
+
+SIGQUIT (the core sends it before killing a request that ran longer than
+--max-request-time, and SIGKILLs a second later): faulthandler writes the
+Python stack of every thread to stderr at once ("Thread 0x… (most recent
+call first)" blocks; that shows code that blocks the event loop), and, as
+soon as the event loop runs, the runner writes the stack of every asyncio
+task (that shows a request awaiting something forever). The process
+carries on.
+
 Standard library only; Python 3.9+.
 """
 
 import asyncio
 import base64
+import faulthandler
+import gc
 import hashlib
 import inspect
 import json
@@ -62,6 +94,50 @@ def _log_exc(msg):
         pass
 
 
+# ------------------------------------------------------------- SIGQUIT ---
+
+
+def _dump_on_sigquit(chain=False):
+    """SIGQUIT: the stack of every thread on stderr, and carry on.
+
+    faulthandler's handler is C: it works while the event loop is blocked
+    in C code or in a loop that never reaches a Python signal handler. With
+    chain, it then passes the signal on to the handler that was there
+    before (the event loop's, for the tasks' stacks).
+    """
+    try:
+        faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=chain)
+    except Exception as e:  # no usable stderr fd
+        _log("SIGQUIT backtraces unavailable: %s" % e)
+
+
+def _coro_frames(coro):
+    """The frames of a coroutine and of what it awaits, outermost first."""
+    frames = []
+    seen = set()
+    while coro is not None and id(coro) not in seen:
+        seen.add(id(coro))
+        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if f is not None:
+            frames.append((f, f.f_lineno))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return frames
+
+
+def _dump_tasks():
+    """The stack of every pending asyncio task on stderr (after a SIGQUIT)."""
+    try:
+        tasks = [t for t in asyncio.all_tasks() if not t.done()]
+        out = ["[ferry asgi] SIGQUIT: the stacks of %d asyncio tasks (the threads' are above)\n" % len(tasks)]
+        for t in tasks:
+            out.append("Task %r, %r (most recent call last):\n" % (t.get_name(), t.get_coro()))
+            out.extend(traceback.StackSummary.extract(_coro_frames(t.get_coro())).format())
+        sys.stderr.write("".join(out))
+        sys.stderr.flush()
+    except Exception:
+        _log_exc("SIGQUIT: cannot list the asyncio tasks:")
+
+
 def _watch_lifeline(fd):
     # The core holds the only write end: EOF (or an error) means it is gone.
     try:
@@ -70,6 +146,104 @@ def _watch_lifeline(fd):
     except BaseException:
         pass
     os._exit(0)
+
+
+# ----------------------------------------------------- out-of-band work ---
+
+_oob_hooks = []  # ferry.on_out_of_band_work
+
+
+def on_out_of_band_work(fn):
+    """Registers fn, called with no arguments, for out-of-band work.
+
+    fn may be a plain function or an ``async def`` (awaited on the event
+    loop). The core asks for it between requests (after a response with the
+    header X-Ferry-Request-OOB-Work: true). Returns fn, so it works as a
+    decorator. Without any hook the runner does gc.collect().
+    """
+    if not callable(fn):
+        raise TypeError("ferry.on_out_of_band_work: %r is not callable" % (fn,))
+    _oob_hooks.append(fn)
+    return fn
+
+
+def out_of_band_hooks():
+    """The registered out-of-band hooks, in order (the list itself)."""
+    return _oob_hooks
+
+
+def _own_ferry():
+    """Where the app's own module or package named ferry is, or None.
+
+    Looked for on sys.path (the app directory first, then site-packages);
+    a plain directory named ferry (a namespace package) does not count.
+    """
+    from importlib.machinery import PathFinder
+
+    try:
+        spec = PathFinder.find_spec("ferry", sys.path)
+    except Exception:
+        return None
+    if spec is None or spec.origin in (None, "namespace"):
+        return None
+    return spec.origin
+
+
+def _install_ferry():
+    """Puts the ferry module (out-of-band hooks) into sys.modules."""
+    own = _own_ferry()
+    if own is None and "ferry" in sys.modules:
+        own = getattr(sys.modules["ferry"], "__file__", None) or "sys.modules"
+    if own is not None:
+        _log(
+            "the app has its own 'ferry' module (%s): Ferry's is not installed, "
+            "so ferry.on_out_of_band_work is not available and out-of-band work is gc.collect()" % own
+        )
+        return
+    import types
+
+    mod = types.ModuleType("ferry", "Ferry's loader API: out-of-band work hooks.")
+    for fn in (on_out_of_band_work, out_of_band_hooks):
+        fn.__module__ = "ferry"
+        setattr(mod, fn.__name__, fn)
+    mod.__all__ = ["on_out_of_band_work", "out_of_band_hooks"]
+    sys.modules["ferry"] = mod
+
+
+def _hook_name(fn):
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+async def _out_of_band():
+    """Runs the out-of-band hooks (or gc.collect()); the whole response."""
+    hooks = list(_oob_hooks)
+    errors = []
+    if not hooks:
+        gc.collect()
+        done = "gc.collect()"
+    else:
+        for fn in hooks:
+            try:
+                r = fn()
+                if inspect.isawaitable(r):
+                    await r
+            except Exception as exc:
+                _log_exc("error in out-of-band hook %s:" % _hook_name(fn))
+                msg = str(exc).strip().replace("\n", " ")
+                errors.append("%s: %s%s" % (_hook_name(fn), type(exc).__name__, ": " + msg if msg else ""))
+        done = "%d hook%s" % (len(hooks), "" if len(hooks) == 1 else "s")
+    if errors:
+        code = 500
+        body = "out-of-band work failed: %s\n" % "; ".join(errors)
+    else:
+        code = 200
+        body = "out-of-band work done: %s\n" % done
+    data = body.encode("utf-8", "replace")
+    return b"%sContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
+        _status_line(code),
+        len(data),
+        data,
+    )
 
 
 # ------------------------------------------------------------- the scope ---
@@ -131,7 +305,7 @@ def _cached(cache, key, fn, *args):
 _paths = {}  # raw path -> decoded path
 
 # What the runner does with a request header, by its name as sent.
-_H_PLAIN, _H_HOST, _H_CLEN, _H_CONN, _H_UPGRADE, _H_TE, _H_PEER, _H_SCHEME, _H_DROP = range(9)
+_H_PLAIN, _H_HOST, _H_CLEN, _H_CONN, _H_UPGRADE, _H_TE, _H_PEER, _H_SCHEME, _H_DROP, _H_OOB = range(10)
 _H_KINDS = {
     b"host": _H_HOST,
     b"content-length": _H_CLEN,
@@ -140,6 +314,7 @@ _H_KINDS = {
     b"transfer-encoding": _H_TE,
     b"x-ferry-client-addr": _H_PEER,
     b"x-ferry-scheme": _H_SCHEME,
+    b"x-ferry-oob-work": _H_OOB,
 }
 _names = {}  # header name as sent -> (lowercase name, kind)
 
@@ -838,7 +1013,7 @@ class _Conn(object):
                 headers = []
                 clen = conn_h = upgrade = host = peer = None
                 scheme = "http"
-                te = False
+                te = oob = False
                 del lines[0]
                 for line in lines:
                     name, sep, value = line.partition(b":")
@@ -864,6 +1039,8 @@ class _Conn(object):
                                 peer = value
                             elif kind == _H_SCHEME and value == b"https":
                                 scheme = "https"
+                            elif kind == _H_OOB:
+                                oob = True
                             continue  # X-Ferry-*: not for the app
                     headers.append((name, value))
                 if proto == b"HTTP/1.1":
@@ -896,6 +1073,10 @@ class _Conn(object):
                 return
             if te:
                 transport.write(_plain(501, False))  # the core always sends Content-Length
+                return
+            if oob:
+                # The core's, not the app's: the hooks, then the connection closes.
+                transport.write(await _out_of_band())
                 return
 
             if base and not (raw_path.startswith(base_b) and (len(raw_path) == len(base_b) or raw_path[len(base_b)] == 47)):
@@ -1212,6 +1393,7 @@ def _fail(status_fd, summary, details):
 async def _main(status_fd, root, startup, base, sock_path):
     loop = asyncio.get_running_loop()
     try:
+        _install_ferry()
         app = _load_app(root, startup)
         if not sock_path:
             raise RuntimeError("FERRY_SOCKET is not set")
@@ -1231,6 +1413,12 @@ async def _main(status_fd, root, startup, base, sock_path):
     server = _Server(app, base, state)
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
+    # SIGQUIT: faulthandler's dump at once, then (chained) the tasks' stacks
+    # from the loop. Unregistering first restores SIG_DFL, which the loop's
+    # handler then replaces, and which faulthandler then chains to.
+    faulthandler.unregister(signal.SIGQUIT)
+    loop.add_signal_handler(signal.SIGQUIT, _dump_tasks)
+    _dump_on_sigquit(chain=True)
     srv = await asyncio.start_unix_server(server.connected, sock=listener, limit=STREAM_LIMIT, backlog=1024)
     _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 0})
 
@@ -1265,6 +1453,7 @@ def main():
         del sys.path[0]  # the loader's directory is not the app's business (and asgi.py is a common name)
     sys.path.insert(0, root)
 
+    _dump_on_sigquit()  # while loading, until the event loop's handler is there
     asyncio.run(_main(status_fd, root, startup, base, env.get("FERRY_SOCKET")))
     sys.exit(0)
 

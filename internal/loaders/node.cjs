@@ -46,6 +46,32 @@
 // WebSocket (or other upgraded connection) counts as busy until either side
 // closes it; the core's SIGKILL bounds the wait.
 //
+// Out-of-band work: any request carrying the header X-Ferry-Oob-Work is the
+// core's (clients cannot send X-Ferry-* headers) and never reaches the app.
+// The loader calls every listener of the process event
+// 'ferry:outOfBandWork', in order and with no arguments, waits for the
+// promises they return (Promise.allSettled), and answers 200 OK, or 500
+// naming the errors if one threw or its promise rejected (each stack goes
+// to stderr); the connection then closes. An app registers with
+//
+//   process.on('ferry:outOfBandWork', async () => { ...; });
+//
+// (process.once works too). With no listener the work is global.gc() when
+// the process exposes it (node --expose-gc), else nothing. An app asks for
+// it with the response header X-Ferry-Request-OOB-Work: true (the core's
+// business).
+//
+// SIGQUIT (the core sends it before killing a request that ran longer than
+// --max-request-time, and SIGKILLs a second later): the loader writes a
+// line "[ferry node] SIGQUIT: ..." and the JavaScript stack from
+// process.report.getReport() to stderr, and the process carries on. The
+// limitation: Node runs a signal listener only when the event loop is free.
+// A request awaiting something (a timer, a slow query) gets its stack
+// written at once, but that stack is the listener's own, not the stuck
+// request's; JavaScript that blocks the event loop (a busy loop) cannot be
+// interrupted from JavaScript, so then nothing is written before the
+// SIGKILL (the signal only no longer kills the process by itself).
+//
 // Not supported: FERRY_BASE_URI (Node apps see the whole path, as under
 // Passenger), the cluster module (Ferry is the process manager: workers
 // would listen through the primary, which never reports), HTTPS and HTTP/2
@@ -265,17 +291,21 @@ function setPeer(socket, peer) {
 // names starting "x-" other than the core's own spelling, and the deletions
 // from req.headers in reverse order of insertion (the core's headers come
 // last), which V8 does without leaving its fast object representation.
+//
+// It returns true for the core's out-of-band work request (a header
+// X-Ferry-Oob-Work), which must not reach the app.
 const FERRY = 0;
 const XFF = 1;
 const XFP = 2;
 
 function fixRequest(req) {
   const raw = req.rawHeaders;
-  if (!raw) return;
+  if (!raw) return false;
   let addr;
   let scheme;
   let marks = null; // [raw index, lower-case name, FERRY|XFF|XFP, ...]
   let ferry = false;
+  let oob = false;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i];
     if (n.length < 8 || (n.charCodeAt(0) | 0x20) !== 120 /* x */ || n.charCodeAt(1) !== 45 /* - */) continue;
@@ -292,6 +322,7 @@ function fixRequest(req) {
     } else if (l === 'x-forwarded-proto') {
       kind = XFP;
     } else if (l.startsWith('x-ferry-')) {
+      if (l === 'x-ferry-oob-work') oob = true;
       kind = FERRY;
     } else {
       continue;
@@ -300,7 +331,7 @@ function fixRequest(req) {
     if (marks === null) marks = [];
     marks.push(i, l, kind);
   }
-  if (!ferry) return;
+  if (!ferry) return false;
 
   if (kHeadersCount === undefined) {
     kHeadersCount = Object.getOwnPropertySymbols(req).find((s) => s.description === 'kHeadersCount') || null;
@@ -341,6 +372,77 @@ function fixRequest(req) {
   }
   req.rawHeaders = out;
   if (kHeadersCount) req[kHeadersCount] = out.length;
+  return oob;
+}
+
+// ----------------------------------------------------- out-of-band work ---
+
+const OOB_EVENT = 'ferry:outOfBandWork';
+
+function outOfBand(req, res) {
+  req.resume(); // whatever body there is (none): the connection closes after
+  const listeners = process.rawListeners(OOB_EVENT); // once() wrappers remove themselves
+  let work;
+  let done;
+  if (listeners.length > 0) {
+    done = listeners.length + (listeners.length === 1 ? ' listener' : ' listeners');
+    work = listeners.map((fn) => new Promise((resolve) => resolve(fn.call(process))));
+  } else if (typeof global.gc === 'function') {
+    done = 'global.gc()';
+    work = [new Promise((resolve) => resolve(global.gc()))];
+  } else {
+    done = 'nothing (no listener, no global.gc: node --expose-gc)';
+    work = [];
+  }
+  Promise.allSettled(work).then((results) => {
+    try {
+      const errors = [];
+      results.forEach((r, i) => {
+        if (r.status !== 'rejected') return;
+        const fn = listeners[i];
+        const name = fn ? (fn.listener || fn).name || 'anonymous' : 'global.gc';
+        try {
+          process.stderr.write('[ferry node] error in out-of-band listener ' + name + ':\n' + detailsOf(r.reason) + '\n');
+        } catch (e) {}
+        errors.push(name + ': ' + summaryOf(r.reason));
+      });
+      const body = errors.length
+        ? 'out-of-band work failed: ' + errors.join('; ') + '\n'
+        : 'out-of-band work done: ' + done + '\n';
+      res.shouldKeepAlive = false;
+      res.writeHead(errors.length ? 500 : 200, {
+        'Content-Type': 'text/plain; charset=utf-8',
+        'Content-Length': Buffer.byteLength(body),
+        Connection: 'close',
+      });
+      res.end(body);
+    } catch (e) {
+      res.destroy(); // the core sees the connection close without an answer
+    }
+  });
+}
+
+// ---------------------------------------------------------------- SIGQUIT ---
+
+function onSigquit() {
+  const out = ['[ferry node] SIGQUIT: the JavaScript stack (Node runs this only when the event loop is free: the stack is this handler\'s, not a stuck request\'s)'];
+  try {
+    const js = process.report.getReport().javascriptStack;
+    if (js && js.message) out.push(String(js.message));
+    if (js && Array.isArray(js.stack)) for (const f of js.stack) out.push('    ' + String(f).trim());
+  } catch (e) {
+    out.push('(no report: ' + summaryOf(e) + ')');
+  }
+  try {
+    if (typeof process.getActiveResourcesInfo === 'function') {
+      const counts = new Map();
+      for (const r of process.getActiveResourcesInfo()) counts.set(r, (counts.get(r) || 0) + 1);
+      out.push('active resources: ' + Array.from(counts, ([r, n]) => (n > 1 ? r + ' x' + n : r)).join(', '));
+    }
+  } catch (e) {}
+  try {
+    process.stderr.write(out.join('\n') + '\n');
+  } catch (e) {}
 }
 
 // ------------------------------------------------------ the Ferry server ---
@@ -352,7 +454,10 @@ function claim(server) {
   server.emit = function ferryEmit(event, req, res) {
     switch (event) {
       case 'request':
-        fixRequest(req);
+        if (fixRequest(req) === true) {
+          outOfBand(req, res); // the core's: not for the app
+          return true;
+        }
         if (stopping && res) res.shouldKeepAlive = false;
         break;
       case 'upgrade':
@@ -515,6 +620,7 @@ function main() {
 
   process.on('uncaughtException', onStartupException);
   process.on('exit', onExitBeforeReady);
+  process.on('SIGQUIT', onSigquit);
 
   let file;
   try {

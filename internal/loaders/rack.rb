@@ -11,6 +11,37 @@
 # time, or FERRY_THREADS connections at once, one thread each. With
 # FERRY_SPAWN_METHOD=smart it is a preloader that forks workers on demand.
 #
+# For the app, defined before config.ru is loaded (see install_api):
+#
+#   Ferry.on_out_of_band_work { ... }    # or (callable); returns the hook
+#   PhusionPassenger.on_event(:oob_work) { ... }   # apps written for Passenger
+#   PhusionPassenger.on_event(:starting_worker_process) { |forked| ... }
+#   PhusionPassenger.on_event(:stopping_worker_process) { ... }
+#   PhusionPassenger.on_event(:starting_request_handler_thread) { ... }
+#
+# PhusionPassenger is a stand-in, defined only when it is not defined yet;
+# if the real Passenger API is loaded (before or after), its call_event runs
+# too. Ferry is not defined when the app has a ferry.rb of its own (root,
+# lib/ or app/*/: a Rails model, say), so that its `class Ferry` works.
+#
+# A request with the header X-Ferry-Oob-Work is the core's (clients cannot
+# send X-Ferry-* headers) and never reaches the app: the loader runs every
+# out-of-band hook (Ferry's, then Passenger's :oob_work; all of them, even
+# after one raised), or GC.start when there is none, and answers 200, or 500
+# naming the errors (each with its backtrace on stderr); the connection then
+# closes. The app asks for it with the response header
+# X-Ferry-Request-OOB-Work: true (or Passenger's !~Request-OOB-Work), which
+# the loader passes on like any other: the core acts on it.
+#
+# :starting_worker_process runs (forked = false) after the app is loaded in
+# direct spawning, and (forked = true) in each smart-spawned worker after
+# the fork, never in the preloader; an error there fails the spawn.
+# :stopping_worker_process runs after SIGTERM, once the last request is
+# done (not when the lifeline breaks: that exit is immediate).
+#
+# SIGQUIT prints the backtrace of every Ruby thread on stderr (see
+# install_quit) and the process carries on.
+#
 # Works with Rack 2 and Rack 3. Nothing that is a gem is required before
 # Bundler has set up the app's bundle (`socket` and core classes only), so a
 # Gemfile.lock can pin any version of a default gem (json, stringio, ...).
@@ -18,7 +49,8 @@
 $stdout.sync = true
 $stderr.sync = true
 
-module Ferry
+# Not under Ferry: the app may have its own Ferry (see install_api).
+module FerryLoader
   # The loader's internals; nothing here is an API for apps.
   module RackLoader
     MAX_HEAD = 64 * 1024         # request line + headers
@@ -184,6 +216,227 @@ module Ferry
       [summary, details]
     end
 
+    # ------------------------------------------- the app's API: hooks --
+
+    # Out-of-band work hooks (Ferry.on_out_of_band_work) and Passenger's
+    # events (PhusionPassenger.on_event), both defined before the app is
+    # loaded by RackLoader.install_api.
+    module Hooks
+      # Passenger's event names; it raises ArgumentError for any other.
+      EVENTS = %i[starting_worker_process stopping_worker_process starting_request_handler_thread
+                  credentials after_installing_signal_handlers oob_work].freeze
+
+      @oob = []                                  # Ferry.on_out_of_band_work
+      @events = EVENTS.to_h { |e| [e, []] }      # PhusionPassenger.on_event
+      @oob_lock = Mutex.new
+      @root = nil
+      @advertised_concurrency_level = nil
+
+      class << self
+        attr_accessor :root, :advertised_concurrency_level
+
+        def on_out_of_band_work(hook)
+          raise ArgumentError, "Ferry.on_out_of_band_work needs a block or something that responds to call" \
+            unless hook.respond_to?(:call)
+
+          @oob << hook
+          hook
+        end
+
+        def on_event(name, hook)
+          list = @events[name.is_a?(String) ? name.to_sym : name]
+          raise ArgumentError, "Unknown event name '#{name}'" unless list
+          raise ArgumentError, "PhusionPassenger.on_event(#{name.inspect}) needs a block" unless hook.respond_to?(:call)
+
+          list << hook
+          hook
+        end
+
+        # Runs the hooks of an event; the first error propagates (as in
+        # Passenger). The real Passenger API, if the app loaded it, too.
+        def call_event!(name, *args)
+          @events.fetch(name).dup.each { |hook| hook.call(*args) }
+          foreign_passenger&.call_event(name, *args)
+          nil
+        end
+
+        # The same, for events whose errors are only logged.
+        def call_event(name, *args)
+          call_event!(name, *args)
+        rescue SystemExit, SignalException
+          raise
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          RackLoader.log("error in a PhusionPassenger.on_event(:#{name}) hook:\n#{e.full_message(highlight: false)}")
+          nil
+        end
+
+        # The app's PhusionPassenger when it is not the one install_api
+        # defined (the real gem's public API, loaded before or after).
+        def foreign_passenger
+          return nil unless Object.const_defined?(:PhusionPassenger, false)
+
+          pp = ::PhusionPassenger
+          return nil unless pp.respond_to?(:call_event)
+
+          loc = pp.method(:call_event).source_location
+          loc && loc[0] == LOADER_PATH ? nil : pp
+        end
+
+        def hook_name(hook)
+          loc = hook.respond_to?(:source_location) ? hook.source_location : nil
+          if loc
+            path = loc[0].to_s
+            path = path.delete_prefix("#{@root}/") if @root
+            "#{path}:#{loc[1]}"
+          else
+            hook.class.name || hook.inspect[0, 80]
+          end
+        end
+
+        # The core's out-of-band request: runs every hook (all of them, even
+        # after one raised), or GC.start when there is none. Returns the
+        # whole response, which closes the connection.
+        def out_of_band
+          errors = []
+          done = @oob_lock.synchronize do
+            hooks = @oob + @events[:oob_work]
+            foreign = foreign_passenger
+            if hooks.empty? && foreign.nil?
+              GC.start
+              "GC.start"
+            else
+              hooks.each { |hook| run_hook(hook_name(hook), errors) { hook.call } }
+              run_hook("PhusionPassenger.call_event(:oob_work)", errors) { foreign.call_event(:oob_work) } if foreign
+              n = hooks.size + (foreign ? 1 : 0)
+              "#{n} hook#{n == 1 ? "" : "s"}"
+            end
+          end
+          if errors.empty?
+            code = "200 OK"
+            body = "out-of-band work done: #{done}\n"
+          else
+            code = "500 Internal Server Error"
+            body = "out-of-band work failed: #{errors.join("; ")}\n"
+          end
+          body = body.b
+          "HTTP/1.1 #{code}\r\nContent-Type: text/plain; charset=utf-8\r\n" \
+            "Content-Length: #{body.bytesize}\r\nConnection: close\r\n\r\n".b << body
+        end
+
+        private
+
+        def run_hook(name, errors)
+          yield
+        rescue SystemExit, SignalException
+          raise
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          RackLoader.log("error in out-of-band hook #{name}:\n#{e.full_message(highlight: false)}")
+          msg = e.message.to_s.strip.gsub(/\s*\n\s*/, " ")
+          msg = "#{msg[0, 300]}..." if msg.length > 300
+          errors << "#{name}: #{e.class}#{msg.empty? ? "" : ": #{msg}"}"
+        end
+      end
+    end
+
+    # Where an app that has its own Ferry would define it: then Ferry's is
+    # not defined, so that `class Ferry` (a Rails model, say) still works.
+    def self.own_ferry(root)
+      ["ferry.rb", "lib/ferry.rb", *Dir.glob("app/*/ferry.rb", base: root).sort]
+        .find { |rel| File.file?(File.join(root, rel)) }
+    end
+
+    # Defines, before the app is loaded, Ferry.on_out_of_band_work and (for
+    # apps written for Passenger, unless its real API is loaded already)
+    # PhusionPassenger.on_event. Methods an app's Ferry already has (one
+    # loaded before, e.g. with RUBYOPT) are left alone.
+    def self.install_api(root)
+      Hooks.root = File.expand_path(root)
+      own = own_ferry(root)
+      if own
+        log("the app has its own #{own}: Ferry.on_out_of_band_work is not defined " \
+            "(PhusionPassenger.on_event(:oob_work) is; without hooks, out-of-band work is GC.start)")
+      else
+        ferry = Object.const_defined?(:Ferry, false) ? ::Ferry : Object.const_set(:Ferry, Module.new)
+        if ferry.instance_of?(Module) && !ferry.respond_to?(:on_out_of_band_work)
+          # Ferry.on_out_of_band_work { ... } or Ferry.on_out_of_band_work(callable):
+          # run (no arguments) when the core asks for out-of-band work.
+          ferry.define_singleton_method(:on_out_of_band_work) do |callable = nil, &block|
+            Hooks.on_out_of_band_work(callable || block)
+          end
+        end
+      end
+      return if Object.const_defined?(:PhusionPassenger, false)
+
+      # A stand-in for Passenger's public API: apps guard their hooks with
+      # `if defined?(PhusionPassenger)`.
+      pp = Object.const_set(:PhusionPassenger, Module.new)
+      pp.define_singleton_method(:on_event) { |name, &block| Hooks.on_event(name, block) }
+      pp.define_singleton_method(:call_event) { |name, *args| Hooks.call_event!(name, *args) }
+      # Set by apps that serve WebSockets under Passenger; Ferry's concurrency
+      # is what the loader reports, so it is only kept.
+      pp.define_singleton_method(:advertised_concurrency_level) { Hooks.advertised_concurrency_level }
+      pp.define_singleton_method(:advertised_concurrency_level=) { |v| Hooks.advertised_concurrency_level = v }
+    end
+
+    # ---------------------------------------------------------- SIGQUIT --
+
+    QUIT_HEAD = "ferry: SIGQUIT: backtrace of every thread\n"
+    QUIT_TAIL = "ferry: SIGQUIT: end of backtraces\n"
+
+    # SIGQUIT (the core sends it before it kills a request that ran past
+    # --max-request-time, and SIGKILLs a second later): the backtrace of
+    # every Ruby thread on stderr; the process carries on.
+    #
+    # Ruby runs trap handlers in the main thread, between VM instructions,
+    # once it holds the GVL: a thread stuck in sleep, IO, a Mutex or a Ruby
+    # loop is fine. A thread stuck inside a C extension that holds the GVL
+    # (a native loop that never checks for interrupts) keeps the handler
+    # from running at all, and then nothing is printed before the SIGKILL.
+    def self.install_quit
+      @fd2 ||= IO.for_fd(2, "w", autoclose: false)
+      # caller: where the main thread was, without the handler's frames.
+      trap("QUIT") { dump_threads(caller) }
+    rescue ArgumentError, SystemCallError, IOError
+      nil
+    end
+
+    def self.dump_threads(here)
+      out = String.new(QUIT_HEAD, encoding: Encoding::BINARY)
+      threads = Thread.list
+      threads.each_with_index do |t, i|
+        # No blank lines: the core logs stderr line by line.
+        out << "Thread #{i + 1} of #{threads.size}: ".b << t.inspect.b
+        out << " (main)" if t.equal?(Thread.main)
+        out << "\n"
+        bt = t.equal?(Thread.current) ? here : t.backtrace
+        if bt.nil? || bt.empty?
+          out << "    (no backtrace)\n"
+        else
+          bt.each { |line| out << "    " << line.to_s.b << "\n" }
+        end
+      end
+      out << QUIT_TAIL
+      write_fd2(out)
+    rescue Exception # rubocop:disable Lint/RescueException
+      nil # never the app's problem
+    end
+
+    # Not IO#write: syswrite takes no lock, which a trap handler cannot.
+    # Straight to fd 2, whatever the app made of $stderr.
+    def self.write_fd2(data)
+      io = @fd2 or return
+      until data.empty?
+        begin
+          n = io.syswrite(data)
+          data = data.byteslice(n, data.bytesize - n)
+        rescue IO::WaitWritable, Errno::EINTR
+          return unless IO.select(nil, [io], nil, 1)
+        end
+      end
+    rescue SystemCallError, IOError
+      nil
+    end
+
     # -------------------------------------------------------------- loading --
 
     # The Gemfile to set up, if the app has one: BUNDLE_GEMFILE when set
@@ -324,8 +577,10 @@ module Ferry
       smart = ENV["FERRY_SPAWN_METHOD"] == "smart"
       sock_path = ENV["FERRY_SOCKET"]
 
+      install_quit
       begin
         Dir.chdir(root)
+        install_api(root)
         app = load_app(root, startup)
         require "socket"
         if smart && (GC.respond_to?(:compact) || Process.respond_to?(:warmup))
@@ -337,6 +592,7 @@ module Ferry
           end
         end
         listener = listen(sock_path)
+        Hooks.call_event!(:starting_worker_process, false) unless smart
       rescue Exception => e # rubocop:disable Lint/RescueException
         summary, details = describe(e)
         begin
@@ -354,8 +610,10 @@ module Ferry
       else
         server = Server.new(app, listener, sock_path, threads, base)
         server.install_signals
+        Hooks.call_event(:after_installing_signal_handlers)
         report(status, [["status", "ready"], ["socket", sock_path], ["concurrency", threads]])
         server.run
+        Hooks.call_event(:stopping_worker_process)
       end
       exit(0)
     end
@@ -539,6 +797,7 @@ module Ferry
         if @threads > 1
           pool = Array.new(@threads) do |i|
             t = Thread.new do
+              Hooks.call_event(:starting_request_handler_thread)
               accept_loop
             rescue SystemExit => e # the app called exit: the process exits
               Thread.main.raise(e)
@@ -548,6 +807,7 @@ module Ferry
           end
           pool.each(&:join)
         else
+          Hooks.call_event(:starting_request_handler_thread)
           accept_loop
         end
       ensure
@@ -665,6 +925,7 @@ module Ferry
         watch = [conn, @listener, @wake_r]
         hijacker = Hijacker.new(conn)
         buf = nil
+        oob = false # set once: an out-of-band request ends the connection
         while true # rubocop:disable Style/InfiniteLoop
           # ---- the request head
           if buf.nil?
@@ -755,8 +1016,10 @@ module Ferry
             if key.instance_of?(Symbol)
               if key == :peer
                 peer = value
-              else
+              elsif key == :scheme
                 scheme = value
+              else
+                oob = true # the core's request: see below
               end
               next
             end
@@ -868,6 +1131,14 @@ module Ferry
               end
             end
           end
+          if oob
+            # X-Ferry-Oob-Work: only the core can send it (it drops every
+            # client X-Ferry-* header). Not the app's request: the hooks run,
+            # and the connection closes after the answer.
+            spool&.close!
+            put(conn, Hooks.out_of_band)
+            return false
+          end
           env["rack.input"] = input
           hijacker.env = env
           env["rack.hijack"] = hijacker
@@ -926,6 +1197,7 @@ module Ferry
         return k.freeze if k == "CONTENT_TYPE" || k == "CONTENT_LENGTH"
         return :peer if k == "X_FERRY_CLIENT_ADDR"
         return :scheme if k == "X_FERRY_SCHEME"
+        return :oob if k == "X_FERRY_OOB_WORK"
         return false if k.start_with?("X_FERRY_")
 
         "HTTP_#{k}".force_encoding(Encoding::UTF_8).freeze
@@ -1464,6 +1736,7 @@ module Ferry
           @wake_w.close
           Process.setsid
           %w[TERM CHLD INT HUP QUIT USR1 USR2].each { |sig| trap(sig, "DEFAULT") }
+          RackLoader.install_quit # backtraces on SIGQUIT, as in direct spawning
           Random.srand
           $stdout.reopen(out)
           $stderr.reopen(err)
@@ -1474,8 +1747,10 @@ module Ferry
           status.close_on_exec = true
           RackLoader.watch_lifeline(@lifeline) # threads do not survive fork
           listener = RackLoader.listen(sock)
+          Hooks.call_event!(:starting_worker_process, true) # the app reconnects its databases, etc.
           server = Server.new(@app, listener, sock, @threads, @base)
           server.install_signals
+          Hooks.call_event(:after_installing_signal_handlers)
         rescue Exception => e # rubocop:disable Lint/RescueException
           summary, details = RackLoader.describe(e)
           RackLoader.report(status, [["status", "error"], ["summary", summary], ["details", details]])
@@ -1483,10 +1758,11 @@ module Ferry
         end
         RackLoader.report(status, [["status", "ready"], ["socket", sock], ["concurrency", @threads]])
         server.run
+        Hooks.call_event(:stopping_worker_process)
         exit(0)
       end
     end
   end
 end
 
-Ferry::RackLoader.main if $PROGRAM_NAME == __FILE__
+FerryLoader::RackLoader.main if $PROGRAM_NAME == __FILE__

@@ -11,9 +11,38 @@ With FERRY_SPAWN_METHOD=smart it is a preloader instead: it loads the app
 once, listens on FERRY_SOCKET as a control socket, and forks a worker for
 each spawn command it receives there (see "Smart spawning").
 
+Out-of-band work. Before the app is loaded, a module named ``ferry`` goes
+into sys.modules (unless the app has its own ``ferry`` module or package,
+in its directory or installed: then a line on stderr says so and the app
+keeps its own):
+
+    import ferry
+
+    @ferry.on_out_of_band_work      # or ferry.on_out_of_band_work(fn)
+    def collect():                  # no arguments
+        ...
+
+    ferry.out_of_band_hooks()       # the registered hooks (the list itself)
+
+Any request carrying the header X-Ferry-Oob-Work is the core's (clients
+cannot send X-Ferry-* headers): it never reaches the app. The loader runs
+every hook in order, in the thread of that connection (with FERRY_THREADS
+the core sends it only when no request is in flight), and answers
+``200 OK``, or ``500`` naming the errors if any hook raised (each traceback
+goes to stderr; the other hooks still run); the connection then closes.
+Without hooks the work is gc.collect(). An app asks for it with the
+response header X-Ferry-Request-OOB-Work: true (the core's business).
+
+SIGQUIT (the core sends it before killing a request that ran longer than
+--max-request-time, and SIGKILLs a second later): faulthandler writes the
+Python stack of every thread to stderr ("Thread 0x… (most recent call
+first)" blocks, even when the code is stuck in C or in a loop) and the
+process carries on. A smart-spawned worker registers it anew after fork.
+
 Standard library only; Python 3.9+.
 """
 
+import faulthandler
 import gc
 import io
 import json
@@ -78,6 +107,121 @@ def _log(msg):
         sys.stderr.flush()
     except Exception:
         pass
+
+
+def _dump_on_sigquit():
+    """SIGQUIT: the stack of every thread on stderr, and carry on.
+
+    faulthandler's handler is C: it works while the main thread is stuck in
+    C code or in a loop that never reaches a Python signal handler.
+    """
+    try:
+        faulthandler.unregister(signal.SIGQUIT)  # a stale one (fork, new stderr)
+        faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=False)
+    except Exception as e:  # no usable stderr fd
+        _log("SIGQUIT backtraces unavailable: %s" % e)
+
+
+# ----------------------------------------------------- out-of-band work ---
+
+_oob_hooks = []  # ferry.on_out_of_band_work
+
+
+def on_out_of_band_work(fn):
+    """Registers fn, called with no arguments, for out-of-band work.
+
+    The core asks for it between requests (after a response with the header
+    X-Ferry-Request-OOB-Work: true). Returns fn, so it works as a decorator.
+    Without any hook the loader runs gc.collect().
+    """
+    if not callable(fn):
+        raise TypeError("ferry.on_out_of_band_work: %r is not callable" % (fn,))
+    _oob_hooks.append(fn)
+    return fn
+
+
+def out_of_band_hooks():
+    """The registered out-of-band hooks, in order (the list itself)."""
+    return _oob_hooks
+
+
+def _own_ferry():
+    """Where the app's own module or package named ferry is, or None.
+
+    Looked for on sys.path (the app directory first, then site-packages);
+    a plain directory named ferry (a namespace package) does not count.
+    """
+    from importlib.machinery import PathFinder
+
+    try:
+        spec = PathFinder.find_spec("ferry", sys.path)
+    except Exception:
+        return None
+    if spec is None or spec.origin in (None, "namespace"):
+        return None
+    return spec.origin
+
+
+def _install_ferry():
+    """Puts the ferry module (out-of-band hooks) into sys.modules."""
+    own = _own_ferry()
+    if own is None and "ferry" in sys.modules:
+        own = getattr(sys.modules["ferry"], "__file__", None) or "sys.modules"
+    if own is not None:
+        _log(
+            "the app has its own 'ferry' module (%s): Ferry's is not installed, "
+            "so ferry.on_out_of_band_work is not available and out-of-band work is gc.collect()" % own
+        )
+        return
+    import types
+
+    mod = types.ModuleType("ferry", "Ferry's loader API: out-of-band work hooks.")
+    for fn in (on_out_of_band_work, out_of_band_hooks):
+        fn.__module__ = "ferry"
+        setattr(mod, fn.__name__, fn)
+    mod.__all__ = ["on_out_of_band_work", "out_of_band_hooks"]
+    sys.modules["ferry"] = mod
+
+
+def _hook_name(fn):
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _out_of_band():
+    """Runs the out-of-band hooks (or gc.collect()); the whole response."""
+    hooks = list(_oob_hooks)
+    errors = []
+    if not hooks:
+        gc.collect()
+        done = "gc.collect()"
+    else:
+        for fn in hooks:
+            try:
+                r = fn()
+                if hasattr(r, "__await__"):
+                    close = getattr(r, "close", None)
+                    if close is not None:
+                        close()  # no "never awaited" warning
+                    raise TypeError("it returned an awaitable: async hooks need the ASGI runner")
+            except Exception as exc:
+                _log("error in out-of-band hook %s:" % _hook_name(fn))
+                traceback.print_exc()
+                msg = str(exc).strip().replace("\n", " ")
+                errors.append("%s: %s%s" % (_hook_name(fn), type(exc).__name__, ": " + msg if msg else ""))
+        done = "%d hook%s" % (len(hooks), "" if len(hooks) == 1 else "s")
+    if errors:
+        code, reason = 500, "Internal Server Error"
+        body = "out-of-band work failed: %s\n" % "; ".join(errors)
+    else:
+        code, reason = 200, "OK"
+        body = "out-of-band work done: %s\n" % done
+    data = body.encode("utf-8", "replace")
+    head = "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+        code,
+        reason,
+        len(data),
+    )
+    return head.encode("latin-1") + data
 
 
 # ------------------------------------------------------------ wsgi.input ---
@@ -248,7 +392,7 @@ class FileWrapper(object):
 
 # ---------------------------------------------------------------- environ ---
 
-_INTERNAL = ("HTTP_X_FERRY_CLIENT_ADDR", "HTTP_X_FERRY_SCHEME")
+_INTERNAL = ("HTTP_X_FERRY_CLIENT_ADDR", "HTTP_X_FERRY_SCHEME", "HTTP_X_FERRY_OOB_WORK")
 _keys = {}  # header name as sent -> environ key ('' = drop)
 
 
@@ -593,6 +737,10 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
         except ValueError:
             send(_error_response(400, False))
             return
+        if "HTTP_X_FERRY_OOB_WORK" in env:
+            # The core's, not the app's: the hooks, then the connection closes.
+            send(_out_of_band())
+            return
         scheme = env.pop("HTTP_X_FERRY_SCHEME", "http")
         if scheme == "https":
             env["HTTPS"] = "on"
@@ -735,6 +883,9 @@ class _Threads(object):
         self.base = base
         self.n = n
         self.active = 0  # connections holding a slot
+        # A slot given up for a waiting connection that the main thread has
+        # not accepted yet: no other idle connection gives up its slot too.
+        self.offered = False
         self.cond = threading.Condition(threading.Lock())
         self.threads = set()
         self.wake_r, _wake_w = os.pipe()
@@ -759,11 +910,14 @@ class _Threads(object):
                 try:
                     conn, _ = accept()
                 except OSError as e:
+                    with cond:
+                        self.offered = False
                     _log("accept: %s" % e)
                     continue
                 t = threading.Thread(target=self._conn, args=(conn,), name="ferry-conn", daemon=True)
                 with cond:
                     self.active += 1
+                    self.offered = False
                     self.threads.add(t)
                 t.start()
         # SIGTERM: every connection finishes its current request.
@@ -781,6 +935,8 @@ class _Threads(object):
         own = select.poll()  # data, SIGTERM
         own.register(cfd, select.POLLIN)
         own.register(wake, select.POLLIN)
+        waiting = select.poll()  # is a connection still waiting to be accepted?
+        waiting.register(lfd, select.POLLIN)
         released = False
 
         def wait():
@@ -796,8 +952,12 @@ class _Threads(object):
                     listener = True
                 if listener:
                     with cond:
-                        if self.active >= self.n:
+                        # Re-checked under the lock: another idle connection
+                        # may have given up its slot already, or the main
+                        # thread accepted meanwhile.
+                        if self.active >= self.n and not self.offered and waiting.poll(0):
                             self.active -= 1
+                            self.offered = True
                             released = True
                             cond.notify()
                             return False
@@ -1011,6 +1171,7 @@ def _worker(ctl, conn, fds, sock_path, lifeline_fd, app, base, nthreads):
                 if fd > 2 and fd != status_fd:
                     os.close(fd)
             _reopen_stdio()
+            _dump_on_sigquit()  # SIG_DFL above undid it; and the new stderr
             if lifeline_fd >= 0:
                 # The preloader's watcher thread did not survive the fork.
                 threading.Thread(
@@ -1139,8 +1300,10 @@ def main():
         del sys.path[0]  # the loader's directory is not the app's business
     sys.path.insert(0, root)
 
+    _dump_on_sigquit()
     try:
         nthreads = _thread_count(env)
+        _install_ferry()
         app = _load_app(root, startup)
         sock_path = env.get("FERRY_SOCKET")
         if not sock_path:

@@ -221,6 +221,9 @@ func (g *Group) startOOBLocked() {
 		return // runs when they end (releaseLocked)
 	}
 	next.oobRunning = true
+	// A loader serving one connection at a time would otherwise have to
+	// drop our idle one to take the out-of-band request.
+	next.closeIdleLocked()
 	g.stats.OutOfBand++
 	g.wg.Add(1)
 	go func() {
@@ -281,4 +284,45 @@ func (g *Group) checkMemory() {
 			worstMem>>20, g.cfg.MemoryLimit>>20))
 		g.mu.Unlock()
 	}
+}
+
+// Detach takes the process with pid out of rotation; it stops after its
+// current requests and is replaced as the minimum or waiting requests need.
+// It reports whether the group has such a process.
+func (g *Group) Detach(pid int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, p := range g.procs {
+		if p.proc.PID() == pid && p.state < stopping {
+			g.retireLocked(p, "detached by the admin API")
+			g.maybeSpawnLocked()
+			return true
+		}
+	}
+	return false
+}
+
+// Kill kills the process with pid at once: its requests in flight fail.
+// It reports whether the group has such a process.
+func (g *Group) Kill(pid int) bool {
+	g.mu.Lock()
+	var victim *Process
+	for _, p := range g.procs {
+		if p.proc.PID() == pid && p.state != gone {
+			victim = p
+			p.state, p.reason = stopping, "killed by the admin API"
+			p.closeIdleLocked()
+		}
+	}
+	if victim == nil {
+		g.mu.Unlock()
+		return false
+	}
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		victim.proc.Kill()
+	}()
+	return true
 }

@@ -316,3 +316,28 @@ func TestAbortKillsAndReplaces(t *testing.T) {
 		}
 	})
 }
+
+func TestDetachAndKill(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{concurrency: 1}
+		g := newTestGroup(t, Config{Min: 2, Max: 2}, sp)
+		synctest.Wait()
+		a, b := sp.proc(0), sp.proc(1)
+		if !g.Detach(a.pid) || g.Detach(999) {
+			t.Fatal("Detach: want true for a member, false otherwise")
+		}
+		if !g.Kill(b.pid) || g.Kill(999) {
+			t.Fatal("Kill: want true for a member, false otherwise")
+		}
+		synctest.Wait()
+		st := g.Status()
+		for _, p := range st.Processes {
+			if p.PID == a.pid || p.PID == b.pid {
+				t.Fatalf("process %d still in the pool", p.PID)
+			}
+		}
+		if len(st.Processes) != 2 {
+			t.Fatalf("%d processes after detach and kill, want the minimum 2 again", len(st.Processes))
+		}
+	})
+}

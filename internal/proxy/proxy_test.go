@@ -338,7 +338,8 @@ func TestRetryRules(t *testing.T) {
 		{"GET on a reused connection", true, "GET", true},
 		{"PUT on a reused connection", true, "PUT", true},
 		{"POST on a reused connection", true, "POST", false},
-		{"GET on a fresh connection", false, "GET", false},
+		{"GET on a fresh connection", false, "GET", true},
+		{"POST on a fresh connection", false, "POST", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := hangUpServer(t)

@@ -79,9 +79,9 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (t *Transport) dial(up Upstream) (*conn, bool, error) {
+func (t *Transport) dial(up Upstream) (*conn, error) {
 	if c, ok := up.TakeConn().(*conn); ok && c != nil {
-		return c, true, nil
+		return c, nil
 	}
 	timeout := t.DialTimeout
 	if timeout <= 0 {
@@ -90,12 +90,12 @@ func (t *Transport) dial(up Upstream) (*conn, bool, error) {
 	addr := up.Addr()
 	nc, err := net.DialTimeout(addr.Network(), addr.String(), timeout)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	c := &conn{Conn: nc}
 	c.br = bufio.NewReaderSize(c, 16<<10)
 	c.bw = bufio.NewWriterSize(nc, 16<<10)
-	return c, false, nil
+	return c, nil
 }
 
 // Exchange is a response whose head has arrived; WriteTo sends it on.
@@ -108,7 +108,7 @@ type Exchange struct {
 // RoundTrip sends r (with its buffered body) to the upstream and reads the
 // response head. On error the upstream has been released.
 func (t *Transport) RoundTrip(up Upstream, r *http.Request, body *Body, scheme string) (*Exchange, error) {
-	c, reused, err := t.dial(up)
+	c, err := t.dial(up)
 	if err != nil {
 		up.Unreachable()
 		return nil, &RoundTripError{Err: fmt.Errorf("connect to %s: %w", up.Addr(), err), Retryable: true}
@@ -125,9 +125,11 @@ func (t *Transport) RoundTrip(up Upstream, r *http.Request, body *Body, scheme s
 		up.ReleaseConn(nil, false)
 		nothing := c.read == before
 		// A request that could not be written in full cannot have been acted
-		// on. A kept-alive connection that closes before answering an
-		// idempotent request is the classic stale-connection race.
-		retry := nothing && (werr != nil || (reused && idempotent(r.Method)))
+		// on, whatever its method. An idempotent one that got no response
+		// byte may go to another process once, as nginx's
+		// proxy_next_upstream does: the stale kept-alive connection race, or
+		// a process that died (perhaps before it even accepted).
+		retry := nothing && (werr != nil || idempotent(r.Method))
 		if werr != nil {
 			err = werr
 		}

@@ -1,0 +1,494 @@
+package turbocache
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// This file holds the rules, as pure functions of headers: which statuses,
+// response headers and request headers allow storing, and for how long.
+
+// storableStatus lists the only statuses that are ever stored.
+func storableStatus(code int) bool {
+	switch code {
+	case 200, 203, 204, 300, 301, 404, 405, 410, 414, 501:
+		return true
+	}
+	return false
+}
+
+// Reasons a response is not stored (for tests and debugging).
+const (
+	okStored         = ""
+	rejStatus        = "status"
+	rejNoFreshness   = "no explicit freshness"
+	rejNotFresh      = "zero or negative freshness lifetime"
+	rejPrivate       = "private"
+	rejNoStore       = "no-store"
+	rejNoCache       = "no-cache"
+	rejSetCookie     = "Set-Cookie"
+	rejAuthorization = "request Authorization without public or s-maxage"
+	rejVary          = "Vary"
+	rejUnknownAE     = "Vary: Accept-Encoding with an unusual request Accept-Encoding"
+	rejHeader        = "response header that is never stored"
+	rejBadCacheCtl   = "conflicting or invalid Cache-Control"
+	rejTooBig        = "too big"
+	rejLength        = "Content-Length differs from body"
+	rejInvalidated   = "invalidated while fetching"
+)
+
+// verdict is what judge decided about one response.
+type verdict struct {
+	reason     string // okStored, or why not
+	lifetime   time.Duration
+	initialAge time.Duration // the Age the app sent
+	varyAE     bool          // the entry is only for requests with the same Accept-Encoding
+}
+
+// reqFacts are the request facts the storing rules depend on.
+type reqFacts struct {
+	auth       bool
+	ae         uint16 // normalised Accept-Encoding, see aeMask
+	varyCookie bool   // Options.VaryByCookie is set
+}
+
+// judge applies the storing rules to a response. h must have canonical keys
+// (cloneHeader makes them so). now is when the response arrived.
+func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
+	var v verdict
+	if !storableStatus(status) {
+		v.reason = rejStatus
+		return v
+	}
+	if len(h["Set-Cookie"]) > 0 || len(h["Set-Cookie2"]) > 0 {
+		v.reason = rejSetCookie
+		return v
+	}
+	// As Passenger: authentication challenges and responses whose body is
+	// produced by a front server are never stored.
+	if len(h["Www-Authenticate"]) > 0 || len(h["X-Sendfile"]) > 0 ||
+		len(h["X-Accel-Redirect"]) > 0 || len(h["X-Lighttpd-Send-File"]) > 0 ||
+		len(h["Content-Range"]) > 0 || len(h["Trailer"]) > 0 {
+		v.reason = rejHeader
+		return v
+	}
+
+	cc := h["Cache-Control"]
+	// Conservative first: these words anywhere in Cache-Control (whatever
+	// the syntax around them, e.g. private="x" or a quoted extension) or
+	// no-cache in Pragma forbid storing.
+	if why := forbiddingWord(cc); why != "" {
+		v.reason = why
+		return v
+	}
+	for _, s := range h["Pragma"] {
+		if containsFold(s, "no-cache") {
+			v.reason = rejNoCache
+			return v
+		}
+	}
+
+	var (
+		public             bool
+		maxAge, sMaxAge    int64 = -1, -1
+		hasMaxAge, hasSMax bool
+	)
+	for it := (dirIter{vs: cc}); it.next(); {
+		switch {
+		case strings.EqualFold(it.name, "public"):
+			public = true
+		case strings.EqualFold(it.name, "max-age"):
+			n, ok := deltaSeconds(it.value)
+			if !ok || (hasMaxAge && n != maxAge) {
+				v.reason = rejBadCacheCtl
+				return v
+			}
+			maxAge, hasMaxAge = n, true
+		case strings.EqualFold(it.name, "s-maxage"):
+			n, ok := deltaSeconds(it.value)
+			if !ok || (hasSMax && n != sMaxAge) {
+				v.reason = rejBadCacheCtl
+				return v
+			}
+			sMaxAge, hasSMax = n, true
+		}
+	}
+	if rq.auth && !public && !hasSMax {
+		v.reason = rejAuthorization
+		return v
+	}
+
+	varyAE, ok := varyAllowed(h["Vary"], rq.varyCookie)
+	if !ok {
+		v.reason = rejVary
+		return v
+	}
+	// A compressed body without Vary: Accept-Encoding is an app bug that
+	// would hand gzip to clients that cannot read it: vary anyway.
+	for _, ce := range h["Content-Encoding"] {
+		if strings.TrimSpace(ce) != "" && !strings.EqualFold(strings.TrimSpace(ce), "identity") {
+			varyAE = true
+		}
+	}
+	if varyAE && rq.ae&aeUnknown != 0 {
+		v.reason = rejUnknownAE
+		return v
+	}
+	v.varyAE = varyAE
+
+	switch {
+	case hasSMax:
+		v.lifetime = time.Duration(sMaxAge) * time.Second
+	case hasMaxAge:
+		v.lifetime = time.Duration(maxAge) * time.Second
+	case len(h["Expires"]) > 0:
+		exp, err := http.ParseTime(h["Expires"][0])
+		if err != nil || len(h["Expires"]) > 1 {
+			// An invalid Expires (e.g. "0") means already expired.
+			v.reason = rejNotFresh
+			return v
+		}
+		date := now
+		if ds := h["Date"]; len(ds) == 1 {
+			if d, err := http.ParseTime(ds[0]); err == nil {
+				date = d
+			}
+		}
+		v.lifetime = exp.Sub(date)
+	default:
+		v.reason = rejNoFreshness
+		return v
+	}
+	if as := h["Age"]; len(as) == 1 {
+		if n, ok := deltaSeconds(strings.TrimSpace(as[0])); ok {
+			v.initialAge = time.Duration(n) * time.Second
+		}
+	}
+	v.lifetime = min(v.lifetime, maxDelta*time.Second)
+	if v.lifetime <= 0 || v.initialAge >= v.lifetime {
+		v.reason = rejNotFresh
+		return v
+	}
+	v.reason = okStored
+	return v
+}
+
+// forbiddingWord returns the reason when private, no-store or no-cache
+// appears anywhere in the Cache-Control values.
+func forbiddingWord(cc []string) string {
+	for _, s := range cc {
+		switch {
+		case containsFold(s, "private"):
+			return rejPrivate
+		case containsFold(s, "no-store"):
+			return rejNoStore
+		case containsFold(s, "no-cache"):
+			return rejNoCache
+		}
+	}
+	return ""
+}
+
+// varyAllowed reports whether a response with these Vary values may be
+// stored, and whether it varies by Accept-Encoding. Cookie is allowed only
+// when the cache is configured to vary by a cookie (the key then holds that
+// cookie's value).
+func varyAllowed(vary []string, varyCookie bool) (varyAE, ok bool) {
+	for _, s := range vary {
+		for s != "" {
+			var f string
+			f, s, _ = strings.Cut(s, ",")
+			f = strings.TrimSpace(f)
+			switch {
+			case f == "":
+			case strings.EqualFold(f, "Accept-Encoding"):
+				varyAE = true
+			case strings.EqualFold(f, "Cookie") && varyCookie:
+			default: // "*", or any other field
+				return false, false
+			}
+		}
+	}
+	return varyAE, true
+}
+
+// maxDelta is where delta-seconds are clamped (RFC 9111 §1.2.2).
+const maxDelta = 1 << 31
+
+// deltaSeconds parses a non-negative number of seconds (optionally quoted).
+func deltaSeconds(s string) (int64, bool) {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	if s == "" {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if n < maxDelta {
+			n = n*10 + int64(c-'0')
+		}
+	}
+	return min(n, maxDelta), true
+}
+
+// dirIter walks the directives of Cache-Control values without allocating:
+// name, and value (unquoted when it was a quoted-string, escapes kept).
+type dirIter struct {
+	vs          []string
+	s           string
+	name, value string
+}
+
+func (it *dirIter) next() bool {
+	for {
+		it.s = strings.TrimLeft(it.s, " \t,")
+		if it.s == "" {
+			if len(it.vs) == 0 {
+				return false
+			}
+			it.s, it.vs = it.vs[0], it.vs[1:]
+			continue
+		}
+		s := it.s
+		i := 0
+		for i < len(s) && s[i] != '=' && s[i] != ',' && s[i] != ' ' && s[i] != '\t' {
+			i++
+		}
+		it.name, it.value = s[:i], ""
+		s = strings.TrimLeft(s[i:], " \t")
+		if s != "" && s[0] == '=' {
+			s = strings.TrimLeft(s[1:], " \t")
+			if s != "" && s[0] == '"' {
+				j := 1
+				for j < len(s) && s[j] != '"' {
+					if s[j] == '\\' {
+						j++
+					}
+					j++
+				}
+				it.value = s[1:min(j, len(s))]
+				s = s[min(j+1, len(s)):]
+			} else {
+				j := 0
+				for j < len(s) && s[j] != ',' && s[j] != ' ' && s[j] != '\t' {
+					j++
+				}
+				it.value, s = s[:j], s[j:]
+			}
+		}
+		// Skip whatever malformed rest up to the next comma.
+		if k := strings.IndexByte(s, ','); k >= 0 {
+			s = s[k:]
+		} else {
+			s = ""
+		}
+		it.s = s
+		if it.name != "" {
+			return true
+		}
+	}
+}
+
+// reqCacheControl is what the request's Cache-Control and Pragma ask for.
+type reqCacheControl struct {
+	bypass       bool  // no-cache, max-age=0, Pragma: no-cache: go to the app, refresh
+	noStore      bool  // do not store the response
+	onlyIfCached bool  // 504 rather than going to the app
+	maxAge       int64 // -1: none
+	minFresh     int64 // 0: none
+}
+
+func parseReqCacheControl(cc, pragma []string) reqCacheControl {
+	r := reqCacheControl{maxAge: -1}
+	for it := (dirIter{vs: cc}); it.next(); {
+		switch {
+		case strings.EqualFold(it.name, "no-cache"):
+			r.bypass = true
+		case strings.EqualFold(it.name, "no-store"):
+			r.noStore = true
+		case strings.EqualFold(it.name, "only-if-cached"):
+			r.onlyIfCached = true
+		case strings.EqualFold(it.name, "max-age"):
+			n, ok := deltaSeconds(it.value)
+			if !ok || n == 0 {
+				r.bypass = true
+			} else if r.maxAge < 0 || n < r.maxAge {
+				r.maxAge = n
+			}
+		case strings.EqualFold(it.name, "min-fresh"):
+			n, ok := deltaSeconds(it.value)
+			if !ok {
+				r.bypass = true
+			} else {
+				r.minFresh = max(r.minFresh, n)
+			}
+		}
+	}
+	// As for responses, erring on the side of not storing: these words
+	// anywhere count.
+	for _, s := range cc {
+		if containsFold(s, "no-store") {
+			r.noStore = true
+		}
+		if containsFold(s, "no-cache") {
+			r.bypass = true
+		}
+	}
+	for _, p := range pragma {
+		if containsFold(p, "no-cache") {
+			r.bypass = true
+		}
+	}
+	return r
+}
+
+// Accept-Encoding, normalised to a set of codings (q=0 ones left out).
+const (
+	aeAbsent uint16 = 1 << iota // no Accept-Encoding header at all
+	aeIdentity
+	aeGzip
+	aeDeflate
+	aeBr
+	aeZstd
+	aeCompress
+	aeStar
+	aeUnknown // a coding or syntax not understood: no Vary: Accept-Encoding entry is used or stored
+)
+
+// aeMask normalises Accept-Encoding values so that "gzip, deflate, br" and
+// "br;q=1.0, gzip, deflate" share a key. Order and non-zero q-values are
+// ignored: they express preference, and the variant the app picked for one
+// such request is acceptable to the other. It runs on every hit of an entry
+// that varies by Accept-Encoding, so it scans bytes without allocating.
+func aeMask(vs []string) uint16 {
+	if vs == nil {
+		return aeAbsent
+	}
+	var m uint16
+	for _, s := range vs {
+		for s != "" {
+			var el string
+			if i := strings.IndexByte(s, ','); i >= 0 {
+				el, s = s[:i], s[i+1:]
+			} else {
+				el, s = s, ""
+			}
+			coding, params := el, ""
+			if i := strings.IndexByte(el, ';'); i >= 0 {
+				coding, params = el[:i], el[i+1:]
+			}
+			coding = trimOWS(coding)
+			if coding == "" {
+				continue
+			}
+			if params != "" {
+				q, ok := qZero(params)
+				if !ok {
+					m |= aeUnknown
+				}
+				if q {
+					continue
+				}
+			}
+			m |= codingBit(coding)
+		}
+	}
+	return m
+}
+
+func codingBit(coding string) uint16 {
+	var buf [10]byte
+	if len(coding) > len(buf) {
+		return aeUnknown
+	}
+	for i := 0; i < len(coding); i++ {
+		buf[i] = lower(coding[i])
+	}
+	switch string(buf[:len(coding)]) {
+	case "gzip", "x-gzip":
+		return aeGzip
+	case "br":
+		return aeBr
+	case "deflate":
+		return aeDeflate
+	case "zstd":
+		return aeZstd
+	case "identity":
+		return aeIdentity
+	case "compress", "x-compress":
+		return aeCompress
+	case "*":
+		return aeStar
+	}
+	return aeUnknown
+}
+
+// qZero parses the parameters of one coding: zero reports q=0; ok is false
+// for anything but a single well-formed q parameter.
+func qZero(params string) (zero, ok bool) {
+	p := trimOWS(params)
+	if len(p) < 3 || (p[0] != 'q' && p[0] != 'Q') {
+		return false, false
+	}
+	p = trimOWS(p[1:])
+	if p == "" || p[0] != '=' {
+		return false, false
+	}
+	p = trimOWS(p[1:])
+	// qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+	if p == "" || (p[0] != '0' && p[0] != '1') {
+		return false, false
+	}
+	zero = p[0] == '0'
+	rest := p[1:]
+	if rest == "" {
+		return zero, true
+	}
+	if rest[0] != '.' || len(rest) > 4 {
+		return false, false
+	}
+	for i := 1; i < len(rest); i++ {
+		d := rest[i]
+		if d < '0' || d > '9' || (p[0] == '1' && d != '0') {
+			return false, false
+		}
+		if d != '0' {
+			zero = false
+		}
+	}
+	return zero, true
+}
+
+func trimOWS(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// containsFold reports whether s contains sub (ASCII lower case) in any case.
+func containsFold(s, sub string) bool {
+	n := len(sub)
+	for i := 0; i+n <= len(s); i++ {
+		if lower(s[i]) == sub[0] && strings.EqualFold(s[i:i+n], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
+}

@@ -5,10 +5,8 @@ package integration
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/admin"
 )
 
 // ferryBin is the binary under test, built once by TestMain.
@@ -207,18 +207,8 @@ type poolStatus struct {
 
 func (f *ferry) pool() poolStatus {
 	f.t.Helper()
-	c := http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(f.Instance, "admin.sock"))
-		},
-	}}
-	resp, err := c.Get("http://admin/pool")
-	if err != nil {
-		f.t.Fatalf("admin /pool: %v", err)
-	}
-	defer resp.Body.Close()
 	var st poolStatus
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := admin.NewClient(f.Instance).Do(context.Background(), "GET", "/pool", &st); err != nil {
 		f.t.Fatalf("admin /pool: %v", err)
 	}
 	if len(st.Apps) != 1 {

@@ -4,14 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/core"
+	"github.com/ferry-server/ferry/internal/logs"
 )
 
 const startHelp = `Usage: ferry start [APP_DIR] [options]
@@ -33,29 +32,28 @@ func start(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	log, closeLog, err := newLogger(cfg)
+	out, err := logs.New(logs.Options{File: cfg.LogFile, AppFile: cfg.AppLogFile, Format: cfg.LogFormat, Level: cfg.LogLevel})
 	if err != nil {
-		return err
+		return fmt.Errorf("start: %w", err)
 	}
-	defer closeLog()
+	defer out.Close()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// A client that vanishes mid-write must not kill the core.
 	signal.Ignore(syscall.SIGPIPE)
-	return core.Run(ctx, cfg, log, version)
-}
-
-func newLogger(cfg config.Config) (*slog.Logger, func(), error) {
-	var w io.Writer = os.Stderr
-	closer := func() {}
-	if cfg.LogFile != "" && cfg.LogFile != "-" {
-		f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, nil, fmt.Errorf("open log file: %w", err)
+	// logrotate: SIGUSR1 reopens the log files.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for range usr1 {
+			if err := out.Reopen(); err != nil {
+				out.Core.Error("reopening log files failed", "error", err)
+			} else {
+				out.Core.Info("log files reopened")
+			}
 		}
-		w, closer = f, func() { f.Close() }
-	}
-	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: cfg.LogLevel})
-	return slog.New(h), closer, nil
+	}()
+	return core.Run(ctx, cfg, out, version)
 }

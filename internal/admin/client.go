@@ -68,17 +68,33 @@ func running(pid int) bool {
 
 // Client talks to one instance's admin API.
 type Client struct {
-	hc *http.Client
+	hc    *http.Client
+	token string
 }
 
-// NewClient returns a client for the instance in dir.
+// NewClient returns a client for the instance in dir, authorised with the
+// admin token if this user can read it, else the read-only token.
 func NewClient(dir string) *Client {
 	sock := filepath.Join(dir, "admin.sock")
-	return &Client{hc: &http.Client{Transport: &http.Transport{
+	c := &Client{hc: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
 	}}}
+	for _, name := range []string{AdminTokenFile, ReadTokenFile} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			c.token = strings.TrimSpace(string(b))
+			break
+		}
+	}
+	return c
+}
+
+// WithToken returns a copy of c that sends token instead.
+func (c *Client) WithToken(token string) *Client {
+	cc := *c
+	cc.token = token
+	return &cc
 }
 
 // Do calls the API and decodes a JSON answer into out (if non-nil). An
@@ -87,6 +103,9 @@ func (c *Client) Do(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://ferry"+path, nil)
 	if err != nil {
 		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -103,6 +122,10 @@ func (c *Client) Do(ctx context.Context, method, path string, out any) error {
 			return fmt.Errorf("admin API: %s", ae.Message)
 		}
 		return fmt.Errorf("admin API: %s", resp.Status)
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = body
+		return nil
 	}
 	if out != nil {
 		return json.Unmarshal(body, out)

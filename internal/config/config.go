@@ -141,6 +141,11 @@ type Config struct {
 
 	// LogFile is where Ferry logs (--log-file). Default: standard error.
 	LogFile string
+	// LogFormat is text or json (--log-format). Default text.
+	LogFormat string
+	// AppLogFile receives what app processes print, instead of the main log
+	// (--app-log-file). Default: the main log.
+	AppLogFile string
 	// LogLevel is the least severe level logged (--log-level): debug, info,
 	// warn, error, or Passenger's numbers 0-7. Default info.
 	LogLevel slog.Level
@@ -284,6 +289,11 @@ func (c *Config) Finish() error {
 		c.RestartDir = filepath.Join(c.AppRoot, "tmp")
 	} else if !filepath.IsAbs(c.RestartDir) {
 		c.RestartDir = filepath.Join(c.AppRoot, c.RestartDir)
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		bad("log-format", "must be text or json (got %q)", c.LogFormat)
 	}
 	if c.ThreadCount < 1 {
 		bad("thread-count", "must be at least 1 (got %d)", c.ThreadCount)

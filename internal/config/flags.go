@@ -53,6 +53,8 @@ func StartFlags(c *Config) *flag.FlagSet {
 	fs.Var(byteSize{&c.ResponseBufferMemory}, "response-buffer-memory", "`BYTES` of a response kept in memory before spilling to disk")
 	fs.Var(byteSize{&c.ResponseBufferHighWatermark}, "response-buffer-high-watermark", "`BYTES` of a response held for a slow client before reading from the app pauses")
 	fs.StringVar(&c.LogFile, "log-file", c.LogFile, "log to this `FILE` (default: standard error)")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log `FORMAT`: text or json")
+	fs.StringVar(&c.AppLogFile, "app-log-file", c.AppLogFile, "write what app processes print to this `FILE` instead of the main log")
 	fs.Var(logLevel{&c.LogLevel}, "log-level", "`LEVEL`: debug, info, warn, error, or Passenger's 0-7")
 	fs.StringVar(&c.PidFile, "pid-file", c.PidFile, "write the core's pid to this `FILE`")
 	fs.StringVar(&c.InstanceRegistryDir, "instance-registry-dir", c.InstanceRegistryDir, "`DIR` where instance directories are created (default: /run/ferry as root, else $XDG_RUNTIME_DIR/ferry)")

@@ -6,20 +6,24 @@ package core
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/instance"
 	"github.com/ferry-server/ferry/internal/loaders"
+	"github.com/ferry-server/ferry/internal/logs"
+	"github.com/ferry-server/ferry/internal/metrics"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/procstat"
 	"github.com/ferry-server/ferry/internal/proxy"
@@ -32,7 +36,8 @@ import (
 // Run serves cfg until ctx ends, then shuts down gracefully: stop accepting,
 // let in-flight requests finish, stop app processes, remove the instance
 // directory.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version string) (err error) {
+func Run(ctx context.Context, cfg config.Config, out *logs.Outputs, version string) (err error) {
+	log := out.Core
 	started := time.Now()
 	inst, err := instance.Create(cfg.InstanceRegistryDir, instance.Properties{
 		PID: os.Getpid(), AppRoot: cfg.AppRoot, Listen: cfg.ListenAddr(), StartedAt: started, Version: version,
@@ -57,15 +62,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 		App:          name,
 		Root:         cfg.AppRoot,
 		Command:      command,
-		Env:          appEnv(cfg),
+		Env:          appEnv(cfg, inst.Path()),
+		Output:       out.Apps,
 		WorkDir:      inst.WorkDir(),
 		StartTimeout: cfg.StartTimeout,
 		Generic:      cfg.AppType == config.AppTypeGeneric,
 	}, log)
-	var spawner pool.Spawner = directSpawner{sp}
+	reg := metrics.New()
+	appMetrics := reg.App(name)
+	var spawner pool.Spawner = directSpawner{sp, appMetrics}
+	var preloader func() int
 	if cfg.SpawnMethod == "smart" {
 		smart := sp.Smart(cfg.MaxPreloaderIdleTime)
-		spawner = smartSpawner{smart}
+		spawner = smartSpawner{smart, appMetrics}
+		preloader = smart.Preloader
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -85,6 +95,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 		MemoryLimit:       cfg.MemoryLimit << 20,
 		Memory:            ownMemory,
 		OutOfBand:         proxy.OutOfBand,
+		Events: func(e pool.Event) {
+			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
+				appMetrics.Restart()
+			}
+		},
 	}
 	if cfg.ForceMaxConcurrentRequestsPerProcess > 0 {
 		poolCfg.ConcurrencyCap = cfg.ForceMaxConcurrentRequestsPerProcess
@@ -104,6 +119,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 		Restarts:        restartfile.New(cfg.RestartDir, cfg.StatThrottleRate),
 		RollingRestarts: cfg.RollingRestarts,
 		MaxRequestTime:  cfg.MaxRequestTime,
+		Metrics:         appMetrics,
 	}
 	handler := server.NewHandler(app, server.Options{
 		RequestBufferMemory: cfg.RequestBufferMemory,
@@ -114,14 +130,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 			Dir:           inst.BufferDir(),
 		},
 	}, log, log.With("log", "access"))
+	reg.RegisterPoolCollector(poolSnapshots(group))
 
 	front, err := server.Listen(cfg.ListenAddr(), handler, server.Limits{}, log)
 	if err != nil {
 		return err
 	}
-	src := &source{info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
-		Listen: []string{front.Addr().String()}, AppRoot: cfg.AppRoot}, groups: []*pool.Group{group}}
-	adm, err := admin.Listen(inst.AdminSocket(), src, log)
+	src := &source{
+		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
+			Listen: []string{front.Addr().String()}, Instance: inst.Path(), Config: configMap(cfg)},
+		apps:    []admin.App{{Group: group, Root: cfg.AppRoot, Type: cfg.AppType, SpawnMethod: cfg.SpawnMethod, Preloader: preloader}},
+		handler: handler, metrics: reg, logs: out,
+	}
+	src.ready.Store(true)
+	adm, err := admin.Listen(inst.Path(), src, log)
 	if err != nil {
 		return err
 	}
@@ -141,6 +163,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 		log.Error("server failed, shutting down", "error", err)
 	}
 
+	// Load balancers asking /ready learn at once that we are leaving.
+	src.ready.Store(false)
 	// Requests in flight finish first, then the processes serving them stop;
 	// --shutdown-timeout bounds the whole, with a short grace for SIGTERM
 	// even when draining used it all up.
@@ -167,20 +191,31 @@ func later(a, b time.Time) time.Time {
 
 // directSpawner and smartSpawner adapt the spawn package to the pool; the
 // smart one can drop its preloader on restart.
-type directSpawner struct{ sp *spawn.Spawner }
+// Both count spawns and their duration for the metrics.
+type directSpawner struct {
+	sp *spawn.Spawner
+	m  *metrics.AppMetrics
+}
 
 func (d directSpawner) Spawn(ctx context.Context) (pool.Proc, error) {
+	start := time.Now()
 	p, err := d.sp.Spawn(ctx)
+	d.m.Spawn(err == nil, time.Since(start))
 	if err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-type smartSpawner struct{ sm *spawn.Smart }
+type smartSpawner struct {
+	sm *spawn.Smart
+	m  *metrics.AppMetrics
+}
 
 func (s smartSpawner) Spawn(ctx context.Context) (pool.Proc, error) {
+	start := time.Now()
 	p, err := s.sm.Spawn(ctx)
+	s.m.Spawn(err == nil, time.Since(start))
 	if err != nil {
 		return nil, err
 	}
@@ -200,13 +235,48 @@ func ownMemory(pid int) (int64, error) {
 	return s.Memory.PSS, nil
 }
 
+// source is what the admin API reports on.
 type source struct {
-	info   admin.Info
-	groups []*pool.Group
+	info    admin.Info
+	apps    []admin.App
+	handler *server.Handler
+	metrics *metrics.Metrics
+	logs    *logs.Outputs
+	ready   atomic.Bool
 }
 
 func (s *source) Info() admin.Info      { return s.info }
-func (s *source) Groups() []*pool.Group { return s.groups }
+func (s *source) Apps() []admin.App     { return s.apps }
+func (s *source) Requests() any         { return s.handler.Requests() }
+func (s *source) Ready() bool           { return s.ready.Load() }
+func (s *source) Metrics() http.Handler { return s.metrics.Handler() }
+func (s *source) ReopenLogs() error     { return s.logs.Reopen() }
+
+// poolSnapshots feeds the pool's state to the metrics at scrape time.
+func poolSnapshots(g *pool.Group) func() []metrics.AppSnapshot {
+	var cpu procstat.Tracker
+	return func() []metrics.AppSnapshot {
+		st := g.Status()
+		snap := metrics.AppSnapshot{App: st.Name, Queued: st.Queued, ProcessesByState: map[string]int{}}
+		for _, p := range st.Processes {
+			snap.ProcessesByState[p.State]++
+			ps := metrics.ProcSnapshot{PID: p.PID, Sessions: p.Sessions, Processed: p.Processed}
+			if sample, _, err := cpu.Read(p.PID); err == nil {
+				ps.RSS, ps.PSS, ps.CPUSeconds = sample.Memory.RSS, sample.Memory.PSS, sample.CPUTime.Seconds()
+			}
+			snap.Processes = append(snap.Processes, ps)
+		}
+		return []metrics.AppSnapshot{snap}
+	}
+}
+
+// configMap is the configuration in effect, for GET /server.
+func configMap(cfg config.Config) map[string]any {
+	b, _ := json.Marshal(cfg)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	return m
+}
 
 // appCommand is the argv that starts one process of the app: its loader
 // under its interpreter, or the generic app's command under a shell.
@@ -247,7 +317,7 @@ func execPrefix(cmd string) string {
 
 // appEnv builds an app's environment explicitly: the core's own minus its
 // internals, plus what the app is told about itself.
-func appEnv(cfg config.Config) []string {
+func appEnv(cfg config.Config, instanceDir string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -266,6 +336,9 @@ func appEnv(cfg config.Config) []string {
 	e := cfg.Environment
 	env = append(env,
 		"FERRY_APP_ROOT="+cfg.AppRoot,
+		// Marks the instance's processes, so that memory-stats finds them
+		// from /proc even when the core cannot answer.
+		"FERRY_INSTANCE="+instanceDir,
 		"FERRY_STARTUP_FILE="+cfg.StartupFile,
 		"FERRY_BASE_URI=",
 		"FERRY_APP_ENV="+e,

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/metrics"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/restartfile"
@@ -33,6 +34,8 @@ type App struct {
 	// MaxRequestTime kills the process of a request that runs longer, and
 	// answers 504. 0 = no limit.
 	MaxRequestTime time.Duration
+	// Metrics records the app's requests; nil records nothing.
+	Metrics *metrics.AppMetrics
 	// Development shows error details (spawn output, tracebacks) to clients.
 	Development bool
 }
@@ -52,11 +55,15 @@ type Options struct {
 
 // Handler is the request path.
 type Handler struct {
-	app    *App
-	opts   Options
-	log    *slog.Logger
-	access *slog.Logger
+	app      *App
+	opts     Options
+	log      *slog.Logger
+	access   *slog.Logger
+	inflight inflightSet
 }
+
+// Requests lists the requests in flight, oldest first.
+func (h *Handler) Requests() []RequestInfo { return h.inflight.list() }
 
 var _ http.Handler = (*Handler)(nil)
 
@@ -72,6 +79,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	proxy.SanitizeRequest(r.Header)
 	app := h.app
+	req := &inflight{app: app.Name, method: r.Method, path: r.URL.RequestURI(), client: r.RemoteAddr, start: start}
+	req.set(stateReceiving)
+	defer h.inflight.add(req)()
 
 	if app.Static != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		sw := statusWriter{ResponseWriter: w}
@@ -101,7 +111,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		scheme = "https"
 	}
 	for attempt := 0; ; attempt++ {
-		if retry := h.forward(w, r, app, body, scheme, attempt, start); !retry {
+		if retry := h.forward(w, r, req, app, body, scheme, attempt, start); !retry {
 			return
 		}
 	}
@@ -109,13 +119,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // forward sends the request to one process and the response to the client.
 // It returns true when the request may be sent to another process.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, app *App, body *proxy.Body, scheme string, attempt int, start time.Time) (retry bool) {
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight, app *App, body *proxy.Body, scheme string, attempt int, start time.Time) (retry bool) {
+	req.set(stateQueued)
+	queued := time.Now()
 	sess, err := app.Group.Checkout(r.Context())
+	app.Metrics.QueueWait(time.Since(queued))
 	if err != nil {
 		h.fail(w, r, err, 0, start)
 		return false
 	}
 	pid := sess.PID()
+	req.pid.Store(int64(pid))
+	req.set(stateApp)
 	var timedOut atomic.Bool
 	if app.MaxRequestTime > 0 {
 		t := time.AfterFunc(app.MaxRequestTime, func() {
@@ -152,6 +167,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, app *App, body
 		h.logAccess(r, res.Status, res.Bytes, pid, start)
 		return false
 	}
+	req.set(stateSending)
 	res := x.WriteTo(w, h.opts.Response)
 	if res.AppErr != nil {
 		appErr := error(&proxy.RoundTripError{Err: res.AppErr})
@@ -204,6 +220,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, pid in
 }
 
 func (h *Handler) logAccess(r *http.Request, status int, bytes int64, pid int, start time.Time) {
+	dur := time.Since(start)
+	h.app.Metrics.Request(status, dur, max(r.ContentLength, 0), bytes)
 	if h.access == nil {
 		return
 	}
@@ -213,7 +231,7 @@ func (h *Handler) logAccess(r *http.Request, status int, bytes int64, pid int, s
 		slog.String("path", r.URL.RequestURI()),
 		slog.Int("status", status),
 		slog.Int64("bytes", bytes),
-		slog.Duration("duration", time.Since(start)),
+		slog.Duration("duration", dur),
 		slog.Int("pid", pid),
 	)
 }

@@ -181,6 +181,7 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 		started: time.Now(),
 	}
 	p.log.Store(s.log.With("app", s.cfg.App, "preloader", pre.PID()))
+	p.output.Store(s.cfg.Output.With("app", s.cfg.App, "preloader", pre.PID()))
 	p.readers.Add(2)
 	go p.pipeLines(pipes[0][0], "stdout")
 	go p.pipeLines(pipes[1][0], "stderr")
@@ -246,6 +247,7 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 	}
 	p.concurrency = h.Concurrency
 	p.log.Store(s.log.With("app", s.cfg.App, "pid", pid))
+	p.output.Store(s.cfg.Output.With("app", s.cfg.App, "pid", pid))
 	p.out.stopKeeping()
 	p.logger().Info("process ready", "preloader", pre.PID(), "startup", time.Since(p.started).Round(time.Millisecond))
 	return p, nil

@@ -43,6 +43,9 @@ type Config struct {
 	// Generic: Command is any program, told its port in $PORT; readiness is
 	// the port accepting connections instead of a handshake.
 	Generic bool
+	// Output receives what processes print, one record per line. Default:
+	// the spawner's log.
+	Output *slog.Logger
 }
 
 // Spawner starts processes of one app.
@@ -59,6 +62,9 @@ func New(cfg Config, log *slog.Logger) *Spawner {
 	}
 	if cfg.KeepOutput <= 0 {
 		cfg.KeepOutput = 64 << 10
+	}
+	if cfg.Output == nil {
+		cfg.Output = log
 	}
 	return &Spawner{cfg: cfg, log: log}
 }
@@ -260,6 +266,7 @@ func (s *Spawner) newExecProcess(cmd *exec.Cmd, work string, outR, errR *os.File
 		started: time.Now(),
 	}
 	p.log.Store(s.log.With("app", s.cfg.App, "pid", p.pid))
+	p.output.Store(s.cfg.Output.With("app", s.cfg.App, "pid", p.pid))
 	p.sendSignal = func(sig syscall.Signal) error {
 		if err := syscall.Kill(-p.pid, sig); err != nil {
 			return cmd.Process.Signal(sig)
@@ -405,6 +412,7 @@ type Process struct {
 	readers     sync.WaitGroup
 	stopOnce    sync.Once
 	log         atomic.Pointer[slog.Logger]
+	output      atomic.Pointer[slog.Logger] // where its output lines go
 	// sendSignal signals the process and its group; valid until done.
 	sendSignal func(syscall.Signal) error
 	// release frees what watching the process holds (a pidfd).
@@ -513,7 +521,7 @@ func (p *Process) pipeLines(f *os.File, stream string) {
 	for sc.Scan() {
 		line := sc.Text()
 		p.out.add(line)
-		p.logger().Info("app output", "stream", stream, "line", line)
+		p.output.Load().Info("app output", "stream", stream, "line", line)
 	}
 }
 

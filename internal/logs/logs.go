@@ -1,0 +1,137 @@
+// Package logs owns where Ferry's logs go: the core's own log (text or
+// JSON), the optional per-app log of what app processes print, and reopening
+// log files for logrotate (SIGUSR1, or the admin API). It does not decide
+// what is logged.
+package logs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+)
+
+// File is a log file that can be reopened in place, so that logrotate can
+// move it away and Ferry starts a new one.
+type File struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+// Open opens (appending, creating 0640) the log file at path.
+func Open(path string) (*File, error) {
+	l := &File{path: path}
+	if err := l.Reopen(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Write appends to the file.
+func (l *File) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Write(p)
+}
+
+// Reopen closes the file and opens path again.
+func (l *File) Reopen() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("open log file %s: %w", l.path, err)
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Close closes the file.
+func (l *File) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
+
+// Outputs are the log destinations of one core.
+type Outputs struct {
+	files []*File
+	// Core is Ferry's own log.
+	Core *slog.Logger
+	// Apps receives what app processes print (the core log unless an app
+	// log file was given).
+	Apps *slog.Logger
+}
+
+// Options say where logs go.
+type Options struct {
+	// File is the core's log; "" or "-" is standard error.
+	File string
+	// AppFile, if set, receives app output instead of the core log.
+	AppFile string
+	// Format is "text" (default) or "json".
+	Format string
+	Level  slog.Level
+}
+
+// New opens the outputs.
+func New(o Options) (*Outputs, error) {
+	out := &Outputs{}
+	open := func(path string) (io.Writer, error) {
+		if path == "" || path == "-" {
+			return os.Stderr, nil
+		}
+		f, err := Open(path)
+		if err != nil {
+			return nil, err
+		}
+		out.files = append(out.files, f)
+		return f, nil
+	}
+	w, err := open(o.File)
+	if err != nil {
+		return nil, err
+	}
+	out.Core = slog.New(handler(w, o.Format, o.Level))
+	out.Apps = out.Core
+	if o.AppFile != "" {
+		aw, err := open(o.AppFile)
+		if err != nil {
+			out.Close()
+			return nil, err
+		}
+		out.Apps = slog.New(handler(aw, o.Format, o.Level))
+	}
+	return out, nil
+}
+
+func handler(w io.Writer, format string, level slog.Level) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
+}
+
+// Reopen reopens every log file (after logrotate moved them).
+func (o *Outputs) Reopen() error {
+	var errs []error
+	for _, f := range o.files {
+		errs = append(errs, f.Reopen())
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes the log files.
+func (o *Outputs) Close() {
+	for _, f := range o.files {
+		f.Close()
+	}
+}

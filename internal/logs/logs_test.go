@@ -1,0 +1,53 @@
+package logs
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReopenAfterRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ferry.log")
+	out, err := New(Options{File: path, AppFile: filepath.Join(dir, "app.log"), Format: "json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	out.Core.Info("before rotation")
+	out.Apps.Info("app output", "line", "hello")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	out.Core.Info("still the old file")
+	if err := out.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	out.Core.Info("after rotation")
+
+	rotated, _ := os.ReadFile(path + ".1")
+	fresh, _ := os.ReadFile(path)
+	if !strings.Contains(string(rotated), "before rotation") || !strings.Contains(string(rotated), "still the old file") ||
+		strings.Contains(string(rotated), "after rotation") {
+		t.Errorf("rotated file:\n%s", rotated)
+	}
+	if !strings.Contains(string(fresh), "after rotation") {
+		t.Errorf("new file:\n%s", fresh)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(strings.SplitN(string(fresh), "\n", 2)[0]), &rec); err != nil || rec["msg"] != "after rotation" {
+		t.Errorf("json format: %v %v", rec, err)
+	}
+	app, _ := os.ReadFile(filepath.Join(dir, "app.log"))
+	if !strings.Contains(string(app), `"line":"hello"`) || strings.Contains(string(rotated), "hello") {
+		t.Errorf("app output not in its own file: app.log %q", app)
+	}
+}
+
+func TestOpenError(t *testing.T) {
+	if _, err := New(Options{File: "/nonexistent/dir/ferry.log"}); err == nil || !strings.Contains(err.Error(), "/nonexistent/dir/ferry.log") {
+		t.Fatalf("error = %v", err)
+	}
+}

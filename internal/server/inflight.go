@@ -1,0 +1,83 @@
+package server
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Request states, as the admin API shows them.
+const (
+	stateReceiving = "receiving body"
+	stateQueued    = "waiting for a process"
+	stateApp       = "in the app"
+	stateSending   = "sending response"
+)
+
+// inflight is a request being served, for the admin API.
+type inflight struct {
+	app, method, path, client string
+	start                     time.Time
+	state                     atomic.Pointer[string]
+	pid                       atomic.Int64
+}
+
+func (r *inflight) set(state string) { r.state.Store(&state) }
+
+// RequestInfo is one request in flight.
+type RequestInfo struct {
+	App    string    `json:"app"`
+	Method string    `json:"method"`
+	Path   string    `json:"path"`
+	Client string    `json:"client"`
+	State  string    `json:"state"`
+	Start  time.Time `json:"started"`
+	AgeMS  int64     `json:"age_ms"`
+	PID    int       `json:"pid,omitempty"`
+}
+
+// inflightSet holds the requests in flight, sharded so that the request
+// path's add and remove do not contend on one lock.
+type inflightSet struct {
+	shards [16]struct {
+		mu sync.Mutex
+		m  map[*inflight]struct{}
+	}
+	next atomic.Uint32
+}
+
+func (s *inflightSet) add(r *inflight) func() {
+	sh := &s.shards[s.next.Add(1)%uint32(len(s.shards))]
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = make(map[*inflight]struct{})
+	}
+	sh.m[r] = struct{}{}
+	sh.mu.Unlock()
+	return func() {
+		sh.mu.Lock()
+		delete(sh.m, r)
+		sh.mu.Unlock()
+	}
+}
+
+func (s *inflightSet) list() []RequestInfo {
+	now := time.Now()
+	var out []RequestInfo
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for r := range sh.m {
+			st := ""
+			if p := r.state.Load(); p != nil {
+				st = *p
+			}
+			out = append(out, RequestInfo{App: r.app, Method: r.method, Path: r.path, Client: r.client,
+				State: st, Start: r.start, AgeMS: now.Sub(r.start).Milliseconds(), PID: int(r.pid.Load())})
+		}
+		sh.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
+}

@@ -334,3 +334,5 @@ func syscallKill(t *testing.T, pid int) {
 		t.Fatalf("kill %d: %v", pid, err)
 	}
 }
+
+func ioCopy(w io.Writer, resp *http.Response) (int64, error) { return io.Copy(w, resp.Body) }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/procstat"
+	"github.com/ferry-server/ferry/internal/turbocache"
 )
 
 // Info describes the running core.
@@ -46,6 +47,8 @@ type App struct {
 	SpawnMethod string
 	// Preloader reports the preloader's pid (0: none); nil for direct spawning.
 	Preloader func() int
+	// Cache is the app's response cache, nil if off.
+	Cache *turbocache.Cache
 }
 
 // Source is what the API reports on and acts through.
@@ -215,11 +218,12 @@ type PoolStatus struct {
 // AppStatus is one app with its processes, as `ferry status` shows it.
 type AppStatus struct {
 	pool.GroupStatus
-	Root        string          `json:"root"`
-	Type        string          `json:"type"`
-	SpawnMethod string          `json:"spawn_method"`
-	Preloader   int             `json:"preloader_pid,omitempty"`
-	Processes   []ProcessStatus `json:"processes"`
+	Root        string            `json:"root"`
+	Type        string            `json:"type"`
+	SpawnMethod string            `json:"spawn_method"`
+	Preloader   int               `json:"preloader_pid,omitempty"`
+	Cache       *turbocache.Stats `json:"turbocache,omitempty"`
+	Processes   []ProcessStatus   `json:"processes"`
 }
 
 // ProcessStatus is one process with its CPU and memory.
@@ -245,6 +249,10 @@ func (s *Server) Pool() PoolStatus {
 		as := AppStatus{GroupStatus: gs, Root: a.Root, Type: a.Type, SpawnMethod: a.SpawnMethod}
 		if a.Preloader != nil {
 			as.Preloader = a.Preloader()
+		}
+		if a.Cache != nil {
+			st := a.Cache.Stats()
+			as.Cache = &st
 		}
 		as.Processes = make([]ProcessStatus, 0, len(gs.Processes))
 		for _, p := range gs.Processes {

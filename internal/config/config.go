@@ -126,6 +126,20 @@ type Config struct {
 	// (--rolling-restarts). Default false: blocking.
 	RollingRestarts bool
 
+	// TurboCaching caches responses the app marks cacheable (--turbocaching,
+	// off with --disable-turbocaching). Default on.
+	TurboCaching bool
+	// TurbocacheMaxEntries, TurbocacheMaxBytes and TurbocacheMaxEntrySize
+	// bound the cache (--turbocache-max-entries, --turbocache-max-bytes,
+	// --turbocache-max-entry-size). Defaults 10000, 64 MiB, 1 MiB.
+	TurbocacheMaxEntries   int
+	TurbocacheMaxBytes     int64
+	TurbocacheMaxEntrySize int64
+	// VaryTurbocacheByCookie keys cache entries by this cookie's value, so
+	// that anonymous users share entries and each user gets their own
+	// (--vary-turbocache-by-cookie). Default: none.
+	VaryTurbocacheByCookie string
+
 	// RequestBufferMemory is how much of one request body is kept in memory
 	// before the rest spills to a temp file (--request-buffer-memory, bytes).
 	// Default 128 KiB.
@@ -172,6 +186,11 @@ func Default() Config {
 		MaxPreloaderIdleTime: 300 * time.Second,
 		ConcurrencyTarget:    16,
 		StatThrottleRate:     10 * time.Second,
+		TurboCaching:         true,
+		TurbocacheMaxEntries: 10000,
+		TurbocacheMaxBytes:   64 << 20,
+
+		TurbocacheMaxEntrySize: 1 << 20,
 
 		ForceMaxConcurrentRequestsPerProcess: -1,
 		MaxPoolSize:                          6,
@@ -294,6 +313,15 @@ func (c *Config) Finish() error {
 	case "", "text", "json":
 	default:
 		bad("log-format", "must be text or json (got %q)", c.LogFormat)
+	}
+	if c.TurbocacheMaxEntries < 1 {
+		bad("turbocache-max-entries", "must be at least 1 (got %d)", c.TurbocacheMaxEntries)
+	}
+	if c.TurbocacheMaxBytes < 1 {
+		bad("turbocache-max-bytes", "must be at least 1 (got %d)", c.TurbocacheMaxBytes)
+	}
+	if c.TurbocacheMaxEntrySize < 1 || c.TurbocacheMaxEntrySize > c.TurbocacheMaxBytes {
+		bad("turbocache-max-entry-size", "must be between 1 and --turbocache-max-bytes (got %d)", c.TurbocacheMaxEntrySize)
 	}
 	if c.ThreadCount < 1 {
 		bad("thread-count", "must be at least 1 (got %d)", c.ThreadCount)

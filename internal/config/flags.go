@@ -48,6 +48,12 @@ func StartFlags(c *Config) *flag.FlagSet {
 	fs.Var(seconds{&c.StatThrottleRate}, "stat-throttle-rate", "check tmp/restart.txt at most every `SECONDS`")
 	fs.StringVar(&c.RestartDir, "restart-dir", c.RestartDir, "`DIR` with restart.txt and always_restart.txt (default APP_DIR/tmp)")
 	fs.BoolVar(&c.RollingRestarts, "rolling-restarts", c.RollingRestarts, "restart through restart.txt one process at a time, never dropping capacity")
+	fs.BoolVar(&c.TurboCaching, "turbocaching", c.TurboCaching, "cache responses the app marks cacheable")
+	fs.Var(negBool{&c.TurboCaching}, "disable-turbocaching", "turn the response cache off")
+	fs.IntVar(&c.TurbocacheMaxEntries, "turbocache-max-entries", c.TurbocacheMaxEntries, "most responses the cache holds (`N`)")
+	fs.Var(byteSize{&c.TurbocacheMaxBytes}, "turbocache-max-bytes", "most `BYTES` the cache holds")
+	fs.Var(byteSize{&c.TurbocacheMaxEntrySize}, "turbocache-max-entry-size", "largest response (`BYTES`) the cache stores")
+	fs.StringVar(&c.VaryTurbocacheByCookie, "vary-turbocache-by-cookie", c.VaryTurbocacheByCookie, "key cached responses by this cookie's value (`NAME`)")
 	fs.Var(seconds{&c.ShutdownTimeout}, "shutdown-timeout", "`SECONDS` graceful shutdown may take before processes are killed")
 	fs.Var(byteSize{&c.RequestBufferMemory}, "request-buffer-memory", "`BYTES` of a request body kept in memory before spilling to disk")
 	fs.Var(byteSize{&c.ResponseBufferMemory}, "response-buffer-memory", "`BYTES` of a response kept in memory before spilling to disk")
@@ -260,5 +266,20 @@ func (u uint64Value) Set(v string) error {
 		return errors.New("want a whole number, 0 or more")
 	}
 	*u.n = n
+	return nil
+}
+
+// negBool is a flag that sets a bool to false (--disable-X).
+type negBool struct{ b *bool }
+
+func (n negBool) String() string   { return "false" }
+func (n negBool) IsBoolFlag() bool { return true }
+
+func (n negBool) Set(v string) error {
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	*n.b = !on
 	return nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/ferry-server/ferry/internal/server"
 	"github.com/ferry-server/ferry/internal/spawn"
 	"github.com/ferry-server/ferry/internal/static"
+	"github.com/ferry-server/ferry/internal/turbocache"
 )
 
 // Run serves cfg until ctx ends, then shuts down gracefully: stop accepting,
@@ -121,6 +122,14 @@ func Run(ctx context.Context, cfg config.Config, out *logs.Outputs, version stri
 		MaxRequestTime:  cfg.MaxRequestTime,
 		Metrics:         appMetrics,
 	}
+	if cfg.TurboCaching {
+		app.Cache = turbocache.New(turbocache.Options{
+			MaxEntries:   cfg.TurbocacheMaxEntries,
+			MaxBytes:     cfg.TurbocacheMaxBytes,
+			MaxEntrySize: cfg.TurbocacheMaxEntrySize,
+			VaryByCookie: cfg.VaryTurbocacheByCookie,
+		})
+	}
 	handler := server.NewHandler(app, server.Options{
 		RequestBufferMemory: cfg.RequestBufferMemory,
 		BufferDir:           inst.BufferDir(),
@@ -139,7 +148,7 @@ func Run(ctx context.Context, cfg config.Config, out *logs.Outputs, version stri
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
 			Listen: []string{front.Addr().String()}, Instance: inst.Path(), Config: configMap(cfg)},
-		apps:    []admin.App{{Group: group, Root: cfg.AppRoot, Type: cfg.AppType, SpawnMethod: cfg.SpawnMethod, Preloader: preloader}},
+		apps:    []admin.App{{Group: group, Root: cfg.AppRoot, Type: cfg.AppType, SpawnMethod: cfg.SpawnMethod, Preloader: preloader, Cache: app.Cache}},
 		handler: handler, metrics: reg, logs: out,
 	}
 	src.ready.Store(true)

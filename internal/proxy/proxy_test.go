@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -260,7 +261,7 @@ func TestRoundTripWireAndKeepAlive(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := httptest.NewRecorder()
-		res := x.WriteTo(rec, ResponseOptions{Memory: 1 << 20, HighWatermark: 1 << 20, Dir: t.TempDir()})
+		res := x.WriteTo(rec, ResponseOptions{Memory: 1 << 20, HighWatermark: 1 << 20, Dir: t.TempDir()}, nil)
 		if res.Status != 200 || rec.Body.String() != "ok "+method {
 			t.Fatalf("%s: %d %q", method, res.Status, rec.Body.String())
 		}
@@ -349,7 +350,7 @@ func TestRetryRules(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				x.WriteTo(httptest.NewRecorder(), ResponseOptions{})
+				x.WriteTo(httptest.NewRecorder(), ResponseOptions{}, nil)
 				if up.idle == nil {
 					t.Fatal("connection not kept")
 				}
@@ -390,7 +391,7 @@ func TestWriteToStreamsLargeBodies(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	res := x.WriteTo(rec, ResponseOptions{Memory: 256 << 10, HighWatermark: 1 << 20, Dir: t.TempDir()})
+	res := x.WriteTo(rec, ResponseOptions{Memory: 256 << 10, HighWatermark: 1 << 20, Dir: t.TempDir()}, nil)
 	if res.Bytes != n || rec.Body.Len() != n || res.AppErr != nil || !rec.Flushed {
 		t.Fatalf("wrote %d (%d), app err %v, flushed %v", res.Bytes, rec.Body.Len(), res.AppErr, rec.Flushed)
 	}
@@ -459,4 +460,40 @@ func validValue(s string) bool {
 		}
 	}
 	return true
+}
+
+func TestCapture(t *testing.T) {
+	up, _ := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := map[string]int{"/small": 100, "/large": 300 << 10, "/huge": 2 << 20}[r.URL.Path]
+		if r.URL.Query().Get("chunked") == "" {
+			w.Header().Set("Content-Length", fmt.Sprint(n))
+		}
+		w.Write(bytes.Repeat([]byte("c"), n))
+	}))
+	for _, tc := range []struct {
+		path   string
+		stored int // -1: not captured
+	}{
+		{"/small", 100},
+		{"/small?chunked=1", 100},
+		{"/large", 300 << 10},
+		{"/huge", -1}, // past the 1 MiB limit
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			x, err := (&Transport{}).RoundTrip(up, httptest.NewRequest("GET", tc.path, nil), nil, "http")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := -1
+			capture := &Capture{Limit: 1 << 20, Done: func(b []byte) { got = len(b) }}
+			rec := httptest.NewRecorder()
+			x.WriteTo(rec, ResponseOptions{Memory: 64 << 10, HighWatermark: 8 << 20, Dir: t.TempDir()}, capture)
+			if got != tc.stored {
+				t.Fatalf("captured %d bytes, want %d", got, tc.stored)
+			}
+			if rec.Body.Len() == 0 {
+				t.Fatal("the client got nothing")
+			}
+		})
+	}
 }

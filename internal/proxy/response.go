@@ -28,6 +28,14 @@ const chunkSize = 32 << 10
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
+// Capture receives a copy of a complete response body of at most Limit
+// bytes (for the response cache). Done's argument is valid only during the
+// call.
+type Capture struct {
+	Limit int64
+	Done  func(body []byte)
+}
+
 // Result is what WriteTo did, for the access log.
 type Result struct {
 	Status int
@@ -43,13 +51,16 @@ type Result struct {
 // WriteTo sends the response to the client. The upstream is released as
 // soon as the app has sent all of its response, before the client has
 // necessarily read it.
-func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions) Result {
+func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions, capture *Capture) Result {
 	resp := x.Resp
 	copyResponseHeader(w.Header(), resp.Header)
 	res := Result{Status: resp.StatusCode}
 
 	if resp.ContentLength == 0 || resp.Body == http.NoBody {
 		x.finish(nil, resp)
+		if capture != nil {
+			capture.Done(nil)
+		}
 		w.WriteHeader(resp.StatusCode)
 		res.Wrote = true
 		return res
@@ -68,6 +79,9 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions) Result {
 			// Nothing written yet: the caller can still send an error page.
 			chunkPool.Put(bp)
 			return res
+		}
+		if capture != nil && int64(len(buf)) <= capture.Limit {
+			capture.Done(buf)
 		}
 		w.WriteHeader(resp.StatusCode)
 		res.Wrote = true
@@ -93,8 +107,17 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions) Result {
 	}
 	buf := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(buf)
+	var kept []byte // for capture, until it passes the limit
+	keeping := capture != nil
 	for {
 		chunk, pooled, caughtUp, err := sp.next(*buf)
+		if keeping {
+			if int64(len(kept)+len(chunk)) > capture.Limit {
+				keeping, kept = false, nil
+			} else {
+				kept = append(kept, chunk...)
+			}
+		}
 		var werr error
 		if len(chunk) > 0 {
 			var n int
@@ -113,6 +136,8 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions) Result {
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				res.AppErr = err
+			} else if keeping {
+				capture.Done(kept)
 			}
 			break
 		}

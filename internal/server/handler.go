@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/restartfile"
 	"github.com/ferry-server/ferry/internal/static"
+	"github.com/ferry-server/ferry/internal/turbocache"
 )
 
 // App is one app as the request path sees it.
@@ -36,6 +38,8 @@ type App struct {
 	MaxRequestTime time.Duration
 	// Metrics records the app's requests; nil records nothing.
 	Metrics *metrics.AppMetrics
+	// Cache is the app's response cache; nil: no caching.
+	Cache *turbocache.Cache
 	// Development shows error details (spawn output, tracebacks) to clients.
 	Development bool
 }
@@ -84,10 +88,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.inflight.add(req)()
 
 	if app.Static != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		sw := statusWriter{ResponseWriter: w}
-		if app.Static.Serve(&sw, r) {
-			h.logAccess(r, sw.status, sw.bytes, 0, start)
+		sw := getStatusWriter(w)
+		served := app.Static.Serve(sw, r)
+		status, bytes := sw.status, sw.bytes
+		putStatusWriter(sw)
+		if served {
+			h.logAccess(r, status, bytes, 0, start)
 			return
+		}
+	}
+
+	var fill *turbocache.Fill
+	if app.Cache != nil {
+		sw := getStatusWriter(w)
+		served, f := app.Cache.Lookup(sw, r)
+		status, bytes := sw.status, sw.bytes
+		putStatusWriter(sw)
+		if served {
+			app.Metrics.CacheHit()
+			h.logAccess(r, status, bytes, 0, start)
+			return
+		}
+		if f != nil {
+			app.Metrics.CacheMiss()
+			fill = f
+			defer fill.Done()
 		}
 	}
 
@@ -111,7 +136,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		scheme = "https"
 	}
 	for attempt := 0; ; attempt++ {
-		if retry := h.forward(w, r, req, app, body, scheme, attempt, start); !retry {
+		if retry := h.forward(w, r, req, app, body, fill, scheme, attempt, start); !retry {
 			return
 		}
 	}
@@ -119,7 +144,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // forward sends the request to one process and the response to the client.
 // It returns true when the request may be sent to another process.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight, app *App, body *proxy.Body, scheme string, attempt int, start time.Time) (retry bool) {
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight, app *App, body *proxy.Body, fill *turbocache.Fill, scheme string, attempt int, start time.Time) (retry bool) {
 	req.set(stateQueued)
 	queued := time.Now()
 	sess, err := app.Group.Checkout(r.Context())
@@ -157,6 +182,21 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 	if proxy.TakeOOBRequest(x.Resp) {
 		sess.OutOfBandWork()
 	}
+	if app.Cache != nil {
+		app.Cache.Invalidate(r, x.Resp.StatusCode, x.Resp.Header) // unsafe methods only
+	}
+	var capture *proxy.Capture
+	if fill != nil {
+		if fill.Storable(x.Resp.StatusCode, x.Resp.Header) {
+			status, header := x.Resp.StatusCode, x.Resp.Header
+			capture = &proxy.Capture{Limit: fill.Limit(), Done: func(body []byte) {
+				fill.Store(status, header, body)
+				app.Metrics.CacheStore()
+			}}
+		} else {
+			fill.Done() // requests waiting for this one go to the app now
+		}
+	}
 	if x.Resp.StatusCode == http.StatusSwitchingProtocols {
 		// WebSocket and friends: a tunnel for as long as both sides want.
 		res := x.Tunnel(w)
@@ -168,7 +208,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 		return false
 	}
 	req.set(stateSending)
-	res := x.WriteTo(w, h.opts.Response)
+	res := x.WriteTo(w, h.opts.Response, capture)
 	if res.AppErr != nil {
 		appErr := error(&proxy.RoundTripError{Err: res.AppErr})
 		if timedOut.Load() {
@@ -236,8 +276,21 @@ func (h *Handler) logAccess(r *http.Request, status int, bytes int64, pid int, s
 	)
 }
 
-// statusWriter records what a static response was, for the access log, and
-// keeps sendfile by passing ReadFrom through.
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
+
+func getStatusWriter(w http.ResponseWriter) *statusWriter {
+	sw := statusWriters.Get().(*statusWriter)
+	*sw = statusWriter{ResponseWriter: w}
+	return sw
+}
+
+func putStatusWriter(sw *statusWriter) {
+	sw.ResponseWriter = nil
+	statusWriters.Put(sw)
+}
+
+// statusWriter records what a static or cached response was, for the access
+// log, and keeps sendfile by passing ReadFrom through.
 type statusWriter struct {
 	http.ResponseWriter
 	status int

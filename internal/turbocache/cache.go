@@ -37,15 +37,15 @@ type Options struct {
 
 // Stats are counters since New (Entries and Bytes: now).
 type Stats struct {
-	Hits          int64 // requests answered from the cache (incl. 304s)
-	Misses        int64 // GET/HEAD requests that went to the app
-	Stores        int64 // responses stored
-	Rejected      int64 // responses offered to Store but not stored
-	Evictions     int64 // entries dropped to stay within the bounds
-	Invalidations int64 // entries dropped by unsafe requests
-	Coalesced     int64 // requests that waited for another's fetch
-	Entries       int64
-	Bytes         int64
+	Hits          int64 `json:"hits"`          // requests answered from the cache (incl. 304s)
+	Misses        int64 `json:"misses"`        // GET/HEAD requests that went to the app
+	Stores        int64 `json:"stores"`        // responses stored
+	Rejected      int64 `json:"rejected"`      // responses offered to Store but not stored
+	Evictions     int64 `json:"evictions"`     // entries dropped to stay within the bounds
+	Invalidations int64 `json:"invalidations"` // entries dropped by unsafe requests
+	Coalesced     int64 `json:"coalesced"`     // requests that waited for another's fetch
+	Entries       int64 `json:"entries"`
+	Bytes         int64 `json:"bytes"`
 }
 
 const (

@@ -220,6 +220,36 @@ def oob(environ, start_response):
     return [b"oob requested"]
 
 
+_counted = {}
+
+
+def counted(environ, start_response):
+    """Counts how often the app itself answered this exact URL; the response
+    headers come from the query: ?cc=Cache-Control&etag=…&cookie=1&vary=…&delay=s
+    """
+    key = environ.get("QUERY_STRING", "")
+    _counted[key] = _counted.get(key, 0) + 1
+    delay = float(_arg(environ, "delay", "0"))
+    if delay:
+        time.sleep(delay)
+    extra = []
+    cc = _arg(environ, "cc", "")
+    if cc:
+        extra.append(("Cache-Control", cc))
+    if _arg(environ, "etag", ""):
+        extra.append(("ETag", '"%s"' % _arg(environ, "etag", "")))
+    if _arg(environ, "cookie", ""):
+        extra.append(("Set-Cookie", "session=abc"))
+    if _arg(environ, "vary", ""):
+        extra.append(("Vary", _arg(environ, "vary", "")))
+    user = ""
+    for part in environ.get("HTTP_COOKIE", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "user":
+            user = value
+    return _reply(start_response, "served %d times for %s%s" % (_counted[key], key, " user=" + user if user else ""), extra=extra)
+
+
 def osenv(environ, start_response):
     """The process environment (os.environ), as Ferry set it up."""
     return _json(start_response, dict(os.environ))
@@ -263,6 +293,7 @@ ROUTES = {
     "/print": printed,
     "/env": env,
     "/osenv": osenv,
+    "/counted": counted,
     "/hog": hog,
     "/oob": oob,
     "/upload": upload,

@@ -255,6 +255,9 @@ func TestMaxRequestTime(t *testing.T) {
 		t.Fatalf("a request past --max-request-time = %d, want 504", code)
 	}
 	f.waitLog(`msg="request ran longer than --max-request-time; killing its process" method=GET path="/sleep\?s=600" duration=\S+ pid=` + pid)
+	// Before the kill, the loader printed where it was stuck (faulthandler).
+	f.waitLog(`pid=` + pid + ` stream=stderr line=".*most recent call first`)
+	f.waitLog(`pid=` + pid + ` stream=stderr line=".*File .*passenger_wsgi.py.*in sleep`)
 	if code, now := f.get("/pid"); code != 200 || now == pid {
 		t.Fatalf("after the kill GET /pid = %d %s (was %s)", code, now, pid)
 	}
@@ -299,4 +302,30 @@ func (f *ferry) poolRaw() string {
 		f.t.Fatal(err)
 	}
 	return string(raw)
+}
+
+func TestOutOfBandWork(t *testing.T) {
+	f := startFerry(t, fixture(t, "wsgi/echo"), "--max-pool-size", "1")
+	resp := f.request("GET", "/oob", nil, nil)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Ferry-Request-Oob-Work") != "" {
+		t.Fatalf("GET /oob = %d, header passed on: %q", resp.StatusCode, resp.Header.Get("X-Ferry-Request-Oob-Work"))
+	}
+	var stats struct {
+		Apps []struct {
+			Stats struct {
+				OutOfBand int `json:"out_of_band_work"`
+			} `json:"stats"`
+		} `json:"apps"`
+	}
+	eventually(t, "the out-of-band work done", func() bool {
+		if err := admin.NewClient(f.Instance).Do(context.Background(), "GET", "/pool", &stats); err != nil {
+			t.Fatal(err)
+		}
+		return stats.Apps[0].Stats.OutOfBand == 1 && f.pool().Apps[0].Processes[0].State == "serving"
+	})
+	// Still serving afterwards, by the same process.
+	if code, _ := f.get("/"); code != 200 {
+		t.Fatalf("after out-of-band work GET / = %d", code)
+	}
 }

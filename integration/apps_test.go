@@ -215,11 +215,13 @@ func TestThreads(t *testing.T) {
 		"--max-pool-size", "1", "--min-instances", "1")
 	var wg sync.WaitGroup
 	pids := make(chan string, 4)
-	for range 4 {
+	for i := range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, pid := f.get("/sleep?s=2")
+			// Distinct URLs: identical concurrent misses would be coalesced
+			// by the response cache.
+			code, pid := f.get(fmt.Sprintf("/sleep?s=2&i=%d", i))
 			if code != 200 {
 				t.Errorf("GET /sleep = %d", code)
 			}

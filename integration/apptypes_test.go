@@ -100,11 +100,13 @@ func TestManyRequestsPerProcess(t *testing.T) {
 			f := startFerry(t, needFixture(t, app.dir), "--max-pool-size", "1")
 			f.get("/")
 			var wg sync.WaitGroup
-			for range 10 {
+			for i := range 10 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if code, _ := f.get("/sleep?s=2"); code != 200 {
+					// Distinct URLs: identical concurrent misses would be
+					// coalesced by the response cache.
+					if code, _ := f.get(fmt.Sprintf("/sleep?s=2&i=%d", i)); code != 200 {
 						t.Errorf("GET /sleep = %d", code)
 					}
 				}()
@@ -127,7 +129,7 @@ func TestNodeGrowsPastConcurrencyTarget(t *testing.T) {
 	// new requests arrive: one process at 4+, then two, then three.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 9 {
+	for i := range 9 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -137,7 +139,7 @@ func TestNodeGrowsPastConcurrencyTarget(t *testing.T) {
 					return
 				default:
 				}
-				if resp, err := client.Get(f.URL + "/sleep?s=0.3"); err == nil {
+				if resp, err := client.Get(fmt.Sprintf("%s/sleep?s=0.3&i=%d", f.URL, i)); err == nil {
 					resp.Body.Close()
 				}
 			}

@@ -280,11 +280,13 @@ func TestQueueFull(t *testing.T) {
 
 	var wg sync.WaitGroup
 	codes := make(chan int, 3)
-	for range 3 { // one served, two queued
+	for i := range 3 { // one served, two queued
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, _ := f.get("/sleep?s=3")
+			// Distinct URLs: identical concurrent misses would be coalesced
+			// by the response cache.
+			code, _ := f.get(fmt.Sprintf("/sleep?s=3&i=%d", i))
 			codes <- code
 		}()
 	}
@@ -315,11 +317,11 @@ func TestPoolGrowsToMaxAndShrinksWhenIdle(t *testing.T) {
 		seen = map[string]bool{}
 		wg   sync.WaitGroup
 	)
-	for range 9 {
+	for i := range 9 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, pid := f.get("/sleep?s=1")
+			code, pid := f.get(fmt.Sprintf("/sleep?s=1&i=%d", i))
 			if code != 200 {
 				t.Errorf("GET /sleep = %d", code)
 			}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/ferry-server/ferry/internal/admin"
@@ -40,7 +41,7 @@ func (f *instanceFlags) pick(appDir string) (admin.Instance, error) {
 		}
 		var match []admin.Instance
 		for _, in := range all {
-			if in.AppRoot == abs {
+			if in.AppRoot == abs || slices.Contains(in.AppRoots, abs) {
 				match = append(match, in)
 			}
 		}

@@ -14,25 +14,29 @@ import (
 )
 
 const startHelp = `Usage: ferry start [APP_DIR] [options]
+       ferry start --config FILE [options]
 
-Serves the app in APP_DIR (default: the current directory). The app type is
-detected from its files (passenger_wsgi.py: WSGI) unless --app-type says.
+Serves the app in APP_DIR (default: the current directory), or every app of a
+multi-app configuration file. The app type is detected from its files
+(config.ru, passenger_wsgi.py, asgi.py, app.js or package.json) unless
+--app-type or --app-start-command says. Settings come from, in increasing
+precedence: defaults, APP_DIR/Passengerfile.json (and the --config file),
+FERRY_<OPTION> and PASSENGER_<OPTION> environment variables, the command line.
 `
 
 func start(ctx context.Context, args []string) error {
 	if wantsHelp(args) {
-		c := config.Default()
-		fs := config.StartFlags(&c)
 		fmt.Print(startHelp)
 		fmt.Println("\nOptions:")
-		config.PrintUsage(os.Stdout, fs)
+		fmt.Printf("  %-38s %s\n", "--config FILE", "multi-app configuration file (TOML); see docs/configuration.md")
+		config.PrintStartUsage(os.Stdout)
 		return flag.ErrHelp
 	}
-	cfg, err := config.ParseStart(args)
+	cfg, err := config.Load(args, os.Environ())
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	out, err := logs.New(logs.Options{File: cfg.LogFile, AppFile: cfg.AppLogFile, Format: cfg.LogFormat, Level: cfg.LogLevel})
+	out, err := logs.New(logs.Options{File: cfg.LogFile, Format: cfg.LogFormat, Level: cfg.LogLevel})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}

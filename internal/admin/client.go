@@ -18,10 +18,11 @@ import (
 
 // Instance is a running core found in the instance registry.
 type Instance struct {
-	Dir     string
-	PID     int
-	AppRoot string
-	Listen  string
+	Dir      string
+	PID      int
+	AppRoot  string
+	AppRoots []string
+	Listen   string
 }
 
 // FindInstances lists the live instances in registry, removing the
@@ -45,9 +46,10 @@ func FindInstances(registry string) ([]Instance, error) {
 			continue // being created, or not ours
 		}
 		var props struct {
-			PID     int    `json:"pid"`
-			AppRoot string `json:"app_root"`
-			Listen  string `json:"listen"`
+			PID      int      `json:"pid"`
+			AppRoot  string   `json:"app_root"`
+			AppRoots []string `json:"app_roots"`
+			Listen   string   `json:"listen"`
 		}
 		if json.Unmarshal(b, &props) != nil || props.PID <= 0 {
 			continue
@@ -56,7 +58,7 @@ func FindInstances(registry string) ([]Instance, error) {
 			os.RemoveAll(dir) // stale: its core is gone
 			continue
 		}
-		out = append(out, Instance{Dir: dir, PID: props.PID, AppRoot: props.AppRoot, Listen: props.Listen})
+		out = append(out, Instance{Dir: dir, PID: props.PID, AppRoot: props.AppRoot, AppRoots: props.AppRoots, Listen: props.Listen})
 	}
 	return out, nil
 }

@@ -1,7 +1,8 @@
 // Package core is the composition root of `ferry start`: it turns a Config
-// into a running instance (instance directory, spawner, pool, HTTP front,
-// admin API), runs it until its context ends, and shuts it down in order. It
-// owns no request or process logic of its own.
+// into a running instance (instance directory, per-app spawner, pool,
+// cache and metrics, the HTTP front, the admin API), runs it until its
+// context ends, and shuts it down in order. It owns no request or process
+// logic of its own.
 package core
 
 import (
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,11 +39,18 @@ import (
 // Run serves cfg until ctx ends, then shuts down gracefully: stop accepting,
 // let in-flight requests finish, stop app processes, remove the instance
 // directory.
-func Run(ctx context.Context, cfg config.Config, out *logs.Outputs, version string) (err error) {
+func Run(ctx context.Context, cfg *config.Config, out *logs.Outputs, version string) (err error) {
 	log := out.Core
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
 	started := time.Now()
+	roots := make([]string, len(cfg.Apps))
+	for i, a := range cfg.Apps {
+		roots[i] = a.Root
+	}
 	inst, err := instance.Create(cfg.InstanceRegistryDir, instance.Properties{
-		PID: os.Getpid(), AppRoot: cfg.AppRoot, Listen: cfg.ListenAddr(), StartedAt: started, Version: version,
+		PID: os.Getpid(), AppRoot: roots[0], AppRoots: roots, Listen: cfg.ListenAddr(), StartedAt: started, Version: version,
 	})
 	if err != nil {
 		return err
@@ -54,83 +63,29 @@ func Run(ctx context.Context, cfg config.Config, out *logs.Outputs, version stri
 		defer os.Remove(cfg.PidFile)
 	}
 
-	name := filepath.Base(cfg.AppRoot)
-	command, err := appCommand(cfg, inst.Path())
-	if err != nil {
-		return err
-	}
-	sp := spawn.New(spawn.Config{
-		App:          name,
-		Root:         cfg.AppRoot,
-		Command:      command,
-		Env:          appEnv(cfg, inst.Path()),
-		Output:       out.Apps,
-		WorkDir:      inst.WorkDir(),
-		StartTimeout: cfg.StartTimeout,
-		Generic:      cfg.AppType == config.AppTypeGeneric,
-	}, log)
 	reg := metrics.New()
-	appMetrics := reg.App(name)
-	var spawner pool.Spawner = directSpawner{sp, appMetrics}
-	var preloader func() int
-	if cfg.SpawnMethod == "smart" {
-		smart := sp.Smart(cfg.MaxPreloaderIdleTime)
-		spawner = smartSpawner{smart, appMetrics}
-		preloader = smart.Preloader
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			smart.Stop(ctx)
-		}()
+	var (
+		apps      []*app
+		frontApps []*server.App
+		adminApps []admin.App
+	)
+	defer func() {
+		for _, a := range apps {
+			a.close()
+		}
+	}()
+	for _, ac := range cfg.Apps {
+		a, err := buildApp(cfg, ac, inst, out, reg)
+		if err != nil {
+			return fmt.Errorf("app %s: %w", ac.Name, err)
+		}
+		apps = append(apps, a)
+		frontApps = append(frontApps, a.front)
+		adminApps = append(adminApps, a.admin)
 	}
-	poolCfg := pool.Config{
-		Name:              name,
-		Min:               cfg.MinInstances,
-		Max:               cfg.MaxPoolSize,
-		MaxQueue:          cfg.MaxRequestQueueSize,
-		MaxQueueTime:      cfg.MaxRequestQueueTime,
-		IdleTime:          cfg.PoolIdleTime,
-		StopTimeout:       cfg.ShutdownTimeout,
-		MaxRequests:       cfg.MaxRequests,
-		MaxRequestsJitter: cfg.MaxRequestsJitter,
-		MemoryLimit:       cfg.MemoryLimit << 20,
-		Memory:            ownMemory,
-		OutOfBand:         proxy.OutOfBand,
-		Events: func(e pool.Event) {
-			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
-				appMetrics.Restart()
-			}
-		},
-	}
-	if cfg.ForceMaxConcurrentRequestsPerProcess > 0 {
-		poolCfg.ConcurrencyCap = cfg.ForceMaxConcurrentRequestsPerProcess
-	}
-	if cfg.ManyPerProcess() {
-		poolCfg.ConcurrencyTarget = cfg.ConcurrencyTarget
-	}
-	group := pool.NewGroup(poolCfg, spawner, log)
+	reg.RegisterPoolCollector(poolSnapshots(apps))
 
-	public, err := static.New(filepath.Join(cfg.AppRoot, "public"), static.Options{})
-	if err != nil {
-		return fmt.Errorf("open public directory: %w", err)
-	}
-	defer public.Close()
-	app := &server.App{Name: name, Group: group, Static: public, Development: cfg.Environment == "development",
-		Transport:       &proxy.Transport{Forwarded: cfg.AppType == config.AppTypeGeneric},
-		Restarts:        restartfile.New(cfg.RestartDir, cfg.StatThrottleRate),
-		RollingRestarts: cfg.RollingRestarts,
-		MaxRequestTime:  cfg.MaxRequestTime,
-		Metrics:         appMetrics,
-	}
-	if cfg.TurboCaching {
-		app.Cache = turbocache.New(turbocache.Options{
-			MaxEntries:   cfg.TurbocacheMaxEntries,
-			MaxBytes:     cfg.TurbocacheMaxBytes,
-			MaxEntrySize: cfg.TurbocacheMaxEntrySize,
-			VaryByCookie: cfg.VaryTurbocacheByCookie,
-		})
-	}
-	handler := server.NewHandler(app, server.Options{
+	handler := server.NewHandler(frontApps, server.Options{
 		RequestBufferMemory: cfg.RequestBufferMemory,
 		BufferDir:           inst.BufferDir(),
 		Response: proxy.ResponseOptions{
@@ -139,8 +94,6 @@ func Run(ctx context.Context, cfg config.Config, out *logs.Outputs, version stri
 			Dir:           inst.BufferDir(),
 		},
 	}, log, log.With("log", "access"))
-	reg.RegisterPoolCollector(poolSnapshots(group))
-
 	front, err := server.Listen(cfg.ListenAddr(), handler, server.Limits{}, log)
 	if err != nil {
 		return err
@@ -148,8 +101,7 @@ func Run(ctx context.Context, cfg config.Config, out *logs.Outputs, version stri
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
 			Listen: []string{front.Addr().String()}, Instance: inst.Path(), Config: configMap(cfg)},
-		apps:    []admin.App{{Group: group, Root: cfg.AppRoot, Type: cfg.AppType, SpawnMethod: cfg.SpawnMethod, Preloader: preloader, Cache: app.Cache}},
-		handler: handler, metrics: reg, logs: out,
+		apps: adminApps, handler: handler, metrics: reg, logs: out,
 	}
 	src.ready.Store(true)
 	adm, err := admin.Listen(inst.Path(), src, log)
@@ -157,13 +109,18 @@ func Run(ctx context.Context, cfg config.Config, out *logs.Outputs, version stri
 		return err
 	}
 
-	group.Start()
+	for _, a := range apps {
+		a.group.Start()
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- front.Serve() }()
 	go func() { errc <- adm.Serve() }()
-	log.Info("ferry started", "version", version, "listen", front.Addr().String(), "app", name,
-		"app_type", cfg.AppType, "spawn_method", cfg.SpawnMethod, "app_root", cfg.AppRoot,
-		"environment", cfg.Environment, "instance", inst.Path())
+	for _, a := range cfg.Apps {
+		log.Info("serving app", "app", a.Name, "app_type", a.AppType, "spawn_method", a.SpawnMethod,
+			"app_root", a.Root, "environment", a.Environment, "server_names", a.ServerNames, "base_uri", a.BaseURI)
+	}
+	log.Info("ferry started", "version", version, "listen", front.Addr().String(), "apps", len(apps),
+		"app_type", cfg.Apps[0].AppType, "spawn_method", cfg.Apps[0].SpawnMethod, "instance", inst.Path())
 
 	select {
 	case <-ctx.Done():
@@ -185,10 +142,135 @@ func Run(ctx context.Context, cfg config.Config, out *logs.Outputs, version stri
 	}
 	stop, cancelStop := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(2*time.Second)))
 	defer cancelStop()
-	group.Close(stop)
+	var wg sync.WaitGroup
+	for _, a := range apps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.group.Close(stop)
+		}()
+	}
+	wg.Wait()
 	adm.Shutdown(stop)
 	log.Info("ferry stopped")
 	return err
+}
+
+// app is one hosted app, assembled.
+type app struct {
+	cfg   config.App
+	group *pool.Group
+	front *server.App
+	admin admin.App
+	close func()
+}
+
+// buildApp assembles one app: its loader command and environment, spawner
+// (smart or direct), pool, static files, restart watcher, cache and metrics.
+func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.Outputs, reg *metrics.Metrics) (*app, error) {
+	log := out.Core
+	command, err := appCommand(ac, inst.Path())
+	if err != nil {
+		return nil, err
+	}
+	output, err := out.App(ac.AppLogFile)
+	if err != nil {
+		return nil, err
+	}
+	sp := spawn.New(spawn.Config{
+		App:          ac.Name,
+		Root:         ac.Root,
+		Command:      command,
+		Env:          appEnv(ac, inst.Path()),
+		WorkDir:      inst.WorkDir(),
+		StartTimeout: ac.StartTimeout,
+		Generic:      ac.AppType == config.AppTypeGeneric,
+		Output:       output,
+	}, log)
+	am := reg.App(ac.Name)
+	closers := []func(){}
+	var spawner pool.Spawner = directSpawner{sp, am}
+	var preloader func() int
+	if ac.SpawnMethod == "smart" {
+		smart := sp.Smart(ac.MaxPreloaderIdleTime)
+		spawner = smartSpawner{smart, am}
+		preloader = smart.Preloader
+		closers = append(closers, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			smart.Stop(ctx)
+		})
+	}
+	poolCfg := pool.Config{
+		Name:              ac.Name,
+		Min:               ac.MinInstances,
+		Max:               ac.MaxPoolSize,
+		MaxQueue:          ac.MaxRequestQueueSize,
+		MaxQueueTime:      ac.MaxRequestQueueTime,
+		IdleTime:          ac.PoolIdleTime,
+		StopTimeout:       cfg.ShutdownTimeout,
+		MaxRequests:       ac.MaxRequests,
+		MaxRequestsJitter: ac.MaxRequestsJitter,
+		MemoryLimit:       ac.MemoryLimit << 20,
+		Memory:            ownMemory,
+		OutOfBand:         proxy.OutOfBand,
+		Events: func(e pool.Event) {
+			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
+				am.Restart()
+			}
+		},
+	}
+	if ac.ForceMaxConcurrentRequestsPerProcess > 0 {
+		poolCfg.ConcurrencyCap = ac.ForceMaxConcurrentRequestsPerProcess
+	}
+	if ac.ManyPerProcess() {
+		poolCfg.ConcurrencyTarget = ac.ConcurrencyTarget
+	}
+	group := pool.NewGroup(poolCfg, spawner, log)
+
+	public, err := static.New(filepath.Join(ac.Root, "public"), static.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open public directory: %w", err)
+	}
+	closers = append(closers, func() { public.Close() })
+	transport := &proxy.Transport{Forwarded: ac.AppType == config.AppTypeGeneric}
+	if ac.AppType == config.AppTypeNode || ac.AppType == config.AppTypeGeneric {
+		// No SCRIPT_NAME for these: they see the path below their base URI.
+		transport.StripPrefix = ac.BaseURI
+	}
+	fa := &server.App{
+		Name:            ac.Name,
+		ServerNames:     ac.ServerNames,
+		BaseURI:         ac.BaseURI,
+		Group:           group,
+		Static:          public,
+		Development:     ac.Environment == "development",
+		Transport:       transport,
+		Restarts:        restartfile.New(ac.RestartDir, ac.StatThrottleRate),
+		RollingRestarts: ac.RollingRestarts,
+		MaxRequestTime:  ac.MaxRequestTime,
+		Metrics:         am,
+	}
+	if ac.TurboCaching {
+		fa.Cache = turbocache.New(turbocache.Options{
+			MaxEntries:   cfg.TurbocacheMaxEntries,
+			MaxBytes:     cfg.TurbocacheMaxBytes,
+			MaxEntrySize: cfg.TurbocacheMaxEntrySize,
+			VaryByCookie: ac.VaryTurbocacheByCookie,
+		})
+	}
+	return &app{
+		cfg:   ac,
+		group: group,
+		front: fa,
+		admin: admin.App{Group: group, Root: ac.Root, Type: ac.AppType, SpawnMethod: ac.SpawnMethod,
+			Preloader: preloader, Cache: fa.Cache},
+		close: func() {
+			for _, c := range closers {
+				c()
+			}
+		},
+	}, nil
 }
 
 func later(a, b time.Time) time.Time {
@@ -199,8 +281,8 @@ func later(a, b time.Time) time.Time {
 }
 
 // directSpawner and smartSpawner adapt the spawn package to the pool; the
-// smart one can drop its preloader on restart.
-// Both count spawns and their duration for the metrics.
+// smart one can drop its preloader on restart. Both count spawns and their
+// duration for the metrics.
 type directSpawner struct {
 	sp *spawn.Spawner
 	m  *metrics.AppMetrics
@@ -241,6 +323,9 @@ func ownMemory(pid int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if s.Memory.PSS == 0 {
+		return s.Memory.RSS, nil
+	}
 	return s.Memory.PSS, nil
 }
 
@@ -261,26 +346,30 @@ func (s *source) Ready() bool           { return s.ready.Load() }
 func (s *source) Metrics() http.Handler { return s.metrics.Handler() }
 func (s *source) ReopenLogs() error     { return s.logs.Reopen() }
 
-// poolSnapshots feeds the pool's state to the metrics at scrape time.
-func poolSnapshots(g *pool.Group) func() []metrics.AppSnapshot {
+// poolSnapshots feeds the pools' state to the metrics at scrape time.
+func poolSnapshots(apps []*app) func() []metrics.AppSnapshot {
 	var cpu procstat.Tracker
 	return func() []metrics.AppSnapshot {
-		st := g.Status()
-		snap := metrics.AppSnapshot{App: st.Name, Queued: st.Queued, ProcessesByState: map[string]int{}}
-		for _, p := range st.Processes {
-			snap.ProcessesByState[p.State]++
-			ps := metrics.ProcSnapshot{PID: p.PID, Sessions: p.Sessions, Processed: p.Processed}
-			if sample, _, err := cpu.Read(p.PID); err == nil {
-				ps.RSS, ps.PSS, ps.CPUSeconds = sample.Memory.RSS, sample.Memory.PSS, sample.CPUTime.Seconds()
+		var out []metrics.AppSnapshot
+		for _, a := range apps {
+			st := a.group.Status()
+			snap := metrics.AppSnapshot{App: st.Name, Queued: st.Queued, ProcessesByState: map[string]int{}}
+			for _, p := range st.Processes {
+				snap.ProcessesByState[p.State]++
+				ps := metrics.ProcSnapshot{PID: p.PID, Sessions: p.Sessions, Processed: p.Processed}
+				if sample, _, err := cpu.Read(p.PID); err == nil {
+					ps.RSS, ps.PSS, ps.CPUSeconds = sample.Memory.RSS, sample.Memory.PSS, sample.CPUTime.Seconds()
+				}
+				snap.Processes = append(snap.Processes, ps)
 			}
-			snap.Processes = append(snap.Processes, ps)
+			out = append(out, snap)
 		}
-		return []metrics.AppSnapshot{snap}
+		return out
 	}
 }
 
 // configMap is the configuration in effect, for GET /server.
-func configMap(cfg config.Config) map[string]any {
+func configMap(cfg *config.Config) map[string]any {
 	b, _ := json.Marshal(cfg)
 	var m map[string]any
 	json.Unmarshal(b, &m)
@@ -289,7 +378,7 @@ func configMap(cfg config.Config) map[string]any {
 
 // appCommand is the argv that starts one process of the app: its loader
 // under its interpreter, or the generic app's command under a shell.
-func appCommand(cfg config.Config, dir string) ([]string, error) {
+func appCommand(cfg config.App, dir string) ([]string, error) {
 	var interpreter, loader string
 	switch cfg.AppType {
 	case config.AppTypeGeneric:
@@ -326,7 +415,7 @@ func execPrefix(cmd string) string {
 
 // appEnv builds an app's environment explicitly: the core's own minus its
 // internals, plus what the app is told about itself.
-func appEnv(cfg config.Config, instanceDir string) []string {
+func appEnv(cfg config.App, instanceDir string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -344,12 +433,12 @@ func appEnv(cfg config.Config, instanceDir string) []string {
 	}
 	e := cfg.Environment
 	env = append(env,
-		"FERRY_APP_ROOT="+cfg.AppRoot,
+		"FERRY_APP_ROOT="+cfg.Root,
 		// Marks the instance's processes, so that memory-stats finds them
 		// from /proc even when the core cannot answer.
 		"FERRY_INSTANCE="+instanceDir,
 		"FERRY_STARTUP_FILE="+cfg.StartupFile,
-		"FERRY_BASE_URI=",
+		"FERRY_BASE_URI="+cfg.BaseURI,
 		"FERRY_APP_ENV="+e,
 		"PASSENGER_APP_ENV="+e,
 		"RAILS_ENV="+e,

@@ -22,6 +22,7 @@ type Dir struct {
 type Properties struct {
 	PID       int       `json:"pid"`
 	AppRoot   string    `json:"app_root"`
+	AppRoots  []string  `json:"app_roots"`
 	Listen    string    `json:"listen"`
 	StartedAt time.Time `json:"started_at"`
 	Version   string    `json:"version"`

@@ -62,20 +62,17 @@ func (l *File) Close() error {
 
 // Outputs are the log destinations of one core.
 type Outputs struct {
+	mu    sync.Mutex
 	files []*File
+	opts  Options
 	// Core is Ferry's own log.
 	Core *slog.Logger
-	// Apps receives what app processes print (the core log unless an app
-	// log file was given).
-	Apps *slog.Logger
 }
 
 // Options say where logs go.
 type Options struct {
 	// File is the core's log; "" or "-" is standard error.
 	File string
-	// AppFile, if set, receives app output instead of the core log.
-	AppFile string
 	// Format is "text" (default) or "json".
 	Format string
 	Level  slog.Level
@@ -83,33 +80,40 @@ type Options struct {
 
 // New opens the outputs.
 func New(o Options) (*Outputs, error) {
-	out := &Outputs{}
-	open := func(path string) (io.Writer, error) {
-		if path == "" || path == "-" {
-			return os.Stderr, nil
-		}
-		f, err := Open(path)
-		if err != nil {
-			return nil, err
-		}
-		out.files = append(out.files, f)
-		return f, nil
-	}
-	w, err := open(o.File)
+	out := &Outputs{opts: o}
+	w, err := out.open(o.File)
 	if err != nil {
 		return nil, err
 	}
 	out.Core = slog.New(handler(w, o.Format, o.Level))
-	out.Apps = out.Core
-	if o.AppFile != "" {
-		aw, err := open(o.AppFile)
-		if err != nil {
-			out.Close()
-			return nil, err
-		}
-		out.Apps = slog.New(handler(aw, o.Format, o.Level))
-	}
 	return out, nil
+}
+
+func (o *Outputs) open(path string) (io.Writer, error) {
+	if path == "" || path == "-" {
+		return os.Stderr, nil
+	}
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	o.files = append(o.files, f)
+	o.mu.Unlock()
+	return f, nil
+}
+
+// App returns the logger for what an app's processes print: its own file
+// (reopened with the others) when path is set, else the core log.
+func (o *Outputs) App(path string) (*slog.Logger, error) {
+	if path == "" {
+		return o.Core, nil
+	}
+	w, err := o.open(path)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(handler(w, o.opts.Format, o.opts.Level)), nil
 }
 
 func handler(w io.Writer, format string, level slog.Level) slog.Handler {
@@ -122,6 +126,8 @@ func handler(w io.Writer, format string, level slog.Level) slog.Handler {
 
 // Reopen reopens every log file (after logrotate moved them).
 func (o *Outputs) Reopen() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	var errs []error
 	for _, f := range o.files {
 		errs = append(errs, f.Reopen())
@@ -131,6 +137,8 @@ func (o *Outputs) Reopen() error {
 
 // Close closes the log files.
 func (o *Outputs) Close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	for _, f := range o.files {
 		f.Close()
 	}

@@ -11,13 +11,17 @@ import (
 func TestReopenAfterRotation(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ferry.log")
-	out, err := New(Options{File: path, AppFile: filepath.Join(dir, "app.log"), Format: "json"})
+	out, err := New(Options{File: path, Format: "json"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer out.Close()
+	appLog, err := out.App(filepath.Join(dir, "app.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out.Core.Info("before rotation")
-	out.Apps.Info("app output", "line", "hello")
+	appLog.Info("app output", "line", "hello")
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}

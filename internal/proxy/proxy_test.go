@@ -421,7 +421,7 @@ func FuzzSanitizeAndWriteHead(f *testing.F) {
 		r.RemoteAddr = "10.0.0.1:1234"
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
-		writeHead(w, r, 0, "http", false)
+		writeHead(w, r, 0, "http", false, "")
 		w.Flush()
 		// What the app receives parses, with exactly Ferry's internal values.
 		got, err := http.ReadRequest(bufio.NewReader(&buf))

@@ -45,6 +45,10 @@ type Transport struct {
 	// X-Forwarded-For/-Proto/-Host (client copies replaced), for generic apps
 	// that do not speak Ferry's internal headers. Loaders get X-Ferry-*.
 	Forwarded bool
+	// StripPrefix removes the app's base URI from the request path and says
+	// so in X-Forwarded-Prefix, for apps that have no SCRIPT_NAME (Node,
+	// generic). "" leaves the path alone.
+	StripPrefix string
 }
 
 // RoundTripError is a failed exchange. Retryable reports that the app cannot
@@ -113,7 +117,7 @@ func (t *Transport) RoundTrip(up Upstream, r *http.Request, body *Body, scheme s
 		up.Unreachable()
 		return nil, &RoundTripError{Err: fmt.Errorf("connect to %s: %w", up.Addr(), err), Retryable: true}
 	}
-	writeHead(c.bw, r, body.Size(), scheme, t.Forwarded)
+	writeHead(c.bw, r, body.Size(), scheme, t.Forwarded, t.StripPrefix)
 	_, werr := body.WriteTo(c.bw)
 	if werr == nil {
 		werr = c.bw.Flush()
@@ -163,16 +167,27 @@ func idempotent(method string) bool {
 // writeHead writes the request line and headers: the client's, minus
 // hop-by-hop and internal ones, plus framing and Ferry's own. An Upgrade
 // request keeps its Upgrade header.
-func writeHead(w *bufio.Writer, r *http.Request, size int64, scheme string, forwarded bool) {
+func writeHead(w *bufio.Writer, r *http.Request, size int64, scheme string, forwarded bool, strip string) {
 	w.WriteString(r.Method)
 	w.WriteByte(' ')
-	w.WriteString(requestTarget(r))
+	target := requestTarget(r)
+	if strip != "" {
+		if rest, ok := strings.CutPrefix(target, strip); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
+			target = rest
+			if target == "" || target[0] == '?' {
+				target = "/" + target
+			}
+		} else {
+			strip = "" // the raw target does not start with it (encoded): leave it
+		}
+	}
+	w.WriteString(target)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(r.Host)
 	w.WriteString("\r\n")
 	connTokens := r.Header["Connection"]
 	for k, vs := range r.Header {
-		if hopByHop(k) || listed(connTokens, k) || (forwarded && isForwardedHeader(k)) {
+		if hopByHop(k) || listed(connTokens, k) || (forwarded && isForwardedHeader(k)) || (strip != "" && k == "X-Forwarded-Prefix") {
 			continue
 		}
 		for _, v := range vs {
@@ -185,6 +200,11 @@ func writeHead(w *bufio.Writer, r *http.Request, size int64, scheme string, forw
 	if IsUpgrade(r) {
 		w.WriteString("Connection: Upgrade\r\nUpgrade: ")
 		w.WriteString(r.Header.Get("Upgrade"))
+		w.WriteString("\r\n")
+	}
+	if strip != "" {
+		w.WriteString("X-Forwarded-Prefix: ")
+		w.WriteString(strip)
 		w.WriteString("\r\n")
 	}
 	if size > 0 || bodyExpected(r.Method) {

@@ -17,6 +17,9 @@ import (
 // before a response could be given, as nginx does.
 const StatusClientClosed = 499
 
+// errNoApp is a request for a host and path no app is configured for.
+var errNoApp = errors.New("no app is configured for this host and path")
+
 // ErrRequestTimeout is a request that ran longer than --max-request-time.
 var ErrRequestTimeout = errors.New("the request ran longer than the maximum request time")
 
@@ -55,6 +58,9 @@ func classify(err error) errorPage {
 		return p
 	case errors.As(err, &se):
 		return spawnPage(se)
+	case errors.Is(err, errNoApp):
+		return errorPage{Status: http.StatusNotFound, Title: "Not found",
+			Message: "No app is configured for this host and path."}
 	case errors.Is(err, ErrRequestTimeout):
 		return errorPage{Status: http.StatusGatewayTimeout, Title: "Gateway timeout",
 			Message: "The app took too long to answer this request; its process was replaced."}

@@ -24,9 +24,14 @@ import (
 
 // App is one app as the request path sees it.
 type App struct {
-	Name   string
-	Group  *pool.Group
-	Static *static.Handler // nil: no public/ directory
+	Name string
+	// ServerNames are the hosts routed to it (exact or "*.suffix"); none:
+	// every host.
+	ServerNames []string
+	// BaseURI is the path prefix it is mounted at ("" for the root).
+	BaseURI string
+	Group   *pool.Group
+	Static  *static.Handler // nil: no public/ directory
 	// Transport forwards to the app's processes.
 	Transport *proxy.Transport
 	// Restarts watches tmp/restart.txt; nil: not watched.
@@ -59,7 +64,7 @@ type Options struct {
 
 // Handler is the request path.
 type Handler struct {
-	app      *App
+	router   *router
 	opts     Options
 	log      *slog.Logger
 	access   *slog.Logger
@@ -71,10 +76,10 @@ func (h *Handler) Requests() []RequestInfo { return h.inflight.list() }
 
 var _ http.Handler = (*Handler)(nil)
 
-// NewHandler returns the request path for app. access receives one line per
-// request.
-func NewHandler(app *App, opts Options, log, access *slog.Logger) *Handler {
-	return &Handler{app: app, opts: opts, log: log, access: access}
+// NewHandler returns the request path for apps. access receives one line
+// per request.
+func NewHandler(apps []*App, opts Options, log, access *slog.Logger) *Handler {
+	return &Handler{router: newRouter(apps), opts: opts, log: log, access: access}
 }
 
 // ServeHTTP is the request path, one straight line: sanitise, static file,
@@ -82,18 +87,23 @@ func NewHandler(app *App, opts Options, log, access *slog.Logger) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	proxy.SanitizeRequest(r.Header)
-	app := h.app
+	app := h.router.route(r)
+	if app == nil {
+		status := writeError(w, errNoApp, false)
+		h.logAccess(r, nil, status, 0, 0, start)
+		return
+	}
 	req := &inflight{app: app.Name, method: r.Method, path: r.URL.RequestURI(), client: r.RemoteAddr, start: start}
 	req.set(stateReceiving)
 	defer h.inflight.add(req)()
 
 	if app.Static != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		sw := getStatusWriter(w)
-		served := app.Static.Serve(sw, r)
+		served := app.Static.Serve(sw, withoutBase(r, app.BaseURI))
 		status, bytes := sw.status, sw.bytes
 		putStatusWriter(sw)
 		if served {
-			h.logAccess(r, status, bytes, 0, start)
+			h.logAccess(r, app, status, bytes, 0, start)
 			return
 		}
 	}
@@ -106,7 +116,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		putStatusWriter(sw)
 		if served {
 			app.Metrics.CacheHit()
-			h.logAccess(r, status, bytes, 0, start)
+			h.logAccess(r, app, status, bytes, 0, start)
 			return
 		}
 		if f != nil {
@@ -121,7 +131,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		body, err = proxy.BufferBody(r.Body, r.ContentLength, h.opts.RequestBufferMemory, h.opts.MaxBodySize, h.opts.BufferDir)
 		if err != nil {
-			h.fail(w, r, err, 0, start)
+			h.fail(w, r, app, err, 0, start)
 			return
 		}
 		defer body.Close()
@@ -150,7 +160,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 	sess, err := app.Group.Checkout(r.Context())
 	app.Metrics.QueueWait(time.Since(queued))
 	if err != nil {
-		h.fail(w, r, err, 0, start)
+		h.fail(w, r, app, err, 0, start)
 		return false
 	}
 	pid := sess.PID()
@@ -176,7 +186,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 				slog.Int("pid", pid), slog.String("error", err.Error()))
 			return true
 		}
-		h.fail(w, r, err, pid, start)
+		h.fail(w, r, app, err, pid, start)
 		return false
 	}
 	if proxy.TakeOOBRequest(x.Resp) {
@@ -204,7 +214,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 			h.log.LogAttrs(r.Context(), slog.LevelWarn, "upgrade failed",
 				slog.Int("pid", pid), slog.String("error", res.AppErr.Error()))
 		}
-		h.logAccess(r, res.Status, res.Bytes, pid, start)
+		h.logAccess(r, app, res.Status, res.Bytes, pid, start)
 		return false
 	}
 	req.set(stateSending)
@@ -217,14 +227,14 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "app response broke off",
 			slog.Int("pid", pid), slog.String("path", r.URL.Path), slog.String("error", res.AppErr.Error()))
 		if !res.Wrote {
-			h.fail(w, r, appErr, pid, start)
+			h.fail(w, r, app, appErr, pid, start)
 			return false
 		}
-		h.logAccess(r, res.Status, res.Bytes, pid, start)
+		h.logAccess(r, app, res.Status, res.Bytes, pid, start)
 		// The client must see the response as truncated.
 		panic(http.ErrAbortHandler)
 	}
-	h.logAccess(r, res.Status, res.Bytes, pid, start)
+	h.logAccess(r, app, res.Status, res.Bytes, pid, start)
 	return false
 }
 
@@ -245,27 +255,34 @@ func (h *Handler) checkRestart(r *http.Request, app *App) {
 
 // fail answers with the status and page for err (or, when the client is
 // gone, nothing) and logs it.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, pid int, start time.Time) {
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, app *App, err error, pid int, start time.Time) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		h.logAccess(r, StatusClientClosed, 0, pid, start)
+		h.logAccess(r, app, StatusClientClosed, 0, pid, start)
 		return
 	}
-	status := writeError(w, err, h.app.Development)
+	status := writeError(w, err, app.Development)
 	if status >= 500 {
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", status), slog.Int("pid", pid), slog.String("error", err.Error()))
 	}
-	h.logAccess(r, status, 0, pid, start)
+	h.logAccess(r, app, status, 0, pid, start)
 }
 
-func (h *Handler) logAccess(r *http.Request, status int, bytes int64, pid int, start time.Time) {
+func (h *Handler) logAccess(r *http.Request, app *App, status int, bytes int64, pid int, start time.Time) {
 	dur := time.Since(start)
-	h.app.Metrics.Request(status, dur, max(r.ContentLength, 0), bytes)
+	if app != nil {
+		app.Metrics.Request(status, dur, max(r.ContentLength, 0), bytes)
+	}
 	if h.access == nil {
 		return
 	}
+	name := ""
+	if app != nil {
+		name = app.Name
+	}
 	h.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("app", name),
 		slog.String("client", r.RemoteAddr),
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.RequestURI()),

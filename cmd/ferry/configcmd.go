@@ -1,0 +1,39 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/ferry-server/ferry/internal/config"
+)
+
+const configHelp = `Usage: ferry config check [APP_DIR | --config FILE] [options]
+
+Loads the configuration exactly as 'ferry start' would (defaults,
+Passengerfile.json, the multi-app file, FERRY_*/PASSENGER_* environment
+variables, the options given), validates it, and prints the effective
+configuration as JSON. Exits non-zero, naming every bad value, when it is not
+valid. Starts nothing.
+`
+
+func configCmd(args []string) error {
+	if len(args) == 0 || args[0] != "check" || wantsHelp(args) {
+		fmt.Print(configHelp)
+		if len(args) > 0 && args[0] == "check" {
+			return flag.ErrHelp
+		}
+		return fmt.Errorf("config: want 'ferry config check'")
+	}
+	cfg, err := config.Load(args[1:], os.Environ())
+	if err != nil {
+		return fmt.Errorf("config check: %w", err)
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(cfg)
+}

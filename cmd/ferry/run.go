@@ -13,10 +13,17 @@ const usage = `Ferry: an application server and process manager.
 
 Usage:
   ferry start [APP_DIR] [options]   serve the app in APP_DIR (default: .)
+  ferry start --config FILE         serve every app of a multi-app file
   ferry restart [APP_DIR] [--rolling]  restart the app of a running instance
+  ferry config check [APP_DIR | --config FILE]  validate and print the configuration
+  ferry status [APP_DIR] [--show=VIEW] [--json]  show a running instance's pool,
+                                    requests, server or metrics
+  ferry memory-stats [APP_DIR]      memory of the core and every app process
+                                    (reads /proc; works when the core is stuck)
+  ferry top [APP_DIR] [--interval 1s]  live view of the pool and requests
   ferry version                     print the version
 
-Run 'ferry start --help' for the options of start.
+Run 'ferry COMMAND --help' for the options of a command.
 `
 
 func run(ctx context.Context, args []string) error {
@@ -29,6 +36,14 @@ func run(ctx context.Context, args []string) error {
 		return start(ctx, rest)
 	case "restart":
 		return restart(ctx, rest)
+	case "config":
+		return configCmd(rest)
+	case "status":
+		return status(ctx, rest)
+	case "memory-stats":
+		return memoryStats(ctx, rest)
+	case "top":
+		return top(ctx, rest)
 	case "version", "--version", "-v":
 		fmt.Println("ferry", version)
 		return nil

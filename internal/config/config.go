@@ -60,6 +60,9 @@ type Server struct {
 	// Ignored records options that are accepted for Passenger compatibility
 	// but have no effect in Ferry (name → why).
 	Ignored map[string]string
+
+	Front    // front.go
+	Security // security.go
 }
 
 // App holds the settings of one hosted app.
@@ -112,6 +115,8 @@ type App struct {
 	// AppLogFile receives what the app's processes print instead of the
 	// main log.
 	AppLogFile string
+
+	AppSecurity // security.go
 }
 
 // App types Ferry knows.

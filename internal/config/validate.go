@@ -92,6 +92,8 @@ func (s *Server) finish(p *problems) {
 	if s.InstanceRegistryDir == "" {
 		s.InstanceRegistryDir = DefaultRegistryDir()
 	}
+	s.Front.finish(p)
+	s.Security.finish(p)
 }
 
 func (a *App) finish(p *problems) {
@@ -176,6 +178,7 @@ func (a *App) finish(p *problems) {
 			p.bad("server_names", "invalid host name %q", n)
 		}
 	}
+	a.AppSecurity.finish(p)
 	if a.RestartDir == "" {
 		a.RestartDir = filepath.Join(a.Root, "tmp")
 	} else if !filepath.IsAbs(a.RestartDir) {

@@ -64,7 +64,7 @@ type Options struct {
 
 // Handler is the request path.
 type Handler struct {
-	router   *router
+	router   atomic.Pointer[router]
 	opts     Options
 	log      *slog.Logger
 	access   *slog.Logger
@@ -79,15 +79,21 @@ var _ http.Handler = (*Handler)(nil)
 // NewHandler returns the request path for apps. access receives one line
 // per request.
 func NewHandler(apps []*App, opts Options, log, access *slog.Logger) *Handler {
-	return &Handler{router: newRouter(apps), opts: opts, log: log, access: access}
+	h := &Handler{opts: opts, log: log, access: access}
+	h.router.Store(newRouter(apps))
+	return h
 }
+
+// SetApps replaces the apps requests are routed to (a configuration
+// reload); requests already routed finish with the app they got.
+func (h *Handler) SetApps(apps []*App) { h.router.Store(newRouter(apps)) }
 
 // ServeHTTP is the request path, one straight line: sanitise, static file,
 // buffer the body, check out a process, forward, stream the response back.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	proxy.SanitizeRequest(r.Header)
-	app := h.router.route(r)
+	app := h.router.Load().route(r)
 	if app == nil {
 		status := writeError(w, errNoApp, false)
 		h.logAccess(r, nil, status, 0, 0, start)

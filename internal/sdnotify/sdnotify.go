@@ -1,0 +1,78 @@
+// Package sdnotify owns telling a supervisor how the core is doing, by the
+// systemd notify protocol: a datagram ("READY=1", "STOPPING=1", …) to the
+// Unix socket in $NOTIFY_SOCKET. systemd uses it for Type=notify units;
+// `ferry start --daemonize` uses it to learn when its child is ready.
+package sdnotify
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strings"
+)
+
+// Notify sends state to $NOTIFY_SOCKET. Without one it does nothing and
+// returns nil: not being supervised is not an error.
+func Notify(state string) error {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return nil
+	}
+	if strings.HasPrefix(path, "@") {
+		path = "\x00" + path[1:] // abstract socket
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Write([]byte(state))
+	return err
+}
+
+// Listener receives notifications, for a parent waiting on its child.
+type Listener struct {
+	conn *net.UnixConn
+	path string
+}
+
+// Listen opens a notify socket at path; hand its path to the child as
+// NOTIFY_SOCKET.
+func Listen(path string) (*Listener, error) {
+	os.Remove(path)
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return nil, err
+	}
+	return &Listener{conn: c, path: path}, nil
+}
+
+// Path is the socket to put in NOTIFY_SOCKET.
+func (l *Listener) Path() string { return l.path }
+
+// Next waits for the next notification and returns its fields
+// ("READY" → "1", "STATUS" → "…").
+func (l *Listener) Next() (map[string]string, error) {
+	buf := make([]byte, 4096)
+	n, err := l.conn.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(string(buf[:n]), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			fields[k] = v
+		}
+	}
+	if len(fields) == 0 {
+		return nil, errors.New("empty notification")
+	}
+	return fields, nil
+}
+
+// Close closes and removes the socket.
+func (l *Listener) Close() error {
+	err := l.conn.Close()
+	os.Remove(l.path)
+	return err
+}

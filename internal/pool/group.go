@@ -221,16 +221,40 @@ func (g *Group) emit(e Event) {
 	}
 }
 
+// CheckoutOptions refine a checkout.
+type CheckoutOptions struct {
+	// Route asks for the process with this route id (a sticky session): the
+	// request waits for it when it is busy, and goes to the least busy
+	// process when it is gone.
+	Route string
+	// Unlimited takes a session that ignores the process's concurrency
+	// limit and never queues (long-lived WebSocket or SSE requests of apps
+	// that can serve them alongside normal ones).
+	Unlimited bool
+}
+
 // Checkout returns a session on the least busy process, waiting in the queue
 // when all are busy. It fails with ErrQueueFull, ErrQueueTimeout,
 // ErrShuttingDown, a *BackoffError, a spawn error, or ctx's error.
 func (g *Group) Checkout(ctx context.Context) (*Session, error) {
+	return g.CheckoutWith(ctx, CheckoutOptions{})
+}
+
+// CheckoutWith is Checkout with options.
+func (g *Group) CheckoutWith(ctx context.Context, o CheckoutOptions) (*Session, error) {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
 		return nil, ErrShuttingDown
 	}
-	if p := g.leastBusyLocked(); p != nil {
+	want := g.routeLocked(o.Route)
+	if o.Unlimited {
+		if p := g.anyServingLocked(want); p != nil {
+			s := p.openUnlimitedLocked()
+			g.mu.Unlock()
+			return s, nil
+		}
+	} else if p := g.pickLocked(want); p != nil {
 		s := p.openLocked()
 		g.maybeSpawnLocked()
 		g.mu.Unlock()
@@ -249,7 +273,7 @@ func (g *Group) Checkout(ctx context.Context) (*Session, error) {
 		g.emit(Event{Kind: "queue_full"})
 		return nil, ErrQueueFull
 	}
-	w := &waiter{ready: make(chan checkout, 1)}
+	w := &waiter{ready: make(chan checkout, 1), want: want}
 	g.waiters.push(w)
 	g.maybeSpawnLocked()
 	g.mu.Unlock()
@@ -304,6 +328,62 @@ func (g *Group) leastBusyLocked() *Process {
 		}
 		if best == nil || p.sessions < best.sessions ||
 			(p.sessions == best.sessions && p.lastUsed.After(best.lastUsed)) {
+			best = p
+		}
+	}
+	return best
+}
+
+// routeLocked finds the serving process with a route id; nil if none.
+func (g *Group) routeLocked(route string) *Process {
+	if route == "" {
+		return nil
+	}
+	for _, p := range g.procs {
+		if p.route == route && p.state == serving {
+			return p
+		}
+	}
+	return nil
+}
+
+// pickLocked is the wanted process if it has room, else (without a wish)
+// the least busy one.
+func (g *Group) pickLocked(want *Process) *Process {
+	if want == nil {
+		return g.leastBusyLocked()
+	}
+	if g.hasRoomLocked(want) {
+		return want
+	}
+	return nil
+}
+
+func (g *Group) hasRoomLocked(p *Process) bool {
+	if p.state != serving {
+		return false
+	}
+	select {
+	case <-p.proc.Done():
+		return false
+	default:
+	}
+	c := g.capacity(p)
+	return c == 0 || p.sessions < c
+}
+
+// anyServingLocked is a serving process for an unlimited session: the
+// wanted one, or the one with the fewest sessions, busy or not.
+func (g *Group) anyServingLocked(want *Process) *Process {
+	if want != nil {
+		return want
+	}
+	var best *Process
+	for _, p := range g.procs {
+		if p.state != serving {
+			continue
+		}
+		if best == nil || p.sessions < best.sessions {
 			best = p
 		}
 	}
@@ -436,7 +516,7 @@ func (g *Group) attachLocked(proc Proc, gen int) *Process {
 	g.lastErr = nil
 	g.retryAt = time.Time{}
 	now := time.Now()
-	p := &Process{group: g, proc: proc, gen: gen, lastUsed: now, started: now}
+	p := &Process{group: g, proc: proc, gen: gen, lastUsed: now, started: now, route: newRoute(), closing: make(chan struct{})}
 	if g.cfg.MaxRequests > 0 {
 		p.limit = g.cfg.MaxRequests
 		if j := g.cfg.MaxRequestsJitter; j > 0 {
@@ -455,14 +535,35 @@ func (g *Group) attachLocked(proc Proc, gen int) *Process {
 	return p
 }
 
-// dispatchLocked hands free capacity to waiting requests, oldest first.
+// dispatchLocked hands free capacity to waiting requests, oldest first; a
+// request waiting for its sticky process lets later ones pass meanwhile.
 func (g *Group) dispatchLocked() {
-	for g.waiters.len() > 0 {
-		p := g.leastBusyLocked()
-		if p == nil {
-			return
+	if g.waiters.sticky == 0 {
+		for g.waiters.len() > 0 {
+			p := g.leastBusyLocked()
+			if p == nil {
+				return
+			}
+			w := g.waiters.pop()
+			w.ready <- checkout{s: p.openLocked()}
 		}
-		w := g.waiters.pop()
+		return
+	}
+	for i := g.waiters.head; i < len(g.waiters.items); {
+		w := g.waiters.items[i]
+		if w.want != nil && w.want.state != serving {
+			w.want = nil // its process is going: any will do
+			g.waiters.sticky--
+		}
+		p := g.pickLocked(w.want)
+		if p == nil {
+			if w.want == nil {
+				return // nothing has room
+			}
+			i++
+			continue
+		}
+		g.waiters.removeAt(i)
 		w.ready <- checkout{s: p.openLocked()}
 	}
 }
@@ -506,6 +607,7 @@ func (g *Group) retireLocked(p *Process, reason string) {
 		return
 	}
 	p.state, p.reason = retiring, reason
+	p.signalClosing()
 	p.closeIdleLocked()
 	if p.sessions == 0 {
 		g.stopLocked(p, reason)
@@ -518,6 +620,7 @@ func (g *Group) stopLocked(p *Process, reason string) {
 		return
 	}
 	p.state, p.reason = stopping, reason
+	p.signalClosing()
 	p.closeIdleLocked()
 	g.log.Info("stopping process", "pid", p.proc.PID(), "reason", reason)
 	g.wg.Add(1)
@@ -604,7 +707,7 @@ func (g *Group) reapIdle() {
 func (g *Group) oldestIdleLocked(now time.Time) *Process {
 	var victim *Process
 	for _, p := range g.procs {
-		if p.state != serving || p.sessions > 0 || now.Sub(p.lastUsed) < g.cfg.IdleTime {
+		if p.state != serving || p.sessions > 0 || p.unlimited > 0 || now.Sub(p.lastUsed) < g.cfg.IdleTime {
 			continue
 		}
 		if victim == nil || p.lastUsed.Before(victim.lastUsed) {
@@ -667,17 +770,24 @@ type checkout struct {
 
 type waiter struct {
 	ready chan checkout
+	want  *Process // sticky: only this process will do while it serves
 }
 
 // waitQueue is a FIFO of waiting requests.
 type waitQueue struct {
-	items []*waiter
-	head  int
+	items  []*waiter
+	head   int
+	sticky int // waiters with a wanted process
 }
 
 func (q *waitQueue) len() int { return len(q.items) - q.head }
 
-func (q *waitQueue) push(w *waiter) { q.items = append(q.items, w) }
+func (q *waitQueue) push(w *waiter) {
+	q.items = append(q.items, w)
+	if w.want != nil {
+		q.sticky++
+	}
+}
 
 func (q *waitQueue) pop() *waiter {
 	if q.len() == 0 {
@@ -689,6 +799,9 @@ func (q *waitQueue) pop() *waiter {
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
 	}
+	if w.want != nil {
+		q.sticky--
+	}
 	return w
 }
 
@@ -696,11 +809,21 @@ func (q *waitQueue) pop() *waiter {
 func (q *waitQueue) remove(w *waiter) bool {
 	for i := q.head; i < len(q.items); i++ {
 		if q.items[i] == w {
-			copy(q.items[i:], q.items[i+1:])
-			q.items[len(q.items)-1] = nil
-			q.items = q.items[:len(q.items)-1]
+			q.removeAt(i)
 			return true
 		}
 	}
 	return false
+}
+
+func (q *waitQueue) removeAt(i int) {
+	if q.items[i].want != nil {
+		q.sticky--
+	}
+	copy(q.items[i:], q.items[i+1:])
+	q.items[len(q.items)-1] = nil
+	q.items = q.items[:len(q.items)-1]
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
 }

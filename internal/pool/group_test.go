@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -549,5 +551,96 @@ func TestConcurrencyCap(t *testing.T) {
 		c := <-w
 		c.s.Release(true)
 		b.Release(true)
+	})
+}
+
+func TestStickyRoutes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{concurrency: 1}
+		g := newTestGroup(t, Config{Min: 2, Max: 2}, sp)
+		synctest.Wait()
+		a, _ := g.Checkout(t.Context())
+		route := a.Route()
+		if route == "" || strings.Contains(route, strconv.Itoa(a.PID())) {
+			t.Fatalf("route %q reveals or lacks: pid %d", route, a.PID())
+		}
+		a.Release(true)
+		// The routed process, every time, even when another is idle too.
+		for range 5 {
+			s, err := g.CheckoutWith(t.Context(), CheckoutOptions{Route: route})
+			if err != nil || s.PID() != a.PID() {
+				t.Fatalf("sticky checkout went to %d, want %d (%v)", s.PID(), a.PID(), err)
+			}
+			s.Release(true)
+		}
+		// Busy: a sticky request waits for it, while a plain one behind it
+		// gets the other process at once.
+		held, _ := g.CheckoutWith(t.Context(), CheckoutOptions{Route: route})
+		sticky := make(chan checkout, 1)
+		go func() {
+			s, err := g.CheckoutWith(t.Context(), CheckoutOptions{Route: route})
+			sticky <- checkout{s, err}
+		}()
+		synctest.Wait()
+		plain, err := g.Checkout(t.Context())
+		if err != nil || plain.PID() == a.PID() {
+			t.Fatalf("plain checkout behind a sticky one: %v %v", plain, err)
+		}
+		select {
+		case <-sticky:
+			t.Fatal("the sticky request did not wait for its process")
+		default:
+		}
+		held.Release(true)
+		c := <-sticky
+		if c.err != nil || c.s.PID() != a.PID() {
+			t.Fatalf("sticky waiter got %v %v", c.s, c.err)
+		}
+		c.s.Release(true)
+		plain.Release(true)
+		// Its process gone: fall back to another.
+		sp.proc(0).die()
+		synctest.Wait()
+		s, err := g.CheckoutWith(t.Context(), CheckoutOptions{Route: route})
+		if err != nil || s.PID() == a.PID() {
+			t.Fatalf("after its process died: %v %v", s, err)
+		}
+		s.Release(true)
+	})
+}
+
+func TestUnlimitedSessions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{concurrency: 1}
+		g := newTestGroup(t, Config{Min: 1, Max: 1}, sp)
+		synctest.Wait()
+		var ws []*Session
+		for range 3 { // three long-lived WebSockets
+			s, err := g.CheckoutWith(t.Context(), CheckoutOptions{Unlimited: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws = append(ws, s)
+		}
+		// A normal request still gets the process at once.
+		s, err := g.Checkout(t.Context())
+		if err != nil || g.Status().Queued != 0 {
+			t.Fatalf("normal request with unlimited sessions open: %v", err)
+		}
+		s.Release(true)
+		if st := g.Status().Processes[0]; st.Unlimited != 3 || st.Sessions != 0 {
+			t.Fatalf("status: %+v", st)
+		}
+		// A restart tells the tunnels to close.
+		closing := ws[0].Closing()
+		g.Restart(false)
+		select {
+		case <-closing:
+		default:
+			t.Fatal("Closing not signalled when the process retires")
+		}
+		for _, w := range ws {
+			w.Release(true)
+		}
 	})
 }

@@ -1,8 +1,11 @@
 package pool
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"io"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -55,7 +58,8 @@ type Process struct {
 	gen      int // the restart generation it belongs to
 	state    state
 	started  time.Time
-	sessions int // open sessions
+	sessions  int // open sessions
+	unlimited int // open unlimited sessions (not counted in sessions)
 	served   uint64
 	limit    uint64 // served requests after which it is recycled; 0 = never
 	lastUsed time.Time
@@ -70,12 +74,39 @@ type Process struct {
 	oobPending bool
 	oobRunning bool
 	idle       []io.Closer // kept-alive connections, owned by the proxy
+	// route is the process's sticky-session id: random, revealing nothing.
+	route string
+	// closing is closed when the process starts to leave (for tunnels that
+	// should not hold it).
+	closing     chan struct{}
+	closingOnce sync.Once
+}
+
+func (p *Process) signalClosing() {
+	if p.closing != nil {
+		p.closingOnce.Do(func() { close(p.closing) })
+	}
+}
+
+// newRoute is a fresh sticky-session id.
+func newRoute() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 func (p *Process) openLocked() *Session {
 	p.sessions++
 	p.lastUsed = time.Now()
 	return &Session{p: p}
+}
+
+// openUnlimitedLocked opens a session that does not count against the
+// process's concurrency.
+func (p *Process) openUnlimitedLocked() *Session {
+	p.unlimited++
+	p.lastUsed = time.Now()
+	return &Session{p: p, unlimited: true}
 }
 
 func (p *Process) closeIdleLocked() {
@@ -87,12 +118,20 @@ func (p *Process) closeIdleLocked() {
 
 // Session is the right to send one request to one process.
 type Session struct {
-	p        *Process
-	released bool
+	p         *Process
+	released  bool
+	unlimited bool
 }
 
 // PID of the session's process.
 func (s *Session) PID() int { return s.p.proc.PID() }
+
+// Route is the process's sticky-session id.
+func (s *Session) Route() string { return s.p.route }
+
+// Closing is closed when the session's process starts to leave (restart,
+// recycling, shutdown): long-lived tunnels should end then.
+func (s *Session) Closing() <-chan struct{} { return s.p.closing }
 
 // Addr of the session's process.
 func (s *Session) Addr() net.Addr { return s.p.proc.Addr() }
@@ -127,6 +166,10 @@ func (s *Session) ReleaseConn(conn io.Closer, ok bool) {
 		return
 	}
 	s.released = true
+	if s.unlimited {
+		s.p.unlimited--
+		s.p.sessions++ // releaseLocked takes one off
+	}
 	g.releaseLocked(s.p, conn, ok)
 }
 
@@ -154,7 +197,11 @@ func (s *Session) Unreachable() {
 	}
 	s.released = true
 	p := s.p
-	p.sessions--
+	if s.unlimited {
+		p.unlimited--
+	} else {
+		p.sessions--
+	}
 	if p.state >= stopping {
 		return
 	}

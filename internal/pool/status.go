@@ -28,6 +28,7 @@ type ProcessStatus struct {
 	State       string    `json:"state"`
 	Reason      string    `json:"reason,omitempty"`
 	Sessions    int       `json:"sessions"`
+	Unlimited   int       `json:"unlimited_sessions,omitempty"`
 	Concurrency int       `json:"concurrency"`
 	Processed   uint64    `json:"processed"`
 	Started     time.Time `json:"started"`
@@ -65,6 +66,7 @@ func (g *Group) Status() GroupStatus {
 			State:       p.state.String(),
 			Reason:      p.reason,
 			Sessions:    p.sessions,
+			Unlimited:   p.unlimited,
 			Concurrency: p.proc.Concurrency(),
 			Processed:   p.served,
 			Started:     p.started,

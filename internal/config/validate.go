@@ -52,6 +52,7 @@ func (c *Config) Finish() error {
 	}
 	if len(errs) == 0 {
 		errs = append(errs, c.checkRoutes()...)
+		errs = append(errs, c.checkProcessesTotal())
 	}
 	return errors.Join(errs...)
 }

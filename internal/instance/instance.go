@@ -1,7 +1,23 @@
 // Package instance owns the instance directory of one running core: a private
-// (0700) directory holding the pid file, a description of the instance, the
-// admin socket, per-spawn work directories and spill files for buffered
-// bodies. It is removed on clean exit. It does not know what runs inside.
+// directory holding the pid file, a description of the instance, the admin
+// socket and its tokens, per-spawn work directories and spill files for
+// buffered bodies. It is removed on clean exit. It does not know what runs
+// inside.
+//
+// Permissions, when the core runs as root and apps run as other users:
+//
+//	<registry>/            root (or the core's user), never writable by others
+//	  ferry-XXXXXX/        0711: app users may pass through, not list
+//	    core.pid, properties.json, read.token, admin.token   0600
+//	    admin.sock         0600 (the admin package): only root connects
+//	    wsgi.py, …         0644 loader scripts, readable by every app user
+//	    buffers/           0700: request and response spill files (0600, unlinked)
+//	    work/              0711
+//	      APP.N/           0700, the app's user's until its process listens,
+//	                       root's after (the spawn package)
+//
+// Without root, everything is the core's user's and the instance directory
+// is 0700.
 package instance
 
 import (
@@ -10,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -29,23 +46,44 @@ type Properties struct {
 }
 
 // Create makes a new instance directory under registry (created 0755 if
-// missing) and writes the pid file and properties into it.
+// missing) and writes the pid file and properties into it. The registry
+// must be safe: see checkRegistry.
 func Create(registry string, props Properties) (*Dir, error) {
 	if err := os.MkdirAll(registry, 0o755); err != nil {
 		return nil, fmt.Errorf("create instance registry %s: %w", registry, err)
 	}
+	registry, err := checkRegistry(registry)
+	if err != nil {
+		return nil, err
+	}
+	// A random name (MkdirTemp), never a predictable one: in a shared
+	// directory such as /tmp nobody can create it first.
 	path, err := os.MkdirTemp(registry, "ferry-")
 	if err != nil {
 		return nil, fmt.Errorf("create instance directory in %s: %w", registry, err)
 	}
 	d := &Dir{path: path}
-	// MkdirTemp already uses 0700; say so explicitly against a lax umask.
-	if err := os.Chmod(path, 0o700); err != nil {
+	// App users (when the core is root) must pass through to their work
+	// directories and read the loaders, and may do nothing else.
+	mode, workMode := os.FileMode(0o700), os.FileMode(0o700)
+	if os.Geteuid() == 0 {
+		mode, workMode = 0o711, 0o711
+	}
+	// Explicitly, whatever the umask.
+	if err := os.Chmod(path, mode); err != nil {
 		d.Remove()
 		return nil, fmt.Errorf("chmod instance directory: %w", err)
 	}
-	for _, sub := range []string{"work", "buffers"} {
-		if err := os.Mkdir(filepath.Join(path, sub), 0o700); err != nil {
+	for _, sub := range []struct {
+		name string
+		mode os.FileMode
+	}{{"work", workMode}, {"buffers", 0o700}} {
+		p := filepath.Join(path, sub.name)
+		if err := os.Mkdir(p, sub.mode); err != nil {
+			d.Remove()
+			return nil, fmt.Errorf("create instance directory: %w", err)
+		}
+		if err := os.Chmod(p, sub.mode); err != nil {
 			d.Remove()
 			return nil, fmt.Errorf("create instance directory: %w", err)
 		}
@@ -78,4 +116,47 @@ func (d *Dir) AdminSocket() string { return filepath.Join(d.path, "admin.sock") 
 // Remove deletes the instance directory and everything in it.
 func (d *Dir) Remove() error {
 	return os.RemoveAll(d.path)
+}
+
+// checkRegistry makes sure nobody but root and the core's user can change
+// the registry or any directory above it, for otherwise another user could
+// rename the instance directory away and put one of their own (or a
+// symlink) in its place, and the core would write its admin socket and
+// tokens there, or give their processes' sockets to the wrong place. Every
+// directory on the resolved path must belong to root or the core's user and
+// be writable by no one else, unless sticky (as /tmp is: there, only the
+// owner of an entry may rename or remove it). It returns the registry with
+// symlinks resolved, which is where the instance directory goes.
+func checkRegistry(registry string) (string, error) {
+	abs, err := filepath.Abs(registry)
+	if err != nil {
+		return "", err
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("instance registry %s: %w", registry, err)
+	}
+	euid := uint32(os.Geteuid())
+	for dir := resolved; ; dir = filepath.Dir(dir) {
+		fi, err := os.Lstat(dir)
+		if err != nil {
+			return "", fmt.Errorf("instance registry %s: %w", registry, err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return "", fmt.Errorf("instance registry %s: cannot tell who owns %s", registry, dir)
+		}
+		perm := fi.Mode()
+		switch {
+		case !fi.IsDir():
+			return "", fmt.Errorf("instance registry %s: %s is not a directory", registry, dir)
+		case st.Uid != 0 && st.Uid != euid:
+			return "", fmt.Errorf("instance registry %s: %s belongs to uid %d, who could replace Ferry's instance directory; use a directory of your own or root's (--instance-registry-dir)", registry, dir, st.Uid)
+		case perm.Perm()&0o022 != 0 && perm&os.ModeSticky == 0:
+			return "", fmt.Errorf("instance registry %s: %s is writable by others (mode %04o), who could replace Ferry's instance directory; use a directory only its owner can write (--instance-registry-dir)", registry, dir, perm.Perm())
+		}
+		if dir == "/" || dir == filepath.Dir(dir) {
+			return resolved, nil
+		}
+	}
 }

@@ -38,6 +38,22 @@ func (s *Spawner) Smart(idle time.Duration) *Smart {
 
 // Spawn forks one worker, starting the preloader first if needed.
 func (m *Smart) Spawn(ctx context.Context) (*Process, error) {
+	// A slot first, outside the lock: waiting for one must not hold up
+	// Stop (a restart).
+	release, err := m.sp.slot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w, err := m.spawn(ctx)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	go func() { <-w.done; release() }()
+	return w, nil
+}
+
+func (m *Smart) spawn(ctx context.Context) (*Process, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for attempt := 0; ; attempt++ {
@@ -106,8 +122,8 @@ func (m *Smart) preloaderLocked(ctx context.Context) (*Process, error) {
 	}
 	s := m.sp
 	n := s.seq.Add(1)
-	work := filepath.Join(s.cfg.WorkDir, s.cfg.App+".preloader."+strconv.FormatUint(n, 10))
-	if err := os.Mkdir(work, 0o700); err != nil {
+	work, err := s.makeWorkDir(s.cfg.App + ".preloader." + strconv.FormatUint(n, 10))
+	if err != nil {
 		return nil, &Error{App: s.cfg.App, Summary: "cannot create work directory", Err: err}
 	}
 	pre, err := s.start(ctx, work, []string{"FERRY_SPAWN_METHOD=smart"})
@@ -152,8 +168,8 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 		return &Error{App: s.cfg.App, Summary: summary, Err: err}
 	}
 	n := s.seq.Add(1)
-	work := filepath.Join(s.cfg.WorkDir, s.cfg.App+"."+strconv.FormatUint(n, 10))
-	if err := os.Mkdir(work, 0o700); err != nil {
+	work, err := s.makeWorkDir(s.cfg.App + "." + strconv.FormatUint(n, 10))
+	if err != nil {
 		return nil, fail("cannot create work directory", err)
 	}
 	socket := filepath.Join(work, "sock")
@@ -186,7 +202,7 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 	go p.pipeLines(pipes[0][0], "stdout")
 	go p.pipeLines(pipes[1][0], "stderr")
 
-	err := sendSpawn(pre.Addr().String(), socket, pipes[0][1], pipes[1][1], pipes[2][1])
+	err = sendSpawn(pre.Addr().String(), socket, pipes[0][1], pipes[1][1], pipes[2][1])
 	pipes[0][1].Close()
 	pipes[1][1].Close()
 	pipes[2][1].Close()
@@ -213,10 +229,13 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 		err = ctx.Err()
 	}
 	forkFailed := func(summary, details string, err error) error {
-		// Whatever was forked must not live on: find it by its socket.
-		if pid, perr := peerPID(socket); perr == nil {
+		// Whatever was forked must not live on: find it by its socket —
+		// but kill it only if it is the preloader's child and the app's,
+		// never whatever process the app pointed its socket at.
+		if pid, pidfd, perr := s.worker(socket, pre.PID()); perr == nil {
+			unix.PidfdSendSignal(int(pidfd.Fd()), syscall.SIGKILL, nil, 0)
 			syscall.Kill(-pid, syscall.SIGKILL)
-			syscall.Kill(pid, syscall.SIGKILL)
+			pidfd.Close()
 		}
 		p.waitReaders(time.Second)
 		os.RemoveAll(work)
@@ -237,12 +256,17 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 		return nil, forkFailed(h.Summary, h.Details, nil)
 	}
 
-	// The pid comes from the kernel, not from anything the worker said.
-	pid, err := peerPID(socket)
-	if err != nil {
-		return nil, forkFailed("cannot identify the worker process", "", err)
+	// The pid comes from the kernel, not from anything the worker said,
+	// and the socket from a directory the app no longer controls.
+	if err := s.lockWorkDir(work, socket); err != nil {
+		return nil, forkFailed("unsafe work directory: "+err.Error(), "", err)
 	}
-	if err := p.watchPidfd(pid); err != nil {
+	pid, pidfd, err := s.worker(socket, pre.PID())
+	if err != nil {
+		return nil, forkFailed("cannot identify the worker process: "+err.Error(), "", err)
+	}
+	if err := p.watchPidfd(pid, pidfd); err != nil {
+		pidfd.Close()
 		return nil, forkFailed("cannot watch the worker process", "", err)
 	}
 	p.concurrency = h.Concurrency
@@ -274,43 +298,13 @@ func sendSpawn(control, socket string, stdout, stderr, status *os.File) error {
 	return err
 }
 
-// peerPID is the pid of the process listening on a Unix socket, from the
-// kernel (SO_PEERCRED).
-func peerPID(socket string) (int, error) {
-	c, err := net.DialTimeout("unix", socket, 5*time.Second)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	raw, err := c.(*net.UnixConn).SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if cerr != nil {
-		return 0, cerr
-	}
-	return int(cred.Pid), nil
-}
-
-// watchPidfd follows a process that is not our child: a pidfd becomes
-// readable when it exits, and signals sent through it cannot reach a
-// process that reused the pid.
-func (p *Process) watchPidfd(pid int) error {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		return fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	f := os.NewFile(uintptr(fd), "pidfd")
+// watchPidfd follows a process that is not our child through its pidfd
+// f (non-blocking), which it then owns: a pidfd becomes readable when the
+// process exits, and signals sent through it cannot reach a process that
+// reused the pid.
+func (p *Process) watchPidfd(pid int, f *os.File) error {
 	raw, err := f.SyscallConn()
 	if err != nil {
-		f.Close()
 		return err
 	}
 	p.pid = pid

@@ -1,7 +1,10 @@
 // Package spawn owns starting and stopping one app process: its private work
-// directory, its environment, the status and lifeline pipes, the start-up
-// handshake, capturing what it prints, and signalling its process group. It
-// does not decide when or how many processes run; that is the pool's job.
+// directory, its environment, the user it runs as and its resource limits,
+// the status and lifeline pipes, the start-up handshake, capturing what it
+// prints, and signalling its process group. It believes nothing an app
+// process reports about itself (secure.go). It does not decide when or how
+// many processes run; that is the pool's job (Limit only caps how many may
+// run at once across apps).
 package spawn
 
 import (
@@ -20,6 +23,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/identity"
 )
 
 // Config describes how to start processes of one app.
@@ -46,6 +51,26 @@ type Config struct {
 	// Output receives what processes print, one record per line. Default:
 	// the spawner's log.
 	Output *slog.Logger
+
+	// User is who processes run as when the core runs as root; nil: as the
+	// core. Env should name the same user (identity.User.Env).
+	User *identity.User
+	// UserReason says why User was chosen, for error messages ("owner of
+	// config.ru").
+	UserReason string
+	// StartupFile, relative to Root, is checked to be readable by User
+	// before a process starts; "" checks only Root.
+	StartupFile string
+	// FileDescriptorLimit sets RLIMIT_NOFILE of processes (soft and hard).
+	// Default 0: inherited from the core as it was started.
+	FileDescriptorLimit int
+	// CoreDumps leaves RLIMIT_CORE as inherited. Default false: 0, no core
+	// dumps.
+	CoreDumps bool
+	// Limit caps processes across spawners (nil: no cap); Reserve is how
+	// many of them this spawner may always have (its --min-instances).
+	Limit   *Limit
+	Reserve int
 }
 
 // Spawner starts processes of one app.
@@ -66,7 +91,19 @@ func New(cfg Config, log *slog.Logger) *Spawner {
 	if cfg.Output == nil {
 		cfg.Output = log
 	}
-	return &Spawner{cfg: cfg, log: log}
+	s := &Spawner{cfg: cfg, log: log}
+	if cfg.Limit != nil {
+		cfg.Limit.join(s, cfg.Reserve)
+	}
+	return s
+}
+
+// Close tells the spawner's Limit, if any, that the app is gone: its
+// reserve is freed (its processes count until they exit).
+func (s *Spawner) Close() {
+	if s.cfg.Limit != nil {
+		s.cfg.Limit.leave(s)
+	}
 }
 
 // Error is a failed start-up: what went wrong, in a line and in full, and
@@ -119,15 +156,17 @@ func ParseHandshake(line []byte) (handshake, error) {
 // Spawn starts one process and waits for its handshake. On failure it returns
 // an *Error and leaves nothing running.
 func (s *Spawner) Spawn(ctx context.Context) (*Process, error) {
+	release, err := s.slot(ctx)
+	if err != nil {
+		return nil, err
+	}
 	n := s.seq.Add(1)
-	work := filepath.Join(s.cfg.WorkDir, s.cfg.App+"."+strconv.FormatUint(n, 10))
-	if err := os.Mkdir(work, 0o700); err != nil {
+	work, err := s.makeWorkDir(s.cfg.App + "." + strconv.FormatUint(n, 10))
+	if err != nil {
+		release()
 		return nil, &Error{App: s.cfg.App, Summary: "cannot create work directory", Err: err}
 	}
-	var (
-		p   *Process
-		err error
-	)
+	var p *Process
 	if s.cfg.Generic {
 		p, err = s.startGeneric(ctx, work)
 	} else {
@@ -135,13 +174,24 @@ func (s *Spawner) Spawn(ctx context.Context) (*Process, error) {
 	}
 	if err != nil {
 		os.RemoveAll(work)
+		release()
 		return nil, err
 	}
 	if p.preloader {
 		p.Kill()
+		release()
 		return nil, &Error{App: s.cfg.App, Summary: "the loader started a preloader, but direct spawning was asked for"}
 	}
+	go func() { <-p.done; release() }()
 	return p, nil
+}
+
+// slot takes a place under the Limit, if any; release gives it back.
+func (s *Spawner) slot(ctx context.Context) (release func(), err error) {
+	if s.cfg.Limit == nil {
+		return func() {}, nil
+	}
+	return s.cfg.Limit.acquire(ctx, s, s.cfg.StartTimeout)
 }
 
 // start runs the loader in work with the handshake pipes and waits for its
@@ -175,6 +225,16 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 	}
 
 	cmd := exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
+	// A command that is not found is left for Start to report.
+	if err := s.checkAccess(cmd.Path, cmd.Err == nil, work); err != nil {
+		statusW.Close()
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		s.log.Error("spawn failed", "app", s.cfg.App, "error", err.(*Error).Summary)
+		return nil, err
+	}
 	cmd.Dir = s.cfg.Root
 	cmd.Env = append(append(append([]string(nil), s.cfg.Env...), extraEnv...),
 		"FERRY_SOCKET="+socket,
@@ -188,9 +248,11 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true,
 		// Belt and braces with the lifeline: if the core dies, so does the
-		// direct child.
-		Pdeathsig: syscall.SIGKILL,
+		// direct child. (Go sets it after switching user, which clears it.)
+		Pdeathsig:  syscall.SIGKILL,
+		Credential: s.credential(),
 	}
+	s.withLimits(cmd)
 	startErr := cmd.Start()
 	// The child has its copies now; ours must go so EOFs reach the right side.
 	statusW.Close()
@@ -243,7 +305,11 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 		return nil, s.abort(p, h.Summary, h.Details, nil)
 	}
 
-	// Trust nothing the app reports: the socket is the one we chose.
+	// Trust nothing the app reports: the socket is the one we chose, in a
+	// directory the app no longer controls.
+	if err := s.lockWorkDir(work, socket); err != nil {
+		return nil, s.abort(p, "unsafe work directory: "+err.Error(), "", err)
+	}
 	p.concurrency = h.Concurrency
 	p.preloader = h.Preloader
 	p.out.stopKeeping()
@@ -305,10 +371,19 @@ func (s *Spawner) startGeneric(ctx context.Context, work string) (*Process, erro
 		return nil, fail("cannot create output pipe", err)
 	}
 	cmd := exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
+	if err := s.checkAccess(cmd.Path, cmd.Err == nil, ""); err != nil {
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		s.log.Error("spawn failed", "app", s.cfg.App, "error", err.(*Error).Summary)
+		return nil, err
+	}
 	cmd.Dir = s.cfg.Root
 	cmd.Env = append(append([]string(nil), s.cfg.Env...), "PORT="+strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: s.credential()}
+	s.withLimits(cmd)
 	startErr := cmd.Start()
 	outW.Close()
 	errW.Close()
@@ -341,6 +416,9 @@ func (s *Spawner) startGeneric(ctx context.Context, work string) (*Process, erro
 			return nil, s.abort(p, "start-up cancelled", "", ctx.Err())
 		case <-tick.C:
 		}
+	}
+	if err := s.checkPortOwner(port); err != nil {
+		return nil, s.abort(p, err.Error(), "", err)
 	}
 	p.out.stopKeeping()
 	p.logger().Info("process ready", "port", port, "startup", time.Since(p.started).Round(time.Millisecond))

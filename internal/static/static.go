@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -54,6 +55,12 @@ type Options struct {
 	// symlink, wherever it points; the request path itself is still checked
 	// exactly as strictly.
 	FollowSymlinks bool
+	// As, when set, runs the stat and open of a file served with
+	// FollowSymlinks, so that they happen with the identity of the app's
+	// user (identity.User.Do): a symlink an app puts under public/ then
+	// reaches only what that user could read itself, never what only the
+	// core (root) can. Nil: with the core's own identity.
+	As func(func() error) error
 	// ServeDotfiles allows path segments starting with '.'. Default false
 	// (.git, .env are never served).
 	ServeDotfiles bool
@@ -225,17 +232,53 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (h *Handler) stat(rel string) (fs.FileInfo, error) {
-	if h.opts.FollowSymlinks {
+	if !h.opts.FollowSymlinks {
+		return h.root.Stat(rel)
+	}
+	if h.opts.As == nil {
 		return os.Stat(h.prefix + rel)
 	}
-	return h.root.Stat(rel)
+	return h.statAs(rel)
 }
 
+// openFlags: O_NONBLOCK so that a file swapped for a FIFO between the stat
+// and the open cannot block the open (Serve checks the opened descriptor is
+// a regular file); it changes nothing for regular files.
+const openFlags = os.O_RDONLY | syscall.O_NONBLOCK
+
 func (h *Handler) open(rel string) (*os.File, error) {
-	if h.opts.FollowSymlinks {
-		return os.Open(h.prefix + rel)
+	if !h.opts.FollowSymlinks {
+		return h.root.OpenFile(rel, openFlags, 0)
 	}
-	return h.root.Open(rel)
+	if h.opts.As == nil {
+		return os.OpenFile(h.prefix+rel, openFlags, 0)
+	}
+	return h.openAs(rel)
+}
+
+// statAs and openAs run under Options.As; apart, so that the closures'
+// captures do not make the common paths allocate.
+func (h *Handler) statAs(rel string) (fi fs.FileInfo, err error) {
+	if aerr := h.opts.As(func() error {
+		fi, err = os.Stat(h.prefix + rel)
+		return nil
+	}); aerr != nil {
+		return nil, aerr
+	}
+	return fi, err
+}
+
+func (h *Handler) openAs(rel string) (f *os.File, err error) {
+	if aerr := h.opts.As(func() error {
+		f, err = os.OpenFile(h.prefix+rel, openFlags, 0)
+		return nil
+	}); aerr != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, aerr
+	}
+	return f, err
 }
 
 // serveEntry answers from memory.

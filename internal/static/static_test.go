@@ -832,6 +832,10 @@ func FuzzCleanPath(f *testing.F) {
 		"/../x", "/%2e%2e/", "/a/./b", "/a//b", "/.git/config", "/x\\..\\y",
 		"/a\x00b", "/caf\u00e9/\u65e5\u672c.txt", "/\xff\xfe", "/", "", "/a/b/c.txt",
 		"/..", "/...", "/a/..", "/%252e%252e/secret.txt", "/..%2f", "\\..\\x",
+		// The shapes issue 9 names: encoded and double-encoded dots,
+		// backslashes (raw and encoded), NUL, dotfiles.
+		"/%2e%2e/secret.txt", "/.%2e/x", "/%2E%2E%2Fx", "/..%5cx", "/..%255cx", "/x%00.png",
+		"/.env", "/.git/HEAD", "/a/.htaccess", "/%2egit/config", "/..;/x", "/\u2024\u2024/x",
 	} {
 		f.Add(s)
 	}
@@ -1012,4 +1016,44 @@ func BenchmarkServe4KHTTP(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// FuzzServe checks the whole handler, not just cleanPath: whatever request
+// target a client sends, nothing outside public/ is served, and no dotfile.
+func FuzzServe(f *testing.F) {
+	for _, s := range []string{
+		"/hello.txt", "/../secret.txt", "/%2e%2e/secret.txt", "/%252e%252e/secret.txt",
+		"/..%2fsecret.txt", "/..%5csecret.txt", "/..\\secret.txt", "/hello.txt%00", "/.env",
+		"/.git/config", "/%2egit/config", "/%2e%2e/secret.txt?x=1", "/dir/..%2f..%2fsecret.txt",
+		"/rel-out.txt", "/outdir/other.txt", "/alias.txt",
+	} {
+		f.Add(s)
+	}
+	_, pub := fixture(f)
+	for name, target := range map[string]string{
+		"rel-out.txt": "../secret.txt", "outdir": "../outside", "alias.txt": "hello.txt",
+	} {
+		if err := os.Symlink(target, filepath.Join(pub, name)); err != nil {
+			f.Skip(err)
+		}
+	}
+	h := newHandler(f, pub, Options{})
+	f.Fuzz(func(t *testing.T, target string) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			return
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL, r.RequestURI = u, target
+		w := httptest.NewRecorder()
+		if !h.Serve(w, r) {
+			return
+		}
+		if strings.Contains(w.Body.String(), secret) {
+			t.Fatalf("%q served a file outside public/: %q", target, w.Body.String())
+		}
+		if strings.Contains(u.Path, "/.") {
+			t.Fatalf("%q served a dotfile", target)
+		}
+	})
 }

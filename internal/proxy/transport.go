@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,6 +50,13 @@ type Transport struct {
 	// so in X-Forwarded-Prefix, for apps that have no SCRIPT_NAME (Node,
 	// generic). "" leaves the path alone.
 	StripPrefix string
+	// MaxTunnels caps the Upgrade (WebSocket) tunnels open at once through
+	// this transport, i.e. to one app: each holds two of the core's file
+	// descriptors, which all apps share. Past it, an app's 101 is answered
+	// with 503 and the app's connection closed. 0 or less: no cap.
+	MaxTunnels int
+
+	tunnels atomic.Int64
 }
 
 // RoundTripError is a failed exchange. Retryable reports that the app cannot
@@ -107,6 +115,7 @@ type Exchange struct {
 	Resp *http.Response
 	up   Upstream
 	c    *conn
+	t    *Transport
 }
 
 // RoundTrip sends r (with its buffered body) to the upstream and reads the
@@ -139,7 +148,7 @@ func (t *Transport) RoundTrip(up Upstream, r *http.Request, body *Body, scheme s
 		}
 		return nil, &RoundTripError{Err: fmt.Errorf("read response: %w", err), Retryable: retry}
 	}
-	return &Exchange{Resp: resp, up: up, c: c}, nil
+	return &Exchange{Resp: resp, up: up, c: c, t: t}, nil
 }
 
 // readResponse reads the final response head, skipping 1xx interim ones

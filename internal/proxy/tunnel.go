@@ -11,13 +11,27 @@ import (
 // Tunnel completes a switch of protocols (the app answered 101): it takes
 // over the client's connection, sends it the 101 head, and copies bytes both
 // ways until either side closes. The upstream stays checked out, counting
-// the process busy, until then.
+// the process busy, until then. Past the transport's MaxTunnels, the client
+// gets 503 instead and the app's connection is closed.
 func (x *Exchange) Tunnel(w http.ResponseWriter) Result {
 	res := Result{Status: x.Resp.StatusCode}
 	defer func() {
 		x.c.Close()
 		x.up.ReleaseConn(nil, true)
 	}()
+	if t := x.t; t != nil && t.MaxTunnels > 0 {
+		if t.tunnels.Add(1) > int64(t.MaxTunnels) {
+			t.tunnels.Add(-1)
+			h := w.Header()
+			h.Set("Content-Type", "text/plain; charset=utf-8")
+			h.Set("Retry-After", "5")
+			h.Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "Too many WebSocket connections to this app; try again shortly.\n")
+			return Result{Status: http.StatusServiceUnavailable, Wrote: true}
+		}
+		defer t.tunnels.Add(-1)
+	}
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		res.AppErr = fmt.Errorf("take over the client connection: %w", err)

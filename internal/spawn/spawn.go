@@ -206,6 +206,7 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 	if err != nil {
 		return nil, fail("cannot create lifeline pipe", err)
 	}
+	defer lifeR.Close()
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		return nil, fail("cannot create status pipe", err)
@@ -468,11 +469,19 @@ var (
 	lifelineErr  error
 )
 
+// lifeline returns a new read end of the lifeline for one child, to be
+// closed once the child has it. It is the same pipe, opened again through
+// /proc: a file description of its own, so that one loader setting it
+// non-blocking (Node's libuv does) cannot turn another loader's blocking
+// read into an error it would take for the core's death.
 func lifeline() (*os.File, error) {
 	lifelineOnce.Do(func() {
 		lifelineR, lifelineW, lifelineErr = os.Pipe()
 	})
-	return lifelineR, lifelineErr
+	if lifelineErr != nil {
+		return nil, lifelineErr
+	}
+	return os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", lifelineR.Fd()), os.O_RDONLY, 0)
 }
 
 // Process is one running app process: started by the core (exec) or forked

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/config"
+	"github.com/ferry-server/ferry/internal/identity"
 	"github.com/ferry-server/ferry/internal/instance"
 	"github.com/ferry-server/ferry/internal/loaders"
 	"github.com/ferry-server/ferry/internal/logs"
@@ -177,18 +179,33 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	if err != nil {
 		return nil, err
 	}
+	user, err := appUser(ac, log)
+	if err != nil {
+		return nil, err
+	}
+	startupFile := ac.StartupFile
+	if ac.AppType == config.AppTypeGeneric {
+		startupFile = ""
+	}
 	sp := spawn.New(spawn.Config{
-		App:          ac.Name,
-		Root:         ac.Root,
-		Command:      command,
-		Env:          appEnv(ac, inst.Path()),
-		WorkDir:      inst.WorkDir(),
-		StartTimeout: ac.StartTimeout,
-		Generic:      ac.AppType == config.AppTypeGeneric,
-		Output:       output,
+		App:                 ac.Name,
+		Root:                ac.Root,
+		Command:             command,
+		Env:                 appEnv(ac, inst.Path(), user.User),
+		WorkDir:             inst.WorkDir(),
+		StartTimeout:        ac.StartTimeout,
+		Generic:             ac.AppType == config.AppTypeGeneric,
+		Output:              output,
+		User:                user.User,
+		UserReason:          user.Why,
+		StartupFile:         startupFile,
+		FileDescriptorLimit: ac.AppFileDescriptorUlimit,
+		CoreDumps:           ac.AppCoreDumps,
+		Limit:               spawn.SharedLimit(cfg.MaxProcessesTotal),
+		Reserve:             ac.MinInstances,
 	}, log)
 	am := reg.App(ac.Name)
-	closers := []func(){}
+	closers := []func(){sp.Close}
 	var spawner pool.Spawner = directSpawner{sp, am}
 	var preloader func() int
 	if ac.SpawnMethod == "smart" {
@@ -228,12 +245,16 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	}
 	group := pool.NewGroup(poolCfg, spawner, log)
 
-	public, err := static.New(filepath.Join(ac.Root, "public"), static.Options{})
+	staticOpts := static.Options{FollowSymlinks: ac.StaticFollowSymlinks}
+	if user.User != nil {
+		staticOpts.As = user.Do // symlinks out of public/ open as the app's user
+	}
+	public, err := static.New(filepath.Join(ac.Root, "public"), staticOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open public directory: %w", err)
 	}
 	closers = append(closers, func() { public.Close() })
-	transport := &proxy.Transport{Forwarded: ac.AppType == config.AppTypeGeneric}
+	transport := &proxy.Transport{Forwarded: ac.AppType == config.AppTypeGeneric, MaxTunnels: ac.MaxWebsocketTunnels}
 	if ac.AppType == config.AppTypeNode || ac.AppType == config.AppTypeGeneric {
 		// No SCRIPT_NAME for these: they see the path below their base URI.
 		transport.StripPrefix = ac.BaseURI
@@ -413,21 +434,31 @@ func execPrefix(cmd string) string {
 	return "exec " + c
 }
 
-// appEnv builds an app's environment explicitly: the core's own minus its
-// internals, plus what the app is told about itself.
-func appEnv(cfg config.App, instanceDir string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "FERRY_") {
-			continue
-		}
-		switch k {
-		case "RAILS_ENV", "RACK_ENV", "WSGI_ENV", "NODE_ENV", "PASSENGER_APP_ENV", "PYTHONUNBUFFERED":
-			continue
-		}
-		env = append(env, kv)
+// appUser is who the app's processes run as: when Ferry runs as root, the
+// user chosen by the app's security settings (logged, with why); otherwise
+// nil, i.e. Ferry's own user.
+func appUser(ac config.App, log *slog.Logger) (identity.Choice, error) {
+	if os.Geteuid() != 0 {
+		return identity.Choice{}, nil
 	}
+	c, err := ac.RunAs()
+	if err != nil {
+		return c, err
+	}
+	level := slog.LevelInfo
+	if c.UID == 0 || c.GID == 0 {
+		level = slog.LevelWarn // only with --allow-root-apps
+	}
+	log.Log(context.Background(), level, "app user", "app", ac.Name, "user", c.Name, "uid", c.UID,
+		"group", c.Group, "gid", c.GID, "groups", c.Groups, "why", c.Why)
+	return c, nil
+}
+
+// appEnv builds an app's environment explicitly (spawn.Inherit says what
+// of the core's own it gets), plus what the app is told about itself. user
+// is who it runs as when that is not Ferry's own user.
+func appEnv(cfg config.App, instanceDir string, user *identity.User) []string {
+	env := spawn.Inherit(os.Environ(), user)
 	if cfg.ConcurrencyModel == "thread" {
 		env = append(env, "FERRY_THREADS="+strconv.Itoa(cfg.ThreadCount))
 	}

@@ -71,7 +71,7 @@ func TestLimitCancelled(t *testing.T) {
 	if _, err := l.acquire(t.Context(), a, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := contextWithCancel(t)
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := l.acquire(ctx, a, 10*time.Second); err == nil || !strings.Contains(err.Error(), "cancelled") {
 		t.Fatalf("cancelled wait: %v", err)
@@ -79,7 +79,3 @@ func TestLimitCancelled(t *testing.T) {
 }
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
-	return context.WithCancel(t.Context())
-}

@@ -10,7 +10,6 @@ import (
 	"time"
 )
 
-
 func TestFireRunsWithDetails(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")

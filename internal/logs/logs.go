@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // File is a log file that can be reopened in place, so that logrotate can
@@ -39,9 +40,17 @@ func (l *File) Write(p []byte) (int, error) {
 
 // Reopen closes the file and opens path again.
 func (l *File) Reopen() error {
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	// Never through a symlink, nor into a file hard-linked elsewhere: a
+	// root core must not be made to write where an app user points it.
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return fmt.Errorf("open log file %s: %w", l.path, err)
+	}
+	if fi, err := f.Stat(); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			f.Close()
+			return fmt.Errorf("open log file %s: it has %d hard links; refusing to write into it", l.path, st.Nlink)
+		}
 	}
 	l.mu.Lock()
 	old := l.f

@@ -55,3 +55,22 @@ func TestOpenError(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+func TestRefusesSymlinkAndHardLink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "precious")
+	os.WriteFile(target, []byte("keep me\n"), 0o600)
+	link := filepath.Join(dir, "ferry.log")
+	os.Symlink(target, link)
+	if _, err := Open(link); err == nil {
+		t.Fatal("opened a log file through a symlink")
+	}
+	hard := filepath.Join(dir, "other.log")
+	os.Link(target, hard)
+	if _, err := Open(hard); err == nil || !strings.Contains(err.Error(), "hard links") {
+		t.Fatalf("hard link: %v", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep me\n" {
+		t.Fatalf("target changed: %q", b)
+	}
+}

@@ -313,3 +313,34 @@ func listeners(port int) ([]int, error) {
 	}
 	return uids, nil
 }
+
+// resolve finds a bare program name (python3) along the app environment's
+// PATH as the app's user would: directories that user cannot reach (root's
+// ~/.pyenv, say) are passed over, so the first interpreter it can run is
+// taken. Names with a slash, or not found, are left as they are (the access
+// check and Start report them).
+func (s *Spawner) resolve(name string) string {
+	if !s.switching() || strings.Contains(name, "/") {
+		return name
+	}
+	path := os.Getenv("PATH")
+	for _, kv := range s.cfg.Env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue
+		}
+		cand := filepath.Join(dir, name)
+		fi, err := os.Stat(cand)
+		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			continue
+		}
+		if s.cfg.User.Access(cand, x) == nil {
+			return cand
+		}
+	}
+	return name
+}

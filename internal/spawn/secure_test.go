@@ -383,3 +383,34 @@ func TestInherit(t *testing.T) {
 		t.Errorf("as another user:\n got %q\nwant %q", other, want)
 	}
 }
+
+func TestResolveAsTheAppUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run apps as another user")
+	}
+	nobody, err := identity.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	base, err := os.MkdirTemp("", "resolve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	private, public := filepath.Join(base, "private"), filepath.Join(base, "public")
+	os.Mkdir(private, 0o700) // like /root/.pyenv/shims
+	os.Mkdir(public, 0o755)
+	for _, d := range []string{private, public} {
+		os.WriteFile(filepath.Join(d, "interp"), []byte("#!/bin/sh\n"), 0o755)
+	}
+	s := New(Config{App: "t", Command: []string{"interp"}, User: nobody,
+		Env: []string{"PATH=" + private + ":" + public}}, slog.New(slog.DiscardHandler))
+	if got := s.cfg.Command[0]; got != filepath.Join(public, "interp") {
+		t.Fatalf("resolved to %q, want the one nobody can run", got)
+	}
+	s = New(Config{App: "t", Command: []string{"/abs/interp"}, User: nobody}, slog.New(slog.DiscardHandler))
+	if s.cfg.Command[0] != "/abs/interp" {
+		t.Fatal("an absolute path was changed")
+	}
+}

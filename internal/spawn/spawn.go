@@ -92,6 +92,9 @@ func New(cfg Config, log *slog.Logger) *Spawner {
 		cfg.Output = log
 	}
 	s := &Spawner{cfg: cfg, log: log}
+	if len(s.cfg.Command) > 0 {
+		s.cfg.Command = append([]string{s.resolve(s.cfg.Command[0])}, s.cfg.Command[1:]...)
+	}
 	if cfg.Limit != nil {
 		cfg.Limit.join(s, cfg.Reserve)
 	}

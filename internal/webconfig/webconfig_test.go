@@ -89,7 +89,6 @@ func TestNginxAcceptsIt(t *testing.T) {
 	}
 }
 
-
 // TestApacheAcceptsIt has the real Apache httpd check the generated
 // configuration.
 func TestApacheAcceptsIt(t *testing.T) {

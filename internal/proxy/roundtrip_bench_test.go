@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// One request's round trip over a kept-alive Unix socket connection: write
+// the head, read the response head, send the body on to the client. The
+// "app" is a goroutine answering a fixed response and allocating nothing per
+// request, so that the figures are the proxy's own. Results go to
+// bench/results/go-bench-*.md; nothing is asserted about speed.
+
+// benchUpstream keeps one idle connection, as a pool session does. A large
+// response's connection is released by the goroutine that read it from the
+// app, maybe after WriteTo returned: released says when.
+type benchUpstream struct {
+	addr     *net.UnixAddr
+	mu       sync.Mutex
+	idle     io.Closer
+	released chan struct{}
+}
+
+func (u *benchUpstream) Addr() net.Addr { return u.addr }
+func (u *benchUpstream) TakeConn() io.Closer {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	c := u.idle
+	u.idle = nil
+	return c
+}
+func (u *benchUpstream) ReleaseConn(c io.Closer, ok bool) {
+	u.mu.Lock()
+	if c != nil {
+		u.idle = c
+	}
+	u.mu.Unlock()
+	u.released <- struct{}{}
+}
+func (u *benchUpstream) Unreachable() {}
+
+// benchApp answers every request head it reads with resp on a Unix socket.
+func benchApp(b *testing.B, resp []byte) *benchUpstream {
+	b.Helper()
+	dir, err := os.MkdirTemp("", "pxb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 16<<10)
+				for {
+					for { // the head, up to its empty line
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return &benchUpstream{addr: &net.UnixAddr{Name: sock, Net: "unix"}, released: make(chan struct{}, 1)}
+}
+
+// discardWriter is a ResponseWriter that keeps nothing.
+type discardWriter struct {
+	h      http.Header
+	status int
+	n      int64
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) WriteHeader(code int)        { w.status = code }
+func (w *discardWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+func (w *discardWriter) Flush()                      {}
+
+func benchClientRequest(b *testing.B) *http.Request {
+	b.Helper()
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(
+		"GET /hello?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: bench\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n\r\n")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.RemoteAddr = "192.0.2.1:5555"
+	return r
+}
+
+func BenchmarkRoundTripUnix(b *testing.B) {
+	for _, size := range []int{11, 4 << 10, 128 << 10} {
+		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) {
+			resp := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n", size)
+			resp = append(resp, bytes.Repeat([]byte("x"), size)...)
+			up := benchApp(b, resp)
+			t := &Transport{}
+			r := benchClientRequest(b)
+			w := &discardWriter{h: http.Header{}}
+			opts := ResponseOptions{Memory: 1 << 20, HighWatermark: 128 << 20, Dir: b.TempDir()}
+			one := func() {
+				x, err := t.RoundTrip(up, r, nil, "http")
+				if err != nil {
+					b.Fatal(err)
+				}
+				clear(w.h)
+				res := x.WriteTo(w, opts, nil)
+				if res.AppErr != nil || res.ClientErr != nil || res.Bytes != int64(size) {
+					b.Fatalf("result %+v", res)
+				}
+				<-up.released
+			}
+			one()
+			c := up.TakeConn()
+			if c == nil {
+				b.Fatal("the connection was not kept alive")
+			}
+			up.idle = c
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				one()
+			}
+		})
+	}
+}

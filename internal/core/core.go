@@ -87,22 +87,14 @@ func Run(ctx context.Context, cfg *config.Config, out *logs.Outputs, version str
 	}
 	reg.RegisterPoolCollector(poolSnapshots(apps))
 
-	handler := server.NewHandler(frontApps, server.Options{
-		RequestBufferMemory: cfg.RequestBufferMemory,
-		BufferDir:           inst.BufferDir(),
-		Response: proxy.ResponseOptions{
-			Memory:        cfg.ResponseBufferMemory,
-			HighWatermark: cfg.ResponseBufferHighWatermark,
-			Dir:           inst.BufferDir(),
-		},
-	}, log, log.With("log", "access"))
-	front, err := server.Listen(cfg.ListenAddr(), handler, server.Limits{}, log)
+	handler, front, closeFront, err := newFront(cfg, frontApps, inst.BufferDir(), log)
 	if err != nil {
 		return err
 	}
+	defer closeFront()
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
-			Listen: []string{front.Addr().String()}, Instance: inst.Path(), Config: configMap(cfg)},
+			Listen: front.URLs(), Instance: inst.Path(), Config: configMap(cfg)},
 		apps: adminApps, handler: handler, metrics: reg, logs: out,
 	}
 	src.ready.Store(true)

@@ -3,9 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"html/template"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/ferry-server/ferry/internal/pool"
@@ -23,11 +27,43 @@ var errNoApp = errors.New("no app is configured for this host and path")
 // ErrRequestTimeout is a request that ran longer than --max-request-time.
 var ErrRequestTimeout = errors.New("the request ran longer than the maximum request time")
 
+// clientError is a request the front refuses: a 4xx with a message, and
+// close when the connection cannot be trusted for another request.
+type clientError struct {
+	status int
+	msg    string
+	close  bool
+}
+
+func (e *clientError) Error() string { return e.msg }
+
+// errClientGone is a client that went away before its request arrived
+// whole: nobody to answer.
+var errClientGone = errors.New("the client closed the connection")
+
+// clientBodyError says what a failed read of the request body means: the
+// client was too slow (408), gone (no answer), or sent a malformed body
+// (400).
+func clientBodyError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return &clientError{status: http.StatusRequestTimeout, close: true,
+			msg: "The request body did not arrive in time."}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, http.ErrBodyReadAfterClose):
+		return fmt.Errorf("%w: %w", errClientGone, err)
+	}
+	return &clientError{status: http.StatusBadRequest, close: true,
+		msg: "The request body is malformed: " + err.Error() + "."}
+}
+
 // errorPage is what one error looks like to a client.
 type errorPage struct {
 	Status     int
 	Title      string
 	Message    string
+	Close      bool // the connection is closed after the answer
 	RetryAfter time.Duration
 	// Spawn details, shown only in development.
 	Summary, Details, Output string
@@ -39,8 +75,11 @@ func classify(err error) errorPage {
 	var (
 		se *spawn.Error
 		be *pool.BackoffError
+		ce *clientError
 	)
 	switch {
+	case errors.As(err, &ce):
+		return errorPage{Status: ce.status, Title: http.StatusText(ce.status), Message: ce.msg, Close: ce.close}
 	case errors.Is(err, proxy.ErrBodyTooLarge):
 		return errorPage{Status: http.StatusRequestEntityTooLarge, Title: "Request body too large",
 			Message: "The request body is larger than this server accepts."}
@@ -111,6 +150,9 @@ func writeError(w http.ResponseWriter, err error, dev bool) int {
 	clear(h)
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
+	if p.Close {
+		h.Set("Connection", "close")
+	}
 	if p.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(max(1, int(p.RetryAfter.Round(time.Second)/time.Second))))
 	}

@@ -1,7 +1,3 @@
-// Package server owns the HTTP front: the request path from an accepted
-// request to a response (static files, body buffering, checkout, forwarding),
-// error pages, the access log, and the http.Server with its timeouts and
-// graceful shutdown. It does not spawn or choose processes itself.
 package server
 
 import (
@@ -9,11 +5,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"path"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/compress"
 	"github.com/ferry-server/ferry/internal/metrics"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/proxy"
@@ -47,6 +46,8 @@ type App struct {
 	Cache *turbocache.Cache
 	// Development shows error details (spawn output, tracebacks) to clients.
 	Development bool
+
+	noGz gzAbsent // static files without a precompressed .gz
 }
 
 // Options tune the request path.
@@ -60,6 +61,21 @@ type Options struct {
 	BufferDir string
 	// Response bounds response buffering.
 	Response proxy.ResponseOptions
+	// BodyTimeout drops a client that sends no request body byte for this
+	// long (408). 0 = no limit.
+	BodyTimeout time.Duration
+	// WriteTimeout drops a client that takes no response byte for this
+	// long; the app's response is still read to its end. 0 = no limit.
+	WriteTimeout time.Duration
+	// MaxURILength bounds the request target (414 past it). 0 = no limit.
+	MaxURILength int
+	// Trusted are the proxies whose X-Forwarded-For and -Proto are
+	// believed; nil: none.
+	Trusted *Trusted
+	// Compression gzips what it allows; nil: nothing is compressed.
+	Compression *compress.Policy
+	// AccessLog receives one line per request; nil: none.
+	AccessLog *AccessLog
 }
 
 // Handler is the request path.
@@ -67,7 +83,6 @@ type Handler struct {
 	router   atomic.Pointer[router]
 	opts     Options
 	log      *slog.Logger
-	access   *slog.Logger
 	inflight inflightSet
 }
 
@@ -76,10 +91,9 @@ func (h *Handler) Requests() []RequestInfo { return h.inflight.list() }
 
 var _ http.Handler = (*Handler)(nil)
 
-// NewHandler returns the request path for apps. access receives one line
-// per request.
-func NewHandler(apps []*App, opts Options, log, access *slog.Logger) *Handler {
-	h := &Handler{opts: opts, log: log, access: access}
+// NewHandler returns the request path for apps.
+func NewHandler(apps []*App, opts Options, log *slog.Logger) *Handler {
+	h := &Handler{opts: opts, log: log}
 	h.router.Store(newRouter(apps))
 	return h
 }
@@ -88,41 +102,105 @@ func NewHandler(apps []*App, opts Options, log, access *slog.Logger) *Handler {
 // reload); requests already routed finish with the app they got.
 func (h *Handler) SetApps(apps []*App) { h.router.Store(newRouter(apps)) }
 
-// ServeHTTP is the request path, one straight line: sanitise, static file,
-// buffer the body, check out a process, forward, stream the response back.
+// request is the request path's state of one request, pooled.
+type request struct {
+	w     respWriter
+	body  bodyReader
+	info  inflight
+	start time.Time
+	app   *App
+	// status and bytes, when set, are logged instead of what w wrote: 499
+	// for a client gone before any answer, a tunnel's figures.
+	status int
+	bytes  int64
+	pid    int
+	scheme string
+	reason string // why the front refused the request
+	// abort: the app's response broke off after its head was sent; the
+	// client must see the response truncated.
+	abort bool
+	done  bool // the request path returned normally
+}
+
+var requests = sync.Pool{New: func() any { return new(request) }}
+
+// ServeHTTP is the request path, one straight line: who the client is,
+// refuse what is malformed, route, static file, cache, buffer the body,
+// check out a process, forward, stream the response back, log.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	rq := h.begin(w, r)
+	defer h.end(rq, r)
+	h.serve(rq, r)
+	rq.done = true
+}
+
+// begin sets up the per-request state: the response writer with its
+// deadline, request id and compression.
+func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *request {
+	rq := requests.Get().(*request)
+	rq.start = time.Now()
+	rq.w = respWriter{w: w, policy: h.opts.Compression, head: r.Method == http.MethodHead}
+	rq.w.sink.rw = &rq.w
+	if h.opts.WriteTimeout > 0 {
+		if dl, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+			rq.w.dl, rq.w.timeout = dl, h.opts.WriteTimeout
+		}
+	}
+	if rq.w.policy != nil {
+		rq.w.gzipOK = compress.AcceptsGzip(r.Header["Accept-Encoding"])
+	}
+	return rq
+}
+
+// end finishes the response (the gzip trailer), logs it and recycles the
+// state; an aborted response is then aborted for net/http too.
+func (h *Handler) end(rq *request, r *http.Request) {
+	rq.w.finish(rq.done && !rq.abort)
+	h.logAccess(rq, r)
+	abort := rq.abort && rq.done
+	*rq = request{}
+	requests.Put(rq)
+	if abort {
+		panic(http.ErrAbortHandler) // the client must see the response as truncated
+	}
+}
+
+func (h *Handler) serve(rq *request, r *http.Request) {
+	c := connFrom(r)
+	if c != nil {
+		c.served.Add(1)
+	}
+	rq.w.id = requestID(r)
 	proxy.SanitizeRequest(r.Header)
+	rq.scheme = h.opts.Trusted.client(r)
 	app := h.router.Load().route(r)
-	if app == nil {
-		status := writeError(w, errNoApp, false)
-		h.logAccess(r, nil, status, 0, 0, start)
+	rq.app = app
+	if err := h.check(r, c); err != nil {
+		h.fail(rq, r, err)
 		return
 	}
-	req := &inflight{app: app.Name, method: r.Method, path: r.URL.RequestURI(), client: r.RemoteAddr, start: start}
-	req.set(stateReceiving)
-	defer h.inflight.add(req)()
+	if app == nil {
+		h.fail(rq, r, errNoApp)
+		return
+	}
+	rq.info = inflight{app: app.Name, method: r.Method, path: r.URL.RequestURI(), client: r.RemoteAddr, start: rq.start}
+	rq.info.set(&stateReceiving)
+	defer h.inflight.add(&rq.info).remove(&rq.info)
 
 	if app.Static != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		sw := getStatusWriter(w)
-		served := app.Static.Serve(sw, withoutBase(r, app.BaseURI))
-		status, bytes := sw.status, sw.bytes
-		putStatusWriter(sw)
-		if served {
-			h.logAccess(r, app, status, bytes, 0, start)
+		if rq.w.gzipOK && r.Method == http.MethodGet && h.serveGzipped(rq, r, app) {
+			return
+		}
+		if app.Static.Serve(&rq.w, withoutBase(r, app.BaseURI)) {
 			return
 		}
 	}
 
 	var fill *turbocache.Fill
 	if app.Cache != nil {
-		sw := getStatusWriter(w)
-		served, f := app.Cache.Lookup(sw, r)
-		status, bytes := sw.status, sw.bytes
-		putStatusWriter(sw)
+		served, f := app.Cache.Lookup(&rq.w, r)
 		if served {
 			app.Metrics.CacheHit()
-			h.logAccess(r, app, status, bytes, 0, start)
 			return
 		}
 		if f != nil {
@@ -134,10 +212,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var body *proxy.Body
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		rq.body = bodyReader{r: r.Body}
+		if h.opts.BodyTimeout > 0 {
+			if dl, ok := rq.w.w.(interface{ SetReadDeadline(time.Time) error }); ok {
+				rq.body.dl, rq.body.timeout = dl, h.opts.BodyTimeout
+			}
+		}
 		var err error
-		body, err = proxy.BufferBody(r.Body, r.ContentLength, h.opts.RequestBufferMemory, h.opts.MaxBodySize, h.opts.BufferDir)
+		body, err = proxy.BufferBody(&rq.body, r.ContentLength, h.opts.RequestBufferMemory, h.opts.MaxBodySize, h.opts.BufferDir)
+		rq.body.done()
 		if err != nil {
-			h.fail(w, r, app, err, 0, start)
+			if rq.body.err != nil {
+				err = clientBodyError(rq.body.err)
+			}
+			h.fail(rq, r, err)
 			return
 		}
 		defer body.Close()
@@ -147,33 +235,103 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.checkRestart(r, app)
 	}
 
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
 	for attempt := 0; ; attempt++ {
-		if retry := h.forward(w, r, req, app, body, fill, scheme, attempt, start); !retry {
+		if retry := h.forward(rq, r, body, fill, attempt); !retry {
 			return
 		}
 	}
 }
 
+// check refuses what net/http let through but the front does not take:
+// heads a proxy in front could frame differently, CONNECT and other
+// targets that are not a resource of the app, over-long targets and
+// over-large declared bodies.
+func (h *Handler) check(r *http.Request, c *httpConn) error {
+	if c != nil {
+		if why := c.scan.problem(r.ProtoMajor == 1 && r.ProtoMinor == 0); why != "" {
+			return &clientError{status: http.StatusBadRequest, msg: "The request is malformed: " + why + ".", close: true}
+		}
+	}
+	switch r.Method {
+	case http.MethodConnect:
+		return &clientError{status: http.StatusBadRequest, msg: "CONNECT is not supported: this is not a forward proxy.", close: true}
+	case "PRI":
+		return &clientError{status: http.StatusBadRequest, msg: "HTTP/2 without TLS (h2c) is not supported.", close: true}
+	}
+	if rt := r.RequestURI; rt != "" && rt[0] != '/' {
+		switch {
+		case rt == "*":
+			if r.Method != http.MethodOptions {
+				return &clientError{status: http.StatusBadRequest, msg: "The target * is for OPTIONS only.", close: true}
+			}
+		case r.URL.Scheme != "http" && r.URL.Scheme != "https":
+			return &clientError{status: http.StatusBadRequest, msg: "The request target is neither a path nor an http or https URL.", close: true}
+		}
+	}
+	if h.opts.MaxURILength > 0 && len(r.RequestURI) > h.opts.MaxURILength {
+		return &clientError{status: http.StatusRequestURITooLong, msg: "The request target is longer than this server accepts."}
+	}
+	if h.opts.MaxBodySize > 0 && r.ContentLength > h.opts.MaxBodySize {
+		return proxy.ErrBodyTooLarge
+	}
+	return nil
+}
+
+// serveGzipped serves the precompressed NAME.gz of a static file, when
+// there is one beside it, to a client that takes gzip. Ranges and HEAD get
+// the plain file. Where no .gz exists is remembered for a while, so that
+// the common case costs a map lookup.
+func (h *Handler) serveGzipped(rq *request, r *http.Request, app *App) bool {
+	if len(r.Header["Range"]) > 0 || h.opts.Compression == nil {
+		return false
+	}
+	ct := mime.TypeByExtension(path.Ext(r.URL.Path))
+	if ct == "" || !h.opts.Compression.TypeListed(ct) {
+		return false
+	}
+	key := r.URL.Path
+	if app.noGz.absent(key, rq.start) {
+		return false
+	}
+	r2 := withoutBase(r, app.BaseURI)
+	if r2 == r {
+		r2 = new(http.Request)
+		*r2 = *r
+		u := *r.URL
+		r2.URL = &u
+	}
+	r2.URL.Path += ".gz"
+	if r2.URL.RawPath != "" {
+		r2.URL.RawPath += ".gz"
+	}
+	rq.w.gzStatic = ct
+	served := app.Static.Serve(&rq.w, r2)
+	if !served {
+		rq.w.gzStatic = ""
+		app.noGz.remember(key, rq.start)
+	}
+	return served
+}
+
 // forward sends the request to one process and the response to the client.
 // It returns true when the request may be sent to another process.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight, app *App, body *proxy.Body, fill *turbocache.Fill, scheme string, attempt int, start time.Time) (retry bool) {
-	req.set(stateQueued)
+func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *turbocache.Fill, attempt int) (retry bool) {
+	app := rq.app
+	rq.info.set(&stateQueued)
 	queued := time.Now()
 	sess, err := app.Group.Checkout(r.Context())
 	app.Metrics.QueueWait(time.Since(queued))
 	if err != nil {
-		h.fail(w, r, app, err, 0, start)
+		h.fail(rq, r, err)
 		return false
 	}
 	pid := sess.PID()
-	req.pid.Store(int64(pid))
-	req.set(stateApp)
+	rq.pid = pid
+	rq.info.pid.Store(int64(pid))
+	rq.info.set(&stateApp)
 	var timedOut atomic.Bool
 	if app.MaxRequestTime > 0 {
+		start := rq.start
 		t := time.AfterFunc(app.MaxRequestTime, func() {
 			timedOut.Store(true)
 			h.log.LogAttrs(context.Background(), slog.LevelError, "request ran longer than --max-request-time; killing its process",
@@ -183,7 +341,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 		})
 		defer t.Stop()
 	}
-	x, err := app.Transport.RoundTrip(sess, r, body, scheme)
+	x, err := app.Transport.RoundTrip(sess, r, body, rq.scheme)
 	if err != nil {
 		if timedOut.Load() {
 			err = ErrRequestTimeout
@@ -192,7 +350,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 				slog.Int("pid", pid), slog.String("error", err.Error()))
 			return true
 		}
-		h.fail(w, r, app, err, pid, start)
+		h.fail(rq, r, err)
 		return false
 	}
 	if proxy.TakeOOBRequest(x.Resp) {
@@ -203,6 +361,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 	}
 	var capture *proxy.Capture
 	if fill != nil {
+		// The cache gets the app's own head and body, before the front
+		// compresses anything or adds its headers.
 		if fill.Storable(x.Resp.StatusCode, x.Resp.Header) {
 			status, header := x.Resp.StatusCode, x.Resp.Header
 			capture = &proxy.Capture{Limit: fill.Limit(), Done: func(body []byte) {
@@ -215,16 +375,16 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 	}
 	if x.Resp.StatusCode == http.StatusSwitchingProtocols {
 		// WebSocket and friends: a tunnel for as long as both sides want.
-		res := x.Tunnel(w)
+		res := x.Tunnel(&rq.w)
 		if res.AppErr != nil {
 			h.log.LogAttrs(r.Context(), slog.LevelWarn, "upgrade failed",
 				slog.Int("pid", pid), slog.String("error", res.AppErr.Error()))
 		}
-		h.logAccess(r, app, res.Status, res.Bytes, pid, start)
+		rq.status, rq.bytes = res.Status, res.Bytes
 		return false
 	}
-	req.set(stateSending)
-	res := x.WriteTo(w, h.opts.Response, capture)
+	rq.info.set(&stateSending)
+	res := x.WriteTo(&rq.w, h.opts.Response, capture)
 	if res.AppErr != nil {
 		appErr := error(&proxy.RoundTripError{Err: res.AppErr})
 		if timedOut.Load() {
@@ -233,14 +393,15 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req *inflight,
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "app response broke off",
 			slog.Int("pid", pid), slog.String("path", r.URL.Path), slog.String("error", res.AppErr.Error()))
 		if !res.Wrote {
-			h.fail(w, r, app, appErr, pid, start)
+			h.fail(rq, r, appErr)
 			return false
 		}
-		h.logAccess(r, app, res.Status, res.Bytes, pid, start)
-		// The client must see the response as truncated.
-		panic(http.ErrAbortHandler)
+		rq.abort = true
+		return false
 	}
-	h.logAccess(r, app, res.Status, res.Bytes, pid, start)
+	if res.ClientErr != nil {
+		rq.reason = "client gone or too slow: " + res.ClientErr.Error()
+	}
 	return false
 }
 
@@ -261,88 +422,110 @@ func (h *Handler) checkRestart(r *http.Request, app *App) {
 
 // fail answers with the status and page for err (or, when the client is
 // gone, nothing) and logs it.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, app *App, err error, pid int, start time.Time) {
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		h.logAccess(r, app, StatusClientClosed, 0, pid, start)
+func (h *Handler) fail(rq *request, r *http.Request, err error) {
+	if errors.Is(err, errClientGone) || (errors.Is(err, context.Canceled) && r.Context().Err() != nil) {
+		rq.status = StatusClientClosed
 		return
 	}
-	status := writeError(w, err, app.Development)
+	dev := rq.app != nil && rq.app.Development
+	status := writeError(&rq.w, err, dev)
 	if status >= 500 {
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", status), slog.Int("pid", pid), slog.String("error", err.Error()))
+			slog.Int("status", status), slog.Int("pid", rq.pid), slog.String("error", err.Error()))
+	} else if status != http.StatusNotFound {
+		rq.reason = err.Error()
 	}
-	h.logAccess(r, app, status, 0, pid, start)
 }
 
-func (h *Handler) logAccess(r *http.Request, app *App, status int, bytes int64, pid int, start time.Time) {
-	dur := time.Since(start)
-	if app != nil {
-		app.Metrics.Request(status, dur, max(r.ContentLength, 0), bytes)
+func (h *Handler) logAccess(rq *request, r *http.Request) {
+	dur := time.Since(rq.start)
+	status, bytes := rq.status, rq.bytes
+	if status == 0 {
+		status, bytes = rq.w.status, rq.w.bytes
 	}
-	if h.access == nil {
+	if rq.app != nil {
+		rq.app.Metrics.Request(status, dur, max(r.ContentLength, 0), bytes)
+	}
+	if h.opts.AccessLog == nil {
 		return
 	}
-	name := ""
-	if app != nil {
-		name = app.Name
+	e := accessEntry{status: status, bytes: bytes, pid: rq.pid, start: rq.start, dur: dur, reason: rq.reason}
+	if rq.app != nil {
+		e.app = rq.app.Name
 	}
-	h.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
-		slog.String("app", name),
-		slog.String("client", r.RemoteAddr),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.RequestURI()),
-		slog.Int("status", status),
-		slog.Int64("bytes", bytes),
-		slog.Duration("duration", dur),
-		slog.Int("pid", pid),
-	)
-}
-
-var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
-
-func getStatusWriter(w http.ResponseWriter) *statusWriter {
-	sw := statusWriters.Get().(*statusWriter)
-	*sw = statusWriter{ResponseWriter: w}
-	return sw
-}
-
-func putStatusWriter(sw *statusWriter) {
-	sw.ResponseWriter = nil
-	statusWriters.Put(sw)
-}
-
-// statusWriter records what a static or cached response was, for the access
-// log, and keeps sendfile by passing ReadFrom through.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
+	if len(rq.w.id) > 0 {
+		e.id = rq.w.id[0]
 	}
-	s.ResponseWriter.WriteHeader(code)
+	h.opts.AccessLog.log(r, &e)
 }
 
-func (s *statusWriter) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+// logRejected logs a request that net/http answered itself or that never
+// arrived whole.
+func (h *Handler) logRejected(rj rejection) {
+	if h.opts.AccessLog != nil {
+		h.opts.AccessLog.rejected(rj)
 	}
-	n, err := s.ResponseWriter.Write(p)
-	s.bytes += int64(n)
+}
+
+// bodyReader reads the request body for BufferBody, giving the client
+// --client-body-timeout per read, and keeps the first read error: the
+// client's fault, not the spill file's.
+type bodyReader struct {
+	r       io.Reader
+	dl      interface{ SetReadDeadline(time.Time) error }
+	timeout time.Duration
+	renew   time.Time
+	err     error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.dl != nil {
+		if now := time.Now(); !now.Before(b.renew) {
+			b.dl.SetReadDeadline(now.Add(b.timeout))
+			b.renew = now.Add(b.timeout / 16)
+		}
+	}
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
 	return n, err
 }
 
-func (s *statusWriter) ReadFrom(r io.Reader) (int64, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+// done lifts the read deadline: net/http goes on reading the connection in
+// the background (to notice a client that leaves), and a deadline firing
+// there would cancel the request.
+func (b *bodyReader) done() {
+	if b.dl != nil {
+		b.dl.SetReadDeadline(time.Time{})
 	}
-	n, err := io.Copy(s.ResponseWriter, r)
-	s.bytes += n
-	return n, err
 }
 
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+// gzAbsent remembers, for a few seconds, the static files that have no
+// precompressed .gz beside them. Bounded: it forgets everything when full.
+type gzAbsent struct {
+	mu sync.RWMutex
+	m  map[string]time.Time
+}
+
+const (
+	gzAbsentTTL = 10 * time.Second
+	gzAbsentMax = 10000
+)
+
+func (g *gzAbsent) absent(key string, now time.Time) bool {
+	g.mu.RLock()
+	until, ok := g.m[key]
+	g.mu.RUnlock()
+	return ok && now.Before(until)
+}
+
+func (g *gzAbsent) remember(key string, now time.Time) {
+	g.mu.Lock()
+	if g.m == nil || len(g.m) >= gzAbsentMax {
+		g.m = make(map[string]time.Time)
+	}
+	g.m[key] = now.Add(gzAbsentTTL)
+	g.mu.Unlock()
+}

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// Request states, as the admin API shows them.
-const (
+// Request states, as the admin API shows them. Variables, so that setting
+// one stores a pointer without allocating.
+var (
 	stateReceiving = "receiving body"
 	stateQueued    = "waiting for a process"
 	stateApp       = "in the app"
@@ -23,7 +24,12 @@ type inflight struct {
 	pid                       atomic.Int64
 }
 
-func (r *inflight) set(state string) { r.state.Store(&state) }
+func (r *inflight) set(state *string) { r.state.Store(state) }
+
+type inflightShard struct {
+	mu sync.Mutex
+	m  map[*inflight]struct{}
+}
 
 // RequestInfo is one request in flight.
 type RequestInfo struct {
@@ -40,14 +46,12 @@ type RequestInfo struct {
 // inflightSet holds the requests in flight, sharded so that the request
 // path's add and remove do not contend on one lock.
 type inflightSet struct {
-	shards [16]struct {
-		mu sync.Mutex
-		m  map[*inflight]struct{}
-	}
-	next atomic.Uint32
+	shards [16]inflightShard
+	next   atomic.Uint32
 }
 
-func (s *inflightSet) add(r *inflight) func() {
+// add puts r in the set; remove takes it out of the shard add returned.
+func (s *inflightSet) add(r *inflight) *inflightShard {
 	sh := &s.shards[s.next.Add(1)%uint32(len(s.shards))]
 	sh.mu.Lock()
 	if sh.m == nil {
@@ -55,11 +59,13 @@ func (s *inflightSet) add(r *inflight) func() {
 	}
 	sh.m[r] = struct{}{}
 	sh.mu.Unlock()
-	return func() {
-		sh.mu.Lock()
-		delete(sh.m, r)
-		sh.mu.Unlock()
-	}
+	return sh
+}
+
+func (sh *inflightShard) remove(r *inflight) {
+	sh.mu.Lock()
+	delete(sh.m, r)
+	sh.mu.Unlock()
 }
 
 func (s *inflightSet) list() []RequestInfo {

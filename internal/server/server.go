@@ -1,82 +1,418 @@
+// Package server owns the HTTP front: the listeners (TCP, TLS with HTTP/2,
+// Unix socket), connection limits and timeouts, the request path from an
+// accepted request to a response (static files, the cache, body buffering,
+// checkout, forwarding, compression), error pages, the access log, and
+// graceful shutdown. It does not spawn or choose processes itself, and it
+// knows nothing of flags: core maps the configuration onto Config and
+// Options.
 package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// Limits are the HTTP front's timeouts and sizes.
-type Limits struct {
-	// ReadHeaderTimeout bounds receiving a request's headers. Default 30s.
-	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes kept-alive client connections idle this long.
-	// Default 120s.
-	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds the request line and headers. Default 64 KiB.
+// Config says where the front listens and what a connection may do before
+// the request path sees a request.
+type Config struct {
+	// Addr is the TCP listener's host:port; "" for none.
+	Addr string
+	// TLS makes Addr serve HTTPS, or SSLAddr when that is set; nil: plain
+	// HTTP only.
+	TLS *TLSConfig
+	// SSLAddr is a second TCP listener, for HTTPS beside plain HTTP on Addr.
+	SSLAddr string
+	// Redirect answers every request on plain Addr with a redirect to the
+	// same URL on SSLAddr.
+	Redirect bool
+	// Socket is a Unix socket listener (plain HTTP), created with
+	// SocketMode permissions; "" for none.
+	Socket     string
+	SocketMode os.FileMode
+	// Backlog is every listener's listen backlog; 0: the system's.
+	Backlog int
+	// MaxConnections bounds the client connections open at once; past it,
+	// accepting pauses. 0 = no limit.
+	MaxConnections int
+	// HeaderTimeout bounds receiving a request line and headers (and the
+	// TLS handshake); IdleTimeout closes kept-alive connections idle this
+	// long. 0 = no limit.
+	HeaderTimeout, IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request line and headers (431 past it).
+	// 0: net/http's 1 MiB.
 	MaxHeaderBytes int
+	// Listen opens a listener. Default: net.Listen. A caller that inherits
+	// sockets (systemd socket activation, a binary upgrade) hands them over
+	// here.
+	Listen func(network, address string) (net.Listener, error)
 }
 
-func (l Limits) withDefaults() Limits {
-	if l.ReadHeaderTimeout <= 0 {
-		l.ReadHeaderTimeout = 30 * time.Second
-	}
-	if l.IdleTimeout <= 0 {
-		l.IdleTimeout = 120 * time.Second
-	}
-	if l.MaxHeaderBytes <= 0 {
-		l.MaxHeaderBytes = 64 << 10
-	}
-	return l
+// TLSConfig is HTTPS: a certificate, the oldest version accepted, HTTP/2.
+type TLSConfig struct {
+	// CertFile and KeyFile are PEM files, read again when they change.
+	CertFile, KeyFile string
+	// MinVersion is tls.VersionTLS12 (default) or tls.VersionTLS13.
+	MinVersion uint16
+	// HTTP2 offers "h2" by ALPN besides "http/1.1".
+	HTTP2 bool
 }
 
-// Server is the HTTP front on one listener.
+// Server is the HTTP front on its listeners.
 type Server struct {
+	app      *http.Server // the request path
+	redirect *http.Server // plain HTTP → HTTPS; nil when not asked for
+	lns      []served
+	t        *tracker
+	log      *slog.Logger
+}
+
+type served struct {
+	ln  *listener
 	hs  *http.Server
-	ln  net.Listener
-	log *slog.Logger
+	url string // http://127.0.0.1:3000, https://…, unix:/path
 }
 
-// Listen opens the listener at once, so that a taken port is an error before
-// any app starts.
-func Listen(addr string, h http.Handler, limits Limits, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+// Listen opens every listener at once, so that a taken port or a bad
+// certificate is an error before any app starts.
+func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
+	if c.Listen == nil {
+		c.Listen = net.Listen
 	}
-	limits = limits.withDefaults()
-	hs := &http.Server{
+	s = &Server{t: newTracker(c.MaxConnections, log, h.logRejected), log: log}
+	defer func() {
+		if err != nil {
+			for _, l := range s.lns {
+				l.ln.Close()
+			}
+		}
+	}()
+	var tlsConf *tls.Config
+	if c.TLS != nil {
+		if tlsConf, err = newTLSConfig(c.TLS, log); err != nil {
+			return nil, err
+		}
+	}
+	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	s.app = &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: limits.ReadHeaderTimeout,
-		IdleTimeout:       limits.IdleTimeout,
-		MaxHeaderBytes:    limits.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: c.HeaderTimeout,
+		IdleTimeout:       c.IdleTimeout,
+		MaxHeaderBytes:    c.MaxHeaderBytes,
+		ConnState:         s.t.connState,
+		ConnContext:       connContext,
+		ErrorLog:          errorLog,
+		Protocols:         new(http.Protocols),
 	}
-	return &Server{hs: hs, ln: ln, log: log}, nil
+	s.app.Protocols.SetHTTP1(true)
+	s.app.Protocols.SetHTTP2(c.TLS != nil && c.TLS.HTTP2)
+
+	add := func(network, addr, scheme string, conf *tls.Config, hs *http.Server) (*listener, error) {
+		ln, err := c.Listen(network, addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		setBacklog(ln, c.Backlog)
+		l := newListener(ln, s.t, conf, c.HeaderTimeout, log)
+		url := scheme + "://" + ln.Addr().String()
+		if network == "unix" {
+			url = "unix:" + addr
+		}
+		s.lns = append(s.lns, served{ln: l, hs: hs, url: url})
+		return l, nil
+	}
+	if c.Addr != "" {
+		switch {
+		case c.TLS != nil && c.SSLAddr == "":
+			_, err = add("tcp", c.Addr, "https", tlsConf, s.app)
+		case c.Redirect:
+			s.redirect = &http.Server{
+				ReadHeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout, MaxHeaderBytes: c.MaxHeaderBytes,
+				ConnState: s.t.connState, ConnContext: connContext, ErrorLog: errorLog,
+			}
+			_, err = add("tcp", c.Addr, "http", nil, s.redirect)
+		default:
+			_, err = add("tcp", c.Addr, "http", nil, s.app)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.TLS != nil && c.SSLAddr != "" {
+		l, err := add("tcp", c.SSLAddr, "https", tlsConf, s.app)
+		if err != nil {
+			return nil, err
+		}
+		if s.redirect != nil {
+			_, port, _ := net.SplitHostPort(l.Addr().String())
+			s.redirect.Handler = h.redirectHandler(port)
+		}
+	}
+	if c.Socket != "" {
+		if err := removeStaleSocket(c.Socket); err != nil {
+			return nil, err
+		}
+		if _, err := add("unix", c.Socket, "", nil, s.app); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(c.Socket, c.SocketMode); err != nil {
+			return nil, fmt.Errorf("socket %s: %w", c.Socket, err)
+		}
+	}
+	if len(s.lns) == 0 {
+		return nil, errors.New("no listener: give a TCP address or a Unix socket")
+	}
+	return s, nil
 }
 
-// Addr is where the server listens.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+// setBacklog applies --socket-backlog: listen(2) again on a listening
+// socket changes its backlog.
+func setBacklog(ln net.Listener, backlog int) {
+	sc, ok := ln.(syscall.Conn)
+	if backlog <= 0 || !ok {
+		return
+	}
+	if rc, err := sc.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { syscall.Listen(int(fd), backlog) })
+	}
+}
 
-// Serve answers requests until Shutdown.
-func (s *Server) Serve() error {
-	err := s.hs.Serve(s.ln)
-	if errors.Is(err, http.ErrServerClosed) {
+// removeStaleSocket removes a socket file left by a Ferry that did not
+// exit cleanly, and refuses one that something still listens on, or a
+// path that is not a socket.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("socket %s: the path exists and is not a socket", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("socket %s: another process listens on it", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("socket %s: remove the stale socket: %w", path, err)
+	}
+	return nil
 }
 
-// Shutdown stops accepting and waits for in-flight requests until ctx ends,
-// then closes what is left.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.hs.Shutdown(ctx)
-	if err != nil {
-		s.hs.Close()
+// Addr is the first listener's address.
+func (s *Server) Addr() net.Addr { return s.lns[0].ln.Addr() }
+
+// URLs are the listeners: http://HOST:PORT, https://HOST:PORT, unix:PATH.
+func (s *Server) URLs() []string {
+	out := make([]string, len(s.lns))
+	for i, l := range s.lns {
+		out[i] = l.url
 	}
-	return err
+	return out
+}
+
+// Serve answers requests on every listener until Shutdown, and returns the
+// first error that is not Shutdown's.
+func (s *Server) Serve() error {
+	errc := make(chan error, len(s.lns))
+	for _, l := range s.lns {
+		go func() { errc <- l.hs.Serve(l.ln) }()
+	}
+	for range s.lns {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Shutdown stops accepting, closes hijacked connections (WebSockets and
+// other tunnels cannot finish on their own; their clients reconnect), and
+// waits for in-flight requests until ctx ends, then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if n := s.t.closeHijacked(); n > 0 {
+		s.log.Info("closed upgraded (WebSocket) connections", "count", n)
+	}
+	servers := []*http.Server{s.app}
+	if s.redirect != nil {
+		servers = append(servers, s.redirect)
+	}
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, hs := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = hs.Shutdown(ctx); errs[i] != nil {
+				hs.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// newTLSConfig is Ferry's HTTPS: TLS 1.2 or later with Go's default
+// (forward-secret, AEAD-only) cipher suites and curves, HTTP/2 and
+// HTTP/1.1 by ALPN, the certificate reloaded when its files change.
+func newTLSConfig(c *TLSConfig, log *slog.Logger) (*tls.Config, error) {
+	certs, err := newCertReloader(c.CertFile, c.KeyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	conf := &tls.Config{
+		MinVersion:     max(c.MinVersion, tls.VersionTLS12),
+		GetCertificate: certs.get,
+		NextProtos:     []string{"http/1.1"},
+	}
+	if c.HTTP2 {
+		conf.NextProtos = []string{"h2", "http/1.1"}
+	}
+	return conf, nil
+}
+
+// certReloader serves a certificate and loads it again when its files
+// change (checked at most every certCheckInterval, on a handshake), so
+// that a renewed certificate needs no restart. A failed reload keeps the
+// old one and is logged.
+type certReloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+	cur               atomic.Pointer[loadedCert]
+	next              atomic.Int64 // unix nanoseconds of the next check
+	mu                sync.Mutex
+}
+
+type loadedCert struct {
+	cert          *tls.Certificate
+	certID, keyID fileID
+}
+
+type fileID struct {
+	mod  time.Time
+	size int64
+}
+
+const certCheckInterval = 10 * time.Second
+
+func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
+	lc, err := r.load()
+	if err != nil {
+		return nil, err
+	}
+	r.cur.Store(lc)
+	r.next.Store(time.Now().Add(certCheckInterval).UnixNano())
+	if leaf := lc.cert.Leaf; leaf != nil {
+		log.Info("certificate loaded", "file", certFile, "subject", leaf.Subject.String(), "names", leaf.DNSNames,
+			"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return r, nil
+}
+
+func (r *certReloader) load() (*loadedCert, error) {
+	cid, err := statID(r.certFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %w", err)
+	}
+	kid, err := statID(r.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate key: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s with key %s: %w", r.certFile, r.keyFile, err)
+	}
+	return &loadedCert{cert: &cert, certID: cid, keyID: kid}, nil
+}
+
+func statID(path string) (fileID, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileID{}, err
+	}
+	return fileID{fi.ModTime(), fi.Size()}, nil
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if now := time.Now(); now.UnixNano() >= r.next.Load() && r.mu.TryLock() {
+		r.next.Store(now.Add(certCheckInterval).UnixNano())
+		r.check()
+		r.mu.Unlock()
+	}
+	return r.cur.Load().cert, nil
+}
+
+func (r *certReloader) check() {
+	cur := r.cur.Load()
+	cid, cerr := statID(r.certFile)
+	kid, kerr := statID(r.keyFile)
+	if cerr == nil && kerr == nil && cid == cur.certID && kid == cur.keyID {
+		return
+	}
+	lc, err := r.load()
+	if err != nil {
+		r.log.Warn("certificate changed but cannot be loaded; serving the previous one", "error", err)
+		return
+	}
+	r.cur.Store(lc)
+	r.log.Info("certificate reloaded", "file", r.certFile, "not_after", notAfter(lc.cert))
+}
+
+func notAfter(c *tls.Certificate) string {
+	if c.Leaf == nil {
+		return ""
+	}
+	return c.Leaf.NotAfter.UTC().Format(time.RFC3339)
+}
+
+// redirectHandler answers a plain-HTTP request with a redirect to the same
+// URL over HTTPS on port: 301 for GET and HEAD, 308 (which keeps the method
+// and body) for the rest.
+func (h *Handler) redirectHandler(port string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := connFrom(r); c != nil {
+			c.served.Add(1)
+		}
+		start := time.Now()
+		host := r.Host
+		if hst, _, err := net.SplitHostPort(host); err == nil {
+			host = hst
+		}
+		status := http.StatusMovedPermanently
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			status = http.StatusPermanentRedirect
+		}
+		if host == "" {
+			status = http.StatusBadRequest
+		} else {
+			if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+				host = "[" + host + "]"
+			}
+			if port != "443" {
+				host += ":" + port
+			}
+			target := r.RequestURI
+			if target == "" || target[0] != '/' {
+				target = r.URL.RequestURI()
+			}
+			w.Header().Set("Location", "https://"+host+target)
+		}
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(status)
+		if h.opts.AccessLog != nil {
+			h.opts.AccessLog.log(r, &accessEntry{status: status, start: start, dur: time.Since(start)})
+		}
+	})
 }

@@ -1,0 +1,113 @@
+package core
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/ferry-server/ferry/internal/compress"
+	"github.com/ferry-server/ferry/internal/config"
+	"github.com/ferry-server/ferry/internal/proxy"
+	"github.com/ferry-server/ferry/internal/server"
+)
+
+// newFront builds the HTTP front from the configuration: the request path
+// for apps and its listeners, opened now. close releases what the front
+// holds besides its listeners (the access log file).
+func newFront(cfg *config.Config, apps []*server.App, bufferDir string, log *slog.Logger) (h *server.Handler, s *server.Server, close func(), err error) {
+	f := cfg.Front
+	access, closeLog, err := accessLog(cfg, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			closeLog()
+		}
+	}()
+	opts := server.Options{
+		RequestBufferMemory: cfg.RequestBufferMemory,
+		MaxBodySize:         f.ClientMaxBodySize,
+		BufferDir:           bufferDir,
+		Response: proxy.ResponseOptions{
+			Memory:        cfg.ResponseBufferMemory,
+			HighWatermark: cfg.ResponseBufferHighWatermark,
+			Dir:           bufferDir,
+		},
+		BodyTimeout:  f.ClientBodyTimeout,
+		WriteTimeout: f.ClientWriteTimeout,
+		MaxURILength: int(f.MaxURILength),
+		AccessLog:    access,
+	}
+	if len(f.TrustedNets) > 0 || f.TrustUnix {
+		opts.Trusted = &server.Trusted{Nets: f.TrustedNets, Unix: f.TrustUnix}
+	}
+	if f.Gzip {
+		opts.Compression = compress.New(compress.Config{Level: f.GzipLevel, Types: f.GzipTypes, MinSize: f.GzipMinSize})
+	}
+	h = server.NewHandler(apps, opts, log)
+
+	sc := server.Config{
+		Socket:         f.Socket,
+		SocketMode:     f.SocketMode,
+		Backlog:        f.SocketBacklog,
+		MaxConnections: f.MaxConnections,
+		HeaderTimeout:  f.ClientHeaderTimeout,
+		IdleTimeout:    f.KeepaliveTimeout,
+		MaxHeaderBytes: int(f.MaxHeaderSize),
+	}
+	if f.Socket == "" || f.SocketAndTCP {
+		sc.Addr = cfg.ListenAddr()
+	}
+	if f.SSL {
+		sc.TLS = &server.TLSConfig{CertFile: f.SSLCertificate, KeyFile: f.SSLCertificateKey, HTTP2: f.HTTP2,
+			MinVersion: tls.VersionTLS12}
+		if f.SSLMinVersion == "1.3" {
+			sc.TLS.MinVersion = tls.VersionTLS13
+		}
+		if f.SSLPort != 0 {
+			sc.SSLAddr = net.JoinHostPort(cfg.Address, strconv.Itoa(f.SSLPort))
+			sc.Redirect = f.SSLRedirect
+		}
+	}
+	s, err = server.Listen(sc, h, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log.Info("front listening", "urls", s.URLs(), "http2", f.SSL && f.HTTP2, "max_connections", f.MaxConnections,
+		"client_max_body_size", f.ClientMaxBodySize, "gzip", f.Gzip, "access_log_format", f.AccessLogFormat)
+	return h, s, closeLog, nil
+}
+
+// accessLog opens the access log --access-log and --access-log-format ask
+// for: Ferry's own log by default, a file, standard error, or none.
+func accessLog(cfg *config.Config, log *slog.Logger) (*server.AccessLog, func(), error) {
+	f := cfg.Front
+	nop := func() {}
+	if f.AccessLog == "off" {
+		return nil, nop, nil
+	}
+	path := f.AccessLog
+	if path == "" && f.AccessLogFormat == server.AccessText {
+		// Lines in Ferry's own log, in its format.
+		return server.NewAccessLog(server.AccessText, nil, log.With("log", "access")), nop, nil
+	}
+	if path == "" {
+		path = cfg.LogFile
+	}
+	var w io.Writer = os.Stderr
+	closeFn := nop
+	if path != "" && path != "-" {
+		lf, err := server.OpenLogFile(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("access log: %w", err)
+		}
+		w, closeFn = lf, func() { lf.Close() }
+	}
+	text := slog.New(slog.NewTextHandler(w, nil))
+	return server.NewAccessLog(f.AccessLogFormat, w, text), closeFn, nil
+}

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"encoding/hex"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// Who the client is: its address and scheme (believing X-Forwarded-For and
+// X-Forwarded-Proto only from trusted proxies), and the request's id.
+
+// Trusted is the set of peers whose forwarding headers are believed.
+type Trusted struct {
+	// Nets are the trusted addresses.
+	Nets []netip.Prefix
+	// Unix trusts every peer on a Unix socket.
+	Unix bool
+}
+
+func (t *Trusted) any() bool { return t != nil && (len(t.Nets) > 0 || t.Unix) }
+
+func (t *Trusted) addr(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range t.Nets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// peer reports whether the connection's peer (a RemoteAddr) is trusted.
+// Peers on a Unix socket have no IP address ("@", or a path).
+func (t *Trusted) peer(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return t.Unix
+	}
+	return t.addr(ap.Addr())
+}
+
+// client settles the client's address (r.RemoteAddr) and the scheme the
+// app is told. From a trusted peer, X-Forwarded-For and X-Forwarded-Proto
+// are believed and consumed; from any other, every header by which a proxy
+// describes the client is dropped, so that no app is misled by what a
+// client says of itself.
+func (t *Trusted) client(r *http.Request) (scheme string) {
+	scheme = "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	h := r.Header
+	if !t.any() || !t.peer(r.RemoteAddr) {
+		dropForwarded(h)
+		return scheme
+	}
+	xff, xfp := h["X-Forwarded-For"], h["X-Forwarded-Proto"]
+	delete(h, "X-Forwarded-For")
+	delete(h, "X-Forwarded-Proto")
+	if a, ok := clientFromXFF(xff, t.addr); ok {
+		r.RemoteAddr = netip.AddrPortFrom(a, 0).String()
+	}
+	if p := lastToken(xfp); strings.EqualFold(p, "https") {
+		scheme = "https"
+	} else if strings.EqualFold(p, "http") {
+		scheme = "http"
+	}
+	return scheme
+}
+
+// dropForwarded removes the headers a proxy uses to describe the client or
+// the original request.
+func dropForwarded(h http.Header) {
+	for k := range h {
+		if len(k) < len("Forwarded") {
+			continue
+		}
+		switch k {
+		case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port",
+			"X-Forwarded-Prefix", "X-Forwarded-Server", "X-Forwarded-Ssl", "X-Forwarded-Scheme",
+			"X-Real-Ip", "Forwarded", "X-Url-Scheme", "Front-End-Https", "X-Client-Ip":
+			delete(h, k)
+		}
+	}
+}
+
+// clientFromXFF finds the client in X-Forwarded-For: walking from the
+// nearest hop (the right) outwards, the first address that is not a
+// trusted proxy. Anything left of it was written by whoever that is, so it
+// is not believed. When every hop is trusted, the farthest one is the
+// client. A hop that is not an address ends the walk at the hop before it:
+// garbage is never believed. ok is false when there is no address at all.
+func clientFromXFF(xff []string, trusted func(netip.Addr) bool) (client netip.Addr, ok bool) {
+	for i := len(xff) - 1; i >= 0; i-- {
+		v := xff[i]
+		for v != "" {
+			var tok string
+			if j := strings.LastIndexByte(v, ','); j >= 0 {
+				tok, v = v[j+1:], v[:j]
+			} else {
+				tok, v = v, ""
+			}
+			tok = strings.TrimSpace(tok)
+			if tok == "" {
+				continue
+			}
+			a, valid := parseHop(tok)
+			if !valid {
+				return client, ok
+			}
+			client, ok = a, true
+			if !trusted(a) {
+				return client, ok
+			}
+		}
+	}
+	return client, ok
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, possibly with a
+// port ("192.0.2.1:4711", "[2001:db8::1]:4711"), as some proxies write.
+func parseHop(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().WithZone(""), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
+	}
+	return netip.Addr{}, false
+}
+
+// lastToken is the last comma-separated item of the last value: what the
+// nearest proxy wrote.
+func lastToken(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	v := vs[len(vs)-1]
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	return strings.TrimSpace(v)
+}
+
+// maxRequestIDLen bounds a client's X-Request-Id; longer ones are replaced.
+const maxRequestIDLen = 128
+
+// requestIDChars are the bytes a client's X-Request-Id may hold: letters,
+// digits and the punctuation of UUIDs, base64 and common tracing formats.
+// Nothing that could break a log line or a header.
+var requestIDChars = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "-_.:+/=@" {
+		t[c] = true
+	}
+	return
+}()
+
+// validRequestID reports whether a client's X-Request-Id is kept.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !requestIDChars[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID is 128 random bits in hex, from the runtime's per-thread
+// generator: no lock, no system call.
+func newRequestID() string {
+	var raw [16]byte
+	for i := 0; i < 16; i += 8 {
+		v := rand.Uint64()
+		for j := range 8 {
+			raw[i+j] = byte(v >> (8 * j))
+		}
+	}
+	var out [32]byte
+	hex.Encode(out[:], raw[:])
+	return string(out[:])
+}
+
+// requestID is the request's X-Request-Id: the client's when it sent one
+// valid id, else a new one. Either way the request carries it to the app.
+func requestID(r *http.Request) []string {
+	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
+		return v
+	}
+	id := []string{newRequestID()}
+	r.Header["X-Request-Id"] = id
+	return id
+}

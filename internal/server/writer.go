@@ -1,0 +1,205 @@
+package server
+
+import (
+	"compress/gzip"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ferry-server/ferry/internal/compress"
+)
+
+// respWriter is the ResponseWriter every response of the request path goes
+// through (static files, cache hits, the app's, error pages). It records
+// what reached the client for the access log, gives the client
+// --client-write-timeout per write, stamps X-Request-Id, and gzips
+// compressible responses for clients that take gzip. It is part of the
+// pooled per-request state, so it costs no allocation.
+type respWriter struct {
+	w http.ResponseWriter
+	// dl sets the connection's (HTTP/1) or stream's (HTTP/2) write
+	// deadline; nil: no write timeout.
+	dl      interface{ SetWriteDeadline(time.Time) error }
+	timeout time.Duration
+	renew   time.Time // the deadline is pushed back once past this
+
+	status int
+	bytes  int64 // body bytes written to the client (compressed, if so)
+	id     []string
+
+	policy *compress.Policy // nil: no compression
+	gzipOK bool             // the client accepts gzip
+	head   bool             // a HEAD request: no body, nothing to compress
+	// gzStatic is the media type of the plain file while a precompressed
+	// .gz static file is being tried; "" otherwise.
+	gzStatic string
+	zw       *gzip.Writer
+	sink     sink
+}
+
+// sink is where the gzip stream writes: the client, through out.
+type sink struct{ rw *respWriter }
+
+func (s *sink) Write(p []byte) (int, error) { return s.rw.out(p) }
+
+var _ http.Flusher = (*respWriter)(nil)
+
+func (rw *respWriter) Header() http.Header { return rw.w.Header() }
+
+// Unwrap lets http.ResponseController reach the connection (Hijack,
+// deadlines).
+func (rw *respWriter) Unwrap() http.ResponseWriter { return rw.w }
+
+func (rw *respWriter) WriteHeader(code int) {
+	if rw.status != 0 {
+		return
+	}
+	if code < 200 {
+		rw.w.WriteHeader(code) // informational: the final status follows
+		return
+	}
+	rw.status = code
+	h := rw.w.Header()
+	// Ours wins over an app's (or a cached response's) own copy: the log,
+	// the app and the client all know the request by the same id.
+	h["X-Request-Id"] = rw.id
+	switch {
+	case rw.gzStatic != "":
+		compress.AddVary(h)
+		if code == http.StatusOK {
+			h["Content-Type"] = []string{rw.gzStatic}
+			h["Content-Encoding"] = gzipEncoding
+		}
+	case rw.policy != nil && !rw.head && rw.policy.Compressible(code, h):
+		if rw.gzipOK {
+			if rw.zw = rw.policy.Start(&rw.sink); rw.zw != nil {
+				compress.Prepare(h)
+				break
+			}
+		}
+		compress.AddVary(h)
+	}
+	rw.w.WriteHeader(code)
+}
+
+var gzipEncoding = []string{"gzip"}
+
+func (rw *respWriter) Write(p []byte) (int, error) {
+	if rw.status == 0 {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.zw != nil {
+		return rw.zw.Write(p)
+	}
+	return rw.out(p)
+}
+
+// out writes to the client, pushing the write deadline back first.
+func (rw *respWriter) out(p []byte) (int, error) {
+	rw.extend()
+	n, err := rw.w.Write(p)
+	rw.bytes += int64(n)
+	return n, err
+}
+
+// extend pushes the write deadline back to now + timeout. To spare the
+// timer, it does so only when a sixteenth of the timeout has passed since
+// the last time, so a client is dropped after between 15/16 and all of the
+// timeout without taking a byte.
+func (rw *respWriter) extend() {
+	if rw.dl == nil {
+		return
+	}
+	now := time.Now()
+	if now.Before(rw.renew) {
+		return
+	}
+	rw.dl.SetWriteDeadline(now.Add(rw.timeout))
+	rw.renew = now.Add(rw.timeout / 16)
+}
+
+// Flush sends what is buffered, compressed data included: the proxy calls
+// it whenever the app's response is caught up, so streams stay streams.
+func (rw *respWriter) Flush() { rw.FlushError() }
+
+func (rw *respWriter) FlushError() error {
+	if rw.status == 0 {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.zw != nil {
+		if err := rw.zw.Flush(); err != nil {
+			return err
+		}
+	}
+	rw.extend()
+	switch f := rw.w.(type) {
+	case interface{ FlushError() error }:
+		return f.FlushError()
+	case http.Flusher:
+		f.Flush()
+		return nil
+	}
+	return http.ErrNotSupported
+}
+
+// sendfileChunk bounds one sendfile call, so that the write deadline is
+// pushed back between chunks: a client that takes 128 KiB per
+// --client-write-timeout keeps its download.
+const sendfileChunk = 128 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// ReadFrom keeps sendfile for static files sent as they are, and otherwise
+// copies through Write (gzip) with a pooled buffer.
+func (rw *respWriter) ReadFrom(src io.Reader) (int64, error) {
+	if rw.status == 0 {
+		rw.WriteHeader(http.StatusOK)
+	}
+	rf, ok := rw.w.(io.ReaderFrom)
+	if rw.zw != nil || !ok {
+		bp := copyBufs.Get().(*[]byte)
+		n, err := io.CopyBuffer(writerOnly{rw}, src, *bp)
+		copyBufs.Put(bp)
+		return n, err
+	}
+	// One level of LimitedReader over a file is what sendfile recognises.
+	limit := int64(-1)
+	if lr, ok := src.(*io.LimitedReader); ok {
+		src, limit = lr.R, lr.N
+		defer func() { lr.N = limit }()
+	}
+	chunk := &io.LimitedReader{R: src}
+	var total int64
+	for limit != 0 {
+		chunk.N = sendfileChunk
+		if limit > 0 {
+			chunk.N = min(limit, sendfileChunk)
+		}
+		want := chunk.N
+		rw.extend()
+		n, err := rf.ReadFrom(chunk)
+		total += n
+		rw.bytes += n
+		if limit > 0 {
+			limit -= n
+		}
+		if err != nil || n < want {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// writerOnly hides ReadFrom, so that io.CopyBuffer does not call it back.
+type writerOnly struct{ io.Writer }
+
+// finish ends the gzip stream: with its trailer when the response is
+// complete, without when it is being aborted (the client must see a
+// truncated body, not a short valid one).
+func (rw *respWriter) finish(complete bool) {
+	if rw.zw != nil {
+		rw.policy.End(rw.zw, complete)
+		rw.zw = nil
+	}
+}

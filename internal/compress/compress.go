@@ -10,6 +10,7 @@
 package compress
 
 import (
+	"bytes"
 	"compress/gzip"
 	"io"
 	"net/http"
@@ -32,6 +33,9 @@ type Config struct {
 	// stream holds about 800 KiB of encoder state); past it responses go
 	// out uncompressed. Default (0): 128.
 	MaxStreams int
+	// MemoBytes bounds the memory of Whole's compressed copies. Default
+	// (0): 16 MiB.
+	MemoBytes int64
 }
 
 // Policy decides which responses are compressed. It is safe for concurrent
@@ -44,16 +48,24 @@ type Policy struct {
 	max      int64
 	streams  atomic.Int64
 	pool     sync.Pool // *gzip.Writer at level
+
+	memoMax  int64
+	memoMu   sync.RWMutex
+	memo     map[memoKey]memoEntry
+	memoSize int64
 }
 
 // New returns the policy for c.
 func New(c Config) *Policy {
-	p := &Policy{level: c.Level, exact: map[string]bool{}, minSize: c.MinSize, max: int64(c.MaxStreams)}
+	p := &Policy{level: c.Level, exact: map[string]bool{}, minSize: c.MinSize, max: int64(c.MaxStreams), memoMax: c.MemoBytes}
 	if p.level < gzip.BestSpeed || p.level > gzip.BestCompression {
 		p.level = 5
 	}
 	if p.max <= 0 {
 		p.max = 128
+	}
+	if p.memoMax <= 0 {
+		p.memoMax = 16 << 20
 	}
 	for _, t := range c.Types {
 		t = strings.ToLower(t)
@@ -277,6 +289,18 @@ func (p *Policy) Start(dst io.Writer) *gzip.Writer {
 	return zw
 }
 
+// StartAlways is Start without the MaxStreams bound, for a response whose
+// head already says gzip.
+func (p *Policy) StartAlways(dst io.Writer) *gzip.Writer {
+	p.streams.Add(1)
+	if zw, _ := p.pool.Get().(*gzip.Writer); zw != nil {
+		zw.Reset(dst)
+		return zw
+	}
+	zw, _ := gzip.NewWriterLevel(dst, p.level)
+	return zw
+}
+
 // End releases a stream from Start. finish writes the gzip trailer (a
 // complete body); without it the body ends where it is (an aborted
 // response). It returns the error of writing the trailer.
@@ -290,3 +314,63 @@ func (p *Policy) End(zw *gzip.Writer, finish bool) error {
 	p.streams.Add(-1)
 	return err
 }
+
+// Whole returns the gzip encoding of body, a response body that never
+// changes (a cache entry's): each is compressed once and kept, so that
+// serving it again costs a lookup. The memo holds the body it was made
+// from, so that its address cannot be reused for other bytes while the
+// entry lives; it is bounded by MemoBytes (original and encoded together)
+// and forgets entries at random to stay within it.
+func (p *Policy) Whole(body []byte) []byte {
+	if len(body) == 0 {
+		return nil
+	}
+	k := memoKey{&body[0], len(body)}
+	p.memoMu.RLock()
+	e, ok := p.memo[k]
+	p.memoMu.RUnlock()
+	if ok {
+		return e.gz
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(body)/3 + 64)
+	zw, _ := p.pool.Get().(*gzip.Writer)
+	if zw == nil {
+		zw, _ = gzip.NewWriterLevel(&buf, p.level)
+	} else {
+		zw.Reset(&buf)
+	}
+	zw.Write(body)
+	zw.Close()
+	zw.Reset(io.Discard)
+	p.pool.Put(zw)
+	gz := buf.Bytes()
+	size := int64(len(body) + len(gz))
+	if size > p.memoMax/8 {
+		return gz // too big to keep: it would crowd out the rest
+	}
+	p.memoMu.Lock()
+	if p.memo == nil {
+		p.memo = make(map[memoKey]memoEntry)
+	}
+	for k2, e2 := range p.memo {
+		if p.memoSize+size <= p.memoMax {
+			break
+		}
+		delete(p.memo, k2)
+		p.memoSize -= int64(len(e2.src) + len(e2.gz))
+	}
+	if _, dup := p.memo[k]; !dup {
+		p.memo[k] = memoEntry{src: body, gz: gz}
+		p.memoSize += size
+	}
+	p.memoMu.Unlock()
+	return gz
+}
+
+type memoKey struct {
+	p *byte
+	n int
+}
+
+type memoEntry struct{ src, gz []byte }

@@ -208,3 +208,32 @@ func FuzzAcceptsGzip(f *testing.F) {
 		}
 	})
 }
+
+func TestWhole(t *testing.T) {
+	p := New(Config{MemoBytes: 64 << 10})
+	body := []byte(strings.Repeat("cached page ", 500))
+	gz := p.Whole(body)
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(zr); err != nil || string(got) != string(body) {
+		t.Fatalf("round trip: %v", err)
+	}
+	if again := p.Whole(body); &again[0] != &gz[0] {
+		t.Error("the same body was compressed twice")
+	}
+	if n := testing.AllocsPerRun(100, func() { p.Whole(body) }); n != 0 {
+		t.Errorf("a memo hit allocates %v times", n)
+	}
+	// Many bodies: the memo stays within its bound.
+	for i := range 200 {
+		p.Whole([]byte(strings.Repeat(strconv.Itoa(i), 1000)))
+	}
+	if p.memoSize > 64<<10 {
+		t.Errorf("memo holds %d bytes, bound 64 KiB", p.memoSize)
+	}
+	if p.Whole(nil) != nil {
+		t.Error("an empty body has an encoding")
+	}
+}

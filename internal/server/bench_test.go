@@ -8,11 +8,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/ferry-server/ferry/internal/compress"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/turbocache"
@@ -181,4 +186,50 @@ func BenchmarkProxyHelloParallel(b *testing.B) {
 			serve(h, w, r, hdr)
 		}
 	})
+}
+
+// BenchmarkProxyHelloFront is BenchmarkProxyHello with what a production
+// front turns on: gzip (the client takes it; hello world is too small),
+// client timeouts, trusted proxies with an X-Forwarded-For, and a combined
+// access log.
+func BenchmarkProxyHelloFront(b *testing.B) {
+	opts := Options{
+		WriteTimeout: time.Minute, BodyTimeout: time.Minute, MaxURILength: 8192,
+		Compression: compress.New(compress.Config{Types: []string{"text/html", "text/plain"}, MinSize: 512}),
+		Trusted:     &Trusted{Nets: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}},
+		AccessLog:   NewAccessLog(AccessCombined, io.Discard, nil),
+	}
+	h, _ := benchHandler(b, helloResp, false, opts)
+	r := benchRequest("/", "Accept-Encoding: gzip, deflate, br", "X-Forwarded-For: 203.0.113.7")
+	hdr := r.Header.Clone()
+	w := &benchWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.RemoteAddr = "192.0.2.1:5555"
+		serve(h, w, r, hdr)
+	}
+	if w.status != 200 {
+		b.Fatalf("status %d", w.status)
+	}
+}
+
+// BenchmarkCacheHitGzip: a 10 KiB HTML page from the cache, compressed for
+// a client that takes gzip.
+func BenchmarkCacheHitGzip(b *testing.B) {
+	page := strings.Repeat("<p>Hello, cached world.</p>\n", 10<<10/28)
+	resp := "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nCache-Control: max-age=600\r\nContent-Length: " +
+		strconv.Itoa(len(page)) + "\r\n\r\n" + page
+	opts := Options{Compression: compress.New(compress.Config{Types: []string{"text/html"}, MinSize: 512})}
+	h, _ := benchHandler(b, resp, true, opts)
+	r := benchRequest("/page", "Accept-Encoding: gzip")
+	hdr := r.Header.Clone()
+	w := &benchWriter{h: http.Header{}}
+	serve(h, w, r, hdr)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(h, w, r, hdr)
+	}
+	if w.h.Get("Content-Encoding") != "gzip" || w.h.Get("Age") == "" {
+		b.Fatalf("not a compressed hit: %v", w.h)
+	}
 }

@@ -198,7 +198,9 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 
 	var fill *turbocache.Fill
 	if app.Cache != nil {
+		rq.w.immutable = true // a hit writes the entry's body, which never changes
 		served, f := app.Cache.Lookup(&rq.w, r)
+		rq.w.immutable = false
 		if served {
 			app.Metrics.CacheHit()
 			return

@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -36,6 +37,14 @@ type respWriter struct {
 	gzStatic string
 	zw       *gzip.Writer
 	sink     sink
+	// immutable: the body written is a cache entry's, which never changes,
+	// so its compressed form is kept and reused (compress.Policy.Whole).
+	immutable bool
+	// pending is the status of a head held back until the body, whose
+	// compressed length it will carry, is written; wholeLen is that body's
+	// length.
+	pending  int
+	wholeLen int64
 }
 
 // sink is where the gzip stream writes: the client, through out.
@@ -72,6 +81,15 @@ func (rw *respWriter) WriteHeader(code int) {
 			h["Content-Encoding"] = gzipEncoding
 		}
 	case rw.policy != nil && !rw.head && rw.policy.Compressible(code, h):
+		if rw.gzipOK && rw.immutable {
+			if cl := h["Content-Length"]; len(cl) == 1 {
+				if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n > 0 {
+					compress.Prepare(h)
+					rw.pending, rw.wholeLen = code, n
+					return
+				}
+			}
+		}
 		if rw.gzipOK {
 			if rw.zw = rw.policy.Start(&rw.sink); rw.zw != nil {
 				compress.Prepare(h)
@@ -89,10 +107,32 @@ func (rw *respWriter) Write(p []byte) (int, error) {
 	if rw.status == 0 {
 		rw.WriteHeader(http.StatusOK)
 	}
+	if rw.pending != 0 {
+		if int64(len(p)) == rw.wholeLen {
+			// The whole body at once, as the cache writes it: compressed
+			// once per entry, sent with its length.
+			gz := rw.policy.Whole(p)
+			rw.w.Header()["Content-Length"] = []string{strconv.Itoa(len(gz))}
+			rw.w.WriteHeader(rw.pending)
+			rw.pending = 0
+			if _, err := rw.out(gz); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+		rw.stream()
+	}
 	if rw.zw != nil {
 		return rw.zw.Write(p)
 	}
 	return rw.out(p)
+}
+
+// stream sends a held-back head and compresses what follows as a stream.
+func (rw *respWriter) stream() {
+	rw.zw = rw.policy.StartAlways(&rw.sink)
+	rw.w.WriteHeader(rw.pending)
+	rw.pending = 0
 }
 
 // out writes to the client, pushing the write deadline back first.
@@ -127,6 +167,9 @@ func (rw *respWriter) FlushError() error {
 	if rw.status == 0 {
 		rw.WriteHeader(http.StatusOK)
 	}
+	if rw.pending != 0 {
+		rw.stream()
+	}
 	if rw.zw != nil {
 		if err := rw.zw.Flush(); err != nil {
 			return err
@@ -155,6 +198,9 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 func (rw *respWriter) ReadFrom(src io.Reader) (int64, error) {
 	if rw.status == 0 {
 		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.pending != 0 {
+		rw.stream()
 	}
 	rf, ok := rw.w.(io.ReaderFrom)
 	if rw.zw != nil || !ok {
@@ -198,6 +244,9 @@ type writerOnly struct{ io.Writer }
 // complete, without when it is being aborted (the client must see a
 // truncated body, not a short valid one).
 func (rw *respWriter) finish(complete bool) {
+	if rw.pending != 0 {
+		rw.stream() // no body came: an empty gzip stream
+	}
 	if rw.zw != nil {
 		rw.policy.End(rw.zw, complete)
 		rw.zw = nil

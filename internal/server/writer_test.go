@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,5 +147,42 @@ func TestRespWriterInformational(t *testing.T) {
 	rw.WriteHeader(http.StatusOK) // superfluous: ignored
 	if rw.status != http.StatusTeapot || rec.Header().Get("X-Request-Id") != "req-1" {
 		t.Errorf("status %d, header %v", rw.status, rec.Header())
+	}
+}
+
+func TestRespWriterWholeBody(t *testing.T) {
+	page := []byte(strings.Repeat("<i>cached</i>", 100))
+	for _, tc := range []struct {
+		name  string
+		write func(rw *respWriter)
+	}{
+		{"one write", func(rw *respWriter) { rw.Write(page) }},
+		{"two writes", func(rw *respWriter) { rw.Write(page[:10]); rw.Write(page[10:]) }},
+		{"flush first", func(rw *respWriter) { rw.Flush(); rw.Write(page) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rw, rec := newTestWriter(true)
+			rw.immutable = true
+			rw.Header().Set("Content-Type", "text/html")
+			rw.Header().Set("Content-Length", strconv.Itoa(len(page)))
+			rw.WriteHeader(200)
+			tc.write(rw)
+			rw.finish(true)
+			if got, err := ungzip(t, rec.Body.Bytes()); err != nil || got != string(page) {
+				t.Fatalf("client got %d bytes, %v", len(got), err)
+			}
+			if cl := rec.Header().Get("Content-Length"); tc.name == "one write" && cl != strconv.Itoa(rec.Body.Len()) {
+				t.Errorf("Content-Length %q for %d bytes", cl, rec.Body.Len())
+			}
+		})
+	}
+	rw, rec := newTestWriter(true)
+	rw.immutable = true
+	rw.Header().Set("Content-Type", "text/html")
+	rw.Header().Set("Content-Length", "100")
+	rw.WriteHeader(200)
+	rw.finish(true) // the body never came
+	if got, err := ungzip(t, rec.Body.Bytes()); err != nil || got != "" || rec.Code != 200 {
+		t.Errorf("no body: %d, %q, %v", rec.Code, got, err)
 	}
 }

@@ -78,9 +78,16 @@ var (
 // listens. It is stopped with SIGTERM at test cleanup unless already gone.
 func startFerry(t *testing.T, appDir string, args ...string) *ferry {
 	t.Helper()
+	return startFerryArgs(t, append([]string{appDir}, args...)...)
+}
+
+// startFerryArgs is startFerry with the arguments as given (e.g. --config
+// FILE instead of an APP_DIR).
+func startFerryArgs(t *testing.T, args ...string) *ferry {
+	t.Helper()
 	needPython(t)
 	reg := shortTempDir(t)
-	all := append([]string{"start", appDir, "--port", "0", "--address", "127.0.0.1",
+	all := append([]string{"start", "--port", "0", "--address", "127.0.0.1",
 		"--python", python, "--instance-registry-dir", reg}, args...)
 	cmd := exec.Command(ferryBin, all...)
 	f := &ferry{t: t, cmd: cmd, logs: newLogBuffer(), exited: make(chan struct{})}

@@ -15,6 +15,10 @@ Usage:
   ferry start [APP_DIR] [options]   serve the app in APP_DIR (default: .)
   ferry start --config FILE         serve every app of a multi-app file
   ferry restart [APP_DIR] [--rolling]  restart the app of a running instance
+  ferry stop [APP_DIR | --pid-file F]  stop a running instance gracefully
+  ferry reload [APP_DIR]            load the configuration again (as SIGHUP does)
+  ferry nginx-config [APP_DIR | --config FILE]   print nginx server blocks for the apps
+  ferry apache-config [APP_DIR | --config FILE]  print Apache virtual hosts for the apps
   ferry config check [APP_DIR | --config FILE]  validate and print the configuration
   ferry status [APP_DIR] [--show=VIEW] [--json]  show a running instance's pool,
                                     requests, server or metrics
@@ -38,6 +42,14 @@ func run(ctx context.Context, args []string) error {
 		return restart(ctx, rest)
 	case "config":
 		return configCmd(rest)
+	case "reload":
+		return reload(ctx, rest)
+	case "stop":
+		return stop(ctx, rest)
+	case "nginx-config":
+		return webConfig("nginx", rest)
+	case "apache-config":
+		return webConfig("apache", rest)
 	case "status":
 		return status(ctx, rest)
 	case "memory-stats":

@@ -32,9 +32,13 @@ func start(ctx context.Context, args []string) error {
 		config.PrintStartUsage(os.Stdout)
 		return flag.ErrHelp
 	}
-	cfg, err := config.Load(args, os.Environ())
+	environ := os.Environ()
+	cfg, err := config.Load(args, environ)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
+	}
+	if cfg.Daemonize && os.Getenv(daemonChildEnv) == "" {
+		return daemonize(cfg, withoutDaemonize(args))
 	}
 	out, err := logs.New(logs.Options{File: cfg.LogFile, Format: cfg.LogFormat, Level: cfg.LogLevel})
 	if err != nil {
@@ -59,5 +63,25 @@ func start(ctx context.Context, args []string) error {
 			}
 		}
 	}()
-	return core.Run(ctx, cfg, out, version)
+	// SIGHUP (or ferry reload) loads the configuration again, from the same
+	// arguments and environment.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reloads <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return core.Run(ctx, core.Options{
+		Config:  cfg,
+		Logs:    out,
+		Version: version,
+		Reload:  func() (*config.Config, error) { return config.Load(args, environ) },
+		Reloads: reloads,
+	})
 }

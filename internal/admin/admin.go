@@ -63,6 +63,8 @@ type Source interface {
 	Metrics() http.Handler
 	// ReopenLogs reopens log files (logrotate).
 	ReopenLogs() error
+	// Reload loads the configuration again and applies what changed.
+	Reload() error
 }
 
 // Token file names in the instance directory, readable only by the owner.
@@ -118,6 +120,7 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	mux.Handle("POST /apps/{name}/processes/{pid}/detach", admin(s.handle(s.detach)))
 	mux.Handle("POST /apps/{name}/processes/{pid}/kill", admin(s.handle(s.kill)))
 	mux.Handle("POST /logs/reopen", admin(s.handle(s.reopen)))
+	mux.Handle("POST /reload", admin(s.handle(s.reload)))
 	// Profiles of the core itself, for its operators only.
 	mux.Handle("GET /debug/pprof/", admin(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", admin(http.HandlerFunc(pprof.Profile)))
@@ -344,6 +347,13 @@ func (s *Server) processCall(r *http.Request, f func(*pool.Group, int) bool) (an
 		return nil, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("app %q has no process %q", g.Name(), r.PathValue("pid"))}
 	}
 	return map[string]any{"app": g.Name(), "pid": pid, "done": true}, nil
+}
+
+func (s *Server) reload(*http.Request) (any, error) {
+	if err := s.src.Reload(); err != nil {
+		return nil, &APIError{Status: http.StatusUnprocessableEntity, Message: err.Error()}
+	}
+	return map[string]bool{"reloaded": true}, nil
 }
 
 func (s *Server) reopen(*http.Request) (any, error) {

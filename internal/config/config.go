@@ -42,6 +42,13 @@ type Server struct {
 	LogLevel slog.Level
 	// PidFile is written with the core's pid and removed on exit.
 	PidFile string
+	// MetricsAddress, if set, serves the Prometheus metrics (and only them)
+	// on this host:port, for scrapers that cannot reach the admin socket.
+	MetricsAddress string
+	// Daemonize runs Ferry in the background, logging to LogFile (default
+	// APP_DIR/ferry.PORT.log) with its pid in PidFile (default
+	// APP_DIR/ferry.PORT.pid).
+	Daemonize bool
 	// InstanceRegistryDir is where instance directories are created.
 	InstanceRegistryDir string
 	// ShutdownTimeout bounds graceful shutdown.

@@ -8,17 +8,21 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ferry-server/ferry/internal/admin"
@@ -32,16 +36,30 @@ import (
 	"github.com/ferry-server/ferry/internal/procstat"
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/restartfile"
+	"github.com/ferry-server/ferry/internal/sdnotify"
 	"github.com/ferry-server/ferry/internal/server"
 	"github.com/ferry-server/ferry/internal/spawn"
 	"github.com/ferry-server/ferry/internal/static"
 	"github.com/ferry-server/ferry/internal/turbocache"
 )
 
-// Run serves cfg until ctx ends, then shuts down gracefully: stop accepting,
-// let in-flight requests finish, stop app processes, remove the instance
-// directory.
-func Run(ctx context.Context, cfg *config.Config, out *logs.Outputs, version string) (err error) {
+// Options are what Run needs besides its context.
+type Options struct {
+	Config  *config.Config
+	Logs    *logs.Outputs
+	Version string
+	// Reload loads the configuration again (SIGHUP, ferry reload); nil: no
+	// reloading.
+	Reload func() (*config.Config, error)
+	// Reloads delivers reload requests (SIGHUP).
+	Reloads <-chan struct{}
+}
+
+// Run serves the configuration until ctx ends, then shuts down gracefully:
+// stop accepting, let in-flight requests finish, stop app processes, remove
+// the instance directory.
+func Run(ctx context.Context, o Options) (err error) {
+	cfg, out, version := o.Config, o.Logs, o.Version
 	log := out.Core
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
@@ -59,43 +77,33 @@ func Run(ctx context.Context, cfg *config.Config, out *logs.Outputs, version str
 	}
 	defer inst.Remove()
 	if cfg.PidFile != "" {
-		if err := os.WriteFile(cfg.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		if err := writePidFile(cfg.PidFile); err != nil {
 			return fmt.Errorf("write pid file: %w", err)
 		}
 		defer os.Remove(cfg.PidFile)
 	}
 
-	reg := metrics.New()
-	var (
-		apps      []*app
-		frontApps []*server.App
-		adminApps []admin.App
-	)
-	defer func() {
-		for _, a := range apps {
-			a.close()
-		}
-	}()
+	st := &state{cfg: cfg, inst: inst, out: out, reg: metrics.New(), reloadFn: o.Reload}
+	defer st.closeAll()
 	for _, ac := range cfg.Apps {
-		a, err := buildApp(cfg, ac, inst, out, reg)
+		a, err := buildApp(cfg, ac, inst, out, st.reg)
 		if err != nil {
 			return fmt.Errorf("app %s: %w", ac.Name, err)
 		}
-		apps = append(apps, a)
-		frontApps = append(frontApps, a.front)
-		adminApps = append(adminApps, a.admin)
+		st.apps = append(st.apps, a)
 	}
-	reg.RegisterPoolCollector(poolSnapshots(apps))
+	st.reg.RegisterPoolCollector(poolSnapshots(st.current))
 
-	handler, front, closeFront, err := newFront(cfg, frontApps, inst.BufferDir(), log)
+	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), inst.BufferDir(), log)
 	if err != nil {
 		return err
 	}
 	defer closeFront()
+	st.handler = handler
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
 			Listen: front.URLs(), Instance: inst.Path(), Config: configMap(cfg)},
-		apps: adminApps, handler: handler, metrics: reg, logs: out,
+		st: st, metrics: st.reg, logs: out,
 	}
 	src.ready.Store(true)
 	adm, err := admin.Listen(inst.Path(), src, log)
@@ -103,28 +111,48 @@ func Run(ctx context.Context, cfg *config.Config, out *logs.Outputs, version str
 		return err
 	}
 
-	for _, a := range apps {
+	if cfg.MetricsAddress != "" {
+		stopMetrics, err := serveMetrics(cfg.MetricsAddress, st.reg, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
+	for _, a := range st.apps {
 		a.group.Start()
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- front.Serve() }()
 	go func() { errc <- adm.Serve() }()
 	for _, a := range cfg.Apps {
-		log.Info("serving app", "app", a.Name, "app_type", a.AppType, "spawn_method", a.SpawnMethod,
-			"app_root", a.Root, "environment", a.Environment, "server_names", a.ServerNames, "base_uri", a.BaseURI)
+		logApp(log, a)
 	}
-	log.Info("ferry started", "version", version, "listen", front.Addr().String(), "apps", len(apps),
+	// A systemd Type=notify unit, or `ferry start --daemonize`, waits for this.
+	sdnotify.Notify("READY=1\nSTATUS=serving " + strconv.Itoa(len(st.apps)) + " apps on " + front.Addr().String() + "\nMAINPID=" + strconv.Itoa(os.Getpid()))
+	log.Info("ferry started", "version", version, "listen", front.Addr().String(), "apps", len(st.apps),
 		"app_type", cfg.Apps[0].AppType, "spawn_method", cfg.Apps[0].SpawnMethod, "instance", inst.Path())
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "reason", context.Cause(ctx))
-	case err = <-errc:
-		log.Error("server failed, shutting down", "error", err)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "reason", context.Cause(ctx))
+			break wait
+		case err = <-errc:
+			log.Error("server failed, shutting down", "error", err)
+			break wait
+		case <-o.Reloads:
+			sdnotify.Notify("RELOADING=1")
+			if rerr := st.reload(); rerr != nil {
+				log.Error("configuration reload failed; the running configuration stays", "error", rerr)
+			}
+			sdnotify.Notify("READY=1")
+		}
 	}
 
 	// Load balancers asking /ready learn at once that we are leaving.
 	src.ready.Store(false)
+	sdnotify.Notify("STOPPING=1")
 	// Requests in flight finish first, then the processes serving them stop;
 	// --shutdown-timeout bounds the whole, with a short grace for SIGTERM
 	// even when draining used it all up.
@@ -137,7 +165,7 @@ func Run(ctx context.Context, cfg *config.Config, out *logs.Outputs, version str
 	stop, cancelStop := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(2*time.Second)))
 	defer cancelStop()
 	var wg sync.WaitGroup
-	for _, a := range apps {
+	for _, a := range st.current() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -148,6 +176,113 @@ func Run(ctx context.Context, cfg *config.Config, out *logs.Outputs, version str
 	adm.Shutdown(stop)
 	log.Info("ferry stopped")
 	return err
+}
+
+func logApp(log *slog.Logger, a config.App) {
+	log.Info("serving app", "app", a.Name, "app_type", a.AppType, "spawn_method", a.SpawnMethod,
+		"app_root", a.Root, "environment", a.Environment, "server_names", a.ServerNames, "base_uri", a.BaseURI)
+}
+
+// state is the running set of apps, which a reload changes.
+type state struct {
+	cfg      *config.Config
+	inst     *instance.Dir
+	out      *logs.Outputs
+	reg      *metrics.Metrics
+	handler  *server.Handler
+	reloadFn func() (*config.Config, error)
+
+	mu   sync.Mutex
+	apps []*app
+}
+
+func (st *state) current() []*app {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return slices.Clone(st.apps)
+}
+
+func frontApps(apps []*app) []*server.App {
+	out := make([]*server.App, len(apps))
+	for i, a := range apps {
+		out[i] = a.front
+	}
+	return out
+}
+
+// reload loads the configuration again and applies what changed: new apps
+// start, removed apps drain and stop, changed apps are replaced by new ones
+// (a restart), unchanged apps keep their processes. Listeners and other
+// server-wide settings need a restart of Ferry; a change there is logged.
+func (st *state) reload() error {
+	if st.reloadFn == nil {
+		return errors.New("this instance cannot reload its configuration")
+	}
+	log := st.out.Core
+	cfg, err := st.reloadFn()
+	if err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	if !reflect.DeepEqual(cfg.Server, st.cfg.Server) {
+		log.Warn("server-wide settings changed; they take effect when Ferry restarts")
+	}
+	st.mu.Lock()
+	old := map[string]*app{}
+	for _, a := range st.apps {
+		old[a.cfg.Name] = a
+	}
+	var next, started, stopped []*app
+	kept := map[string]bool{}
+	for _, ac := range cfg.Apps {
+		if a, ok := old[ac.Name]; ok && reflect.DeepEqual(a.cfg, ac) {
+			next = append(next, a)
+			kept[ac.Name] = true
+			continue
+		}
+		a, err := buildApp(st.cfg, ac, st.inst, st.out, st.reg)
+		if err != nil {
+			st.mu.Unlock()
+			for _, s := range started {
+				s.close()
+			}
+			return fmt.Errorf("app %s: %w", ac.Name, err)
+		}
+		next = append(next, a)
+		started = append(started, a)
+	}
+	for name, a := range old {
+		if !kept[name] {
+			stopped = append(stopped, a)
+		}
+	}
+	st.apps = next
+	st.mu.Unlock()
+
+	for _, a := range started {
+		a.group.Start()
+		logApp(log, a.cfg)
+	}
+	st.handler.SetApps(frontApps(next))
+	for _, a := range stopped {
+		log.Info("app removed or changed by the reload; stopping its processes", "app", a.cfg.Name)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), st.cfg.ShutdownTimeout)
+			defer cancel()
+			a.group.Close(ctx)
+			a.close()
+		}()
+	}
+	log.Info("configuration reloaded", "apps", len(next), "started", len(started), "stopped", len(stopped), "unchanged", len(kept))
+	return nil
+}
+
+func (st *state) closeAll() {
+	for _, a := range st.current() {
+		a.close()
+	}
 }
 
 // app is one hosted app, assembled.
@@ -286,6 +421,39 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	}, nil
 }
 
+// serveMetrics serves the metrics, and nothing else, on a TCP address.
+func serveMetrics(addr string, reg *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --metrics-address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", reg.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go hs.Serve(ln)
+	log.Info("serving metrics", "address", "http://"+ln.Addr().String()+"/metrics")
+	return func() { hs.Close() }, nil
+}
+
+// writePidFile writes the core's pid without following a symlink planted
+// at path: the old file is removed and a new one created exclusively (a root
+// core must not be tricked into writing elsewhere).
+func writePidFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -345,26 +513,32 @@ func ownMemory(pid int) (int64, error) {
 // source is what the admin API reports on.
 type source struct {
 	info    admin.Info
-	apps    []admin.App
-	handler *server.Handler
+	st      *state
 	metrics *metrics.Metrics
 	logs    *logs.Outputs
 	ready   atomic.Bool
 }
 
-func (s *source) Info() admin.Info      { return s.info }
-func (s *source) Apps() []admin.App     { return s.apps }
-func (s *source) Requests() any         { return s.handler.Requests() }
+func (s *source) Info() admin.Info { return s.info }
+func (s *source) Apps() []admin.App {
+	var out []admin.App
+	for _, a := range s.st.current() {
+		out = append(out, a.admin)
+	}
+	return out
+}
+func (s *source) Requests() any         { return s.st.handler.Requests() }
 func (s *source) Ready() bool           { return s.ready.Load() }
 func (s *source) Metrics() http.Handler { return s.metrics.Handler() }
 func (s *source) ReopenLogs() error     { return s.logs.Reopen() }
+func (s *source) Reload() error         { return s.st.reload() }
 
 // poolSnapshots feeds the pools' state to the metrics at scrape time.
-func poolSnapshots(apps []*app) func() []metrics.AppSnapshot {
+func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {
 	var cpu procstat.Tracker
 	return func() []metrics.AppSnapshot {
 		var out []metrics.AppSnapshot
-		for _, a := range apps {
+		for _, a := range apps() {
 			st := a.group.Status()
 			snap := metrics.AppSnapshot{App: st.Name, Queued: st.Queued, ProcessesByState: map[string]int{}}
 			for _, p := range st.Processes {

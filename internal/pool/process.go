@@ -53,16 +53,16 @@ func (s state) String() string {
 
 // Process is a pool member: a running process and its use.
 type Process struct {
-	group    *Group
-	proc     Proc
-	gen      int // the restart generation it belongs to
-	state    state
-	started  time.Time
+	group     *Group
+	proc      Proc
+	gen       int // the restart generation it belongs to
+	state     state
+	started   time.Time
 	sessions  int // open sessions
 	unlimited int // open unlimited sessions (not counted in sessions)
-	served   uint64
-	limit    uint64 // served requests after which it is recycled; 0 = never
-	lastUsed time.Time
+	served    uint64
+	limit     uint64 // served requests after which it is recycled; 0 = never
+	lastUsed  time.Time
 	// why it is retiring or stopping, for logs and status.
 	reason string
 	// recycled: retiring to be replaced for its health (max requests,

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ferry-server/ferry/internal/config"
+)
+
+const stopHelp = `Usage: ferry stop [APP_DIR | --pid-file FILE | --instance DIR] [options]
+
+Stops a running instance gracefully (SIGTERM): it stops accepting, lets
+requests in flight finish, stops its app processes, and exits. Waits until it
+has exited, up to --timeout.
+`
+
+func stop(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
+	var inst instanceFlags
+	inst.register(fs)
+	pidFile := fs.String("pid-file", "", "the pid file `FILE` of the instance (as given to ferry start --pid-file)")
+	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the instance to exit")
+	if wantsHelp(args) {
+		fmt.Print(stopHelp, "\nOptions:\n")
+		config.PrintUsage(os.Stdout, fs)
+		return flag.ErrHelp
+	}
+	appDir, err := parseWithPositional(fs, args)
+	if err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	var pid int
+	if *pidFile != "" {
+		b, err := os.ReadFile(*pidFile)
+		if err != nil {
+			return fmt.Errorf("stop: %w", err)
+		}
+		if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil || pid <= 0 {
+			return fmt.Errorf("stop: %s does not hold a pid", *pidFile)
+		}
+	} else {
+		in, err := inst.pick(appDir)
+		if err != nil {
+			return fmt.Errorf("stop: %w", err)
+		}
+		if pid, err = instancePID(in.Dir, in.PID); err != nil {
+			return fmt.Errorf("stop: %w", err)
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("stop: no process %d (not running)", pid)
+		}
+		return fmt.Errorf("stop: signal %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(*timeout)
+	for {
+		// Not our child: all we can do is look until it is gone.
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			fmt.Printf("stopped ferry (pid %d)\n", pid)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stop: ferry (pid %d) still running after %s", pid, *timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// instancePID is the pid of the instance in dir: known from discovery, or
+// read from its pid file.
+func instancePID(dir string, known int) (int, error) {
+	if known > 0 {
+		return known, nil
+	}
+	b, err := os.ReadFile(dir + "/core.pid")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferry-server/ferry/internal/compress"
 	"github.com/ferry-server/ferry/internal/config"
+	"github.com/ferry-server/ferry/internal/inherit"
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/server"
 )
@@ -73,6 +74,16 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, log *slo
 			sc.SSLAddr = net.JoinHostPort(cfg.Address, strconv.Itoa(f.SSLPort))
 			sc.Redirect = f.SSLRedirect
 		}
+	}
+	// Sockets from systemd (socket activation) are used before opening any.
+	inherited, err := inherit.FromEnv()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer inherited.Close() // the ones not taken
+	if inherited.Len() > 0 {
+		log.Info("using listening sockets passed by the supervisor", "count", inherited.Len())
+		sc.Listen = inherited.Listen
 	}
 	s, err = server.Listen(sc, h, log)
 	if err != nil {

@@ -1,0 +1,92 @@
+// Package inherit owns listening sockets handed to the core by whoever
+// started it: systemd socket activation (LISTEN_FDS, LISTEN_PID, fds from
+// 3). The front asks it for a listener before opening one itself. It does
+// not decide what to listen on.
+package inherit
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+)
+
+// Listeners are the inherited sockets not yet taken.
+type Listeners struct {
+	mu   sync.Mutex
+	lns  []net.Listener
+	used []bool
+}
+
+// FromEnv takes the sockets systemd passed (when LISTEN_PID is this
+// process) and clears the variables, so that app processes never see them.
+func FromEnv() (*Listeners, error) {
+	l := &Listeners{}
+	pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID"))
+	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+	if pid != os.Getpid() || n <= 0 {
+		return l, nil
+	}
+	for fd := 3; fd < 3+n; fd++ {
+		f := os.NewFile(uintptr(fd), "inherited-"+strconv.Itoa(fd))
+		ln, err := net.FileListener(f)
+		f.Close() // FileListener made its own copy
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("inherited socket fd %d: %w", fd, err)
+		}
+		l.lns = append(l.lns, ln)
+		l.used = append(l.used, false)
+	}
+	return l, nil
+}
+
+// Len is how many sockets were inherited.
+func (l *Listeners) Len() int { return len(l.lns) }
+
+// Listen returns an inherited listener for network and address: the one
+// bound to that address, or else the next unused one of the same kind (the
+// supervisor decides where to listen). Without one, it listens itself.
+func (l *Listeners) Listen(network, address string) (net.Listener, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kind := func(n string) string {
+		if n == "unix" {
+			return "unix"
+		}
+		return "tcp"
+	}
+	pick := -1
+	for i, ln := range l.lns {
+		if l.used[i] || kind(ln.Addr().Network()) != kind(network) {
+			continue
+		}
+		if ln.Addr().String() == address {
+			pick = i
+			break
+		}
+		if pick < 0 {
+			pick = i
+		}
+	}
+	if pick >= 0 {
+		l.used[pick] = true
+		return l.lns[pick], nil
+	}
+	return net.Listen(network, address)
+}
+
+// Close closes the inherited sockets nobody took.
+func (l *Listeners) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, ln := range l.lns {
+		if !l.used[i] {
+			ln.Close()
+		}
+	}
+}

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Real interpreters and frameworks the integration tests drive, from Debian.
 missing=()
-for pkg in python3 python3-flask python3-starlette ruby ruby-rack ruby-sinatra curl tmux; do
+for pkg in python3 python3-flask python3-starlette ruby ruby-rack ruby-sinatra curl tmux nginx apache2; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 command -v node >/dev/null || missing+=(nodejs npm)

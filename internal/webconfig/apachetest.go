@@ -11,7 +11,7 @@ import (
 // outside its service setup, as the tests do.
 func ApacheTestConfig(dir, port string) string {
 	var b strings.Builder
-	for _, m := range []string{"mpm_event", "authz_core", "alias", "rewrite", "headers", "proxy", "proxy_http", "dir"} {
+	for _, m := range []string{"mpm_event", "authz_core", "alias", "rewrite", "headers", "proxy", "proxy_http", "dir", "mime"} {
 		fmt.Fprintf(&b, "LoadModule %s_module /usr/lib/apache2/modules/mod_%s.so\n", m, m)
 	}
 	fmt.Fprintf(&b, "ServerName localhost\nListen 127.0.0.1:%s\nPidFile %s\nErrorLog %s\nMutex file:%s default\n",

@@ -261,6 +261,11 @@ func (s *Server) Pool() PoolStatus {
 		for _, p := range gs.Processes {
 			ps := ProcessStatus{ProcessStatus: p, UptimeSeconds: now.Sub(p.Started).Seconds()}
 			if sample, cpu, err := s.cpu.Read(p.PID); err == nil {
+				if cpu == 0 && ps.UptimeSeconds > 1 {
+					// First look at this process: its average over its
+					// life, rather than a meaningless 0.
+					cpu = sample.CPUTime.Seconds() / ps.UptimeSeconds * 100
+				}
 				ps.CPUPercent = cpu
 				ps.RSS, ps.PSS, ps.PrivateDirty = sample.Memory.RSS, sample.Memory.PSS, sample.Memory.PrivateDirty
 			}

@@ -68,8 +68,9 @@ type Server struct {
 	// but have no effect in Ferry (name → why).
 	Ignored map[string]string
 
-	Front    // front.go
-	Security // security.go
+	Front     // front.go
+	Security  // security.go
+	Passenger // passenger.go
 }
 
 // App holds the settings of one hosted app.
@@ -123,7 +124,8 @@ type App struct {
 	// main log.
 	AppLogFile string
 
-	AppSecurity // security.go
+	AppSecurity  // security.go
+	AppPassenger // passenger.go
 }
 
 // App types Ferry knows.

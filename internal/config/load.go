@@ -52,6 +52,11 @@ func DefaultApp() App {
 		PoolIdleTime:                         300 * time.Second,
 		StatThrottleRate:                     10 * time.Second,
 		TurboCaching:                         true,
+		AppPassenger: AppPassenger{
+			StickySessionsCookieName:         "_passenger_route",
+			StickySessionsCookieAttributes:   "SameSite=Lax; Secure;",
+			AbortWebsocketsOnProcessShutdown: true,
+		},
 	}
 }
 

@@ -38,6 +38,7 @@ func (c *Config) Finish() error {
 	var errs []error
 	sp := &problems{}
 	c.Server.finish(sp)
+	c.Passenger.finish(&c.Server, func(w string) { c.Warnings = append(c.Warnings, w) })
 	errs = append(errs, sp.errs...)
 	if len(c.Apps) == 0 {
 		errs = append(errs, errors.New("no app to serve"))
@@ -180,6 +181,13 @@ func (a *App) finish(p *problems) {
 		}
 	}
 	a.AppSecurity.finish(p)
+	a.AppPassenger.finish(p)
+	if a.Rackup != "" {
+		a.AppType, a.StartupFile = AppTypeRack, a.Rackup
+	}
+	if a.StaticFilesDir != "" && !filepath.IsAbs(a.StaticFilesDir) {
+		a.StaticFilesDir = filepath.Join(a.Root, a.StaticFilesDir)
+	}
 	if a.RestartDir == "" {
 		a.RestartDir = filepath.Join(a.Root, "tmp")
 	} else if !filepath.IsAbs(a.RestartDir) {

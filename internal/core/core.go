@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ferry-server/ferry/internal/hooks"
 	"log/slog"
 	"maps"
 	"net"
@@ -83,10 +84,22 @@ func Run(ctx context.Context, o Options) (err error) {
 		defer os.Remove(cfg.PidFile)
 	}
 
-	st := &state{cfg: cfg, inst: inst, out: out, reg: metrics.New(), reloadFn: o.Reload}
+	if cfg.CoreFileDescriptorUlimit > 0 {
+		lim := syscall.Rlimit{Cur: uint64(cfg.CoreFileDescriptorUlimit), Max: uint64(cfg.CoreFileDescriptorUlimit)}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("--core-file-descriptor-ulimit %d: %w", cfg.CoreFileDescriptorUlimit, err)
+		}
+	}
+	hk, err := hooks.New(cfg.Hooks, 0, 0, log)
+	if err != nil {
+		return err
+	}
+	defer hk.Wait()
+
+	st := &state{cfg: cfg, inst: inst, out: out, reg: metrics.New(), reloadFn: o.Reload, hooks: hk}
 	defer st.closeAll()
 	for _, ac := range cfg.Apps {
-		a, err := buildApp(cfg, ac, inst, out, st.reg)
+		a, err := buildApp(cfg, ac, inst, out, st.reg, hk)
 		if err != nil {
 			return fmt.Errorf("app %s: %w", ac.Name, err)
 		}
@@ -94,7 +107,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	st.reg.RegisterPoolCollector(poolSnapshots(st.current))
 
-	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), inst.BufferDir(), log)
+	bufferDir := inst.BufferDir()
+	if cfg.DataBufferDir != "" {
+		bufferDir = cfg.DataBufferDir
+	}
+	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, log)
 	if err != nil {
 		return err
 	}
@@ -191,6 +208,7 @@ type state struct {
 	reg      *metrics.Metrics
 	handler  *server.Handler
 	reloadFn func() (*config.Config, error)
+	hooks    *hooks.Runner
 
 	mu   sync.Mutex
 	apps []*app
@@ -242,7 +260,7 @@ func (st *state) reload() error {
 			kept[ac.Name] = true
 			continue
 		}
-		a, err := buildApp(st.cfg, ac, st.inst, st.out, st.reg)
+		a, err := buildApp(st.cfg, ac, st.inst, st.out, st.reg, st.hooks)
 		if err != nil {
 			st.mu.Unlock()
 			for _, s := range started {
@@ -296,7 +314,7 @@ type app struct {
 
 // buildApp assembles one app: its loader command and environment, spawner
 // (smart or direct), pool, static files, restart watcher, cache and metrics.
-func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.Outputs, reg *metrics.Metrics) (*app, error) {
+func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.Outputs, reg *metrics.Metrics, hk *hooks.Runner) (*app, error) {
 	log := out.Core
 	command, err := appCommand(ac, inst.Path())
 	if err != nil {
@@ -362,6 +380,7 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
 				am.Restart()
 			}
+			fireHook(hk, ac.Name, e)
 		},
 	}
 	if ac.ForceMaxConcurrentRequestsPerProcess > 0 {
@@ -376,7 +395,11 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	if user.User != nil {
 		staticOpts.As = user.Do // symlinks out of public/ open as the app's user
 	}
-	public, err := static.New(filepath.Join(ac.Root, "public"), staticOpts)
+	publicDir := filepath.Join(ac.Root, "public")
+	if ac.StaticFilesDir != "" {
+		publicDir = ac.StaticFilesDir
+	}
+	public, err := static.New(publicDir, staticOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open public directory: %w", err)
 	}
@@ -387,17 +410,28 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 		transport.StripPrefix = ac.BaseURI
 	}
 	fa := &server.App{
-		Name:            ac.Name,
-		ServerNames:     ac.ServerNames,
-		BaseURI:         ac.BaseURI,
-		Group:           group,
-		Static:          public,
-		Development:     ac.Environment == "development",
+		Name:           ac.Name,
+		ServerNames:    ac.ServerNames,
+		BaseURI:        ac.BaseURI,
+		Group:          group,
+		Static:         public,
+		Development:    ac.Environment == "development",
+		UnlimitedPaths: ac.UnlimitedConcurrencyPaths,
+		AbortTunnels:   ac.AbortWebsocketsOnProcessShutdown,
+		OnMaxRequestTime: func(pid int, method, path string) {
+			hk.Fire(hooks.MaxRequestTimeReached, map[string]string{"app": ac.Name, "pid": strconv.Itoa(pid), "method": method, "path": path})
+		},
 		Transport:       transport,
 		Restarts:        restartfile.New(ac.RestartDir, ac.StatThrottleRate),
 		RollingRestarts: ac.RollingRestarts,
 		MaxRequestTime:  ac.MaxRequestTime,
 		Metrics:         am,
+	}
+	if ac.FriendlyErrorPages != nil {
+		fa.Development = *ac.FriendlyErrorPages
+	}
+	if ac.StickySessions {
+		fa.Sticky = &server.Sticky{CookieName: ac.StickySessionsCookieName, Attributes: ac.StickySessionsCookieAttributes}
 	}
 	if ac.TurboCaching {
 		fa.Cache = turbocache.New(turbocache.Options{
@@ -419,6 +453,33 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 			}
 		},
 	}, nil
+}
+
+// hookEvents maps the pool's events to hook events.
+var hookEvents = map[string]string{
+	"process_attached":         hooks.AttachedProcess,
+	"process_detached":         hooks.DetachedProcess,
+	"spawn_failed":             hooks.SpawnFailed,
+	"queue_full":               hooks.QueueFullError,
+	"restarted":                hooks.AppRestarted,
+	"rolling_restart_finished": hooks.RollingRestartFinished,
+}
+
+// fireHook runs the hooks of a pool event with its details: FERRY_APP,
+// FERRY_PID, FERRY_ERROR (and their PASSENGER_ twins).
+func fireHook(hk *hooks.Runner, app string, e pool.Event) {
+	ev, ok := hookEvents[e.Kind]
+	if !ok {
+		return
+	}
+	d := map[string]string{"app": app}
+	if e.PID != 0 {
+		d["pid"] = strconv.Itoa(e.PID)
+	}
+	if e.Err != nil {
+		d["error"] = e.Err.Error()
+	}
+	hk.Fire(ev, d)
 }
 
 // serveMetrics serves the metrics, and nothing else, on a TCP address.

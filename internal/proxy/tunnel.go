@@ -12,8 +12,10 @@ import (
 // over the client's connection, sends it the 101 head, and copies bytes both
 // ways until either side closes. The upstream stays checked out, counting
 // the process busy, until then. Past the transport's MaxTunnels, the client
-// gets 503 instead and the app's connection is closed.
-func (x *Exchange) Tunnel(w http.ResponseWriter) Result {
+// gets 503 instead and the app's connection is closed. When closing is
+// closed (the process starts to leave), both connections are closed and the
+// tunnel ends; nil: the tunnel lasts as long as both sides want.
+func (x *Exchange) Tunnel(w http.ResponseWriter, closing <-chan struct{}) Result {
 	res := Result{Status: x.Resp.StatusCode}
 	defer func() {
 		x.c.Close()
@@ -58,6 +60,18 @@ func (x *Exchange) Tunnel(w http.ResponseWriter) Result {
 
 	// Bytes either side sent ahead of the switch sit in the buffered
 	// readers: read through them.
+	ended := make(chan struct{})
+	defer close(ended)
+	if closing != nil {
+		go func() { // the process is leaving: end the tunnel
+			select {
+			case <-closing:
+				client.Close()
+				x.c.Close()
+			case <-ended:
+			}
+		}()
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // client → app

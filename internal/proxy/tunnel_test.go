@@ -32,7 +32,7 @@ func TestTunnelCap(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		x.Tunnel(w)
+		x.Tunnel(w, nil)
 	}))
 	defer front.Close()
 

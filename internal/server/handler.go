@@ -46,6 +46,18 @@ type App struct {
 	Cache *turbocache.Cache
 	// Development shows error details (spawn output, tracebacks) to clients.
 	Development bool
+	// Sticky, if set, routes clients carrying its cookie to the process
+	// that served them before (--sticky-sessions).
+	Sticky *Sticky
+	// UnlimitedPaths are path prefixes whose requests ignore the process's
+	// concurrency limit and never queue (--unlimited-concurrency-path).
+	UnlimitedPaths []string
+	// AbortTunnels ends a process's WebSockets when it starts to leave
+	// (--abort-websockets-on-process-shutdown).
+	AbortTunnels bool
+	// OnMaxRequestTime, if set, is told of a process killed for
+	// --max-request-time (for hooks).
+	OnMaxRequestTime func(pid int, method, path string)
 
 	noGz gzAbsent // static files without a precompressed .gz
 }
@@ -321,7 +333,11 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	app := rq.app
 	rq.info.set(&stateQueued)
 	queued := time.Now()
-	sess, err := app.Group.Checkout(r.Context())
+	co := pool.CheckoutOptions{Unlimited: unlimited(app.UnlimitedPaths, r.URL.Path)}
+	if app.Sticky != nil {
+		co.Route = app.Sticky.route(r)
+	}
+	sess, err := app.Group.CheckoutWith(r.Context(), co)
 	app.Metrics.QueueWait(time.Since(queued))
 	if err != nil {
 		h.fail(rq, r, err)
@@ -340,6 +356,9 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 				slog.String("method", r.Method), slog.String("path", r.URL.RequestURI()),
 				slog.Duration("duration", time.Since(start)), slog.Int("pid", pid))
 			sess.Abort("a request ran longer than --max-request-time")
+			if app.OnMaxRequestTime != nil {
+				app.OnMaxRequestTime(pid, r.Method, r.URL.RequestURI())
+			}
 		})
 		defer t.Stop()
 	}
@@ -354,6 +373,9 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 		}
 		h.fail(rq, r, err)
 		return false
+	}
+	if app.Sticky != nil {
+		app.Sticky.set(x.Resp.Header, sess.Route())
 	}
 	if proxy.TakeOOBRequest(x.Resp) {
 		sess.OutOfBandWork()
@@ -377,7 +399,11 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	}
 	if x.Resp.StatusCode == http.StatusSwitchingProtocols {
 		// WebSocket and friends: a tunnel for as long as both sides want.
-		res := x.Tunnel(&rq.w)
+		var closing <-chan struct{}
+		if app.AbortTunnels {
+			closing = sess.Closing()
+		}
+		res := x.Tunnel(&rq.w, closing)
 		if res.AppErr != nil {
 			h.log.LogAttrs(r.Context(), slog.LevelWarn, "upgrade failed",
 				slog.Int("pid", pid), slog.String("error", res.AppErr.Error()))

@@ -832,3 +832,25 @@ func TestWebSocketsClosedAtShutdown(t *testing.T) {
 		t.Error("no log line for the closed WebSocket")
 	}
 }
+
+// TestHTTP2SlowReader: an HTTP/2 client that stops reading a large
+// response loses the stream after --client-write-timeout, and the app's
+// response is still drained: its only process is free again.
+func TestHTTP2SlowReader(t *testing.T) {
+	cert, key, roots := testCert(t)
+	f := startFerry(t, fixture(t, "wsgi/echo"), "--ssl", "--ssl-certificate", cert, "--ssl-certificate-key", key,
+		"--client-write-timeout", "1", "--max-pool-size", "1", "--response-buffer-memory", "64k")
+	c := tlsClient(roots, true)
+	resp, err := c.Get("https://" + addrOf(f) + "/big?n=" + strconv.Itoa(64<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// Read nothing: the flow-control windows fill, Ferry's writes stall.
+	f.waitLog(`path="/big\?n=67108864" status=200 .*error="client gone or too slow`)
+	eventually(t, "the session released", func() bool { return sessions(f) == 0 })
+	resp2, err := c.Get("https://" + addrOf(f) + "/")
+	if err != nil || readAll(t, resp2) != "hello world" {
+		t.Fatalf("the same connection afterwards: %v", err)
+	}
+}

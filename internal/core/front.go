@@ -60,6 +60,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, log *slo
 		HeaderTimeout:  f.ClientHeaderTimeout,
 		IdleTimeout:    f.KeepaliveTimeout,
 		MaxHeaderBytes: int(f.MaxHeaderSize),
+		WriteTimeout:   f.ClientWriteTimeout,
 	}
 	if f.Socket == "" || f.SocketAndTCP {
 		sc.Addr = cfg.ListenAddr()

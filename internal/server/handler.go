@@ -151,7 +151,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *request {
 	rq := requests.Get().(*request)
 	rq.start = time.Now()
-	rq.w = respWriter{w: w, policy: h.opts.Compression, head: r.Method == http.MethodHead}
+	rq.w = respWriter{w: w, policy: h.opts.Compression, head: r.Method == http.MethodHead, h2: r.ProtoMajor == 2}
 	rq.w.sink.rw = &rq.w
 	if h.opts.WriteTimeout > 0 {
 		if dl, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {

@@ -51,6 +51,10 @@ type Config struct {
 	// MaxHeaderBytes bounds a request line and headers (431 past it).
 	// 0: net/http's 1 MiB.
 	MaxHeaderBytes int
+	// WriteTimeout closes an HTTP/2 connection that takes no byte for this
+	// long (each response has its own deadline too: Options.WriteTimeout).
+	// 0 = no limit.
+	WriteTimeout time.Duration
 	// Listen opens a listener. Default: net.Listen. A caller that inherits
 	// sockets (systemd socket activation, a binary upgrade) hands them over
 	// here.
@@ -115,6 +119,7 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 	}
 	s.app.Protocols.SetHTTP1(true)
 	s.app.Protocols.SetHTTP2(c.TLS != nil && c.TLS.HTTP2)
+	s.app.HTTP2 = &http.HTTP2Config{WriteByteTimeout: c.WriteTimeout}
 
 	add := func(network, addr, scheme string, conf *tls.Config, hs *http.Server) (*listener, error) {
 		ln, err := c.Listen(network, addr)

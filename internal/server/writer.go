@@ -24,6 +24,9 @@ type respWriter struct {
 	dl      interface{ SetWriteDeadline(time.Time) error }
 	timeout time.Duration
 	renew   time.Time // the deadline is pushed back once past this
+	// h2: an HTTP/2 stream, whose deadline costs a message to the
+	// connection's goroutine and a timer; set only past h2Free bytes.
+	h2 bool
 
 	status int
 	bytes  int64 // body bytes written to the client (compressed, if so)
@@ -137,18 +140,26 @@ func (rw *respWriter) stream() {
 
 // out writes to the client, pushing the write deadline back first.
 func (rw *respWriter) out(p []byte) (int, error) {
-	rw.extend()
+	rw.extend(len(p))
 	n, err := rw.w.Write(p)
 	rw.bytes += int64(n)
 	return n, err
 }
 
-// extend pushes the write deadline back to now + timeout. To spare the
-// timer, it does so only when a sixteenth of the timeout has passed since
-// the last time, so a client is dropped after between 15/16 and all of the
-// timeout without taking a byte.
-func (rw *respWriter) extend() {
-	if rw.dl == nil {
+// h2Free is how much of a response may go to an HTTP/2 client before its
+// stream gets a write deadline: what any flow-control window takes at once
+// (the initial one is 64 KiB), so that small responses, which never wait
+// for the client, spare the deadline's cost. A client that stops reading
+// altogether is dropped by the connection's own write timeout
+// (http.HTTP2Config.WriteByteTimeout).
+const h2Free = 16 << 10
+
+// extend pushes the write deadline back to now + timeout before n more
+// bytes are written. To spare the timer, it does so only when a sixteenth
+// of the timeout has passed since the last time, so a client is dropped
+// after between 15/16 and all of the timeout without taking a byte.
+func (rw *respWriter) extend(n int) {
+	if rw.dl == nil || (rw.h2 && rw.bytes+int64(n) <= h2Free) {
 		return
 	}
 	now := time.Now()
@@ -175,7 +186,7 @@ func (rw *respWriter) FlushError() error {
 			return err
 		}
 	}
-	rw.extend()
+	rw.extend(0)
 	switch f := rw.w.(type) {
 	case interface{ FlushError() error }:
 		return f.FlushError()
@@ -223,7 +234,7 @@ func (rw *respWriter) ReadFrom(src io.Reader) (int64, error) {
 			chunk.N = min(limit, sendfileChunk)
 		}
 		want := chunk.N
-		rw.extend()
+		rw.extend(int(want))
 		n, err := rf.ReadFrom(chunk)
 		total += n
 		rw.bytes += n

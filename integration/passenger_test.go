@@ -2,6 +2,10 @@ package integration
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,5 +85,109 @@ func TestStickySessions(t *testing.T) {
 	}
 	if c3 == nil || c3.Value == route || c3.Value == "" {
 		t.Fatalf("no new cookie after fallback: %v", c3)
+	}
+}
+
+// hookFiles sets a hook for every event that appends "APP PID ERROR" to
+// DIR/EVENT, half in Passenger's --ctl form and half in Ferry's --hook form.
+func hookArgs(dir string) []string {
+	var args []string
+	for i, ev := range []string{"attached_process", "detached_process", "spawn_failed", "queue_full_error",
+		"max_request_time_reached", "rolling_restart_finished", "app_restarted"} {
+		cmd := `echo "$FERRY_APP|$PASSENGER_PID|$FERRY_ERROR|$FERRY_EVENT" >> ` + filepath.Join(dir, ev)
+		if i%2 == 0 {
+			args = append(args, "--ctl", "hook_"+ev+"="+cmd)
+		} else {
+			args = append(args, "--hook", ev+"="+cmd)
+		}
+	}
+	return args
+}
+
+// hookLines waits until DIR/EVENT has a line and returns its lines.
+func hookLines(t *testing.T, dir, event string) []string {
+	t.Helper()
+	var lines []string
+	eventually(t, "hook "+event, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, event))
+		lines = strings.Split(strings.TrimSpace(string(b)), "\n")
+		return len(b) > 0
+	})
+	return lines
+}
+
+// TestHooks: each event runs its hook with its details in the environment.
+func TestHooks(t *testing.T) {
+	dir := t.TempDir()
+	args := append(hookArgs(dir), "--max-pool-size", "1", "--min-instances", "1", "--max-request-queue-size", "1",
+		"--max-request-time", "2", "--ctl", "frobnicate=3")
+	f := startFerry(t, "../testdata/wsgi/echo", args...)
+	f.waitLog(`--ctl frobnicate: ignored`)
+
+	attached := hookLines(t, dir, "attached_process")[0]
+	eventually(t, "a process", func() bool { return len(f.pids()) == 1 })
+	pid := strconv.Itoa(f.pids()[0])
+	if l := attached; l != "echo|"+pid+"||attached_process" {
+		t.Errorf("attached_process hook got %q, want pid %s", l, pid)
+	}
+
+	// Queue full: one request in the process, one queued, the third refused.
+	var wg sync.WaitGroup
+	var refused atomic.Int32
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, _ := f.get("/sleep?s=0.5"); code == http.StatusServiceUnavailable {
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if refused.Load() == 0 {
+		t.Fatalf("5 requests to 1 process with a queue of 1: none refused")
+	}
+	if l := hookLines(t, dir, "queue_full_error")[0]; !strings.HasPrefix(l, "echo|") {
+		t.Errorf("queue_full_error hook got %q", l)
+	}
+
+	// Max request time: the process is killed, and so detached.
+	pid = strconv.Itoa(f.pids()[0])
+	if code, _ := f.get("/sleep?s=30"); code != http.StatusGatewayTimeout {
+		t.Errorf("over-long request: %d, want 504", code)
+	}
+	if l := hookLines(t, dir, "max_request_time_reached")[0]; !strings.HasPrefix(l, "echo|"+pid+"|") {
+		t.Errorf("max_request_time_reached hook got %q, want pid %s", l, pid)
+	}
+	found := false
+	for _, l := range hookLines(t, dir, "detached_process") {
+		found = found || l == "echo|"+pid+"||detached_process"
+	}
+	if !found {
+		t.Errorf("no detached_process hook for %s", pid)
+	}
+
+	if out, err := f.run("restart"); err != nil {
+		t.Fatalf("ferry restart: %v\n%s", err, out)
+	}
+	if l := hookLines(t, dir, "app_restarted")[0]; !strings.HasPrefix(l, "echo|") {
+		t.Errorf("app_restarted hook got %q", l)
+	}
+	if out, err := f.run("restart", "--rolling"); err != nil {
+		t.Fatalf("ferry restart --rolling: %v\n%s", err, out)
+	}
+	if l := hookLines(t, dir, "rolling_restart_finished")[0]; !strings.HasPrefix(l, "echo|") {
+		t.Errorf("rolling_restart_finished hook got %q", l)
+	}
+}
+
+// TestHookSpawnFailed: a failed spawn runs its hook with the error.
+func TestHookSpawnFailed(t *testing.T) {
+	dir := t.TempDir()
+	f := startFerry(t, "../testdata/wsgi/broken", hookArgs(dir)...)
+	f.get("/")
+	l := hookLines(t, dir, "spawn_failed")[0]
+	if !strings.HasPrefix(l, "broken|") || !strings.Contains(l, "frobnicate") {
+		t.Errorf("spawn_failed hook got %q, want the app and its error", l)
 	}
 }

@@ -322,10 +322,18 @@ get() { cat "$tmp/res/$1.$2" 2>/dev/null || true; }
 FERRY_REV=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')
 FERRY_DIRTY=$(git -C "$repo" status --porcelain 2>/dev/null | grep -c . || true)
 log "building Ferry (git $FERRY_REV, $FERRY_DIRTY uncommitted paths) and the bench tools"
-(cd "$repo" && timeout 600 go build -o "$tmp/bin/ferry" ./cmd/ferry &&
-	timeout 300 go build -o "$tmp/bin/constserver" ./bench/constserver &&
-	timeout 300 go build -o "$tmp/bin/slowclients" ./bench/slowclients &&
-	timeout 300 go build -o "$tmp/bin/firstok" ./bench/firstok) || die "go build failed"
+# others may be editing the tree: a failed build is tried again a few times
+for attempt in 1 2 3 4 5; do
+	(cd "$repo" && timeout 600 go build -o "$tmp/bin/ferry" ./cmd/ferry &&
+		timeout 300 go build -o "$tmp/bin/constserver" ./bench/constserver &&
+		timeout 300 go build -o "$tmp/bin/slowclients" ./bench/slowclients &&
+		timeout 300 go build -o "$tmp/bin/firstok" ./bench/firstok) && break
+	((attempt < 5)) || die "go build failed"
+	log "go build failed (the tree may be mid-edit); again in 20 s"
+	sleep 20
+done
+FERRY_REV=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')
+FERRY_DIRTY=$(git -C "$repo" status --porcelain 2>/dev/null | grep -c . || true)
 FERRY=$tmp/bin/ferry
 FERRY_VERSION=$("$FERRY" version 2>/dev/null | head -1)
 

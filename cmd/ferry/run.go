@@ -17,6 +17,7 @@ Usage:
   ferry restart [APP_DIR] [--rolling]  restart the app of a running instance
   ferry stop [APP_DIR | --pid-file F]  stop a running instance gracefully
   ferry reload [APP_DIR]            load the configuration again (as SIGHUP does)
+  ferry upgrade [APP_DIR]           hand over to the installed binary without refusing a connection
   ferry nginx-config [APP_DIR | --config FILE]   print nginx server blocks for the apps
   ferry apache-config [APP_DIR | --config FILE]  print Apache virtual hosts for the apps
   ferry config check [APP_DIR | --config FILE]  validate and print the configuration
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string) error {
 		return reload(ctx, rest)
 	case "stop":
 		return stop(ctx, rest)
+	case "upgrade":
+		return upgradeCmd(ctx, rest)
 	case "nginx-config":
 		return webConfig("nginx", rest)
 	case "apache-config":

@@ -77,7 +77,21 @@ func start(ctx context.Context, args []string) error {
 			}
 		}
 	}()
+	// SIGUSR2 (or ferry upgrade): hand the sockets to the binary now on disk.
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
+	upgrades := make(chan struct{}, 1)
+	go func() {
+		for range usr2 {
+			select {
+			case upgrades <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	return core.Run(ctx, core.Options{
+		Upgrades: upgrades,
 		Config:  cfg,
 		Logs:    out,
 		Version: version,

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ferry-server/ferry/internal/hooks"
 	"log/slog"
 	"maps"
 	"net"
@@ -25,6 +24,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/hooks"
 
 	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/config"
@@ -54,6 +55,8 @@ type Options struct {
 	Reload func() (*config.Config, error)
 	// Reloads delivers reload requests (SIGHUP).
 	Reloads <-chan struct{}
+	// Upgrades delivers binary upgrade requests (SIGUSR2).
+	Upgrades <-chan struct{}
 }
 
 // Run serves the configuration until ctx ends, then shuts down gracefully:
@@ -81,7 +84,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		if err := writePidFile(cfg.PidFile); err != nil {
 			return fmt.Errorf("write pid file: %w", err)
 		}
-		defer os.Remove(cfg.PidFile)
+		// Removed on exit unless a new ferry (an upgrade) wrote its own.
+		defer func() {
+			if b, err := os.ReadFile(cfg.PidFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+				os.Remove(cfg.PidFile)
+			}
+		}()
 	}
 
 	if cfg.CoreFileDescriptorUlimit > 0 {
@@ -145,10 +153,18 @@ func Run(ctx context.Context, o Options) (err error) {
 		logApp(log, a)
 	}
 	// A systemd Type=notify unit, or `ferry start --daemonize`, waits for this.
-	sdnotify.Notify("READY=1\nSTATUS=serving " + strconv.Itoa(len(st.apps)) + " apps on " + front.Addr().String() + "\nMAINPID=" + strconv.Itoa(os.Getpid()))
+	ready := "READY=1\nSTATUS=serving " + strconv.Itoa(len(st.apps)) + " apps on " + front.Addr().String() + "\nMAINPID=" + strconv.Itoa(os.Getpid())
+	sdnotify.Notify(ready)
+	if sup := os.Getenv(supervisorNotify); sup != "" {
+		// Started by an upgrade under systemd: we are its main process now.
+		sdnotify.NotifySocket(sup, ready)
+		os.Setenv("NOTIFY_SOCKET", sup)
+		os.Unsetenv(supervisorNotify)
+	}
 	log.Info("ferry started", "version", version, "listen", front.Addr().String(), "apps", len(st.apps),
 		"app_type", cfg.Apps[0].AppType, "spawn_method", cfg.Apps[0].SpawnMethod, "instance", inst.Path())
 
+	upgraded := false
 wait:
 	for {
 		select {
@@ -164,9 +180,23 @@ wait:
 				log.Error("configuration reload failed; the running configuration stays", "error", rerr)
 			}
 			sdnotify.Notify("READY=1")
+		case <-o.Upgrades:
+			pid, uerr := upgrade(front, log)
+			if uerr != nil {
+				log.Error("upgrade failed; this ferry keeps serving", "error", uerr)
+				continue
+			}
+			log.Info("upgrade: the new ferry serves; this one drains and exits", "new_pid", pid)
+			upgraded = true
+			break wait
 		}
 	}
 
+	if upgraded {
+		// The new ferry listens on the same sockets: stop accepting here,
+		// finish what is in flight, stop this ferry's apps.
+		log.Info("handing over to the new ferry")
+	}
 	// Load balancers asking /ready learn at once that we are leaving.
 	src.ready.Store(false)
 	sdnotify.Notify("STOPPING=1")

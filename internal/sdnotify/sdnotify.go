@@ -14,7 +14,11 @@ import (
 // Notify sends state to $NOTIFY_SOCKET. Without one it does nothing and
 // returns nil: not being supervised is not an error.
 func Notify(state string) error {
-	path := os.Getenv("NOTIFY_SOCKET")
+	return NotifySocket(os.Getenv("NOTIFY_SOCKET"), state)
+}
+
+// NotifySocket sends state to the notify socket at path ("" does nothing).
+func NotifySocket(path, state string) error {
 	if path == "" {
 		return nil
 	}

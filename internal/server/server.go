@@ -421,3 +421,28 @@ func (h *Handler) redirectHandler(port string) http.Handler {
 		}
 	})
 }
+
+// Files returns copies of the listening sockets, for handing them to a new
+// Ferry (a binary upgrade). Unix sockets will not be unlinked when this
+// server closes them: the new one keeps serving on the same path.
+func (s *Server) Files() ([]*os.File, error) {
+	var out []*os.File
+	for _, l := range s.lns {
+		if ul, ok := l.ln.Listener.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false)
+		}
+		fl, ok := l.ln.Listener.(interface{ File() (*os.File, error) })
+		if !ok {
+			return nil, fmt.Errorf("listener %s cannot be handed over", l.url)
+		}
+		f, err := fl.File()
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, fmt.Errorf("hand over %s: %w", l.url, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}

@@ -1,0 +1,76 @@
+package integration
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+)
+
+// TestBinaryUpgradeUnderLoad hands a running Ferry over to a new one (the
+// binary on disk) while clients keep sending requests: none fails, and the
+// new one serves afterwards.
+func TestBinaryUpgradeUnderLoad(t *testing.T) {
+	f := startFerry(t, fixture(t, "wsgi/echo"), "--min-instances", "2", "--max-pool-size", "2")
+	eventually(t, "two processes", func() bool { return len(f.pids()) == 2 })
+	oldPID := f.cmd.Process.Pid
+
+	var served, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(fmt.Sprintf("%s/pid?c=%d&n=%d", f.URL, i, n))
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+					if err == nil {
+						resp.Body.Close()
+					}
+					continue
+				}
+				resp.Body.Close()
+				served.Add(1)
+			}
+		}()
+	}
+	eventually(t, "some load", func() bool { return served.Load() > 50 })
+
+	out, err := exec_(ferryBin, "upgrade", "--instance", f.Instance)
+	if err != nil {
+		t.Fatalf("ferry upgrade: %v\n%s", err, out)
+	}
+	line := f.waitLog(`upgrade: the new ferry serves; this one drains and exits.*new_pid=\d+`)
+	newPID, _ := strconv.Atoi(regexp.MustCompile(`new_pid=(\d+)`).FindStringSubmatch(line)[1])
+	t.Cleanup(func() {
+		syscall.Kill(newPID, syscall.SIGTERM)
+		eventually(t, "the new ferry to exit", func() bool { return !alive(newPID) })
+	})
+	// (Not f.exited: the new ferry writes to the same output pipe, which
+	// the harness reads to its end.)
+	eventually(t, "the old ferry to exit after handing over", func() bool { return !alive(oldPID) })
+	f.waitLog(`msg="handing over to the new ferry"`)
+	f.waitLog(`msg="ferry stopped"`)
+	// Load goes on against the new one for a while.
+	before := served.Load()
+	eventually(t, "load served by the new ferry", func() bool { return served.Load() > before+50 })
+	close(stop)
+	wg.Wait()
+	t.Logf("binary upgrade under 8 concurrent clients: %d served, %d failed", served.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed during the upgrade", failed.Load())
+	}
+	if newPID == oldPID || !alive(newPID) {
+		t.Fatalf("new ferry pid %d (old %d) not running", newPID, oldPID)
+	}
+}

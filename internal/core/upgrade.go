@@ -1,0 +1,97 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/ferry-server/ferry/internal/sdnotify"
+	"github.com/ferry-server/ferry/internal/server"
+)
+
+// supervisorNotify carries systemd's NOTIFY_SOCKET to a new ferry during
+// an upgrade.
+const supervisorNotify = "FERRY_SUPERVISOR_NOTIFY"
+
+// upgrade starts the ferry binary now on disk with the same arguments,
+// hands it the listening sockets (as systemd does: LISTEN_FDS, LISTEN_PID)
+// and waits until it serves (READY=1). The caller then drains and exits:
+// the sockets never stop accepting, so no connection is refused. If the new
+// one fails to start, this one keeps serving.
+func upgrade(front *server.Server, log *slog.Logger) (int, error) {
+	files, err := front.Files()
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	tmp, err := os.MkdirTemp("", "ferry-upgrade-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(tmp)
+	notify, err := sdnotify.Listen(filepath.Join(tmp, "notify"))
+	if err != nil {
+		return 0, err
+	}
+	defer notify.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	// LISTEN_PID must be the new process's own pid, known only after the
+	// fork: a shell sets it and execs in place.
+	script := `LISTEN_PID=$$ LISTEN_FDS=` + strconv.Itoa(len(files)) + ` exec "$0" "$@"`
+	cmd := exec.Command("/bin/sh", append([]string{"-c", script, self}, os.Args[1:]...)...)
+	// Our own notify socket tells us when it serves; systemd's (if any)
+	// travels along, so that the new ferry can tell it its pid.
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.Path(), supervisorNotify+"="+os.Getenv("NOTIFY_SOCKET"))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.ExtraFiles = files
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start the new ferry: %w", err)
+	}
+	log.Info("upgrade: started the new ferry; waiting until it serves", "pid", cmd.Process.Pid, "binary", self)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ready := make(chan error, 1)
+	go func() {
+		for {
+			f, err := notify.Next()
+			if err != nil {
+				ready <- err
+				return
+			}
+			if f["READY"] == "1" {
+				ready <- nil
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			cmd.Process.Kill()
+			return 0, err
+		}
+		// It lives on after this process exits.
+		go func() { <-exited }()
+		return cmd.Process.Pid, nil
+	case err := <-exited:
+		if err == nil {
+			err = errors.New("it exited")
+		}
+		return 0, fmt.Errorf("the new ferry did not start: %w", err)
+	case <-time.After(5 * time.Minute):
+		cmd.Process.Kill()
+		return 0, errors.New("the new ferry did not report readiness within 5 minutes")
+	}
+}

@@ -92,10 +92,10 @@ func start(ctx context.Context, args []string) error {
 	}()
 	return core.Run(ctx, core.Options{
 		Upgrades: upgrades,
-		Config:  cfg,
-		Logs:    out,
-		Version: version,
-		Reload:  func() (*config.Config, error) { return config.Load(args, environ) },
-		Reloads: reloads,
+		Config:   cfg,
+		Logs:     out,
+		Version:  version,
+		Reload:   func() (*config.Config, error) { return config.Load(args, environ) },
+		Reloads:  reloads,
 	})
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // stickyCookie is the sticky cookie a response set, or "".
@@ -189,5 +191,37 @@ func TestHookSpawnFailed(t *testing.T) {
 	l := hookLines(t, dir, "spawn_failed")[0]
 	if !strings.HasPrefix(l, "broken|") || !strings.Contains(l, "frobnicate") {
 		t.Errorf("spawn_failed hook got %q, want the app and its error", l)
+	}
+}
+
+// TestUnlimitedConcurrencyPath: with one single-threaded Rack process and
+// /ws as an unlimited path, a WebSocket stays open while normal requests
+// are still served; a restart closes it (abort on by default).
+func TestUnlimitedConcurrencyPath(t *testing.T) {
+	needInterp(t, "/usr/bin/ruby")
+	f := startFerry(t, needFixture(t, "rack/echo"), "--max-pool-size", "1",
+		"--unlimited-concurrency-path", "/wsbg", "--max-request-queue-time", "10")
+	ws := dialWebSocket(t, f, "/wsbg")
+	defer ws.Close()
+	ws.send(t, 1, []byte("hello"))
+	if op, got := ws.recv(t); op != 1 || string(got) != "hello" {
+		t.Fatalf("echo: opcode %d %q", op, got)
+	}
+	for range 3 {
+		if code, body := f.get("/"); code != 200 {
+			t.Fatalf("GET / beside the WebSocket = %d %q", code, body)
+		}
+	}
+	ws.send(t, 1, []byte("still here"))
+	if op, got := ws.recv(t); op != 1 || string(got) != "still here" {
+		t.Fatalf("echo after requests: opcode %d %q", op, got)
+	}
+
+	if out, err := f.run("restart"); err != nil {
+		t.Fatalf("ferry restart: %v\n%s", err, out)
+	}
+	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadAll(ws.br); err != nil {
+		t.Fatalf("the WebSocket was not closed by the restart: %v", err)
 	}
 }

@@ -273,7 +273,7 @@ func (g *Group) CheckoutWith(ctx context.Context, o CheckoutOptions) (*Session, 
 		g.emit(Event{Kind: "queue_full"})
 		return nil, ErrQueueFull
 	}
-	w := &waiter{ready: make(chan checkout, 1), want: want}
+	w := &waiter{ready: make(chan checkout, 1), want: want, unlimited: o.Unlimited}
 	g.waiters.push(w)
 	g.maybeSpawnLocked()
 	g.mu.Unlock()
@@ -538,6 +538,9 @@ func (g *Group) attachLocked(proc Proc, gen int) *Process {
 // dispatchLocked hands free capacity to waiting requests, oldest first; a
 // request waiting for its sticky process lets later ones pass meanwhile.
 func (g *Group) dispatchLocked() {
+	if g.waiters.unlimited > 0 {
+		g.dispatchUnlimitedLocked()
+	}
 	if g.waiters.sticky == 0 {
 		for g.waiters.len() > 0 {
 			p := g.leastBusyLocked()
@@ -565,6 +568,28 @@ func (g *Group) dispatchLocked() {
 		}
 		g.waiters.removeAt(i)
 		w.ready <- checkout{s: p.openLocked()}
+	}
+}
+
+// dispatchUnlimitedLocked hands every waiting unlimited request a session
+// on a serving process, whatever its load.
+func (g *Group) dispatchUnlimitedLocked() {
+	for i := g.waiters.head; i < len(g.waiters.items); {
+		w := g.waiters.items[i]
+		if !w.unlimited {
+			i++
+			continue
+		}
+		if w.want != nil && w.want.state != serving {
+			w.want = nil
+			g.waiters.sticky--
+		}
+		p := g.anyServingLocked(w.want)
+		if p == nil {
+			return
+		}
+		g.waiters.removeAt(i)
+		w.ready <- checkout{s: p.openUnlimitedLocked()}
 	}
 }
 
@@ -771,13 +796,17 @@ type checkout struct {
 type waiter struct {
 	ready chan checkout
 	want  *Process // sticky: only this process will do while it serves
+	// unlimited: any serving process will do, busy or not (a request that
+	// came before any process was up).
+	unlimited bool
 }
 
 // waitQueue is a FIFO of waiting requests.
 type waitQueue struct {
-	items  []*waiter
-	head   int
-	sticky int // waiters with a wanted process
+	items     []*waiter
+	head      int
+	sticky    int // waiters with a wanted process
+	unlimited int // unlimited waiters
 }
 
 func (q *waitQueue) len() int { return len(q.items) - q.head }
@@ -786,6 +815,9 @@ func (q *waitQueue) push(w *waiter) {
 	q.items = append(q.items, w)
 	if w.want != nil {
 		q.sticky++
+	}
+	if w.unlimited {
+		q.unlimited++
 	}
 }
 
@@ -801,6 +833,9 @@ func (q *waitQueue) pop() *waiter {
 	}
 	if w.want != nil {
 		q.sticky--
+	}
+	if w.unlimited {
+		q.unlimited--
 	}
 	return w
 }
@@ -819,6 +854,9 @@ func (q *waitQueue) remove(w *waiter) bool {
 func (q *waitQueue) removeAt(i int) {
 	if q.items[i].want != nil {
 		q.sticky--
+	}
+	if q.items[i].unlimited {
+		q.unlimited--
 	}
 	copy(q.items[i:], q.items[i+1:])
 	q.items[len(q.items)-1] = nil

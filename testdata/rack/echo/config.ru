@@ -270,6 +270,26 @@ module EchoApp
     [200, {}, []] # ignored: the connection is hijacked
   end
 
+  # /wsbg: the same, served from a thread of its own after the handshake, as
+  # real WebSocket libraries do, so the process takes its next request.
+  def ws_background(env)
+    key = env["HTTP_SEC_WEBSOCKET_KEY"]
+    return reply("websocket upgrade required", status: 400) unless key
+
+    io = env["rack.hijack"].call
+    accept = [Digest::SHA1.digest(key + WS_GUID)].pack("m0")
+    io.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+             "Sec-WebSocket-Accept: #{accept}\r\n\r\n")
+    Thread.new do
+      ws_loop(io)
+    rescue EOFError, IOError, SystemCallError
+      nil
+    ensure
+      io.close unless io.closed?
+    end
+    [200, {}, []]
+  end
+
   def ws_loop(io)
     loop do
       b0, b1 = read_exactly(io, 2).unpack("CC")
@@ -339,7 +359,8 @@ module EchoApp
     "/rewind" => :rewind,
     "/file" => :file,
     "/partial-hijack" => :partial_hijack,
-    "/ws" => :ws
+    "/ws" => :ws,
+    "/wsbg" => :ws_background
   }.freeze
 
   def call(env)

@@ -225,3 +225,18 @@ func TestUnlimitedConcurrencyPath(t *testing.T) {
 		t.Fatalf("the WebSocket was not closed by the restart: %v", err)
 	}
 }
+
+// TestStartupOptions: --custom-error-page replaces Ferry's error page and
+// --load-shell-envvars still starts the app (through bash -lc).
+func TestStartupOptions(t *testing.T) {
+	page := filepath.Join(t.TempDir(), "error.html")
+	os.WriteFile(page, []byte("<h1>our own page</h1>"), 0o644)
+	f := startFerry(t, "../testdata/wsgi/broken", "--custom-error-page", page)
+	if code, body := f.get("/"); code != 500 || body != "<h1>our own page</h1>" {
+		t.Errorf("GET / on a broken app = %d %q, want 500 and the custom page", code, body)
+	}
+	g := startFerry(t, "../testdata/wsgi/echo", "--load-shell-envvars")
+	if code, body := g.get("/"); code != 200 || body != "hello world" {
+		t.Errorf("GET / with --load-shell-envvars = %d %q", code, body)
+	}
+}

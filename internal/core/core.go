@@ -350,6 +350,11 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	if err != nil {
 		return nil, err
 	}
+	if ac.LoadShellEnvvars {
+		// The user's login shell files set the environment, then the
+		// shell becomes the app (same pid).
+		command = append([]string{"/bin/bash", "-lc", `exec "$0" "$@"`}, command...)
+	}
 	output, err := out.App(ac.AppLogFile)
 	if err != nil {
 		return nil, err
@@ -456,6 +461,13 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 		RollingRestarts: ac.RollingRestarts,
 		MaxRequestTime:  ac.MaxRequestTime,
 		Metrics:         am,
+	}
+	if ac.CustomErrorPage != "" {
+		page, err := os.ReadFile(ac.CustomErrorPage)
+		if err != nil {
+			return nil, fmt.Errorf("--custom-error-page: %w", err)
+		}
+		fa.ErrorPage = page
 	}
 	if ac.FriendlyErrorPages != nil {
 		fa.Development = *ac.FriendlyErrorPages

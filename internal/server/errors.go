@@ -145,6 +145,12 @@ pre{background:#f4f4f4;padding:1em;overflow:auto;white-space:pre-wrap}h1{font-si
 // writeError sends the page for err and returns its status. Headers an app
 // response may have set already are dropped first.
 func writeError(w http.ResponseWriter, err error, dev bool) int {
+	return writeErrorPage(w, err, dev, nil)
+}
+
+// writeErrorPage is writeError with custom, if not nil, as the page's body
+// (--custom-error-page).
+func writeErrorPage(w http.ResponseWriter, err error, dev bool, custom []byte) int {
 	p := classify(err)
 	h := w.Header()
 	clear(h)
@@ -157,6 +163,10 @@ func writeError(w http.ResponseWriter, err error, dev bool) int {
 		h.Set("Retry-After", strconv.Itoa(max(1, int(p.RetryAfter.Round(time.Second)/time.Second))))
 	}
 	w.WriteHeader(p.Status)
+	if custom != nil {
+		w.Write(custom)
+		return p.Status
+	}
 	pageTemplate.Execute(w, struct {
 		errorPage
 		Dev bool

@@ -46,6 +46,9 @@ type App struct {
 	Cache *turbocache.Cache
 	// Development shows error details (spawn output, tracebacks) to clients.
 	Development bool
+	// ErrorPage, if set, is the body of the error pages Ferry generates
+	// (--custom-error-page).
+	ErrorPage []byte
 	// Sticky, if set, routes clients carrying its cookie to the process
 	// that served them before (--sticky-sessions).
 	Sticky *Sticky
@@ -456,7 +459,11 @@ func (h *Handler) fail(rq *request, r *http.Request, err error) {
 		return
 	}
 	dev := rq.app != nil && rq.app.Development
-	status := writeError(&rq.w, err, dev)
+	var custom []byte
+	if rq.app != nil {
+		custom = rq.app.ErrorPage
+	}
+	status := writeErrorPage(&rq.w, err, dev, custom)
 	if status >= 500 {
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),

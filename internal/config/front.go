@@ -202,7 +202,7 @@ func init() {
 		frontOpt("ssl-redirect", "false", "answer plain HTTP on --port with a redirect to HTTPS on --ssl-port", func(f *Front) flag.Value { return (*boolValue)(&f.SSLRedirect) }),
 		frontOpt("ssl-min-version", "1.2", "oldest TLS `VERSION` accepted: 1.2 or 1.3", func(f *Front) flag.Value { return (*strValue)(&f.SSLMinVersion) }),
 		frontOpt("http2", "true", "offer HTTP/2 to HTTPS clients (--http2=false: HTTP/1.1 only)", func(f *Front) flag.Value { return (*boolValue)(&f.HTTP2) }),
-		frontOpt("socket", "", "listen on this Unix socket `FILE` instead of TCP (with --socket-and-tcp: beside it)", func(f *Front) flag.Value { return (*strValue)(&f.Socket) }).withKey("socket_file"),
+		frontOpt("socket", "", "listen on this Unix socket `FILE` instead of TCP (with --socket-and-tcp: beside it)", func(f *Front) flag.Value { return (*strValue)(&f.Socket) }).withKey("socket_file").short("S"),
 		frontOpt("socket-mode", "0660", "permission `MODE` of --socket (octal)", func(f *Front) flag.Value { return (*modeValue)(&f.SocketMode) }),
 		frontOpt("socket-and-tcp", "false", "with --socket, listen on TCP (--address, --port) too", func(f *Front) flag.Value { return (*boolValue)(&f.SocketAndTCP) }),
 		frontOpt("socket-backlog", "2048", "listen backlog of every listener (`N`)", func(f *Front) flag.Value { return (*intValue)(&f.SocketBacklog) }),

@@ -135,9 +135,12 @@ const (
 	AppTypeASGI    = "asgi"
 	AppTypeNode    = "node"
 	AppTypeGeneric = "generic"
+	// AppTypeMeteor is a raw Meteor app directory (.meteor/); it runs as a
+	// generic app through `meteor run`. A bundled Meteor app is a Node app.
+	AppTypeMeteor = "meteor"
 )
 
-var appTypes = []string{AppTypeRack, AppTypeWSGI, AppTypeASGI, AppTypeNode, AppTypeGeneric}
+var appTypes = []string{AppTypeRack, AppTypeWSGI, AppTypeASGI, AppTypeNode, AppTypeGeneric, AppTypeMeteor}
 
 // ManyPerProcess reports whether the app's processes serve many requests at
 // once by nature (rather than one, or a fixed thread count).

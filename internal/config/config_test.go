@@ -3,6 +3,7 @@ package config
 import (
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -297,4 +298,27 @@ func FuzzPassengerfile(f *testing.F) {
 			t.Fatalf("error names neither the file nor an option: %v", err)
 		}
 	})
+}
+
+func TestMeteor(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, ".meteor"), 0o755)
+	write(t, filepath.Join(dir, "package.json"), `{"name": "meteor-app"}`) // raw Meteor apps have one
+	// Without the meteor command: a clear error saying how to bundle.
+	_, err := Load([]string{dir}, []string{"PATH=/nonexistent"})
+	if _, lookErr := exec.LookPath("meteor"); lookErr == nil {
+		t.Skip("meteor is installed here")
+	}
+	if err == nil || !strings.Contains(err.Error(), "raw Meteor app") || !strings.Contains(err.Error(), "meteor build") {
+		t.Fatalf("error = %v", err)
+	}
+	// With a meteor on PATH: a generic app started by meteor run.
+	bin := t.TempDir()
+	write(t, filepath.Join(bin, "meteor"), "#!/bin/sh\n")
+	os.Chmod(filepath.Join(bin, "meteor"), 0o755)
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	c := load(t, nil, dir)
+	if a := c.Apps[0]; a.AppType != AppTypeGeneric || a.AppStartCommand != "meteor run --production --port $PORT" {
+		t.Fatalf("meteor app: %q %q", a.AppType, a.AppStartCommand)
+	}
 }

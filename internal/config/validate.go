@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -212,6 +213,19 @@ func (a *App) finish(p *problems) {
 		p.bad("app-type", "unknown app type %q (supported: %s)", a.AppType, strings.Join(appTypes, ", "))
 		return
 	}
+	if a.AppType == AppTypeMeteor {
+		// A raw Meteor app: meteor itself runs it on the port Ferry picks.
+		if _, err := exec.LookPath("meteor"); err != nil {
+			p.add(fmt.Errorf("%s is a raw Meteor app (it has .meteor/), and the meteor command is not installed. "+
+				"Bundle it instead: `meteor build ../build --directory`, `cd ../build/bundle/programs/server && npm install`, "+
+				"then run ../build/bundle as a Node.js app (ferry start ../build/bundle --startup-file main.js)", a.Root))
+			return
+		}
+		if a.AppStartCommand == "" {
+			a.AppStartCommand = "meteor run --production --port $PORT"
+		}
+		a.AppType = AppTypeGeneric
+	}
 	if a.AppType == AppTypeGeneric && strings.TrimSpace(a.AppStartCommand) == "" {
 		p.bad("app-start-command", "a generic app needs a command that listens on $PORT")
 	}
@@ -282,6 +296,7 @@ var startupFiles = []struct{ appType, file string }{
 	{AppTypeRack, "config.ru"},
 	{AppTypeWSGI, "passenger_wsgi.py"},
 	{AppTypeASGI, "asgi.py"},
+	{AppTypeMeteor, ".meteor"}, // before package.json, which a Meteor app has too
 	{AppTypeNode, "app.js"},
 	{AppTypeNode, "package.json"},
 }

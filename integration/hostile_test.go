@@ -99,6 +99,17 @@ func TestHostileInput(t *testing.T) {
 		}
 	})
 
+	t.Run("OPTIONS * is answered, not refused", func(t *testing.T) {
+		if got := rawExchange(t, addr, "OPTIONS * HTTP/1.1\r\n"+h+"Connection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
+			t.Errorf("answer %.60q", got)
+		}
+		f.get("/")
+		f.waitLog(`msg=request .*method=GET path=/ status=200`)
+		if strings.Contains(f.logs.String(), `request="OPTIONS * HTTP/1.1"`) {
+			t.Error("OPTIONS * logged as refused")
+		}
+	})
+
 	t.Run("absolute form is read as origin form with its host", func(t *testing.T) {
 		got := rawExchange(t, addr, "GET http://other.example/echo?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 		_, body, _ := strings.Cut(got, "\r\n\r\n")

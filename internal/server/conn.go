@@ -286,9 +286,12 @@ func (c *httpConn) head(p []byte) {
 
 func (c *httpConn) Write(p []byte) (int, error) {
 	if c.phase.Load() == phaseActive && !c.answered && c.served.Load() == c.mark.Load() && bytes.HasPrefix(p, httpPrefix) {
-		// No handler ran for this head: net/http is answering it itself.
+		// No handler ran for this head: net/http is answering it itself,
+		// with an error (or, for OPTIONS *, a 200 of its own).
 		c.answered = true
-		c.t.rejected(c.rejection(parseAnswer(p)))
+		if status, reason := parseAnswer(p); status >= 400 {
+			c.t.rejected(c.rejection(status, reason))
+		}
 	}
 	return c.Conn.Write(p)
 }
@@ -346,7 +349,11 @@ func parseAnswer(p []byte) (int, string) {
 }
 
 // headScan watches the lines of one request head for what net/http accepts
-// but a proxy in front could frame differently.
+// but a proxy in front could frame differently. It sees the bytes read while
+// a head is awaited, up to the head's empty line: a pipelined request that
+// arrived in the same read as the one before it is not scanned (net/http's
+// own checks still apply to it). A smuggling attempt puts its second request
+// after a refused first one, whose connection is then closed.
 type headScan struct {
 	started bool // past the request line
 	midLine bool // inside a line (its start was seen)

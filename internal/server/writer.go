@@ -82,6 +82,8 @@ func (rw *respWriter) WriteHeader(code int) {
 		if code == http.StatusOK {
 			h["Content-Type"] = []string{rw.gzStatic}
 			h["Content-Encoding"] = gzipEncoding
+			// Ranges are served from the plain file only.
+			delete(h, "Accept-Ranges")
 		}
 	case rw.policy != nil && !rw.head && rw.policy.Compressible(code, h):
 		if rw.gzipOK && rw.immutable {

@@ -274,6 +274,9 @@ func (f *Front) finish(p *problems) {
 	if f.SSLRedirect && f.SSL && f.SSLPort == 0 {
 		p.bad("ssl-redirect", "needs --ssl-port: HTTPS on --ssl-port, the redirect on --port")
 	}
+	if f.SSL && f.SSLPort == 0 && f.Socket != "" && !f.SocketAndTCP {
+		p.bad("ssl", "has no listener with --socket alone: give --ssl-port, or --socket-and-tcp for HTTPS on --port")
+	}
 	if f.SSLRedirect && f.Socket != "" && !f.SocketAndTCP {
 		p.bad("ssl-redirect", "needs a TCP listener: with --socket, add --socket-and-tcp")
 	}

@@ -70,6 +70,7 @@ func TestFrontValidation(t *testing.T) {
 		{[]string{"--ssl", "--ssl-certificate", cert, "--ssl-certificate-key", key, "--ssl-redirect"}, "--ssl-redirect: needs --ssl-port"},
 		{[]string{"--ssl", "--ssl-certificate", cert, "--ssl-certificate-key", key, "--ssl-min-version", "1.1"}, "--ssl-min-version: must be 1.2 or 1.3"},
 		{[]string{"--socket-and-tcp"}, "--socket-and-tcp: has no effect without --socket"},
+		{[]string{"--ssl", "--ssl-certificate", cert, "--ssl-certificate-key", key, "--socket", "/run/f.sock"}, "--ssl: has no listener with --socket alone"},
 		{[]string{"--socket", "/" + strings.Repeat("s", 120)}, "--socket: the path is"},
 		{[]string{"--socket-mode", "999"}, "want permission bits in octal"},
 		{[]string{"--client-max-body-size", "-1"}, "want a byte count"},
@@ -92,7 +93,7 @@ func TestFrontValidation(t *testing.T) {
 			}
 		})
 	}
-	c := load(t, nil, dir, "--ssl", "--ssl-certificate", cert, "--ssl-certificate-key", key, "--ssl-port", "0", "--socket", "rel.sock")
+	c := load(t, nil, dir, "--ssl", "--ssl-certificate", cert, "--ssl-certificate-key", key, "--ssl-port", "0", "--socket", "rel.sock", "--socket-and-tcp")
 	if !c.SSL || !filepath.IsAbs(c.Socket) {
 		t.Errorf("ssl %v, socket %q", c.SSL, c.Socket)
 	}

@@ -101,7 +101,7 @@ out=$tmp/results.md
 {
 	echo "## Run $(date -u '+%Y-%m-%d %H:%M:%S') UTC"
 	echo
-	echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM; load load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
+	echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM; load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo "Clients and Ferry share the CPUs. ferry $(cd "$repo" && git rev-parse --short HEAD), $(go version | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(h2load --version | head -1)."
 	echo
 } >"$out"

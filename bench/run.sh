@@ -1180,8 +1180,10 @@ slow() {
 	set +e
 	(
 		set -e
+		local t0=$SECONDS
 		start_server "$id" "$kind" "$PORT" "$(app_copy "$id" "$BENCH_APP")" "$@"
 		wait_ready "$id" /
+		put "$id" ready "$((SECONDS - t0))"
 		start_sampler "$id"
 		measure "$id" "$label" /
 		stop_sampler "$id"

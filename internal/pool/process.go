@@ -185,9 +185,12 @@ func (s *Session) OutOfBandWork() {
 	}
 }
 
-// Unreachable ends the session and takes its process out of rotation: its
-// socket could not be connected to, so it is dead or broken. It is stopped
-// and, if needed, replaced.
+// Unreachable ends the session and takes its process out of rotation at
+// once: its socket refused a connection, or it dropped a new one without
+// answering, so it is dead or broken. Its watcher may not have seen the
+// exit yet (it lags a kill -9), and until then nothing else would keep a
+// retry from being handed the same process. It is stopped and, if needed,
+// replaced.
 func (s *Session) Unreachable() {
 	g := s.p.group
 	g.mu.Lock()

@@ -335,12 +335,16 @@ func TestRetryRules(t *testing.T) {
 		warm   bool // a kept-alive connection is reused
 		method string
 		retry  bool
+		// broken: the process is taken out of rotation (a new connection
+		// was dropped too: a GET or PUT on a reused one was sent again on a
+		// new one first).
+		broken bool
 	}{
-		{"GET on a reused connection", true, "GET", true},
-		{"PUT on a reused connection", true, "PUT", true},
-		{"POST on a reused connection", true, "POST", false},
-		{"GET on a fresh connection", false, "GET", true},
-		{"POST on a fresh connection", false, "POST", false},
+		{"GET on a reused connection", true, "GET", true, true},
+		{"PUT on a reused connection", true, "PUT", true, true},
+		{"POST on a reused connection", true, "POST", false, false},
+		{"GET on a fresh connection", false, "GET", true, true},
+		{"POST on a fresh connection", false, "POST", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := hangUpServer(t)
@@ -355,6 +359,7 @@ func TestRetryRules(t *testing.T) {
 					t.Fatal("connection not kept")
 				}
 			}
+			released := up.released
 			body, _ := BufferBody(strings.NewReader("data"), 4, 64, 0, t.TempDir())
 			_, err := tr.RoundTrip(up, httptest.NewRequest(tc.method, "/drop", nil), body, "http")
 			if err == nil {
@@ -363,10 +368,49 @@ func TestRetryRules(t *testing.T) {
 			if Retryable(err) != tc.retry {
 				t.Errorf("retryable %v, want %v (%v)", Retryable(err), tc.retry, err)
 			}
-			if up.lastOK {
+			if up.released > released && up.lastOK {
 				t.Error("a failed exchange was released as ok")
 			}
+			if ends := up.released - released + up.unreach; ends != 1 {
+				t.Errorf("the session ended %d times, want once", ends)
+			}
+			if broken := up.unreach == 1; broken != tc.broken {
+				t.Errorf("process taken out of rotation: %v, want %v", broken, tc.broken)
+			}
 		})
+	}
+}
+
+// TestStaleKeptAliveConnection: an app that closes idle connections (say
+// on a keep-alive timeout) gets the request again on a new connection, and
+// stays in rotation.
+func TestStaleKeptAliveConnection(t *testing.T) {
+	up, srv := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok "+r.Method)
+	}))
+	tr := &Transport{}
+	for _, method := range []string{"GET", "GET", "POST"} {
+		var body *Body
+		if method == "POST" {
+			body, _ = BufferBody(strings.NewReader("payload"), 7, 1024, 0, t.TempDir())
+		}
+		x, err := tr.RoundTrip(up, httptest.NewRequest(method, "/", nil), body, "http")
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		rec := httptest.NewRecorder()
+		if res := x.WriteTo(rec, ResponseOptions{}, nil); res.Status != 200 || rec.Body.String() != "ok "+method {
+			t.Fatalf("%s: %d %q", method, res.Status, rec.Body.String())
+		}
+		if up.idle == nil {
+			t.Fatal("connection not kept")
+		}
+		// The app drops its idle connections; the core has not noticed.
+		srv.CloseClientConnections()
+	}
+	if up.unreach != 0 {
+		t.Fatalf("a live app that closed an idle connection was taken out of rotation %d times", up.unreach)
 	}
 }
 

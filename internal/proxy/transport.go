@@ -26,7 +26,9 @@ type Upstream interface {
 	// ReleaseConn ends the session, keeping conn (if non-nil) for reuse; ok
 	// says whether the request completed.
 	ReleaseConn(conn io.Closer, ok bool)
-	// Unreachable ends the session of a process that refused a connection.
+	// Unreachable ends the session of a process shown dead or broken: it
+	// refused a connection, or closed a new one without a byte of answer.
+	// The process must leave rotation at once.
 	Unreachable()
 }
 
@@ -91,15 +93,11 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (t *Transport) dial(up Upstream) (*conn, error) {
-	if c, ok := up.TakeConn().(*conn); ok && c != nil {
-		return c, nil
-	}
+func (t *Transport) dial(addr net.Addr) (*conn, error) {
 	timeout := t.DialTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	addr := up.Addr()
 	nc, err := net.DialTimeout(addr.Network(), addr.String(), timeout)
 	if err != nil {
 		return nil, err
@@ -119,36 +117,71 @@ type Exchange struct {
 }
 
 // RoundTrip sends r (with its buffered body) to the upstream and reads the
-// response head. On error the upstream has been released.
+// response head. On error the upstream has been released; when the error
+// shows the process dead or broken, through Unreachable, so that it leaves
+// rotation before its exit is noticed and a retry cannot be handed it again.
 func (t *Transport) RoundTrip(up Upstream, r *http.Request, body *Body, scheme string) (*Exchange, error) {
-	c, err := t.dial(up)
+	if c, _ := up.TakeConn().(*conn); c != nil {
+		resp, _, err := t.send(c, r, body, scheme)
+		if err == nil {
+			return &Exchange{Resp: resp, up: up, c: c, t: t}, nil
+		}
+		c.Close()
+		if !Retryable(err) {
+			up.ReleaseConn(nil, false)
+			return nil, err
+		}
+		// A kept-alive connection that failed before any response byte: the
+		// app closed it while idle (the request never reached the app), or
+		// the process died. A new connection to the same process tells
+		// which: a dead one refuses it or drops it too, and leaves rotation.
+	}
+	c, err := t.dial(up.Addr())
 	if err != nil {
 		up.Unreachable()
 		return nil, &RoundTripError{Err: fmt.Errorf("connect to %s: %w", up.Addr(), err), Retryable: true}
 	}
+	resp, nothing, err := t.send(c, r, body, scheme)
+	if err == nil {
+		return &Exchange{Resp: resp, up: up, c: c, t: t}, nil
+	}
+	c.Close()
+	if nothing {
+		// A new connection closed without a byte of answer to a request
+		// (or refusing its bytes): a loader never does that, a dying
+		// process does (kill -9, a crash), before the watcher sees it exit.
+		up.Unreachable()
+	} else {
+		up.ReleaseConn(nil, false)
+	}
+	return nil, err
+}
+
+// send writes the request on c and reads the response head. On error,
+// nothing reports that no response byte came back, and the error says
+// whether the request may go to another process.
+func (t *Transport) send(c *conn, r *http.Request, body *Body, scheme string) (resp *http.Response, nothing bool, err error) {
 	writeHead(c.bw, r, body.Size(), scheme, t.Forwarded, t.StripPrefix)
 	_, werr := body.WriteTo(c.bw)
 	if werr == nil {
 		werr = c.bw.Flush()
 	}
 	before := c.read
-	resp, err := readResponse(c.br, r)
-	if err != nil {
-		c.Close()
-		up.ReleaseConn(nil, false)
-		nothing := c.read == before
-		// A request that could not be written in full cannot have been acted
-		// on, whatever its method. An idempotent one that got no response
-		// byte may go to another process once, as nginx's
-		// proxy_next_upstream does: the stale kept-alive connection race, or
-		// a process that died (perhaps before it even accepted).
-		retry := nothing && (werr != nil || idempotent(r.Method))
-		if werr != nil {
-			err = werr
-		}
-		return nil, &RoundTripError{Err: fmt.Errorf("read response: %w", err), Retryable: retry}
+	resp, err = readResponse(c.br, r)
+	if err == nil {
+		return resp, false, nil
 	}
-	return &Exchange{Resp: resp, up: up, c: c, t: t}, nil
+	nothing = c.read == before
+	// A request that could not be written in full cannot have been acted
+	// on, whatever its method. An idempotent one that got no response byte
+	// may go to another process once, as nginx's proxy_next_upstream does:
+	// the stale kept-alive connection race, or a process that died (perhaps
+	// before it even accepted).
+	retry := nothing && (werr != nil || idempotent(r.Method))
+	if werr != nil {
+		err = werr
+	}
+	return nil, nothing, &RoundTripError{Err: fmt.Errorf("read response: %w", err), Retryable: retry}
 }
 
 // readResponse reads the final response head, skipping 1xx interim ones

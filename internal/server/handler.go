@@ -370,6 +370,9 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 		if timedOut.Load() {
 			err = ErrRequestTimeout
 		} else if attempt == 0 && proxy.Retryable(err) {
+			// A process shown dead or broken has already left rotation
+			// (RoundTrip told the pool), so the retry cannot be handed it
+			// again: it goes to another process, or waits for a new one.
 			h.log.LogAttrs(r.Context(), slog.LevelDebug, "retrying request on another process",
 				slog.Int("pid", pid), slog.String("error", err.Error()))
 			return true

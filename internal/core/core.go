@@ -119,7 +119,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if cfg.DataBufferDir != "" {
 		bufferDir = cfg.DataBufferDir
 	}
-	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, log)
+	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out)
 	if err != nil {
 		return err
 	}

@@ -3,25 +3,26 @@ package core
 import (
 	"crypto/tls"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 
 	"github.com/ferry-server/ferry/internal/compress"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/inherit"
+	"github.com/ferry-server/ferry/internal/logs"
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/server"
 )
 
 // newFront builds the HTTP front from the configuration: the request path
 // for apps and its listeners, opened now. close releases what the front
-// holds besides its listeners (the access log file).
-func newFront(cfg *config.Config, apps []*server.App, bufferDir string, log *slog.Logger) (h *server.Handler, s *server.Server, close func(), err error) {
+// holds besides its listeners: it writes out the access log's buffered
+// lines and closes its file.
+func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *logs.Outputs) (h *server.Handler, s *server.Server, close func(), err error) {
 	f := cfg.Front
-	access, closeLog, err := accessLog(cfg, log)
+	log := out.Core
+	access, closeLog, err := accessLog(cfg, out)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -96,30 +97,29 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, log *slo
 }
 
 // accessLog opens the access log --access-log and --access-log-format ask
-// for: Ferry's own log by default, a file, standard error, or none.
-func accessLog(cfg *config.Config, log *slog.Logger) (*server.AccessLog, func(), error) {
+// for: Ferry's own log by default, a file, standard error, or none. Its
+// lines are buffered (logs.BufferSize, logs.FlushInterval); closeFn writes
+// out what is pending.
+func accessLog(cfg *config.Config, out *logs.Outputs) (_ *server.AccessLog, closeFn func(), _ error) {
 	f := cfg.Front
-	nop := func() {}
 	if f.AccessLog == "off" {
-		return nil, nop, nil
+		return nil, func() {}, nil
 	}
-	path := f.AccessLog
-	if path == "" && f.AccessLogFormat == server.AccessText {
+	path := f.AccessLog // "": Ferry's log (file or standard error)
+	w, closeW, err := out.Access(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("access log: %w", err)
+	}
+	closeFn = func() { closeW() }
+	switch {
+	case f.AccessLogFormat != server.AccessText:
+		return server.NewAccessLog(f.AccessLogFormat, w, nil), closeFn, nil
+	case path == "":
 		// Lines in Ferry's own log, in its format.
-		return server.NewAccessLog(server.AccessText, nil, log.With("log", "access")), nop, nil
+		o := out.Options()
+		return server.NewTextAccessLog(w, server.Records{JSON: o.Format == "json", Level: o.Level,
+			Attrs: []slog.Attr{slog.String("log", "access")}}), closeFn, nil
+	default:
+		return server.NewTextAccessLog(w, server.Records{}), closeFn, nil
 	}
-	if path == "" {
-		path = cfg.LogFile
-	}
-	var w io.Writer = os.Stderr
-	closeFn := nop
-	if path != "" && path != "-" {
-		lf, err := server.OpenLogFile(path)
-		if err != nil {
-			return nil, nil, fmt.Errorf("access log: %w", err)
-		}
-		w, closeFn = lf, func() { lf.Close() }
-	}
-	text := slog.New(slog.NewTextHandler(w, nil))
-	return server.NewAccessLog(f.AccessLogFormat, w, text), closeFn, nil
 }

@@ -444,6 +444,10 @@ type listener struct {
 	tlsConf   *tls.Config // nil: plain
 	hsTimeout time.Duration
 	log       *slog.Logger
+	// fast, on a plain listener, serves connections on the lean HTTP/1.1
+	// path first (fast.go); nil: net/http serves them all.
+	fast     *fastEngine
+	stopping atomic.Bool // stopAccepting was called
 
 	ready chan net.Conn
 	errc  chan error
@@ -451,20 +455,41 @@ type listener struct {
 	once  sync.Once
 }
 
-func newListener(ln net.Listener, t *tracker, tlsConf *tls.Config, hsTimeout time.Duration, log *slog.Logger) *listener {
+func newListener(ln net.Listener, t *tracker, tlsConf *tls.Config, hsTimeout time.Duration, fast *fastEngine, log *slog.Logger) *listener {
 	l := &listener{Listener: ln, t: t, tlsConf: tlsConf, hsTimeout: hsTimeout, log: log, done: make(chan struct{})}
-	if tlsConf != nil {
+	switch {
+	case tlsConf != nil:
 		if l.hsTimeout <= 0 {
 			l.hsTimeout = 10 * time.Second
 		}
 		l.ready, l.errc = make(chan net.Conn), make(chan error, 1)
-		go l.acceptTLS()
+		go l.acceptLoop(l.handshake)
+	case fast != nil:
+		l.fast = fast
+		l.ready, l.errc = make(chan net.Conn), make(chan error, 1)
+		go l.acceptLoop(func(raw *slotConn) { fast.serve(raw, l.handoff) })
 	}
 	return l
 }
 
+// handoff gives net/http a connection the lean path will not serve.
+func (l *listener) handoff(c net.Conn) {
+	select {
+	case l.ready <- &httpConn{Conn: c, t: l.t}:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// stopAccepting closes the socket but not the listener: connections on the
+// lean path may still be handed to net/http while they finish.
+func (l *listener) stopAccepting() {
+	l.stopping.Store(true)
+	l.Listener.Close()
+}
+
 func (l *listener) Accept() (net.Conn, error) {
-	if l.tlsConf == nil {
+	if l.tlsConf == nil && l.fast == nil {
 		raw, err := l.acceptRaw()
 		if err != nil {
 			return nil, err
@@ -495,12 +520,16 @@ func (l *listener) acceptRaw() (*slotConn, error) {
 
 func (l *listener) Close() error {
 	l.once.Do(func() { close(l.done) })
-	return l.Listener.Close()
+	err := l.Listener.Close()
+	if l.stopping.Load() {
+		return nil // closed already by stopAccepting
+	}
+	return err
 }
 
-// acceptTLS accepts until the listener closes, handshaking each connection
-// in a goroutine of its own.
-func (l *listener) acceptTLS() {
+// acceptLoop accepts until the listener closes, serving each connection
+// (a TLS handshake, or the lean path) in a goroutine of its own.
+func (l *listener) acceptLoop(serve func(*slotConn)) {
 	var delay time.Duration
 	for {
 		raw, err := l.acceptRaw()
@@ -509,6 +538,9 @@ func (l *listener) acceptTLS() {
 			case <-l.done:
 				return
 			default:
+			}
+			if l.stopping.Load() {
+				return
 			}
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) {
 				// Out of descriptors or memory: wait for some to free up, as
@@ -526,7 +558,7 @@ func (l *listener) acceptTLS() {
 			return
 		}
 		delay = 0
-		go l.handshake(raw)
+		go serve(raw)
 	}
 }
 

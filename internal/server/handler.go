@@ -135,6 +135,9 @@ type request struct {
 	// client must see the response truncated.
 	abort bool
 	done  bool // the request path returned normally
+	// answerOnly: the lean HTTP/1.1 path, which cannot forward; a request
+	// that would go to the app is declined, to be served again by net/http.
+	answerOnly, declined bool
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}
@@ -147,6 +150,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.end(rq, r)
 	h.serve(rq, r)
 	rq.done = true
+}
+
+// serveFast is ServeHTTP for the lean HTTP/1.1 path (fast.go): the same
+// request path, except that a request it would forward to an app is not
+// served but declined (w.declined), before anything is written, logged or
+// counted.
+func (h *Handler) serveFast(w *fastResponse, r *http.Request) {
+	rq := h.begin(w, r)
+	rq.answerOnly = true
+	defer h.end(rq, r)
+	h.serve(rq, r)
+	rq.done = true
+	w.declined = rq.declined
 }
 
 // begin sets up the per-request state: the response writer with its
@@ -171,7 +187,9 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *request {
 // state; an aborted response is then aborted for net/http too.
 func (h *Handler) end(rq *request, r *http.Request) {
 	rq.w.finish(rq.done && !rq.abort)
-	h.logAccess(rq, r)
+	if !rq.declined {
+		h.logAccess(rq, r)
+	}
 	abort := rq.abort && rq.done
 	*rq = request{}
 	requests.Put(rq)
@@ -212,7 +230,15 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 	}
 
 	var fill *turbocache.Fill
-	if app.Cache != nil {
+	if app.Cache != nil && rq.answerOnly {
+		rq.w.immutable = true
+		served := app.Cache.Hit(&rq.w, r)
+		rq.w.immutable = false
+		if served {
+			app.Metrics.CacheHit()
+			return
+		}
+	} else if app.Cache != nil {
 		rq.w.immutable = true // a hit writes the entry's body, which never changes
 		served, f := app.Cache.Lookup(&rq.w, r)
 		rq.w.immutable = false
@@ -225,6 +251,10 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 			fill = f
 			defer fill.Done()
 		}
+	}
+	if rq.answerOnly {
+		rq.declined = true // for net/http, which forwards
+		return
 	}
 
 	var body *proxy.Body

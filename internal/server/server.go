@@ -55,6 +55,9 @@ type Config struct {
 	// long (each response has its own deadline too: Options.WriteTimeout).
 	// 0 = no limit.
 	WriteTimeout time.Duration
+	// FastPath answers static files and cache hits on plain (TCP and Unix)
+	// listeners without net/http: the lean HTTP/1.1 path (fast.go).
+	FastPath bool
 	// Listen opens a listener. Default: net.Listen. A caller that inherits
 	// sockets (systemd socket activation, a binary upgrade) hands them over
 	// here.
@@ -76,6 +79,7 @@ type Server struct {
 	app      *http.Server // the request path
 	redirect *http.Server // plain HTTP → HTTPS; nil when not asked for
 	lns      []served
+	fast     *fastEngine // nil: no lean path
 	t        *tracker
 	log      *slog.Logger
 }
@@ -120,6 +124,9 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 	s.app.Protocols.SetHTTP1(true)
 	s.app.Protocols.SetHTTP2(c.TLS != nil && c.TLS.HTTP2)
 	s.app.HTTP2 = &http.HTTP2Config{WriteByteTimeout: c.WriteTimeout}
+	if c.FastPath {
+		s.fast = newFastEngine(h, c.HeaderTimeout, c.IdleTimeout, log)
+	}
 
 	add := func(network, addr, scheme string, conf *tls.Config, hs *http.Server) (*listener, error) {
 		ln, err := c.Listen(network, addr)
@@ -127,7 +134,11 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 			return nil, fmt.Errorf("listen on %s: %w", addr, err)
 		}
 		setBacklog(ln, c.Backlog)
-		l := newListener(ln, s.t, conf, c.HeaderTimeout, log)
+		var fast *fastEngine
+		if conf == nil && hs == s.app {
+			fast = s.fast
+		}
+		l := newListener(ln, s.t, conf, c.HeaderTimeout, fast, log)
 		url := scheme + "://" + ln.Addr().String()
 		if network == "unix" {
 			url = "unix:" + addr
@@ -248,6 +259,16 @@ func (s *Server) Serve() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	if n := s.t.closeHijacked(); n > 0 {
 		s.log.Info("closed upgraded (WebSocket) connections", "count", n)
+	}
+	if s.fast != nil {
+		// First the lean path's connections, while net/http still takes
+		// the requests they hand over.
+		for _, l := range s.lns {
+			if l.ln.fast != nil {
+				l.ln.stopAccepting()
+			}
+		}
+		s.fast.shutdown(ctx)
 	}
 	servers := []*http.Server{s.app}
 	if s.redirect != nil {

@@ -1,0 +1,260 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-server/ferry/internal/static"
+)
+
+const cacheableResp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: public, max-age=60\r\nContent-Length: 11\r\n\r\nhello world"
+
+// fastServer serves an app answering cacheableResp, with a public/
+// directory holding small.txt and big.bin (1 MiB), its lean path on or
+// off.
+func fastServer(t *testing.T, fast bool) (*Server, []byte) {
+	t.Helper()
+	h, app := benchHandler(t, cacheableResp, true, Options{})
+	dir := t.TempDir()
+	big := make([]byte, 1<<20)
+	rand.Read(big)
+	os.WriteFile(filepath.Join(dir, "small.txt"), []byte("small file\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o644)
+	st, err := static.New(dir, static.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.Static = st
+	h.SetApps([]*App{app})
+	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, FastPath: fast},
+		h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Shutdown(t.Context()) })
+	return s, big
+}
+
+// exchange writes raw to a new connection and reads n responses.
+func exchange(t *testing.T, s *Server, raw string, n int, methods ...string) []*http.Response {
+	t.Helper()
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var out []*http.Response
+	for i := range n {
+		req := &http.Request{Method: http.MethodGet}
+		if i < len(methods) {
+			req.Method = methods[i]
+		}
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatalf("response %d of %q: %v", i, raw, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("response %d body: %v", i, err)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		out = append(out, resp)
+	}
+	return out
+}
+
+func bodyOf(r *http.Response) string { b, _ := io.ReadAll(r.Body); return string(b) }
+
+// TestFastPathAnswersAndHandsOver: static files and cache hits are answered
+// on the lean path, pipelined or not; a request for the app, or anything
+// not plain, goes to net/http with the bytes already read, and later
+// requests on that connection are still answered.
+func TestFastPathAnswersAndHandsOver(t *testing.T) {
+	s, big := fastServer(t, true)
+	e := s.fast
+
+	// A miss fills the cache through net/http.
+	r := exchange(t, s, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n", 1)[0]
+	if r.StatusCode != 200 || bodyOf(r) != "hello world" || e.handedOver.Load() != 1 {
+		t.Fatalf("miss: %d, handed over %d", r.StatusCode, e.handedOver.Load())
+	}
+
+	// Pipelined: a static file, a HEAD of it, a cache hit, the big file.
+	before := e.answered.Load()
+	rs := exchange(t, s, "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\nHEAD /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"GET /c HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n", 4, "GET", "HEAD")
+	if got := e.answered.Load() - before; got != 4 {
+		t.Fatalf("answered %d of 4 on the lean path", got)
+	}
+	if b := bodyOf(rs[0]); b != "small file\n" || rs[0].ContentLength != 11 || rs[0].Header.Get("Date") == "" ||
+		rs[0].Header.Get("X-Request-Id") == "" || rs[0].Header.Get("Etag") == "" {
+		t.Fatalf("static: %q %v", b, rs[0].Header)
+	}
+	if b := bodyOf(rs[1]); b != "" || rs[1].ContentLength != 11 {
+		t.Fatalf("HEAD: %q, length %d", b, rs[1].ContentLength)
+	}
+	if b := bodyOf(rs[2]); b != "hello world" || rs[2].Header.Get("Age") == "" {
+		t.Fatalf("hit: %q %v", b, rs[2].Header)
+	}
+	if b := bodyOf(rs[3]); b != string(big) {
+		t.Fatalf("big file: %d bytes, not the file", len(b))
+	}
+
+	// One connection: a static file (lean), a POST (net/http from here on),
+	// then a static file again.
+	handed := e.handedOver.Load()
+	rs = exchange(t, s, "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\nPOST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"+
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n", 3)
+	if bodyOf(rs[0]) != "small file\n" || bodyOf(rs[1]) != "hello world" || bodyOf(rs[2]) != "small file\n" {
+		t.Fatal("mixed connection: wrong bodies")
+	}
+	if e.handedOver.Load() != handed+1 {
+		t.Fatalf("handed over %d, want 1", e.handedOver.Load()-handed)
+	}
+
+	// Connection: close is honoured.
+	c, _ := net.Dial("tcp", s.Addr().String())
+	defer c.Close()
+	io.WriteString(c, "GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	all, err := io.ReadAll(c)
+	if err != nil || !bytes.HasSuffix(all, []byte("small file\n")) || !bytes.Contains(all, []byte("Connection: close\r\n")) {
+		t.Fatalf("Connection: close: %q %v", all, err)
+	}
+}
+
+// TestFastPathSameAnswers sends the same raw requests to a front with and
+// without the lean path: every status, body and framing must be the same
+// (malformed or unusual heads are net/http's to answer either way).
+func TestFastPathSameAnswers(t *testing.T) {
+	fast, _ := fastServer(t, true)
+	slow, _ := fastServer(t, false)
+	reqs := []string{
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /small.txt?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /sm%61ll.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-4\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
+		"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: a b\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\n Folded: y\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n",
+		"GET /small.txt HTTP/1.1\nHost: x\n\n",
+		"GET /small.txt HTTP/1.0\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+		"GET http://x/small.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+		"HEAD /c HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /c HTTP/1.1\r\nHost: x\r\nCache-Control: no-cache\r\n\r\n",
+		"GET /c HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /c HTTP/1.1\r\nHost: x\r\n\r\n",
+		"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+		"get /small.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /sm\x7fall.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+	}
+	for _, raw := range reqs {
+		method := strings.Fields(raw)[0]
+		a := exchange(t, fast, raw, 1, method)[0]
+		b := exchange(t, slow, raw, 1, method)[0]
+		ab, bb := bodyOf(a), bodyOf(b)
+		if a.StatusCode != b.StatusCode || ab != bb || a.ContentLength != b.ContentLength ||
+			a.Header.Get("Content-Type") != b.Header.Get("Content-Type") || a.Close != b.Close {
+			t.Errorf("%q:\n lean %d %q len %d %v\n http %d %q len %d %v", raw, a.StatusCode, ab, a.ContentLength, a.Header,
+				b.StatusCode, bb, b.ContentLength, b.Header)
+		}
+	}
+}
+
+// TestFastPathShutdown: Shutdown closes idle lean connections and returns.
+func TestFastPathShutdown(t *testing.T) {
+	s, _ := fastServer(t, true)
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	if r, err := http.ReadResponse(br, nil); err != nil || r.StatusCode != 200 {
+		t.Fatal(err)
+	} else {
+		io.Copy(io.Discard, r.Body)
+	}
+	if err := s.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after Shutdown the idle connection gave %d bytes, %v; want EOF", n, err)
+	}
+	if _, err := net.Dial("tcp", s.Addr().String()); err == nil {
+		t.Fatal("still accepting after Shutdown")
+	}
+}
+
+// FuzzFastParse: a head the lean path takes is one net/http reads the same
+// way: method, target, host, and every field.
+func FuzzFastParse(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"HEAD /a?b=c HTTP/1.1\r\nHost: example.com:80\r\nAccept: */*\r\nUser-Agent: x y\r\n\r\n",
+		"GET /%41 HTTP/1.1\r\nHost: [::1]:8080\r\nCookie: a=b\r\nCookie: c=d\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nx-lower: \t v \t\r\n\r\n",
+		"GET / HTTP/1.1\r\nhost: x\r\nHOST: y\r\n\r\n",
+		"GET /? HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, head string) {
+		end := headEnd([]byte(head))
+		if end < 0 {
+			return
+		}
+		c := &fastConn{remote: "192.0.2.1:1"}
+		c.req = new(http.Request)
+		if !c.parse([]byte(head[:end])) {
+			return
+		}
+		want, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head[:end])))
+		if err != nil {
+			t.Fatalf("the lean path took a head net/http refuses (%v): %q", err, head)
+		}
+		got := c.req
+		if got.Method != want.Method || got.RequestURI != want.RequestURI || got.Host != want.Host ||
+			got.URL.Path != want.URL.Path || got.URL.RawQuery != want.URL.RawQuery || got.URL.RawPath != want.URL.RawPath ||
+			got.Close != want.Close || got.ContentLength != want.ContentLength {
+			t.Fatalf("%q: lean %s %q host %q path %q query %q close %v; net/http %s %q host %q path %q query %q close %v",
+				head, got.Method, got.RequestURI, got.Host, got.URL.Path, got.URL.RawQuery, got.Close,
+				want.Method, want.RequestURI, want.Host, want.URL.Path, want.URL.RawQuery, want.Close)
+		}
+		if len(got.Header) != len(want.Header) {
+			t.Fatalf("%q: fields %v, net/http %v", head, got.Header, want.Header)
+		}
+		for k, v := range want.Header {
+			if strings.Join(got.Header[k], "\x00") != strings.Join(v, "\x00") {
+				t.Fatalf("%q: field %s = %q, net/http %q", head, k, got.Header[k], v)
+			}
+		}
+	})
+}

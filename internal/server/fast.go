@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -644,6 +645,9 @@ func (w *fastResponse) ReadFrom(src io.Reader) (int64, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	if !isFile(src) {
+		return copyTo(writerOnly{w}, src) // held, to go out with the head
+	}
 	if w.sent && !w.chunked || !w.sent && w.bodyAllowed() && len(w.header["Content-Length"]) == 1 {
 		if !w.sent {
 			if err := w.sendHead(false); err != nil {
@@ -657,6 +661,16 @@ func (w *fastResponse) ReadFrom(src io.Reader) (int64, error) {
 		return n, err
 	}
 	return copyTo(writerOnly{w}, src)
+}
+
+// isFile: src is a file, or a limited reader over one, which sendfile
+// takes.
+func isFile(src io.Reader) bool {
+	if lr, ok := src.(*io.LimitedReader); ok {
+		src = lr.R
+	}
+	_, ok := src.(*os.File)
+	return ok
 }
 
 func (w *fastResponse) writeBody(p []byte) (int, error) {

@@ -87,7 +87,8 @@ const fs = require('fs');
 const net = require('net');
 const path = require('path');
 const Module = require('module');
-const { pathToFileURL } = require('url');
+// Not url (for an ES module entry only) nor tls (with crypto): required
+// where needed, not at every start.
 
 const env = process.env;
 const LOADER = __filename;
@@ -534,13 +535,21 @@ function removeStaleSocket(p) {
 
 let tls; // loaded when first needed
 
+// Whether server is a tls.Server (https.Server too), for which the core
+// has no use. Every one has setSecureContext; tls is loaded only to check
+// a server that has it.
+function isTLSServer(server) {
+  if (typeof server.setSecureContext !== 'function') return false;
+  if (!tls) tls = require('tls');
+  return server instanceof tls.Server;
+}
+
 function patchListen(sock) {
   const listen = net.Server.prototype.listen;
   net.Server.prototype.listen = function ferryListen(...args) {
     if (ferryServer !== null && ferryServer !== this) return listen.apply(this, args);
     if (ferryServer === null) {
-      if (!tls) tls = require('tls');
-      if (this instanceof tls.Server) return listen.apply(this, args); // the core speaks plain HTTP
+      if (isTLSServer(this)) return listen.apply(this, args); // the core speaks plain HTTP
       claim(this);
     }
     const opts = { path: sock };
@@ -636,6 +645,7 @@ function main() {
   process.argv[1] = file; // as if run as `node <file>`
 
   if (isESM(file)) {
+    const { pathToFileURL } = require('url');
     import(pathToFileURL(file).href).catch((err) => {
       if (phase === 'loading') fail(err);
       else crash(err); // thrown after it listened

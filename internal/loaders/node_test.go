@@ -300,6 +300,23 @@ func TestNodeStartupFile(t *testing.T) {
 	}
 }
 
+// A TLS server listens where it asked (the core speaks plain HTTP); the
+// first plain one gets the socket, whichever came first.
+func TestNodeTLSServerFirst(t *testing.T) {
+	app := `const https = require('https');
+const http = require('http');
+const tlsServer = https.createServer({});
+tlsServer.listen(0, '127.0.0.1', () => {
+  const port = tlsServer.address().port;
+  http.createServer((q, s) => s.end('plain; tls on ' + (port > 0 ? 'a port' : '?'))).listen(3000);
+});
+`
+	l := nodeReady(t, nodeApp(t, map[string]string{"app.js": app}))
+	if body := l.dial().get("/", 200); body != "plain; tls on a port" {
+		t.Errorf("GET / = %q", body)
+	}
+}
+
 // ------------------------------------------------------------- requests ---
 
 func TestNodeKeepAlive(t *testing.T) {

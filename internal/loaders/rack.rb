@@ -525,19 +525,44 @@ module FerryLoader
       setup_bundler(root, gemfile) if gemfile
       require_rack(root, !gemfile.nil?)
       require "stringio"
-      require "tempfile"
+      require "tempfile" # also for Rack::Multipart, which uses it without requiring it
       path = File.expand_path(startup, root)
       unless File.file?(path)
         raise LoadError, "cannot load the startup file #{path}: no such file " \
                          "(set the startup file if the app does not use config.ru)"
       end
-      result = ::Rack::Builder.parse_file(path)
+      result = parse_config(path)
       app = result.is_a?(Array) ? result[0] : result # Rack 2: [app, options]
+      # Rack::Utils here, before a preloader forks: once, in pages its
+      # workers share, rather than in each worker (Server.new).
+      rack_status_codes
       unless app.respond_to?(:call)
         raise TypeError, "#{startup} did not produce a Rack app (got #{app.class}); it needs a `run` statement"
       end
 
       app
+    end
+
+    # Rack::Builder.parse_file(path). Rack 1 and 2 evaluate its default
+    # second argument, Rack::Server::Options.new, on every call, which loads
+    # rack/server and optparse (milliseconds at every start) only to parse
+    # the options of a "#\ -p 8080" comment line; a config.ru without one
+    # gets nil instead, which is what those versions test for.
+    def self.parse_config(path)
+      builder = ::Rack::Builder
+      params = builder.method(:parse_file).parameters
+      if params.length == 2 && params[1][0] == :opt && path.end_with?(".ru") && !File.binread(path).include?("#\\")
+        builder.parse_file(path, nil)
+      else
+        builder.parse_file(path)
+      end
+    end
+
+    # Rack's reason phrases. Rack::Utils is an autoload, which loads uri,
+    # set, time and date; servers load it, and Rack itself counts on what it
+    # loads (Rack::Lint's URI.parse), so every process has it.
+    def self.rack_status_codes
+      defined?(::Rack::Utils::HTTP_STATUS_CODES) ? ::Rack::Utils::HTTP_STATUS_CODES : {}
     end
 
     def self.listen(path)
@@ -782,8 +807,7 @@ module FerryLoader
           "QUERY_STRING" => "", "PATH_INFO" => "/", "SERVER_NAME" => "localhost", "SERVER_PORT" => "80",
           "rack.input" => nil, "rack.hijack" => nil, "rack.response_finished" => nil
         }.freeze
-        rack_reasons = defined?(::Rack::Utils::HTTP_STATUS_CODES) ? ::Rack::Utils::HTTP_STATUS_CODES : {}
-        @reasons = rack_reasons.merge(REASONS)
+        @reasons = RackLoader.rack_status_codes.merge(REASONS)
       end
 
       def install_signals

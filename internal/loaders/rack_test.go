@@ -1208,3 +1208,49 @@ func BenchmarkRackHello(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }
+
+// Rack 1 and 2 parse rackup options from a "#\" first comment line, with
+// optparse (Rack::Server::Options); the loader lets them when the line is
+// there, and otherwise spares every start loading rack/server and optparse.
+// Rack::Utils, which Rack itself counts on (Rack::Lint's URI.parse), is
+// loaded either way, in a preloader before it forks.
+func TestRackOptionsLine(t *testing.T) {
+	const app = `run lambda { |env|
+  body = [Rack.release, defined?(OptionParser) ? "optparse" : "-",
+          $LOADED_FEATURES.any? { |f| f.end_with?("/rack/utils.rb") } ? "utils" : "-",
+          defined?(URI.parse) ? "uri" : "-"].join(" ")
+  [200, {"content-type" => "text/plain"}, [body]]
+}
+`
+	for _, tc := range []struct {
+		name, ru string
+		smart    bool
+		optparse bool // on Rack 1 and 2
+	}{
+		{"plain", app, false, false},
+		{"options line", "#\\ -E deployment\n" + app, false, true},
+		{"smart", app, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := rackApp(t, map[string]string{"config.ru": tc.ru})
+			var c *client
+			if tc.smart {
+				p := rackStart(t, dir, "FERRY_SPAWN_METHOD=smart")
+				c = p.spawnWorker().dial()
+			} else {
+				c = rackReady(t, dir).dial()
+			}
+			f := strings.Fields(c.get("/", 200))
+			if len(f) != 4 {
+				t.Fatalf("GET / = %q", f)
+			}
+			old := strings.HasPrefix(f[0], "1.") || strings.HasPrefix(f[0], "2.")
+			if want := map[bool]string{true: "optparse", false: "-"}[tc.optparse && old]; f[1] != want {
+				t.Errorf("Rack %s: OptionParser %q, want %q", f[0], f[1], want)
+			}
+			if f[2] != "utils" || f[3] != "uri" {
+				t.Errorf("Rack::Utils %q, URI %q: want both loaded", f[2], f[3])
+			}
+		})
+	}
+}

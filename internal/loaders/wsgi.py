@@ -45,17 +45,19 @@ Standard library only; Python 3.9+.
 import faulthandler
 import gc
 import io
-import json
 import os
 import select
 import signal
 import socket
 import sys
 import threading
-import traceback
 import warnings
 
-from urllib.parse import unquote_to_bytes
+# Not json, traceback or urllib.parse (which bring re, enum's friends and
+# more: milliseconds at every start, before the app is even loaded): the
+# handshake is written and the spawn command read without json (_report,
+# _spawn_fields), and the others are imported where they are needed, on
+# error paths and for the first percent-encoded path.
 
 MAX_HEAD = 64 * 1024  # request line + headers
 RECV_SIZE = 64 * 1024  # socket reads while parsing a head
@@ -205,7 +207,7 @@ def _out_of_band():
                     raise TypeError("it returned an awaitable: async hooks need the ASGI runner")
             except Exception as exc:
                 _log("error in out-of-band hook %s:" % _hook_name(fn))
-                traceback.print_exc()
+                _print_exc()
                 msg = str(exc).strip().replace("\n", " ")
                 errors.append("%s: %s%s" % (_hook_name(fn), type(exc).__name__, ": " + msg if msg else ""))
         done = "%d hook%s" % (len(hooks), "" if len(hooks) == 1 else "s")
@@ -640,12 +642,12 @@ def _process(app, env, send, is_head, keep, http10):
                         close()
                     except Exception:
                         _log("error in close() of the response iterable:")
-                        traceback.print_exc()
+                        _print_exc()
     except _ClientGone:
         return False
     except Exception:
         _log("error in application (%s %s):" % (env.get("REQUEST_METHOD"), env.get("PATH_INFO")))
-        traceback.print_exc()
+        _print_exc()
         sys.stderr.flush()
         if sent:
             return False  # a second response would be garbage on the wire
@@ -770,7 +772,7 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             else:
                 env["SCRIPT_NAME"] = ""
         if "%" in path:
-            path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+            path = _unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
         env["PATH_INFO"] = path
 
         if proto == "HTTP/1.1":
@@ -973,7 +975,7 @@ class _Threads(object):
             pass
         except Exception:
             _log("error serving a connection:")
-            traceback.print_exc()
+            _print_exc()
         finally:
             conn.close()
             with cond:
@@ -1021,10 +1023,99 @@ def _listen(path):
     return sock
 
 
+def _print_exc():
+    """traceback.print_exc(), for the exception being handled."""
+    import traceback
+
+    traceback.print_exc()
+
+
+def _unquote_to_bytes(b):
+    global _unquote_to_bytes
+    from urllib.parse import unquote_to_bytes
+
+    _unquote_to_bytes = unquote_to_bytes  # from now on, directly
+    return unquote_to_bytes(b)
+
+
+try:
+    # json's own C string encoder and decoder, without json (and re).
+    from _json import encode_basestring_ascii as _json_str, scanstring as _json_scan
+except ImportError:  # a Python without _json: json itself
+    _json_str = _json_scan = None
+
+
+def _json_line(obj):
+    """json.dumps(obj) + "\n" for a flat dict of str, bool and int values."""
+    if _json_str is None:
+        import json
+
+        return json.dumps(obj) + "\n"
+    parts = []
+    for k, v in obj.items():
+        if v is True or v is False:
+            val = "true" if v else "false"
+        elif isinstance(v, int):
+            val = int.__repr__(v)
+        else:
+            val = _json_str(str(v))
+        parts.append(_json_str(k) + ": " + val)
+    return "{" + ", ".join(parts) + "}\n"
+
+
+def _spawn_fields(line):
+    """The spawn command line, a JSON object of strings, as a dict; without
+    json for the usual one-level object of strings the core sends, through
+    json.loads for anything else."""
+    try:
+        scanstring = _json_scan
+        if scanstring is None:
+            raise ValueError
+        s = line.strip()
+        n = len(s)
+        obj = {}
+        if s[0] != "{":
+            raise ValueError
+        i = 1
+        while s[i] in " \t\r\n":
+            i += 1
+        while s[i] != "}":
+            if s[i] != '"':
+                raise ValueError
+            key, i = scanstring(s, i + 1)
+            while s[i] in " \t\r\n":
+                i += 1
+            if s[i] != ":":
+                raise ValueError
+            i += 1
+            while s[i] in " \t\r\n":
+                i += 1
+            if s[i] != '"':
+                raise ValueError
+            obj[key], i = scanstring(s, i + 1)
+            while s[i] in " \t\r\n":
+                i += 1
+            if s[i] == ",":
+                i += 1
+                while s[i] in " \t\r\n":
+                    i += 1
+                if s[i] != '"':
+                    raise ValueError
+            elif s[i] != "}":
+                raise ValueError
+        if i != n - 1:
+            raise ValueError
+        return obj
+    except (ValueError, IndexError):
+        import json
+
+        return json.loads(line)
+
+
 def _report(fd, obj):
     if fd < 0:
         return
-    data = (json.dumps(obj) + "\n").encode()
+    data = _json_line(obj).encode()
     try:
         while data:
             data = data[os.write(fd, data) :]
@@ -1041,6 +1132,8 @@ def _app_traceback(exc):
         if fn != me and fn != __file__ and not fn.startswith("<frozen"):
             break
         tb = tb.tb_next
+    import traceback
+
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
@@ -1116,7 +1209,7 @@ def _read_spawn(conn):
             data += more
         if flags & getattr(socket, "MSG_CTRUNC", 0) or len(fds) != 3:
             raise ValueError("spawn command with %d file descriptors, want 3 (stdout, stderr, status)" % len(fds))
-        req = json.loads(data.split(b"\n", 1)[0].decode("utf-8"))
+        req = _spawn_fields(data.split(b"\n", 1)[0].decode("utf-8"))
         if not isinstance(req, dict) or req.get("command") != "spawn":
             raise ValueError("unknown command %r" % (req.get("command") if isinstance(req, dict) else req))
         path = req.get("socket")
@@ -1161,9 +1254,11 @@ def _worker(ctl, conn, fds, sock_path, lifeline_fd, app, base, nthreads):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             _stopping, _idle, _wake_w = False, True, -1
-            import random
-
-            random.seed()
+            # Not the preloader's sequence: reseeded, if the app has random
+            # at all (a later import seeds itself).
+            random = sys.modules.get("random")
+            if random is not None:
+                random.seed()
             os.set_inheritable(status_fd, False)
             os.dup2(out_fd, 1)
             os.dup2(err_fd, 2)
@@ -1192,7 +1287,7 @@ def _worker(ctl, conn, fds, sock_path, lifeline_fd, app, base, nthreads):
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
         _log("worker failed:")
-        traceback.print_exc()
+        _print_exc()
     finally:
         try:
             sys.stdout.flush()

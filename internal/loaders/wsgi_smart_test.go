@@ -535,6 +535,28 @@ func TestSmartSpawnErrors(t *testing.T) {
 	w.dial().get("/", 200)
 }
 
+// The preloader reads the spawn command without json for the one-level
+// object of strings the core sends, and with json for anything else: any
+// valid JSON object does.
+func TestSmartSpawnCommandForms(t *testing.T) {
+	pre := startPreloader(t, fixture("echo"))
+	dir := filepath.Dir(pre.sock)
+	for i, form := range []string{
+		`{ "socket" : "%s" , "command" : "spawn" }`,
+		`{"command":"sp\u0061wn","socket":"%s","extra":[1, {"a": null}]}`,
+	} {
+		sock := filepath.Join(dir, fmt.Sprintf("w%dé", i))
+		esc := strings.ReplaceAll(sock, "é", `\u00e9`)
+		line := smartSpawnRaw(t, pre, fmt.Sprintf(form, esc)+"\n", 3)
+		var hs handshake
+		if err := json.Unmarshal([]byte(line), &hs); err != nil || hs.Status != "ready" || hs.Socket != sock {
+			t.Fatalf("command %s: %q", form, line)
+		}
+		w := &loader{tb: t, sock: sock}
+		w.dial().get("/", 200)
+	}
+}
+
 // ------------------------------------------------------------- Flask ---
 
 func flaskAvailable(t *testing.T) {

@@ -21,23 +21,24 @@ import (
 // The lean HTTP/1.1 path.
 //
 // On plain listeners (TCP and Unix), every connection starts here rather
-// than in net/http. A request that can be answered without an app process
-// (a static file, a turbocache hit, or an error Ferry answers itself) is
-// answered here, with one write for the head and a small body; that costs
-// well under half of what net/http spends per request (its per-request
+// than in net/http. A plain GET or HEAD HTTP/1.1 head (no body, no Expect,
+// no Upgrade, well-formed) is parsed here and run through the request path
+// (Handler.ServeHTTP, the same as net/http calls), with a fastResponse as
+// the ResponseWriter: a small response goes out in one write, head and
+// body. That spares most of what net/http costs per request (its
 // allocations, buffered writer and background read), which is most of what
-// a cache hit or a hot static file costs. Everything else goes on to
-// net/http, with the bytes already read: anything but a plain GET or HEAD
-// HTTP/1.1 head (a body, Expect, Upgrade, HTTP/1.0, a malformed or very
-// long head, …) is handed over before the request path sees it, and a
-// request the request path would forward to the app is handed over when it
-// gets that far (Handler.serve declines it, with no other effect). From
-// then on, net/http serves the connection to its end.
+// a cache hit or a hot static file costs, and much of the front's share of
+// an app's hello world.
 //
-// The request path is the same either way: fastConn calls Handler.ServeHTTP
-// with an *http.Request it parsed and a fastResponse as the ResponseWriter.
-// Only what reads the head differs, and this reader hands over anything it
-// is not sure of, so net/http's checks and answers still apply to it.
+// Anything else (a body, HTTP/1.0, a malformed or very long head, …) is
+// handed to net/http with the bytes already read, and net/http serves the
+// connection from then on, with all its checks and answers: this reader
+// takes only what it is sure of, and a fuzz target holds it to reading
+// those heads exactly as net/http would.
+//
+// While an app has a request, the connection is watched for the client
+// leaving (a one-byte read, as net/http's background read), which cancels
+// the request: a queued request of a gone client is dropped.
 
 // fastBufSize is the connection's read buffer: a head that does not fit
 // goes to net/http (which allows up to --max-header-bytes).
@@ -128,9 +129,60 @@ type fastConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	idle   atomic.Bool // waiting for a request head: shutdown may close it
+	// A byte the client-close watcher read: the start of the next request.
+	pre    [1]byte
+	hasPre bool
 	resp   fastResponse
 	req    *http.Request // reused: made once with ctx, which has no setter
 	url    url.URL
+}
+
+// Read is what the read buffer reads: the watcher's byte, if it took one,
+// then the connection.
+func (c *fastConn) Read(p []byte) (int, error) {
+	if c.hasPre && len(p) > 0 {
+		c.hasPre = false
+		p[0] = c.pre[0]
+		return 1, nil
+	}
+	return c.raw.Read(p)
+}
+
+// clientWatcher is a ResponseWriter that notices a client leaving only
+// while asked to: Handler.forward asks for the time an app has the request.
+type clientWatcher interface {
+	watchClient() (stop func())
+}
+
+// watchClient reads one byte from the connection until stop: EOF or an
+// error means the client left, and cancels the request (its context is the
+// connection's); a byte is the start of a pipelined request, kept for the
+// read buffer. A pipelined request already read stops the watch at once,
+// as net/http's does.
+func (w *fastResponse) watchClient() (stop func()) {
+	c := w.c
+	if c.br.Buffered() > 0 || c.hasPre {
+		return func() {}
+	}
+	var stopping atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n, err := c.raw.Read(c.pre[:])
+		if n == 1 {
+			c.hasPre = true
+			return
+		}
+		if err != nil && !stopping.Load() {
+			c.cancel()
+		}
+	}()
+	return func() {
+		stopping.Store(true)
+		c.raw.SetReadDeadline(aLongTimeAgo)
+		<-done
+		c.raw.SetReadDeadline(time.Time{})
+	}
 }
 
 // wake closes an idle connection, and makes a busy one close after its
@@ -156,7 +208,7 @@ func (e *fastEngine) serve(raw *slotConn, handoff func(net.Conn)) {
 	}
 	defer e.remove(c)
 	c.br = fastReaders.Get().(*bufio.Reader)
-	c.br.Reset(raw)
+	c.br.Reset(c)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.req = new(http.Request).WithContext(c.ctx)
 	c.resp.c = c
@@ -202,6 +254,9 @@ func (c *fastConn) handoff(handoff func(net.Conn)) {
 	if n := c.br.Buffered(); n > 0 {
 		b, _ := c.br.Peek(n)
 		pending = slices.Clone(b)
+	}
+	if c.hasPre {
+		pending = append(pending, c.pre[0])
 	}
 	c.br.Reset(nil)
 	fastReaders.Put(c.br)
@@ -291,7 +346,7 @@ type outcome int
 const (
 	answered  outcome = iota // answered; read the next request
 	declined                 // for net/http, from this request on
-	closeConn                // answered (or broken); close the connection
+	closeConn                // answered (or broken, or the client left); close the connection
 )
 
 // answer parses head and, if it is one this path takes, runs the request
@@ -301,16 +356,16 @@ func (c *fastConn) answer(head []byte) outcome {
 	if !c.parse(head) {
 		return declined
 	}
+	c.br.Discard(len(head))
 	w := &c.resp
 	w.reset(r.Method == http.MethodHead)
 	if out := c.run(w, r); out != answered {
 		return out
 	}
-	if w.declined {
-		return declined
-	}
-	c.br.Discard(len(head))
 	c.e.answered.Add(1)
+	if c.ctx.Err() != nil {
+		return closeConn // the client left: nothing to answer
+	}
 	if err := w.finish(); err != nil || w.close || r.Close || c.e.isClosing() {
 		return closeConn
 	}
@@ -328,7 +383,7 @@ func (c *fastConn) run(w *fastResponse, r *http.Request) (out outcome) {
 			out = closeConn
 		}
 	}()
-	c.e.h.serveFast(w, r)
+	c.e.h.ServeHTTP(w, r)
 	return answered
 }
 
@@ -570,18 +625,17 @@ func (c *replayConn) Read(p []byte) (int, error) {
 // larger one gets its head written first and its body streamed (with
 // sendfile for a file when the length is known, chunked when it is not).
 type fastResponse struct {
-	c        *fastConn
-	header   http.Header
-	status   int
-	head     bool // a HEAD request: no body goes out
-	declined bool // the request path handed the request back
-	close    bool // the connection ends after this response
-	sent     bool // the head is on the wire
-	chunked  bool
-	err      error // a write failed: the connection is done
-	body     []byte
-	out      []byte
-	keys     []string
+	c       *fastConn
+	header  http.Header
+	status  int
+	head    bool // a HEAD request: no body goes out
+	close   bool // the connection ends after this response
+	sent    bool // the head is on the wire
+	chunked bool
+	err     error // a write failed: the connection is done
+	body    []byte
+	out     []byte
+	keys    []string
 }
 
 func (w *fastResponse) reset(head bool) {
@@ -590,7 +644,7 @@ func (w *fastResponse) reset(head bool) {
 	} else {
 		clear(w.header)
 	}
-	w.status, w.head, w.declined, w.close, w.sent, w.chunked, w.err = 0, head, false, false, false, false, nil
+	w.status, w.head, w.close, w.sent, w.chunked, w.err = 0, head, false, false, false, nil
 	w.body = w.body[:0]
 }
 

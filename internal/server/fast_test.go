@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"io"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/pool"
+	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/static"
 )
 
@@ -81,18 +84,18 @@ func exchange(t *testing.T, s *Server, raw string, n int, methods ...string) []*
 
 func bodyOf(r *http.Response) string { b, _ := io.ReadAll(r.Body); return string(b) }
 
-// TestFastPathAnswersAndHandsOver: static files and cache hits are answered
-// on the lean path, pipelined or not; a request for the app, or anything
-// not plain, goes to net/http with the bytes already read, and later
-// requests on that connection are still answered.
+// TestFastPathAnswersAndHandsOver: plain GET and HEAD requests are answered
+// on the lean path (app, static file, cache hit), pipelined or not;
+// anything else (here a POST) goes to net/http with the bytes already
+// read, and later requests on that connection are still answered.
 func TestFastPathAnswersAndHandsOver(t *testing.T) {
 	s, big := fastServer(t, true)
 	e := s.fast
 
-	// A miss fills the cache through net/http.
+	// A miss goes to the app, and fills the cache.
 	r := exchange(t, s, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n", 1)[0]
-	if r.StatusCode != 200 || bodyOf(r) != "hello world" || e.handedOver.Load() != 1 {
-		t.Fatalf("miss: %d, handed over %d", r.StatusCode, e.handedOver.Load())
+	if r.StatusCode != 200 || bodyOf(r) != "hello world" || e.handedOver.Load() != 0 || e.answered.Load() != 1 {
+		t.Fatalf("miss: %d, handed over %d, answered %d", r.StatusCode, e.handedOver.Load(), e.answered.Load())
 	}
 
 	// Pipelined: a static file, a HEAD of it, a cache hit, the big file.
@@ -257,4 +260,135 @@ func FuzzFastParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// singleProc serves one request at a time: others queue.
+type singleProc struct{ *benchProc }
+
+func (singleProc) Concurrency() int { return 1 }
+
+// gatedApp answers each request only once release is closed, and says on
+// received when it has one.
+func gatedApp(t *testing.T) (h *Handler, received chan struct{}, release chan struct{}) {
+	t.Helper()
+	received, release = make(chan struct{}, 16), make(chan struct{})
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					received <- struct{}{}
+					<-release
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ngated"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	p := &singleProc{&benchProc{addr: &net.UnixAddr{Name: filepath.Join(dir, "s"), Net: "unix"}, done: make(chan struct{})}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g := pool.NewGroup(pool.Config{Name: "gated", Min: 1, Max: 1}, pool.SpawnFunc(func(context.Context) (pool.Proc, error) { return p, nil }), log)
+	g.Start()
+	t.Cleanup(func() { g.Close(context.Background()) })
+	app := &App{Name: "gated", Group: g, Transport: &proxy.Transport{}}
+	h = NewHandler([]*App{app}, Options{Response: proxy.ResponseOptions{Memory: 1 << 20, HighWatermark: 128 << 20, Dir: t.TempDir()}}, log)
+	return h, received, release
+}
+
+// TestFastPathPipelinedWhileAtApp: a request that arrives while the one
+// before it is at the app (the client-close watcher reads its first byte)
+// is answered whole, after it.
+func TestFastPathPipelinedWhileAtApp(t *testing.T) {
+	h, received, release := gatedApp(t)
+	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, FastPath: true},
+		h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	defer s.Shutdown(t.Context())
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-received
+	io.WriteString(c, "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // let the watcher take the byte (the test passes either way)
+	close(release)
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i+1, err)
+		}
+		if b := bodyOf(resp); resp.StatusCode != 200 || b != "gated" {
+			t.Fatalf("response %d: %d %q", i+1, resp.StatusCode, b)
+		}
+	}
+	if s.fast.answered.Load() != 2 || s.fast.handedOver.Load() != 0 {
+		t.Fatalf("answered %d, handed over %d; want 2 and 0", s.fast.answered.Load(), s.fast.handedOver.Load())
+	}
+}
+
+// TestFastPathClientLeavesQueue: a client that leaves while its request
+// waits for a process is noticed, and its request never reaches the app.
+func TestFastPathClientLeavesQueue(t *testing.T) {
+	h, received, release := gatedApp(t)
+	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, FastPath: true},
+		h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	defer s.Shutdown(t.Context())
+	busy, _ := net.Dial("tcp", s.Addr().String())
+	defer busy.Close()
+	io.WriteString(busy, "GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-received // the only process is busy
+	gone, _ := net.Dial("tcp", s.Addr().String())
+	io.WriteString(gone, "GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
+	for len(h.Requests()) < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	gone.Close()
+	for deadline := time.Now().Add(10 * time.Second); len(h.Requests()) > 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the gone client's request still waits for a process")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	busy.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(busy), nil); err != nil || bodyOf(resp) != "gated" {
+		t.Fatalf("busy request: %v", err)
+	}
+	// A third request is served, and the app saw two requests, not three.
+	third, _ := net.Dial("tcp", s.Addr().String())
+	defer third.Close()
+	io.WriteString(third, "GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
+	third.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(third), nil); err != nil || bodyOf(resp) != "gated" {
+		t.Fatalf("third request: %v", err)
+	}
+	if n := len(received); n != 1 {
+		t.Fatalf("the app received %d more requests after the first, want 1 (the third): the gone client's reached it", n)
+	}
 }

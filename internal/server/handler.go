@@ -135,9 +135,6 @@ type request struct {
 	// client must see the response truncated.
 	abort bool
 	done  bool // the request path returned normally
-	// answerOnly: the lean HTTP/1.1 path, which cannot forward; a request
-	// that would go to the app is declined, to be served again by net/http.
-	answerOnly, declined bool
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}
@@ -150,19 +147,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.end(rq, r)
 	h.serve(rq, r)
 	rq.done = true
-}
-
-// serveFast is ServeHTTP for the lean HTTP/1.1 path (fast.go): the same
-// request path, except that a request it would forward to an app is not
-// served but declined (w.declined), before anything is written, logged or
-// counted.
-func (h *Handler) serveFast(w *fastResponse, r *http.Request) {
-	rq := h.begin(w, r)
-	rq.answerOnly = true
-	defer h.end(rq, r)
-	h.serve(rq, r)
-	rq.done = true
-	w.declined = rq.declined
 }
 
 // begin sets up the per-request state: the response writer with its
@@ -187,9 +171,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *request {
 // state; an aborted response is then aborted for net/http too.
 func (h *Handler) end(rq *request, r *http.Request) {
 	rq.w.finish(rq.done && !rq.abort)
-	if !rq.declined {
-		h.logAccess(rq, r)
-	}
+	h.logAccess(rq, r)
 	abort := rq.abort && rq.done
 	*rq = request{}
 	requests.Put(rq)
@@ -230,15 +212,7 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 	}
 
 	var fill *turbocache.Fill
-	if app.Cache != nil && rq.answerOnly {
-		rq.w.immutable = true
-		served := app.Cache.Hit(&rq.w, r)
-		rq.w.immutable = false
-		if served {
-			app.Metrics.CacheHit()
-			return
-		}
-	} else if app.Cache != nil {
+	if app.Cache != nil {
 		rq.w.immutable = true // a hit writes the entry's body, which never changes
 		served, f := app.Cache.Lookup(&rq.w, r)
 		rq.w.immutable = false
@@ -251,10 +225,6 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 			fill = f
 			defer fill.Done()
 		}
-	}
-	if rq.answerOnly {
-		rq.declined = true // for net/http, which forwards
-		return
 	}
 
 	var body *proxy.Body
@@ -364,6 +334,9 @@ func (h *Handler) serveGzipped(rq *request, r *http.Request, app *App) bool {
 // It returns true when the request may be sent to another process.
 func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *turbocache.Fill, attempt int) (retry bool) {
 	app := rq.app
+	if cw, ok := rq.w.w.(clientWatcher); ok {
+		defer cw.watchClient()() // the lean path: notice a client that leaves
+	}
 	rq.info.set(&stateQueued)
 	queued := time.Now()
 	co := pool.CheckoutOptions{Unlimited: unlimited(app.UnlimitedPaths, r.URL.Path)}

@@ -240,31 +240,6 @@ func (c *Cache) Lookup(w http.ResponseWriter, r *http.Request) (served bool, fil
 
 // wait waits for fl, then serves what it stored or sends the request to the
 // app without waiting again.
-// Hit serves a fresh entry for a GET or HEAD request, as Lookup would, and
-// returns false, with no other effect (no miss counted, no fill, no
-// waiting), when there is none: for a caller that can only answer, not
-// forward (the lean HTTP/1.1 path, which hands such requests on).
-func (c *Cache) Hit(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return false
-	}
-	var q request
-	if !c.parse(r, &q) || !q.serve {
-		return false
-	}
-	sh := c.shard(q.base)
-	now := c.now()
-	sh.mu.RLock()
-	e := sh.find(&q)
-	sh.mu.RUnlock()
-	if e == nil || e.usable(now, &q) != fresh {
-		return false
-	}
-	sh.hits.Add(1)
-	e.serve(w, &q, now)
-	return true
-}
-
 func (c *Cache) wait(w http.ResponseWriter, r *http.Request, q *request, sh *shard, fl *flight) (bool, *Fill) {
 	c.coalesced.Add(1)
 	if c.onWait != nil {

@@ -392,3 +392,78 @@ func TestFastPathClientLeavesQueue(t *testing.T) {
 		t.Fatalf("the app received %d more requests after the first, want 1 (the third): the gone client's reached it", n)
 	}
 }
+
+// BenchmarkFront is one client on one kept-alive loopback TCP connection,
+// through the whole front (listener, HTTP/1.1, request path), with and
+// without the lean path: a cache hit, a 4 KiB static file, and a request
+// proxied to an app over a Unix socket. Allocations are the server's (the
+// client reads into a fixed buffer).
+func BenchmarkFront(b *testing.B) {
+	for _, fast := range []bool{true, false} {
+		name := "nethttp"
+		if fast {
+			name = "lean"
+		}
+		for _, target := range []string{"/c", "/4k.bin", "/app"} {
+			b.Run(name+target, func(b *testing.B) {
+				h, app := benchHandler(b, cacheableResp, true, Options{})
+				if target == "/app" {
+					app.Cache = nil
+				}
+				dir := b.TempDir()
+				os.WriteFile(filepath.Join(dir, "4k.bin"), bytes.Repeat([]byte("x"), 4096), 0o644)
+				st, _ := static.New(dir, static.Options{})
+				app.Static = st
+				h.SetApps([]*App{app})
+				s, err := Listen(Config{Addr: "127.0.0.1:0", IdleTimeout: time.Minute, HeaderTimeout: time.Minute, FastPath: fast},
+					h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				go s.Serve()
+				defer s.Shutdown(context.Background())
+				c, err := net.Dial("tcp", s.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				req := []byte("GET " + target + " HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+				buf := make([]byte, 64<<10)
+				roundTrip := func() int {
+					if _, err := c.Write(req); err != nil {
+						b.Fatal(err)
+					}
+					n := 0
+					for {
+						m, err := c.Read(buf[n:])
+						if err != nil {
+							b.Fatal(err)
+						}
+						n += m
+						if end := bytes.Index(buf[:n], []byte("\r\n\r\n")); end >= 0 {
+							cl := bytes.Index(buf[:end], []byte("Content-Length: "))
+							if cl < 0 {
+								b.Fatalf("no Content-Length: %q", buf[:n])
+							}
+							l := 0
+							for _, d := range buf[cl+16:] {
+								if d < '0' || d > '9' {
+									break
+								}
+								l = l*10 + int(d-'0')
+							}
+							if n >= end+4+l {
+								return n
+							}
+						}
+					}
+				}
+				roundTrip() // fills the cache
+				b.ReportAllocs()
+				for b.Loop() {
+					roundTrip()
+				}
+			})
+		}
+	}
+}

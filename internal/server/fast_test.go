@@ -39,15 +39,22 @@ func fastServer(t *testing.T, fast bool) (*Server, []byte) {
 	}
 	app.Static = st
 	h.SetApps([]*App{app})
+	return listen(t, h, fast), big
+}
+
+// listen serves h on a loopback port until the test ends.
+func listen(t *testing.T, h *Handler, fast bool) *Server {
+	t.Helper()
 	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, FastPath: fast},
 		h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	go s.Serve()
-	t.Cleanup(func() { s.Shutdown(t.Context()) })
-	return s, big
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s
 }
+
 
 // exchange writes raw to a new connection and reads n responses.
 func exchange(t *testing.T, s *Server, raw string, n int, methods ...string) []*http.Response {
@@ -315,13 +322,7 @@ func gatedApp(t *testing.T) (h *Handler, received chan struct{}, release chan st
 // is answered whole, after it.
 func TestFastPathPipelinedWhileAtApp(t *testing.T) {
 	h, received, release := gatedApp(t)
-	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, FastPath: true},
-		h, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve()
-	defer s.Shutdown(t.Context())
+	s := listen(t, h, true)
 	c, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -352,13 +353,7 @@ func TestFastPathPipelinedWhileAtApp(t *testing.T) {
 // waits for a process is noticed, and its request never reaches the app.
 func TestFastPathClientLeavesQueue(t *testing.T) {
 	h, received, release := gatedApp(t)
-	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, FastPath: true},
-		h, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve()
-	defer s.Shutdown(t.Context())
+	s := listen(t, h, true)
 	busy, _ := net.Dial("tcp", s.Addr().String())
 	defer busy.Close()
 	io.WriteString(busy, "GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -55,7 +55,6 @@ func listen(t *testing.T, h *Handler, fast bool) *Server {
 	return s
 }
 
-
 // exchange writes raw to a new connection and reads n responses.
 func exchange(t *testing.T, s *Server, raw string, n int, methods ...string) []*http.Response {
 	t.Helper()

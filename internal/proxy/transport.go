@@ -103,10 +103,17 @@ func (t *Transport) dial(addr net.Addr) (*conn, error) {
 		return nil, err
 	}
 	c := &conn{Conn: nc}
-	c.br = bufio.NewReaderSize(c, 16<<10)
-	c.bw = bufio.NewWriterSize(nc, 16<<10)
+	c.br = bufio.NewReaderSize(c, connBufSize)
+	c.bw = bufio.NewWriterSize(nc, connBufSize)
 	return c, nil
 }
+
+// connBufSize is the read and the write buffer of a connection to an app
+// process. A response or request head of any length still goes through
+// (lines are read in pieces), and bodies are copied in larger chunks past
+// the buffer; kept-alive connections number one per concurrent request, so
+// their buffers are much of the core's memory under load.
+const connBufSize = 4 << 10
 
 // Exchange is a response whose head has arrived; WriteTo sends it on.
 type Exchange struct {

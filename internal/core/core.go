@@ -125,6 +125,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer closeFront()
 	st.handler = handler
+	st.reg.RegisterFront(front.LeanStats)
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
 			Listen: front.URLs(), Instance: inst.Path(), Config: configMap(cfg)},

@@ -443,3 +443,19 @@ func BenchmarkApp(b *testing.B) {
 		m.App("blog")
 	}
 }
+
+// TestFrontCounters: the lean path's counters are read at each scrape.
+func TestFrontCounters(t *testing.T) {
+	m := New()
+	var requests, handoffs uint64 = 7, 2
+	m.RegisterFront(func() (uint64, uint64) { return requests, handoffs })
+	for _, want := range []uint64{7, 9} {
+		requests = want
+		fams := scrape(t, m)
+		got := fams["ferry_http_lean_requests_total"].GetMetric()[0].GetCounter().GetValue()
+		h := fams["ferry_http_lean_handoffs_total"].GetMetric()[0].GetCounter().GetValue()
+		if got != float64(want) || h != 2 {
+			t.Fatalf("lean requests %v, handoffs %v; want %d and 2", got, h, want)
+		}
+	}
+}

@@ -226,6 +226,15 @@ func removeStaleSocket(path string) error {
 	return nil
 }
 
+// LeanStats are the lean HTTP/1.1 path's counters: requests it served, and
+// connections it handed to net/http. Zero when it is off.
+func (s *Server) LeanStats() (requests, handoffs uint64) {
+	if s.fast == nil {
+		return 0, 0
+	}
+	return s.fast.answered.Load(), s.fast.handedOver.Load()
+}
+
 // Addr is the first listener's address.
 func (s *Server) Addr() net.Addr { return s.lns[0].ln.Addr() }
 

@@ -62,36 +62,16 @@ func daemonize(cfg *config.Config, args []string) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	ready := make(chan error, 1)
-	go func() {
-		for {
-			f, err := notify.Next()
-			if err != nil {
-				ready <- err
-				return
-			}
-			if f["READY"] == "1" {
-				ready <- nil
-				return
-			}
-		}
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			return fmt.Errorf("daemonize: %w", err)
-		}
-		fmt.Printf("ferry is running in the background (pid %d); log: %s; pid file: %s\n", cmd.Process.Pid, logFile, pidFile)
-		cmd.Process.Release()
-		return nil
-	case err := <-exited:
-		if err == nil {
-			err = errors.New("exited")
+	if err := notify.WaitReady(exited, 5*time.Minute); err != nil {
+		var ee *sdnotify.ExitError
+		if !errors.As(err, &ee) {
+			cmd.Process.Kill()
 		}
 		return fmt.Errorf("ferry did not start (%v); see %s", err, logFile)
-	case <-time.After(5 * time.Minute):
-		return fmt.Errorf("ferry did not report readiness within 5 minutes; see %s", logFile)
 	}
+	fmt.Printf("ferry is running in the background (pid %d); log: %s; pid file: %s\n", cmd.Process.Pid, logFile, pidFile)
+	cmd.Process.Release()
+	return nil
 }
 
 // daemonDirs are where a daemon's log and pid files go by default: the

@@ -62,36 +62,13 @@ func upgrade(front *server.Server, log *slog.Logger) (int, error) {
 	log.Info("upgrade: started the new ferry; waiting until it serves", "pid", cmd.Process.Pid, "binary", self)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	ready := make(chan error, 1)
-	go func() {
-		for {
-			f, err := notify.Next()
-			if err != nil {
-				ready <- err
-				return
-			}
-			if f["READY"] == "1" {
-				ready <- nil
-				return
-			}
-		}
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
+	if err := notify.WaitReady(exited, 5*time.Minute); err != nil {
+		var ee *sdnotify.ExitError
+		if !errors.As(err, &ee) {
 			cmd.Process.Kill()
-			return 0, err
-		}
-		// It lives on after this process exits.
-		go func() { <-exited }()
-		return cmd.Process.Pid, nil
-	case err := <-exited:
-		if err == nil {
-			err = errors.New("it exited")
 		}
 		return 0, fmt.Errorf("the new ferry did not start: %w", err)
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill()
-		return 0, errors.New("the new ferry did not report readiness within 5 minutes")
 	}
+	go func() { <-exited }() // it lives on after this process exits
+	return cmd.Process.Pid, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 )
 
 // Notify sends state to $NOTIFY_SOCKET. Without one it does nothing and
@@ -79,4 +80,47 @@ func (l *Listener) Close() error {
 	err := l.conn.Close()
 	os.Remove(l.path)
 	return err
+}
+
+// ErrTimeout: no READY=1 came in time.
+var ErrTimeout = errors.New("no readiness reported in time")
+
+// ExitError: the child exited before it was ready; Err is what its Wait
+// returned (nil for a clean exit).
+type ExitError struct{ Err error }
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return "it exited"
+	}
+	return "it exited: " + e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// WaitReady waits for a READY=1 notification, and returns nil when it
+// comes; an *ExitError when exited (the child's Wait, sent once) yields
+// first; ErrTimeout after timeout. Close the listener afterwards in any
+// case: that ends the reader this starts.
+func (l *Listener) WaitReady(exited <-chan error, timeout time.Duration) error {
+	ready := make(chan error, 1)
+	go func() {
+		for {
+			f, err := l.Next()
+			if err != nil || f["READY"] == "1" {
+				ready <- err
+				return
+			}
+		}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-ready:
+		return err
+	case err := <-exited:
+		return &ExitError{Err: err}
+	case <-t.C:
+		return ErrTimeout
+	}
 }

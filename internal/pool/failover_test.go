@@ -7,14 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferry-server/ferry/internal/proxy"
+
+	"github.com/ferry-server/ferry/internal/testsock"
 )
 
 // sockProc is a process with a real Unix socket that answers every request
@@ -33,15 +33,8 @@ type sockProc struct {
 }
 
 func newSockProc(t *testing.T, pid int) *sockProc {
-	dir, err := os.MkdirTemp("", "pool") // short: socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	p := &sockProc{pid: pid, path: filepath.Join(dir, "s"), done: make(chan struct{}), conns: map[net.Conn]bool{}}
-	if p.ln, err = net.Listen("unix", p.path); err != nil {
-		t.Fatal(err)
-	}
+	p := &sockProc{pid: pid, done: make(chan struct{}), conns: map[net.Conn]bool{}}
+	p.ln, p.path = testsock.Listen(t)
 	go p.serve()
 	return p
 }

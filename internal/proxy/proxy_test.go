@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+
+	"github.com/ferry-server/ferry/internal/testsock"
 )
 
 func TestBufferBodyInMemory(t *testing.T) {
@@ -212,16 +214,7 @@ func (u *upstream) Unreachable() { u.mu.Lock(); u.unreach++; u.mu.Unlock() }
 
 func serveUnix(t *testing.T, h http.Handler) (*upstream, *httptest.Server) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "px")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, sock := testsock.Listen(t)
 	srv := httptest.NewUnstartedServer(h)
 	srv.Listener = ln
 	srv.Start()
@@ -292,40 +285,20 @@ func TestRoundTripWireAndKeepAlive(t *testing.T) {
 // closes the connection without a word.
 func hangUpServer(t *testing.T) *upstream {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "px")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	sock := testsock.Serve(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			r, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					r, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, r.Body)
-					if r.URL.Path == "/drop" {
-						return
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+			io.Copy(io.Discard, r.Body)
+			if r.URL.Path == "/drop" {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
+	})
 	return &upstream{socket: sock}
 }
 

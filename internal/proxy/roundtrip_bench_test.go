@@ -7,11 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ferry-server/ferry/internal/testsock"
 )
 
 // One request's round trip over a kept-alive Unix socket connection: write
@@ -50,44 +50,7 @@ func (u *benchUpstream) Unreachable() {}
 
 // benchApp answers every request head it reads with resp on a Unix socket.
 func benchApp(b *testing.B, resp []byte) *benchUpstream {
-	b.Helper()
-	dir, err := os.MkdirTemp("", "pxb")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 16<<10)
-				for {
-					for { // the head, up to its empty line
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	sock := testsock.Serve(b, testsock.AnswerHeads(resp))
 	return &benchUpstream{addr: &net.UnixAddr{Name: sock, Net: "unix"}, released: make(chan struct{}, 1)}
 }
 

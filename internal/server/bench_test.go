@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +19,8 @@ import (
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/turbocache"
+
+	"github.com/ferry-server/ferry/internal/testsock"
 )
 
 // benchProc is a pool.Proc whose "process" is a goroutine answering on a
@@ -44,46 +44,7 @@ func (p *benchProc) Reap()                    {}
 // fakeApp serves resp to every request it reads (heads only: benchmark
 // requests have no body) on a socket in dir.
 func fakeApp(tb testing.TB, resp string) *benchProc {
-	tb.Helper()
-	dir, err := os.MkdirTemp("", "fb")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 16<<10)
-				out := []byte(resp)
-				for {
-					// Read lines up to the empty one.
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(out); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	path := testsock.Serve(tb, testsock.AnswerHeads([]byte(resp)))
 	return &benchProc{addr: &net.UnixAddr{Name: path, Net: "unix"}, done: make(chan struct{})}
 }
 

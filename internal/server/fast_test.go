@@ -18,6 +18,8 @@ import (
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/static"
+
+	"github.com/ferry-server/ferry/internal/testsock"
 )
 
 const cacheableResp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: public, max-age=60\r\nContent-Length: 11\r\n\r\nhello world"
@@ -278,35 +280,20 @@ func (singleProc) Concurrency() int { return 1 }
 func gatedApp(t *testing.T) (h *Handler, received chan struct{}, release chan struct{}) {
 	t.Helper()
 	received, release = make(chan struct{}, 16), make(chan struct{})
-	dir := t.TempDir()
-	ln, err := net.Listen("unix", filepath.Join(dir, "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	path := testsock.Serve(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := http.ReadRequest(br); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					received <- struct{}{}
-					<-release
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ngated"); err != nil {
-						return
-					}
-				}
-			}()
+			received <- struct{}{}
+			<-release
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ngated"); err != nil {
+				return
+			}
 		}
-	}()
-	p := &singleProc{&benchProc{addr: &net.UnixAddr{Name: filepath.Join(dir, "s"), Net: "unix"}, done: make(chan struct{})}}
+	})
+	p := &singleProc{&benchProc{addr: &net.UnixAddr{Name: path, Net: "unix"}, done: make(chan struct{})}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	g := pool.NewGroup(pool.Config{Name: "gated", Min: 1, Max: 1}, pool.SpawnFunc(func(context.Context) (pool.Proc, error) { return p, nil }), log)
 	g.Start()

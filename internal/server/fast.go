@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,10 +63,11 @@ type fastEngine struct {
 	// connections handed to net/http.
 	answered, handedOver atomic.Uint64
 
-	mu      sync.Mutex
-	conns   map[*fastConn]struct{}
-	closing bool
-	wg      sync.WaitGroup
+	closing atomic.Bool // set under mu, read without it
+
+	mu    sync.Mutex
+	conns map[*fastConn]struct{}
+	wg    sync.WaitGroup
 }
 
 func newFastEngine(h *Handler, headerTimeout, idleTimeout time.Duration, log *slog.Logger) *fastEngine {
@@ -75,7 +78,7 @@ func newFastEngine(h *Handler, headerTimeout, idleTimeout time.Duration, log *sl
 func (e *fastEngine) add(c *fastConn) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closing {
+	if e.closing.Load() {
 		return false
 	}
 	e.conns[c] = struct{}{}
@@ -96,7 +99,7 @@ func (e *fastEngine) remove(c *fastConn) {
 // still be serving) until ctx ends, and then closes what is left.
 func (e *fastEngine) shutdown(ctx context.Context) {
 	e.mu.Lock()
-	e.closing = true
+	e.closing.Store(true)
 	for c := range e.conns {
 		c.wake()
 	}
@@ -112,12 +115,6 @@ func (e *fastEngine) shutdown(ctx context.Context) {
 		}
 		e.mu.Unlock()
 	}
-}
-
-func (e *fastEngine) isClosing() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.closing
 }
 
 // fastConn is one connection on the lean path.
@@ -220,7 +217,7 @@ func (e *fastEngine) serve(raw *slotConn, handoff func(net.Conn)) {
 		}
 	}()
 	for {
-		if e.isClosing() {
+		if e.closing.Load() {
 			raw.Close()
 			return
 		}
@@ -273,7 +270,7 @@ func (c *fastConn) readHead() (head []byte, ok bool) {
 		// Between requests: the idle timeout, then the header timeout from
 		// the first byte, as net/http does.
 		c.idle.Store(true)
-		if e.isClosing() {
+		if e.closing.Load() {
 			return nil, false
 		}
 		if e.idleTimeout > 0 {
@@ -301,10 +298,10 @@ func (c *fastConn) readHead() (head []byte, ok bool) {
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !e.isClosing() {
+			if errors.As(err, &ne) && ne.Timeout() && !e.closing.Load() {
 				e.h.logRejected(rejection{client: c.remote, line: firstLine(buf), status: http.StatusRequestTimeout,
 					reason: "the request head did not arrive within --client-header-timeout"})
-			} else if err == io.EOF || !e.isClosing() {
+			} else if err == io.EOF || !e.closing.Load() {
 				e.h.logRejected(rejection{client: c.remote, line: firstLine(buf), status: http.StatusBadRequest,
 					reason: "the client closed the connection in the middle of its request head"})
 			}
@@ -312,6 +309,8 @@ func (c *fastConn) readHead() (head []byte, ok bool) {
 		}
 	}
 }
+
+var crlf = []byte("\r\n")
 
 // headEnd is the length of the head at the start of buf, through its empty
 // line; -1 if it has not all arrived; -2 if a line ends in a bare LF, which
@@ -366,7 +365,7 @@ func (c *fastConn) answer(head []byte) outcome {
 	if c.ctx.Err() != nil {
 		return closeConn // the client left: nothing to answer
 	}
-	if err := w.finish(); err != nil || w.close || r.Close || c.e.isClosing() {
+	if err := w.finish(); err != nil || w.close || r.Close || c.e.closing.Load() {
 		return closeConn
 	}
 	return answered
@@ -391,12 +390,12 @@ func (c *fastConn) run(w *fastResponse, r *http.Request) (out outcome) {
 // HEAD, HTTP/1.1, an origin-form target, exactly one Host, no body, no
 // Expect, no Upgrade, well-formed fields. It does not consume head.
 func (c *fastConn) parse(head []byte) bool {
-	line, rest, _ := cutCRLF(head)
+	line, rest, _ := bytes.Cut(head, crlf)
 	var method string
 	switch {
-	case hasPrefix(line, "GET /"):
+	case bytes.HasPrefix(line, []byte("GET /")):
 		method, line = http.MethodGet, line[4:]
-	case hasPrefix(line, "HEAD /"):
+	case bytes.HasPrefix(line, []byte("HEAD /")):
 		method, line = http.MethodHead, line[5:]
 	default:
 		return false
@@ -423,7 +422,7 @@ func (c *fastConn) parse(head []byte) bool {
 			return false
 		}
 		var field []byte
-		field, rest, _ = cutCRLF(rest)
+		field, rest, _ = bytes.Cut(rest, crlf)
 		colon := -1
 		for i, b := range field {
 			if b == ':' {
@@ -437,7 +436,7 @@ func (c *fastConn) parse(head []byte) bool {
 		if colon <= 0 {
 			return false
 		}
-		value := trimOWS(field[colon+1:])
+		value := bytes.Trim(field[colon+1:], " \t")
 		for _, b := range value {
 			if (b < ' ' && b != '\t') || b == 0x7f {
 				return false
@@ -468,7 +467,7 @@ func (c *fastConn) parse(head []byte) bool {
 	u := &c.url
 	*u = url.URL{}
 	t := string(target)
-	path, query, hasQuery := cutByte(t, '?')
+	path, query, hasQuery := strings.Cut(t, "?")
 	if !plainPath(path) {
 		pu, err := url.ParseRequestURI(t)
 		if err != nil {
@@ -486,26 +485,6 @@ func (c *fastConn) parse(head []byte) bool {
 	return true
 }
 
-func cutCRLF(b []byte) (line, rest []byte, ok bool) {
-	for i := 0; i+1 < len(b); i++ {
-		if b[i] == '\r' && b[i+1] == '\n' {
-			return b[:i], b[i+2:], true
-		}
-	}
-	return b, nil, false
-}
-
-func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
-
-func cutByte(s string, c byte) (before, after string, found bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
-}
-
 // plainPath: a path of unreserved characters and slashes only, which
 // url.ParseRequestURI would take as it is (no RawPath); any other is
 // parsed by it.
@@ -519,16 +498,6 @@ func plainPath(s string) bool {
 		}
 	}
 	return true
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 func asciiEqualFold(b []byte, s string) bool {
@@ -804,7 +773,7 @@ func (w *fastResponse) sendHead(final bool) error {
 			w.close = true
 		}
 	}
-	if (w.close || w.c.req.Close || w.c.e.isClosing()) && len(h["Connection"]) == 0 {
+	if (w.close || w.c.req.Close || w.c.e.closing.Load()) && len(h["Connection"]) == 0 {
 		out = append(out, "Connection: close\r\n"...)
 		w.close = true
 	}

@@ -514,3 +514,34 @@ func TestCapture(t *testing.T) {
 		})
 	}
 }
+
+// TestHeadsLongerThanTheBuffer: request and response heads many times the
+// connection's buffers (connBufSize) go through whole, and the connection
+// is kept.
+func TestHeadsLongerThanTheBuffer(t *testing.T) {
+	long := strings.Repeat("v", 5*connBufSize)
+	var seen string
+	up, _ := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Get("X-Long")
+		w.Header().Set("X-Long-Too", long)
+		io.WriteString(w, "ok")
+	}))
+	tr := &Transport{}
+	for i := range 2 {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("X-Long", long)
+		x, err := tr.RoundTrip(up, r, nil, "http")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		x.WriteTo(rec, ResponseOptions{Memory: 1 << 20, HighWatermark: 1 << 20, Dir: t.TempDir()}, nil)
+		if seen != long || rec.Header().Get("X-Long-Too") != long || rec.Body.String() != "ok" {
+			t.Fatalf("request %d: the app saw %d bytes of X-Long, the client got %d of X-Long-Too and %q",
+				i, len(seen), len(rec.Header().Get("X-Long-Too")), rec.Body.String())
+		}
+		if up.keptConns != i+1 {
+			t.Fatalf("connection not kept after request %d", i)
+		}
+	}
+}

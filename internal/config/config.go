@@ -68,9 +68,10 @@ type Server struct {
 	// but have no effect in Ferry (name → why).
 	Ignored map[string]string
 
-	Front     // front.go
-	Security  // security.go
-	Passenger // passenger.go
+	Front        // front.go
+	Security     // security.go
+	Passenger    // passenger.go
+	SocketAccess // socketaccess.go
 }
 
 // App holds the settings of one hosted app.

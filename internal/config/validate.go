@@ -97,6 +97,7 @@ func (s *Server) finish(p *problems) {
 	}
 	s.Front.finish(p)
 	s.Security.finish(p)
+	s.SocketAccess.finish(p, s.Socket)
 }
 
 func (a *App) finish(p *problems) {

@@ -56,6 +56,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 	sc := server.Config{
 		Socket:         f.Socket,
 		SocketMode:     f.SocketMode,
+		SocketGID:      max(cfg.SocketGID, 0),
 		Backlog:        f.SocketBacklog,
 		MaxConnections: f.MaxConnections,
 		HeaderTimeout:  f.ClientHeaderTimeout,

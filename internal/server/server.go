@@ -39,6 +39,9 @@ type Config struct {
 	// SocketMode permissions; "" for none.
 	Socket     string
 	SocketMode os.FileMode
+	// SocketGID, when not 0, is the socket's group (--socket-group: the
+	// web server's, so that SocketMode 0660 lets it connect).
+	SocketGID int
 	// Backlog is every listener's listen backlog; 0: the system's.
 	Backlog int
 	// MaxConnections bounds the client connections open at once; past it,
@@ -179,6 +182,11 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 		}
 		if _, err := add("unix", c.Socket, "", nil, s.app); err != nil {
 			return nil, err
+		}
+		if c.SocketGID != 0 {
+			if err := os.Lchown(c.Socket, -1, c.SocketGID); err != nil {
+				return nil, fmt.Errorf("socket %s: give it to group %d: %w", c.Socket, c.SocketGID, err)
+			}
 		}
 		if err := os.Chmod(c.Socket, c.SocketMode); err != nil {
 			return nil, fmt.Errorf("socket %s: %w", c.Socket, err)

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -55,19 +56,40 @@ func worldReadable(t *testing.T, dir string) {
 	})
 }
 
-// debianFerry writes the ferry.toml of docs/deploying.md for app (with the
-// socket in dir) and starts Ferry with it. tcpPort "" serves on the Unix
-// socket; else on 127.0.0.1:tcpPort. It returns the config file.
+// debianFerry writes the ferry.toml of docs/deploying.md for app: the one
+// the package installs (packaging/debian/ferry.toml) with the socket in
+// dir and the app appended, and starts Ferry with it. tcpPort "" serves on
+// the Unix socket; else on 127.0.0.1:tcpPort, trusting 127.0.0.1 only. It
+// returns the config file.
 func debianFerry(t *testing.T, dir, app, tcpPort string) (*ferry, string) {
 	t.Helper()
-	conf := filepath.Join(dir, "ferry.toml")
-	var top string
-	if tcpPort == "" {
-		top = fmt.Sprintf("socket_file = %q\nsocket_group = \"www-data\"\ntrusted_proxies = [\"unix\"]\n", filepath.Join(dir, "ferry.sock"))
-	} else {
-		top = fmt.Sprintf("address = \"127.0.0.1\"\nport = %s\ntrusted_proxies = [\"127.0.0.1\"]\n", tcpPort)
+	b, err := os.ReadFile(filepath.Join("..", "packaging", "debian", "ferry.toml"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	toml := top + fmt.Sprintf("environment = \"production\"\n\n[[app]]\nname = \"hello\"\nroot = %q\nserver_names = [\"hello.test\"]\n", app)
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(l, "socket_file = "):
+			if tcpPort == "" {
+				l = fmt.Sprintf("socket_file = %q", filepath.Join(dir, "ferry.sock"))
+			} else {
+				l = fmt.Sprintf("address = \"127.0.0.1\"\nport = %s", tcpPort)
+			}
+		case strings.HasPrefix(l, "socket_group = ") && tcpPort != "":
+			l = ""
+		case strings.HasPrefix(l, "trusted_proxies = ") && tcpPort != "":
+			l = `trusted_proxies = ["127.0.0.1"]`
+		case strings.HasPrefix(l, "default_user = "):
+			if _, err := user.Lookup("ferry"); err != nil {
+				l = "" // the package creates it; apps run as nobody here
+			}
+		}
+		lines = append(lines, l)
+	}
+	// As docs/deploying.md appends it.
+	toml := strings.Join(lines, "\n") + fmt.Sprintf("\n[[app]]\nroot = %q\nserver_names = [\"hello.example\"]\n", app)
+	conf := filepath.Join(dir, "ferry.toml")
 	if err := os.WriteFile(conf, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -179,14 +201,19 @@ func runApache(t *testing.T, conf string, env []string, url string) {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", `. "$APACHE_CONFDIR/envvars" && exec apache2 -d "$APACHE_CONFDIR" -DFOREGROUND`)
 	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logs := newLogBuffer()
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Apache waits 10 s for a child still in a WebSocket tunnel before
+		// it kills it; the test need not.
 		cmd.Process.Signal(syscall.SIGTERM)
+		kill := time.AfterFunc(3*time.Second, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 		cmd.Wait()
+		kill.Stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(filepath.Dir(conf), "log", "error.log"))
 			t.Logf("apache: %s\n%s", logs.String(), b)
@@ -239,7 +266,7 @@ func fromClient(t *testing.T, base, host, path string) (*http.Response, string) 
 func checkFront(t *testing.T, f *ferry, port, server string) {
 	t.Helper()
 	base := "http://127.0.0.1:" + port
-	resp, body := fromClient(t, base, "hello.test", "/echo?through="+server)
+	resp, body := fromClient(t, base, "hello.example", "/echo?through="+server)
 	var e struct {
 		Client      []any  `json:"client"`
 		QueryString string `json:"query_string"`
@@ -250,7 +277,7 @@ func checkFront(t *testing.T, f *ferry, port, server string) {
 		t.Fatalf("GET /echo through %s = %d %s; want the app to see client 127.0.0.2", server, resp.StatusCode, body)
 	}
 
-	resp, body = fromClient(t, base, "hello.test", "/hello.txt")
+	resp, body = fromClient(t, base, "hello.example", "/hello.txt")
 	if resp.StatusCode != 200 || body != "static hello\n" || !strings.HasPrefix(strings.ToLower(resp.Header.Get("Server")), server) {
 		t.Fatalf("GET /hello.txt = %d %q, Server %q", resp.StatusCode, body, resp.Header.Get("Server"))
 	}
@@ -258,7 +285,7 @@ func checkFront(t *testing.T, f *ferry, port, server string) {
 		t.Errorf("the static file reached Ferry; %s should serve it", server)
 	}
 
-	ws := dialWebSocketHost(t, "127.0.0.1:"+port, "hello.test", "/ws")
+	ws := dialWebSocketHost(t, "127.0.0.1:"+port, "hello.example", "/ws")
 	defer ws.Close()
 	ws.send(t, 1, []byte("through "+server))
 	if op, got := ws.recv(t); op != 1 || string(got) != "through "+server {

@@ -184,7 +184,7 @@ func debianApache(t *testing.T, dir, port string) (conf string, env []string) {
 	fmt.Fprintf(f, "export APACHE_PID_FILE=%s/run/apache2.pid APACHE_RUN_DIR=%s/run APACHE_LOCK_DIR=%s/lock APACHE_LOG_DIR=%s/log\n",
 		dir, dir, dir, dir)
 	f.Close()
-	rewrite(t, filepath.Join(conf, "ports.conf"), "Listen 80\n", "Listen 127.0.0.1:"+port+"\n", "Listen 443", "#Listen 443")
+	rewrite(t, filepath.Join(conf, "ports.conf"), "Listen 80\n", "Listen "+port+"\n", "Listen 443", "#Listen 443")
 	rewrite(t, filepath.Join(conf, "sites-available", "000-default.conf"), "*:80>", "*:"+port+">")
 	env = append(os.Environ(), "APACHE_CONFDIR="+conf, "APACHE_STATE_DIRECTORY="+filepath.Join(dir, "state"))
 	for _, m := range []string{"proxy_http", "proxy", "headers", "rewrite"} {
@@ -275,6 +275,25 @@ func checkFront(t *testing.T, f *ferry, port, server string) {
 	json.Unmarshal([]byte(body), &e)
 	if resp.StatusCode != 200 || len(e.Client) == 0 || e.Client[0] != "127.0.0.2" || e.QueryString != "through="+server || e.Scheme != "http" {
 		t.Fatalf("GET /echo through %s = %d %s; want the app to see client 127.0.0.2", server, resp.StatusCode, body)
+	}
+
+	// Over IPv6 too: curl http://localhost/ tries ::1 first, and Debian's
+	// default site listens there.
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+		ln.Close()
+		req, _ := http.NewRequest("GET", "http://[::1]:"+port+"/echo", nil)
+		req.Host = "hello.example"
+		r, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		e.Client = nil
+		json.Unmarshal(b, &e)
+		if r.StatusCode != 200 || len(e.Client) == 0 || e.Client[0] != "::1" {
+			t.Fatalf("GET /echo over IPv6 through %s = %d %.300s", server, r.StatusCode, b)
+		}
 	}
 
 	resp, body = fromClient(t, base, "hello.example", "/hello.txt")

@@ -120,6 +120,10 @@ var ApacheModules = []string{"proxy", "proxy_http", "headers", "rewrite"}
 var funcs = template.FuncMap{
 	"join":    strings.Join,
 	"modules": func() string { return strings.Join(ApacheModules, " ") },
+	// A bare port listens on IPv6 too, as Debian's default site does:
+	// otherwise a client reaching nginx over IPv6 (curl http://localhost/
+	// tries ::1 first) gets the default site instead of the app.
+	"portOnly": func(l string) bool { return strings.Trim(l, "0123456789") == "" },
 	"quote": func(s string) string {
 		return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 	},
@@ -157,6 +161,9 @@ map $http_upgrade $ferry_connection_upgrade {
 {{range .Hosts}}
 server {
     listen {{$.Listen}};
+{{- if portOnly $.Listen}}
+    listen [::]:{{$.Listen}};
+{{- end}}
 {{- if .Names}}
     server_name {{join .Names " "}};
 {{- else}}

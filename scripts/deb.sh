@@ -62,6 +62,14 @@ if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
 	done
 fi
 
+if command -v logrotate >/dev/null; then
+	logrotate -d /etc/logrotate.d/ferry 2>&1 | grep -qi "error" && fail "logrotate does not accept /etc/logrotate.d/ferry"
+fi
+# Installing it again (an upgrade) keeps an edited conffile.
+echo "# edited" >>/etc/ferry/ferry.toml
+dpkg -i "$deb" >/dev/null
+grep -q "^# edited" /etc/ferry/ferry.toml || fail "reinstalling lost the edit of /etc/ferry/ferry.toml"
+
 echo "== serve an example app with the installed ferry"
 chmod 0755 "$tmp"
 cp -r examples/hello-wsgi "$tmp/hello"

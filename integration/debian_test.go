@@ -429,3 +429,27 @@ func TestDebianApache(t *testing.T) {
 		})
 	}
 }
+
+// TestDebianApacheInstallRefused: when apache2ctl configtest refuses the
+// configuration, the site is disabled again and its file removed.
+func TestDebianApacheInstallRefused(t *testing.T) {
+	if _, err := exec.LookPath("apache2"); err != nil {
+		t.Skip("apache2 not installed")
+	}
+	dir := shortTempDir(t)
+	app := debianApp(t)
+	apache, env := debianApache(t, dir, freePort(t))
+	// Something else that apache2ctl configtest refuses.
+	os.WriteFile(filepath.Join(apache, "conf-enabled", "broken.conf"), []byte("NoSuchDirective on\n"), 0o644)
+	cmd := exec.Command(ferryBin, "apache-config", "--install", app)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "NoSuchDirective") {
+		t.Fatalf("install into a broken Apache: %v %s", err, out)
+	}
+	for _, p := range []string{"sites-available/ferry.conf", "sites-enabled/ferry.conf"} {
+		if _, err := os.Lstat(filepath.Join(apache, p)); !os.IsNotExist(err) {
+			t.Errorf("%s stayed after the refusal: %v", p, err)
+		}
+	}
+}

@@ -53,6 +53,13 @@ commit=$(git rev-parse HEAD 2>/dev/null | cut -c1-12)
 grep -q "(commit ${commit:-unknown}," "$tmp/version" || fail "ferry version does not name commit $commit"
 getent passwd ferry >/dev/null || fail "no ferry user"
 dpkg-query -W -f='${Conffiles}\n' ferry | grep -q "/etc/ferry/ferry.toml" || fail "/etc/ferry/ferry.toml is not a conffile"
+if command -v systemd-analyze >/dev/null; then
+	# Unknown or misspelt settings are only warned about by systemd: fail.
+	for unit in ferry.service ferry-activated.service ferry.socket; do
+		out=$(systemd-analyze verify "/lib/systemd/system/$unit" 2>&1) || fail "systemd-analyze verify $unit: $out"
+		[ -z "$out" ] || fail "systemd-analyze verify $unit: $out"
+	done
+fi
 if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
 	for unit in ferry.service ferry-activated.service; do
 		line=$(systemd-analyze security --offline=yes "/lib/systemd/system/$unit" 2>&1 | tail -1)

@@ -147,6 +147,10 @@ var nginxTmpl = template.Must(template.New("nginx").Funcs(funcs).Parse(`# nginx 
 # else to Ferry{{if .Socket}} on its Unix socket {{.Socket}}{{else}} at {{.Address}}{{end}}.
 # Start Ferry with the same apps{{if .Socket}} and --socket {{.Socket}}{{end}}, and let
 # it trust the client address nginx passes: --trusted-proxies {{if .Socket}}unix{{else}}127.0.0.1/32{{end}}.
+{{- if .Socket}}
+# nginx's user must be allowed to connect to the socket: on Debian, where it
+# runs as www-data, start Ferry with --socket-group www-data.
+{{- end}}
 # Put this in the http {} context (e.g. /etc/nginx/conf.d/ferry.conf).
 
 upstream ferry {
@@ -209,6 +213,10 @@ var apacheTmpl = template.Must(template.New("apache").Funcs(funcs).Parse(`# Apac
 # (besides alias, authz_core and mime, which Debian enables by default).
 # Start Ferry with the same apps{{if .Socket}} and --socket {{.Socket}}{{end}}, and let
 # it trust the client address Apache passes: --trusted-proxies {{if .Socket}}unix{{else}}127.0.0.1/32{{end}}.
+{{- if .Socket}}
+# Apache's user must be allowed to connect to the socket: on Debian, where it
+# runs as www-data, start Ferry with --socket-group www-data.
+{{- end}}
 {{range .Hosts}}
 <VirtualHost *:{{$.Listen}}>
 {{- if .Names}}

@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 0
 fi
 missing=()
-for pkg in lintian curl python3; do
+for pkg in lintian adduser curl python3; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

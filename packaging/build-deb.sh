@@ -47,6 +47,24 @@ gzip -9n <README.md >"$root/usr/share/doc/ferry/README.md.gz"
 	echo
 	echo " -- $maintainer  $(date -u -R -d "@$SOURCE_DATE_EPOCH")"
 } | gzip -9n >"$root/usr/share/doc/ferry/changelog.gz"
+# The manual page: `ferry help` and `ferry start --help`, as they are.
+install -d "$root/usr/share/man/man1"
+roff() { sed 's/\\/\\e/g; s/^\([.'"'"']\)/\\\&\1/'; }
+{
+	echo ".TH FERRY 1 $(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d) \"ferry $upstream\" \"User Commands\""
+	echo ".SH NAME"
+	echo "ferry \\- application server and process manager for web apps"
+	echo ".SH DESCRIPTION"
+	echo ".nf"
+	"$root/usr/bin/ferry" help | roff
+	echo ".fi"
+	echo ".SH OPTIONS OF FERRY START"
+	echo ".nf"
+	"$root/usr/bin/ferry" start --help 2>&1 | roff
+	echo ".fi"
+	echo ".SH FILES"
+	echo "/etc/ferry/ferry.toml, /lib/systemd/system/ferry.service, /usr/share/doc/ferry/README.md.gz"
+} | gzip -9n >"$root/usr/share/man/man1/ferry.1.gz"
 for s in postinst prerm postrm; do
 	install -m 0755 "packaging/debian/$s" "$root/DEBIAN/$s"
 done

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -65,6 +67,12 @@ func (s *Server) finish(p *problems) {
 	}
 	if s.Address == "" {
 		p.bad("address", "must not be empty")
+	}
+	if s.MetricsAddress != "" {
+		_, port, err := net.SplitHostPort(s.MetricsAddress)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			p.bad("metrics-address", "must be HOST:PORT, such as 127.0.0.1:9100 (got %q)", s.MetricsAddress)
+		}
 	}
 	switch s.LogFormat {
 	case "text", "json":

@@ -529,7 +529,7 @@ func fireHook(hk *hooks.Runner, app string, e pool.Event) {
 func serveMetrics(addr string, reg *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on --metrics-address %s: %w", addr, err)
+		return nil, listenError(err, "--metrics-address", addr, "")
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", reg.Handler())

@@ -90,7 +90,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 	}
 	s, err = server.Listen(sc, h, log)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, frontListenError(err, sc.Addr, sc.SSLAddr)
 	}
 	log.Info("front listening", "urls", s.URLs(), "http2", f.SSL && f.HTTP2, "max_connections", f.MaxConnections,
 		"client_max_body_size", f.ClientMaxBodySize, "gzip", f.Gzip, "access_log_format", f.AccessLogFormat)

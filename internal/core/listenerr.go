@@ -57,4 +57,3 @@ func frontListenError(err error, addr, sslAddr string) error {
 	}
 	return listenError(err, "", where, portOpt)
 }
-

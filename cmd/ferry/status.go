@@ -158,13 +158,6 @@ func (f *targetFlags) pick(appDir string) (admin.Instance, error) {
 	if err != nil {
 		return in, err
 	}
-	if f.dir != "" {
-		props, err := readProperties(in.Dir)
-		if err != nil {
-			return admin.Instance{}, err
-		}
-		in.PID, in.AppRoot, in.Listen = props.PID, props.AppRoot, props.Listen
-	}
 	return in, nil
 }
 

@@ -10,10 +10,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/instance"
 )
 
 // Instance is a running core found in the instance registry.
@@ -46,26 +46,23 @@ func FindInstances(registry string) ([]Instance, error) {
 			continue // being created, or not ours
 		}
 		var props struct {
-			PID      int      `json:"pid"`
-			AppRoot  string   `json:"app_root"`
-			AppRoots []string `json:"app_roots"`
-			Listen   string   `json:"listen"`
+			PID      int       `json:"pid"`
+			AppRoot  string    `json:"app_root"`
+			AppRoots []string  `json:"app_roots"`
+			Listen   string    `json:"listen"`
+			Started  time.Time `json:"started_at"`
 		}
 		if json.Unmarshal(b, &props) != nil || props.PID <= 0 {
 			continue
 		}
-		if !running(props.PID) {
+		// A zombie core, or a pid another process has now, is dead too.
+		if !instance.Running(props.PID, props.Started) {
 			os.RemoveAll(dir) // stale: its core is gone
 			continue
 		}
 		out = append(out, Instance{Dir: dir, PID: props.PID, AppRoot: props.AppRoot, AppRoots: props.AppRoots, Listen: props.Listen})
 	}
 	return out, nil
-}
-
-func running(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Client talks to one instance's admin API.

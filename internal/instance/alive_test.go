@@ -1,0 +1,48 @@
+package instance
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestRunning(t *testing.T) {
+	if !Running(os.Getpid(), time.Now()) {
+		t.Error("this process: not running")
+	}
+	if Running(os.Getpid(), time.Now().Add(-time.Hour)) {
+		t.Error("this process, for an instance started an hour before it: running (a reused pid)")
+	}
+	if Running(0, time.Time{}) || Running(-1, time.Time{}) {
+		t.Error("pid 0 or -1: running")
+	}
+
+	// A child that exited and is not reaped yet: a zombie, not running.
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	for {
+		state, _, ok := procStat(pid)
+		if !ok {
+			t.Fatal("no /proc/PID/stat for an unreaped child")
+		}
+		if state == 'Z' {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if syscall.Kill(pid, 0) != nil {
+		t.Fatal("kill(zombie, 0) fails: the test proves nothing")
+	}
+	if Running(pid, time.Time{}) {
+		t.Error("a zombie: running")
+	}
+	cmd.Wait()
+	if Running(pid, time.Time{}) {
+		t.Error("a reaped process: running")
+	}
+}

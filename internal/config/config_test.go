@@ -148,6 +148,21 @@ func TestDetection(t *testing.T) {
 	if _, err := Load([]string{dir, "--startup-file", "../etc/passwd"}, nil); err == nil {
 		t.Fatal("a startup file outside the app was accepted")
 	}
+	// Absolute, as Passenger takes it: inside the app it is fine; outside,
+	// refused, naming the option.
+	if c := load(t, nil, dir, "--startup-file", filepath.Join(dir, "app.py")); c.Apps[0].StartupFile != "app.py" {
+		t.Errorf("absolute startup file inside the app: %q, want app.py", c.Apps[0].StartupFile)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if c := load(t, nil, link, "--startup-file", filepath.Join(dir, "app.py")); c.Apps[0].StartupFile != "app.py" {
+		t.Errorf("absolute startup file inside the app reached through a symlink: %q, want app.py", c.Apps[0].StartupFile)
+	}
+	if _, err := Load([]string{dir, "--startup-file", "/etc/passwd"}, nil); err == nil || !strings.Contains(err.Error(), "--startup-file: /etc/passwd is not inside the app directory") {
+		t.Fatalf("an absolute startup file outside the app: %v", err)
+	}
 	if _, err := Load([]string{dir, "extra"}, nil); err == nil {
 		t.Fatal("two positional arguments accepted")
 	}

@@ -91,6 +91,7 @@ func StartFlags(args []string) (settings []setting, appDir, configFile string, e
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&configFile, "config", "", "multi-app configuration `FILE` (TOML)")
 	scratchS, scratchA := DefaultServer(), DefaultApp()
+	var valueErr error // the last bad value, as its Set said it
 	for _, o := range options {
 		if o.Name == "" {
 			continue
@@ -101,7 +102,7 @@ func StartFlags(args []string) (settings []setting, appDir, configFile string, e
 		} else {
 			probe = o.bindApp(&scratchA)
 		}
-		rec := &recorder{o: o, probe: probe, out: &settings}
+		rec := &recorder{o: o, probe: probe, out: &settings, err: &valueErr}
 		fs.Var(rec, o.Name, o.Usage)
 		if o.Short != "" {
 			fs.Var(rec, o.Short, "shorthand for --"+o.Name)
@@ -110,7 +111,7 @@ func StartFlags(args []string) (settings []setting, appDir, configFile string, e
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, "", "", err
+			return nil, "", "", FlagError(fs, "ferry start", err, valueErr)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -134,6 +135,7 @@ type recorder struct {
 	o     *option
 	probe flag.Value
 	out   *[]setting
+	err   *error
 }
 
 func (r *recorder) String() string { return "" }
@@ -143,6 +145,7 @@ func (r *recorder) IsBoolFlag() bool {
 }
 func (r *recorder) Set(s string) error {
 	if err := r.probe.Set(s); err != nil {
+		*r.err = err
 		return err
 	}
 	*r.out = append(*r.out, setting{o: r.o, raw: s, source: "--" + r.o.Name})

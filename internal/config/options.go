@@ -339,7 +339,7 @@ func ParseLogLevel(s string) (slog.Level, error) {
 	case "error", "crit", "0", "1":
 		return slog.LevelError, nil
 	}
-	return 0, fmt.Errorf("unknown log level %q (use debug, info, warn, error or 0-7)", s)
+	return 0, errors.New("want debug, info, warn, error, or Passenger's 0-7")
 }
 
 // envValue is a repeatable NAME=VALUE; from a file, a map.

@@ -337,3 +337,43 @@ func TestMeteor(t *testing.T) {
 		t.Fatalf("meteor app: %q %q", a.AppType, a.AppStartCommand)
 	}
 }
+
+// Effective names every option by the key users write in files, with
+// durations in seconds and sizes as written: what config check and status
+// print.
+func TestEffective(t *testing.T) {
+	dir := wsgiApp(t)
+	c := load(t, nil, dir, "--shutdown-timeout", "1m", "--client-max-body-size", "1048577", "--max-pool-size", "3", "--envvar", "A=b")
+	m := c.Effective()
+	for key, want := range map[string]any{
+		"shutdown_timeout": 60.0, "client_max_body_size": "1048577", "max_header_size": "64k",
+		"port": 3000, "log_level": "info", "ssl": false, "socket_mode": "0660",
+	} {
+		if m[key] != want {
+			t.Errorf("%s = %#v, want %#v", key, m[key], want)
+		}
+	}
+	app := m["app"].([]any)[0].(map[string]any)
+	for key, want := range map[string]any{"max_pool_size": 3, "start_timeout": 90.0, "app_type": "wsgi", "name": filepath.Base(dir), "user_switching": true} {
+		if app[key] != want {
+			t.Errorf("app %s = %#v, want %#v", key, app[key], want)
+		}
+	}
+	if _, ok := app["app_group_name"]; ok {
+		t.Error("app_group_name shown beside name, the same setting")
+	}
+	// Every key is one a file takes.
+	for k := range m {
+		if k != "app" && fileOption(k) == nil {
+			t.Errorf("server key %q is no option's", k)
+		}
+	}
+	for k := range app {
+		if fileOption(k) == nil {
+			t.Errorf("app key %q is no option's", k)
+		}
+	}
+	if b := string(c.EffectiveJSON()); strings.Contains(b, "ShutdownTimeout") || strings.Contains(b, "60000000000") {
+		t.Errorf("Go names or nanoseconds:\n%s", b)
+	}
+}

@@ -661,9 +661,9 @@ func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {
 
 // configMap is the configuration in effect, for GET /server.
 func configMap(cfg *config.Config) map[string]any {
-	b, _ := json.Marshal(cfg)
+	// Through JSON, so that the numbers are what a client decodes.
 	var m map[string]any
-	json.Unmarshal(b, &m)
+	json.Unmarshal(cfg.EffectiveJSON(), &m)
 	return m
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -366,6 +367,7 @@ func (o *Outputs) Access(path string) (w io.Writer, close func() error, err erro
 func handler(w io.Writer, format string, level slog.Level) slog.Handler {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
+		opts.ReplaceAttr = millisecondDurations
 		return slog.NewJSONHandler(w, opts)
 	}
 	return slog.NewTextHandler(w, opts)
@@ -390,4 +392,16 @@ func (o *Outputs) Close() {
 	for _, f := range o.files {
 		f.Close()
 	}
+}
+
+// millisecondDurations writes a duration in the JSON log as NAME_ms, in
+// milliseconds, as the JSON access log writes duration_ms, rather than
+// slog's nanoseconds under NAME. (The text format writes 1.5s, which
+// needs no unit in its name.)
+func millisecondDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	ms := float64(a.Value.Duration()) / float64(time.Millisecond)
+	return slog.Float64(a.Key+"_ms", math.Round(ms*1000)/1000)
 }

@@ -42,7 +42,7 @@ func start(ctx context.Context, args []string) error {
 	}
 	out, err := logs.New(logs.Options{File: cfg.LogFile, Format: cfg.LogFormat, Level: cfg.LogLevel})
 	if err != nil {
-		return fmt.Errorf("start: %w", err)
+		return fmt.Errorf("start: --log-file: %w", err)
 	}
 	defer out.Close()
 

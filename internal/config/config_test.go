@@ -233,7 +233,7 @@ func TestMultiAppFileErrors(t *testing.T) {
 		"no apps":       {`port = 1`, "no [[app]] tables"},
 		"no root":       {"[[app]]\nname = \"x\"", "root is missing"},
 		"server in app": {"[[app]]\nroot = \"a\"\nport = 9", "port is server-wide"},
-		"bad toml":      {"port = ", "read"},
+		"bad toml":      {"port = ", "toml: line 1"},
 		"same route":    {"[[app]]\nroot = \"a\"\nname = \"one\"\n[[app]]\nroot = \"a\"\nname = \"two\"", "both claim host"},
 		"same name":     {"[[app]]\nroot = \"a\"\nbase_uri = \"/x\"\n[[app]]\nroot = \"a\"", "two apps are named"},
 		"bad base uri":  {"[[app]]\nroot = \"a\"\nbase_uri = \"api\"", "base_uri: must be a path"},

@@ -115,8 +115,8 @@ func (a *App) finish(p *problems) {
 		a.Root = abs
 	}
 	rootOK := true
-	if fi, err := os.Stat(a.Root); err != nil || !fi.IsDir() {
-		p.add(fmt.Errorf("APP_DIR %s: not a directory", a.Root))
+	if err := checkRoot(a.Root); err != nil {
+		p.add(err)
 		rootOK = false
 	}
 	if a.Name == "" {

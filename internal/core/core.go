@@ -82,7 +82,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer inst.Remove()
 	if cfg.PidFile != "" {
 		if err := writePidFile(cfg.PidFile); err != nil {
-			return fmt.Errorf("write pid file: %w", err)
+			return fmt.Errorf("--pid-file: cannot write %s: %w", cfg.PidFile, unwrapPath(err))
 		}
 		// Removed on exit unless a new ferry (an upgrade) wrote its own.
 		defer func() {
@@ -358,7 +358,7 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	}
 	output, err := out.App(ac.AppLogFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--app-log-file: %w", err)
 	}
 	user, err := appUser(ac, log)
 	if err != nil {

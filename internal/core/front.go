@@ -109,7 +109,7 @@ func accessLog(cfg *config.Config, out *logs.Outputs) (_ *server.AccessLog, clos
 	path := f.AccessLog // "": Ferry's log (file or standard error)
 	w, closeW, err := out.Access(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("access log: %w", err)
+		return nil, nil, fmt.Errorf("--access-log: %w", err)
 	}
 	closeFn = func() { closeW() }
 	switch {

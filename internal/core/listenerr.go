@@ -3,7 +3,9 @@ package core
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"syscall"
 )
 
@@ -42,7 +44,7 @@ func hostOnly(addr string) string {
 func frontListenError(err error, addr, sslAddr string) error {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Net == "unix" {
-		return err // the socket's own errors name --socket's path
+		return fmt.Errorf("--socket: cannot listen on %s: %w (its directory must exist and be Ferry's to write)", op.Addr, unwrapPath(op.Err))
 	}
 	portOpt, where := "--port", addr
 	if sslAddr != "" && errors.As(err, &op) && op.Addr != nil {
@@ -56,4 +58,18 @@ func frontListenError(err error, addr, sslAddr string) error {
 		return err
 	}
 	return listenError(err, "", where, portOpt)
+}
+
+// unwrapPath is the errno inside an *os.SyscallError or *fs.PathError,
+// whose own text repeats the call and path the message already names.
+func unwrapPath(err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

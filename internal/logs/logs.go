@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -193,6 +194,13 @@ func (l *File) name() string {
 // made to write where an app user points it.
 func openLog(path string) (*os.File, uint64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o640)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, 0, fmt.Errorf("cannot open log file %s: it is a symbolic link, which Ferry does not follow; give the file itself", path)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return nil, 0, fmt.Errorf("cannot open log file %s: %w", path, pe.Err) // pe's text names the path again
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("open log file %s: %w", path, err)
 	}

@@ -21,13 +21,13 @@ func listenError(err error, opt, addr, portOpt string) error {
 	}
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("%s: %s is already in use by another process; stop it, or choose another %s", portOpt, what, portOpt)
+		return explained(err, "%s: %s is already in use by another process; stop it, or choose another %s", portOpt, what, portOpt)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return fmt.Errorf("%s: this machine has no address %s; use one of its own, 127.0.0.1, or 0.0.0.0 for all", hostOpt, hostOnly(addr))
+		return explained(err, "%s: this machine has no address %s; use one of its own, 127.0.0.1, or 0.0.0.0 for all", hostOpt, hostOnly(addr))
 	case errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("%s: may not listen on %s (permission denied): ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port of 1024 or more", portOpt, what)
+		return explained(err, "%s: may not listen on %s (permission denied): ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port of 1024 or more", portOpt, what)
 	case errors.As(err, &dnsErr):
-		return fmt.Errorf("%s: cannot resolve %q (%s); give an IP address or a host name this machine resolves", hostOpt, hostOnly(addr), dnsErr.Err)
+		return explained(err, "%s: cannot resolve %q (%s); give an IP address or a host name this machine resolves", hostOpt, hostOnly(addr), dnsErr.Err)
 	}
 	return fmt.Errorf("%s: cannot listen on %s: %w", portOpt, what, err)
 }
@@ -72,4 +72,18 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// explainedError is a message for the operator that keeps the error it
+// explains (errors.Is(err, syscall.EADDRINUSE) still holds).
+type explainedError struct {
+	msg string
+	err error
+}
+
+func (e *explainedError) Error() string { return e.msg }
+func (e *explainedError) Unwrap() error { return e.err }
+
+func explained(err error, format string, args ...any) error {
+	return &explainedError{msg: fmt.Sprintf(format, args...), err: err}
 }

@@ -507,7 +507,7 @@ func jsonError(b []byte, err error) string {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		off = se.Offset
+		off = se.Offset - 1 // it counts the offending byte
 	case errors.As(err, &te):
 		off = te.Offset - 1
 		err = fmt.Errorf("want an object of settings such as {\"port\": 3000}, not %s", te.Value)
@@ -515,7 +515,8 @@ func jsonError(b []byte, err error) string {
 		off = int64(len(b))
 		err = errors.New("it ends before the object does")
 	}
-	if off < 0 || off > int64(len(b)) {
+	off = max(off, 0)
+	if off > int64(len(b)) {
 		return err.Error()
 	}
 	line := 1 + bytes.Count(b[:off], []byte("\n"))

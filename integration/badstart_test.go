@@ -464,3 +464,34 @@ func userEnv() []string {
 	}
 	return env
 }
+
+// ferry start -d of an app that cannot start says so, in one line with the
+// app's error, exits 1 and leaves no daemon behind; before, it reported
+// "running in the background" and left a core serving error pages.
+func TestDaemonizeReportsAppFailure(t *testing.T) {
+	needPython(t)
+	e := &badEnv{reg: shortTempDir(t), mark: "daemon" + strconv.Itoa(os.Getpid())}
+	dir := shortTempDir(t)
+	args := []string{"start", fixture(t, "wsgi/broken"), "-d", "--address", "127.0.0.1",
+		"--port", freePort(t), "--python", python, "--instance-registry-dir", e.reg,
+		"--log-file", filepath.Join(dir, "ferry.log"), "--pid-file", filepath.Join(dir, "ferry.pid")}
+	if os.Geteuid() == 0 {
+		args = append(args, "--user", "root", "--allow-root-apps") // the fixture is root's
+	}
+	code, stdout, stderr := runFerry(t, e, nil, args...)
+	noPanic(t, "start -d", stdout+stderr)
+	lines := messageLines(stderr)
+	if code != 1 || stdout != "" || len(lines) != 1 {
+		t.Fatalf("exit %d, want 1 and one line\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"ferry: start: app broken did not start: ", "no module named frobnicate", "ferry stopped again (log: "} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the line lacks %q: %s", want, lines[0])
+		}
+	}
+	t.Logf("what Ferry prints: %s", lines[0])
+	nothingLeft(t, e)
+	if _, err := os.Stat(filepath.Join(dir, "ferry.pid")); err == nil {
+		t.Error("the pid file of the stopped daemon is left")
+	}
+}

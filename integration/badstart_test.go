@@ -301,7 +301,9 @@ func TestBadStartsAndStops(t *testing.T) {
 		{name: "APP_DIR and --config", code: 1, want: []string{"give either APP_DIR or --config, not both"},
 			args: func(t *testing.T, e *badEnv) []string { return startArgs(e, e.app, "--config", "/etc/ferry.toml") }},
 		{name: "option that needs another", code: 1, want: []string{"--ssl-certificate: has no effect without --ssl"},
-			args: func(t *testing.T, e *badEnv) []string { return startArgs(e, e.app, "--ssl-certificate", "/etc/ssl/x.pem") }},
+			args: func(t *testing.T, e *badEnv) []string {
+				return startArgs(e, e.app, "--ssl-certificate", "/etc/ssl/x.pem")
+			}},
 		{name: "second start on the same instance", code: 1, want: []string{"Ferry already serves", "stop it first (ferry stop"},
 			args: func(t *testing.T, e *badEnv) []string {
 				port := freePort(t)
@@ -316,7 +318,9 @@ func TestBadStartsAndStops(t *testing.T) {
 		{name: "status with no instance", code: 1, want: noInstance,
 			args: func(t *testing.T, e *badEnv) []string { return []string{"status", "--instance-registry-dir", e.reg} }},
 		{name: "stop of an app no instance serves", code: 1, want: []string{"no running Ferry instance serves", "start it with ferry start"},
-			args: func(t *testing.T, e *badEnv) []string { return []string{"stop", e.app, "--instance-registry-dir", e.reg} }},
+			args: func(t *testing.T, e *badEnv) []string {
+				return []string{"stop", e.app, "--instance-registry-dir", e.reg}
+			}},
 		{name: "stop with an unknown flag", code: 1, want: []string{"unknown option --timout (did you mean --timeout?)", "ferry stop --help"},
 			args: func(t *testing.T, e *badEnv) []string { return []string{"stop", "--timout", "5s"} }},
 		{name: "stop with a stale pid file", code: 1, want: []string{"is not running; nothing to stop"},

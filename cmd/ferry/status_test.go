@@ -428,3 +428,18 @@ func TestServerViewOptionNames(t *testing.T) {
 		t.Errorf("Go field names or nanoseconds in:\n%s", text)
 	}
 }
+
+// A core is stopped once it is gone, a zombie, or its instance directory
+// is: removing it is the last thing a core does.
+func TestStopped(t *testing.T) {
+	dir := t.TempDir()
+	if stopped(os.Getpid(), dir) {
+		t.Error("this process with its directory: stopped")
+	}
+	if !stopped(os.Getpid(), filepath.Join(dir, "gone")) {
+		t.Error("this process without its instance directory: not stopped")
+	}
+	if stopped(os.Getpid(), "") {
+		t.Error("this process, no directory known: stopped")
+	}
+}

@@ -579,7 +579,7 @@ func TestCommandLine(t *testing.T) {
 		{"min above max", []string{"start", fixture(t, "wsgi/echo"), "--min-instances", "9", "--max-pool-size", "2"}, "--min-instances"},
 		{"bad number", []string{"start", fixture(t, "wsgi/echo"), "--port", "http"}, "port"},
 		{"no app", []string{"start", t.TempDir()}, "passenger_wsgi.py"},
-		{"missing dir", []string{"start", "/nonexistent/app"}, "not a directory"},
+		{"missing dir", []string{"start", "/nonexistent/app"}, "APP_DIR /nonexistent/app: no such directory"},
 		{"missing startup file", []string{"start", fixture(t, "wsgi/echo"), "--startup-file", "nope.py"}, "--startup-file"},
 		{"unknown type", []string{"start", fixture(t, "wsgi/echo"), "--app-type", "cobol"}, "--app-type"},
 	}

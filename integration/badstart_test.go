@@ -27,6 +27,7 @@ type badEnv struct {
 	reg  string
 	mark string
 	app  string // a good WSGI app
+	pid  int    // a process a case must leave alone
 }
 
 // badCase is one wrong start, stop or input. args gives the command line
@@ -198,13 +199,20 @@ func staleInstance(t *testing.T, e *badEnv) string {
 	if err := gone.Run(); err != nil {
 		t.Fatal(err)
 	}
+	return instanceOf(t, e, gone.Process.Pid, 0)
+}
+
+// instanceOf writes an instance directory for pid, started at ticks (0:
+// not known).
+func instanceOf(t *testing.T, e *badEnv, pid int, ticks uint64) string {
+	t.Helper()
 	dir := filepath.Join(e.reg, "ferry-stale1")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	props, _ := json.Marshal(map[string]any{"pid": gone.Process.Pid, "app_root": e.app, "app_roots": []string{e.app},
-		"listen": "127.0.0.1:1", "started_at": time.Now()})
-	for name, data := range map[string][]byte{"properties.json": props, "core.pid": []byte(strconv.Itoa(gone.Process.Pid) + "\n")} {
+	props, _ := json.Marshal(map[string]any{"pid": pid, "app_root": e.app, "app_roots": []string{e.app},
+		"listen": "127.0.0.1:1", "started_at": time.Now(), "start_ticks": ticks})
+	for name, data := range map[string][]byte{"properties.json": props, "core.pid": []byte(strconv.Itoa(pid) + "\n")} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -323,6 +331,25 @@ func TestBadStartsAndStops(t *testing.T) {
 			}},
 		{name: "stop with an unknown flag", code: 1, want: []string{"unknown option --timout (did you mean --timeout?)", "ferry stop --help"},
 			args: func(t *testing.T, e *badEnv) []string { return []string{"stop", "--timout", "5s"} }},
+		// The pid of a stale instance directory is another process's now:
+		// it must not be signalled.
+		{name: "stop with a stale instance dir whose pid is reused", code: 1, want: noInstance,
+			args: func(t *testing.T, e *badEnv) []string {
+				other := exec.Command("sleep", "300")
+				if err := other.Start(); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+				e.pid = other.Process.Pid
+				instanceOf(t, e, e.pid, 1)
+				return []string{"stop", "--instance-registry-dir", e.reg}
+			},
+			after: func(t *testing.T, e *badEnv) {
+				if alive(e.pid) {
+					return
+				}
+				t.Error("the process that has the stale instance's pid now was stopped")
+			}},
 		{name: "stop with a stale pid file", code: 1, want: []string{"is not running; nothing to stop"},
 			args: func(t *testing.T, e *badEnv) []string {
 				pidFile := filepath.Join(shortTempDir(t), "ferry.pid")

@@ -33,7 +33,7 @@ func (f *instanceFlags) pick(appDir string) (admin.Instance, error) {
 		if err != nil {
 			return admin.Instance{}, fmt.Errorf("--instance: %w", err)
 		}
-		if !instance.Running(props.PID, props.StartedAt) {
+		if !instance.Running(props.PID, props.StartTicks) {
 			return admin.Instance{}, fmt.Errorf("--instance %s: its core (pid %d) is not running; the directory is stale and may be removed", f.dir, props.PID)
 		}
 		return admin.Instance{Dir: f.dir, PID: props.PID, AppRoot: props.AppRoot, AppRoots: props.AppRoots, Listen: props.Listen}, nil

@@ -47,7 +47,7 @@ func stop(ctx context.Context, args []string) error {
 		if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil || pid <= 0 {
 			return fmt.Errorf("stop: --pid-file: %s does not hold a pid", *pidFile)
 		}
-		if !instance.Running(pid, time.Time{}) {
+		if !instance.Running(pid, 0) {
 			return fmt.Errorf("stop: ferry (pid %d, from %s) is not running; nothing to stop", pid, *pidFile)
 		}
 	} else {
@@ -90,7 +90,7 @@ func stop(ctx context.Context, args []string) error {
 // stopped reports whether the core pid (of the instance in dir, if known)
 // has exited.
 func stopped(pid int, dir string) bool {
-	if !instance.Running(pid, time.Time{}) {
+	if !instance.Running(pid, 0) {
 		return true
 	}
 	if dir != "" {

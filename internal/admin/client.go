@@ -46,17 +46,17 @@ func FindInstances(registry string) ([]Instance, error) {
 			continue // being created, or not ours
 		}
 		var props struct {
-			PID      int       `json:"pid"`
-			AppRoot  string    `json:"app_root"`
-			AppRoots []string  `json:"app_roots"`
-			Listen   string    `json:"listen"`
-			Started  time.Time `json:"started_at"`
+			PID      int      `json:"pid"`
+			AppRoot  string   `json:"app_root"`
+			AppRoots []string `json:"app_roots"`
+			Listen   string   `json:"listen"`
+			Ticks    uint64   `json:"start_ticks"`
 		}
 		if json.Unmarshal(b, &props) != nil || props.PID <= 0 {
 			continue
 		}
 		// A zombie core, or a pid another process has now, is dead too.
-		if !instance.Running(props.PID, props.Started) {
+		if !instance.Running(props.PID, props.Ticks) {
 			os.RemoveAll(dir) // stale: its core is gone
 			continue
 		}

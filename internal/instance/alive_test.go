@@ -9,13 +9,17 @@ import (
 )
 
 func TestRunning(t *testing.T) {
-	if !Running(os.Getpid(), time.Now()) {
+	self := StartTicks(os.Getpid())
+	if self == 0 {
+		t.Fatal("no start time for this process")
+	}
+	if !Running(os.Getpid(), 0) || !Running(os.Getpid(), self) {
 		t.Error("this process: not running")
 	}
-	if Running(os.Getpid(), time.Now().Add(-time.Hour)) {
-		t.Error("this process, for an instance started an hour before it: running (a reused pid)")
+	if Running(os.Getpid(), self-1) {
+		t.Error("this process, for an instance whose core started at another time: running (a reused pid)")
 	}
-	if Running(0, time.Time{}) || Running(-1, time.Time{}) {
+	if Running(0, 0) || Running(-1, 0) {
 		t.Error("pid 0 or -1: running")
 	}
 
@@ -38,11 +42,11 @@ func TestRunning(t *testing.T) {
 	if syscall.Kill(pid, 0) != nil {
 		t.Fatal("kill(zombie, 0) fails: the test proves nothing")
 	}
-	if Running(pid, time.Time{}) {
+	if Running(pid, 0) {
 		t.Error("a zombie: running")
 	}
 	cmd.Wait()
-	if Running(pid, time.Time{}) {
+	if Running(pid, 0) {
 		t.Error("a reaped process: running")
 	}
 }

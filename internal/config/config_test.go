@@ -10,14 +10,14 @@ import (
 	"time"
 )
 
-func wsgiApp(t *testing.T) string {
+func wsgiApp(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "passenger_wsgi.py"), "application = None\n")
 	return dir
 }
 
-func write(t *testing.T, path, s string) {
+func write(t testing.TB, path, s string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -114,7 +115,11 @@ func TestCommandLineProperty(t *testing.T) {
 		seed = s
 	}
 	rng := rand.New(rand.NewPCG(seed, 2026))
-	work := shortTempDir(t) // relative paths in the values land here
+	// Relative paths in the values ("x", "../x") land in here.
+	work := filepath.Join(shortTempDir(t), "a", "b")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	accepted, starts := 0, 0
 	for i := range cmdlineCases() {
 		args := randomArgs(rng, opts)

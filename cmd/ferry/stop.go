@@ -64,6 +64,9 @@ func stop(ctx context.Context, args []string) error {
 		if errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("stop: ferry (pid %d) is not running; nothing to stop", pid)
 		}
+		if errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("stop: ferry (pid %d) is another user's; run ferry stop as that user or root", pid)
+		}
 		return fmt.Errorf("stop: signal %d: %w", pid, err)
 	}
 	deadline := time.Now().Add(*timeout)

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -66,6 +68,12 @@ func (s *Server) finish(p *problems) {
 	if s.Address == "" {
 		p.bad("address", "must not be empty")
 	}
+	if s.MetricsAddress != "" {
+		_, port, err := net.SplitHostPort(s.MetricsAddress)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			p.bad("metrics-address", "must be HOST:PORT, such as 127.0.0.1:9100 (got %q)", s.MetricsAddress)
+		}
+	}
 	switch s.LogFormat {
 	case "text", "json":
 	default:
@@ -108,8 +116,8 @@ func (a *App) finish(p *problems) {
 		a.Root = abs
 	}
 	rootOK := true
-	if fi, err := os.Stat(a.Root); err != nil || !fi.IsDir() {
-		p.add(fmt.Errorf("APP_DIR %s: not a directory", a.Root))
+	if err := checkRoot(a.Root); err != nil {
+		p.add(err)
 		rootOK = false
 	}
 	if a.Name == "" {
@@ -187,6 +195,14 @@ func (a *App) finish(p *problems) {
 	if a.Rackup != "" {
 		a.AppType, a.StartupFile = AppTypeRack, a.Rackup
 	}
+	if filepath.IsAbs(a.StartupFile) {
+		// Passenger takes an absolute path: inside the app, it is the path
+		// relative to the app.
+		a.StartupFile = insideRoot(a.Root, a.StartupFile)
+		if filepath.IsAbs(a.StartupFile) {
+			p.bad("startup-file", "%s is not inside the app directory %s; give a file in it, relative to it or absolute", a.StartupFile, a.Root)
+		}
+	}
 	if a.StaticFilesDir != "" && !filepath.IsAbs(a.StaticFilesDir) {
 		a.StaticFilesDir = filepath.Join(a.Root, a.StaticFilesDir)
 	}
@@ -235,7 +251,7 @@ func (a *App) finish(p *problems) {
 	}
 	if a.StartupFile != "" {
 		if !filepath.IsLocal(a.StartupFile) {
-			p.bad("startup-file", "must be a path inside the app directory (got %q)", a.StartupFile)
+			p.bad("startup-file", "%s is not inside the app directory %s; give a file in it, relative to it or absolute", a.StartupFile, a.Root)
 		} else if _, err := os.Stat(filepath.Join(a.Root, a.StartupFile)); err != nil {
 			p.bad("startup-file", "%s not found in %s", a.StartupFile, a.Root)
 		}
@@ -351,4 +367,24 @@ func defaultStartupFile(root, appType string) string {
 		return "index.js"
 	}
 	return ""
+}
+
+// insideRoot is the absolute path file relative to root when it lies inside
+// it (also through symbolic links in either path), else file unchanged.
+func insideRoot(root, file string) string {
+	rel := func(root, file string) (string, bool) {
+		r, err := filepath.Rel(root, file)
+		return r, err == nil && filepath.IsLocal(r)
+	}
+	if r, ok := rel(root, filepath.Clean(file)); ok {
+		return r
+	}
+	realRoot, err1 := filepath.EvalSymlinks(root)
+	realDir, err2 := filepath.EvalSymlinks(filepath.Dir(file))
+	if err1 == nil && err2 == nil {
+		if r, ok := rel(realRoot, filepath.Join(realDir, filepath.Base(file))); ok {
+			return r
+		}
+	}
+	return file
 }

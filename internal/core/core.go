@@ -82,7 +82,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer inst.Remove()
 	if cfg.PidFile != "" {
 		if err := writePidFile(cfg.PidFile); err != nil {
-			return fmt.Errorf("write pid file: %w", err)
+			return fmt.Errorf("--pid-file: cannot write %s: %w", cfg.PidFile, unwrapPath(err))
 		}
 		// Removed on exit unless a new ferry (an upgrade) wrote its own.
 		defer func() {
@@ -358,7 +358,7 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	}
 	output, err := out.App(ac.AppLogFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--app-log-file: %w", err)
 	}
 	user, err := appUser(ac, log)
 	if err != nil {
@@ -529,7 +529,7 @@ func fireHook(hk *hooks.Runner, app string, e pool.Event) {
 func serveMetrics(addr string, reg *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on --metrics-address %s: %w", addr, err)
+		return nil, listenError(err, "--metrics-address", addr, "")
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", reg.Handler())
@@ -661,9 +661,9 @@ func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {
 
 // configMap is the configuration in effect, for GET /server.
 func configMap(cfg *config.Config) map[string]any {
-	b, _ := json.Marshal(cfg)
+	// Through JSON, so that the numbers are what a client decodes.
 	var m map[string]any
-	json.Unmarshal(b, &m)
+	json.Unmarshal(cfg.EffectiveJSON(), &m)
 	return m
 }
 

@@ -91,7 +91,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 	}
 	s, err = server.Listen(sc, h, log)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, frontListenError(err, sc.Addr, sc.SSLAddr)
 	}
 	log.Info("front listening", "urls", s.URLs(), "http2", f.SSL && f.HTTP2, "max_connections", f.MaxConnections,
 		"client_max_body_size", f.ClientMaxBodySize, "gzip", f.Gzip, "access_log_format", f.AccessLogFormat)
@@ -110,7 +110,7 @@ func accessLog(cfg *config.Config, out *logs.Outputs) (_ *server.AccessLog, clos
 	path := f.AccessLog // "": Ferry's log (file or standard error)
 	w, closeW, err := out.Access(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("access log: %w", err)
+		return nil, nil, fmt.Errorf("--access-log: %w", err)
 	}
 	closeFn = func() { closeW() }
 	switch {

@@ -100,9 +100,12 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 		c.Listen = net.Listen
 	}
 	s = &Server{t: newTracker(c.MaxConnections, log, h.logRejected), log: log}
+	// The error returns set s to nil before this runs: close the listeners
+	// already open through a copy of the pointer.
+	opened := s
 	defer func() {
 		if err != nil {
-			for _, l := range s.lns {
+			for _, l := range opened.lns {
 				l.ln.Close()
 			}
 		}

@@ -126,6 +126,7 @@ type App struct {
 
 	AppSecurity  // security.go
 	AppPassenger // passenger.go
+	AppUpstream  // upstream.go
 }
 
 // App types Ferry knows.

@@ -17,7 +17,9 @@ import (
 // A Proc may answer itself (tests' fake processes); otherwise
 // /proc/PID/stat tells: gone, a zombie, or PF_EXITING set (the kernel sets
 // it when exit begins, before it closes the process's files, so a
-// connection that died with its process always finds it set).
+// connection that died with its process always finds it set). The stat
+// is the main thread's: a process whose main thread alone has exited
+// (pthread_exit, rare in app servers) reads as a zombie, and is replaced.
 func exiting(p Proc) bool {
 	select {
 	case <-p.Done():

@@ -242,3 +242,24 @@ func TestInterimResponsesForwarded(t *testing.T) {
 		})
 	}
 }
+
+// TestNoInterimToHTTP10: an HTTP/1.0 client never gets a 1xx (RFC 9110
+// §15.2), only the final response.
+func TestNoInterimToHTTP10(t *testing.T) {
+	h, _ := rawAppHandler(t, func(c net.Conn, r *http.Request) bool {
+		_, err := io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return err == nil
+	})
+	s := listen(t, h, false)
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "POST / HTTP/1.0\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.0 200") {
+		t.Fatalf("first line to an HTTP/1.0 client: %q, %v", line, err)
+	}
+}

@@ -127,6 +127,7 @@ type App struct {
 
 	AppSecurity  // security.go
 	AppPassenger // passenger.go
+	AppUpstream  // upstream.go
 }
 
 // App types Ferry knows.

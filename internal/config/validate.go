@@ -192,6 +192,7 @@ func (a *App) finish(p *problems) {
 	}
 	a.AppSecurity.finish(p)
 	a.AppPassenger.finish(p)
+	a.AppUpstream.finish(p)
 	if a.Rackup != "" {
 		a.AppType, a.StartupFile = AppTypeRack, a.Rackup
 	}

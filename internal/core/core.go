@@ -400,18 +400,19 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 		})
 	}
 	poolCfg := pool.Config{
-		Name:              ac.Name,
-		Min:               ac.MinInstances,
-		Max:               ac.MaxPoolSize,
-		MaxQueue:          ac.MaxRequestQueueSize,
-		MaxQueueTime:      ac.MaxRequestQueueTime,
-		IdleTime:          ac.PoolIdleTime,
-		StopTimeout:       cfg.ShutdownTimeout,
-		MaxRequests:       ac.MaxRequests,
-		MaxRequestsJitter: ac.MaxRequestsJitter,
-		MemoryLimit:       ac.MemoryLimit << 20,
-		Memory:            ownMemory,
-		OutOfBand:         proxy.OutOfBand,
+		Name:               ac.Name,
+		Min:                ac.MinInstances,
+		Max:                ac.MaxPoolSize,
+		MaxQueue:           ac.MaxRequestQueueSize,
+		MaxQueueTime:       ac.MaxRequestQueueTime,
+		IdleTime:           ac.PoolIdleTime,
+		StopTimeout:        cfg.ShutdownTimeout,
+		MaxRequests:        ac.MaxRequests,
+		MaxRequestsJitter:  ac.MaxRequestsJitter,
+		MemoryLimit:        ac.MemoryLimit << 20,
+		Memory:             ownMemory,
+		MaxConnectFailures: ac.MaxConnectFailures,
+		OutOfBand:          proxy.OutOfBand,
 		Events: func(e pool.Event) {
 			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
 				am.Restart()

@@ -71,6 +71,7 @@ type Server struct {
 	Front     // front.go
 	Security  // security.go
 	Passenger // passenger.go
+	ACME      // acme.go
 }
 
 // App holds the settings of one hosted app.
@@ -126,6 +127,7 @@ type App struct {
 
 	AppSecurity  // security.go
 	AppPassenger // passenger.go
+	AppACME      // acme.go
 }
 
 // App types Ferry knows.

@@ -38,6 +38,7 @@ func (p *problems) add(err error) {
 func (c *Config) Finish() error {
 	var errs []error
 	sp := &problems{}
+	c.prepareACME(sp)
 	c.Server.finish(sp)
 	c.Passenger.finish(&c.Server, func(w string) { c.Warnings = append(c.Warnings, w) })
 	errs = append(errs, sp.errs...)
@@ -97,6 +98,7 @@ func (s *Server) finish(p *problems) {
 	}
 	s.Front.finish(p)
 	s.Security.finish(p)
+	s.finishACME(p)
 }
 
 func (a *App) finish(p *problems) {

@@ -595,3 +595,64 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestACMESharedState: two Ferry processes on one host share a state
+// directory, as an old and a new Ferry do during a binary upgrade. Started
+// together for the same name, they obtain one certificate between them (the
+// lock) and both serve it. A name only the second manages is obtained
+// though only the first listens where the CA validates: the first answers
+// the challenge from the shared storage.
+func TestACMESharedState(t *testing.T) {
+	needPython(t)
+	t.Parallel()
+	p := startPebble(t, 90*24*time.Hour)
+	roots := p.roots()
+	state := t.TempDir()
+	app := fixture(t, "wsgi/echo")
+	otherTLS := freePort(t)
+	var fs [2]*ferry
+	var wg sync.WaitGroup
+	for i := range fs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			args := append(p.ferryArgs(state), "--domain", "shared.test")
+			if i == 1 { // ports the CA never connects to
+				args = append(args, "--port", freePort(t), "--ssl-port", otherTLS)
+			}
+			fs[i] = startFerry(t, app, args...)
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for _, f := range fs {
+		waitFor(t, 60*time.Second, "shared.test valid in both", func() bool { return f.certState("shared.test").State == "valid" })
+	}
+	a, _, err := handshake("127.0.0.1:"+p.tlsPort, "shared.test", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := handshake("127.0.0.1:"+otherTLS, "shared.test", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Equal(b) {
+		t.Errorf("the two Ferrys serve different certificates (serials %s, %s)", a.SerialNumber, b.SerialNumber)
+	}
+	if n := strings.Count(p.logs.String(), "Issued certificate serial"); n != 1 {
+		t.Errorf("Pebble issued %d certificates for two Ferrys sharing their state, want 1", n)
+	}
+
+	fs[1].stop()
+	second := startFerry(t, app, append(p.ferryArgs(state), "--port", freePort(t), "--ssl-port", otherTLS,
+		"--domain", "shared.test", "--domain", "only-b.test")...)
+	waitFor(t, 60*time.Second, "only-b.test valid", func() bool { return second.certState("only-b.test").State == "valid" })
+	if _, _, err := handshake("127.0.0.1:"+otherTLS, "only-b.test", roots); err != nil {
+		t.Errorf("only-b.test: %v", err)
+	}
+	if n := strings.Count(p.logs.String(), "Issued certificate serial"); n != 2 {
+		t.Errorf("Pebble issued %d certificates, want 2 (shared.test once, only-b.test)", n)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/ferry-server/ferry/internal/admin"
+	"golang.org/x/crypto/ocsp"
 )
 
 var (
@@ -77,6 +78,12 @@ func (p *pebble) Directory() string { return "https://" + p.relay.addr + "/dir" 
 // validating challenges on Ferry's httpPort and tlsPort; refused.test is on
 // its block list.
 func startPebble(t *testing.T, validity time.Duration) *pebble {
+	return startPebbleOCSP(t, validity, "")
+}
+
+// startPebbleOCSP is startPebble with certificates naming ocspURL as their
+// OCSP responder.
+func startPebbleOCSP(t *testing.T, validity time.Duration, ocspURL string) *pebble {
 	t.Helper()
 	bin := buildPebble(t)
 	certFile, keyFile, roots := testCert(t)
@@ -90,10 +97,10 @@ func startPebble(t *testing.T, validity time.Duration) *pebble {
 		"listenAddress": listen, "managementListenAddress": p.mgmt,
 		"certificate": certFile, "privateKey": keyFile,
 		"httpPort": atoi(p.httpPort), "tlsPort": atoi(p.tlsPort),
-		"ocspResponderURL": "", "externalAccountBindingRequired": false,
+		"ocspResponderURL": ocspURL, "externalAccountBindingRequired": false,
 		"domainBlocklist": []string{"refused.test"},
 		"retryAfter":      map[string]any{"authz": 1, "order": 1},
-		"keyAlgorithm":    "ecdsa",
+		"keyAlgorithm":    "rsa", // its management interface hands out RSA keys only (for OCSP)
 		"profiles": map[string]any{"default": map[string]any{
 			"description": "test", "validityPeriod": int(validity.Seconds())}},
 	}}
@@ -314,11 +321,14 @@ func (f *ferry) certState(name string) certState { return f.certificates()[name]
 
 // TestACMEIssuance: a first certificate through each challenge type, the
 // state and metrics that show it, keys stored 0600, the plain port
-// redirecting; a name the CA refuses; on-demand issuance behind the ask URL.
+// redirecting, the OCSP response stapled; a name the CA refuses; on-demand
+// issuance behind the ask URL.
 func TestACMEIssuance(t *testing.T) {
 	needPython(t)
 	t.Parallel()
-	p := startPebble(t, 90*24*time.Hour)
+	ocsp := newOCSPResponder(t)
+	p := startPebbleOCSP(t, 90*24*time.Hour, ocsp.url)
+	ocsp.pebble.Store(p)
 	roots := p.roots()
 	tlsAddr := "127.0.0.1:" + p.tlsPort
 	app := fixture(t, "wsgi/echo")
@@ -337,6 +347,7 @@ func TestACMEIssuance(t *testing.T) {
 			if proto != "h2" || leaf.DNSNames[0] != name {
 				t.Errorf("protocol %q, names %v; want h2 and %s", proto, leaf.DNSNames, name)
 			}
+			checkStapled(t, tlsAddr, name, leaf)
 			if status, _, err := httpsGet(tlsAddr, name, roots); err != nil || status != http.StatusOK {
 				t.Errorf("GET https://%s/: %d %v", name, status, err)
 			}
@@ -362,7 +373,7 @@ func TestACMEIssuance(t *testing.T) {
 			checkKeyModes(t, state)
 			// ferry status shows it.
 			out, err := exec.Command(ferryBin, "status", "--instance", f.Instance).CombinedOutput()
-			if err != nil || !regexp.MustCompile(`(?m)^\s+`+name+`\s+valid\s+`).MatchString(string(out)) {
+			if err != nil || !regexp.MustCompile(`(?m)^\s+`+name+`\s+valid\s+.*\sstapled\s`).MatchString(string(out)) {
 				t.Errorf("ferry status (%v) does not show %s valid:\n%s", err, name, out)
 			}
 		})
@@ -601,7 +612,8 @@ func grepLines(s, sub string) string {
 // together for the same name, they obtain one certificate between them (the
 // lock) and both serve it. A name only the second manages is obtained
 // though only the first listens where the CA validates: the first answers
-// the challenge from the shared storage.
+// the challenge from what the shared storage holds (the challenge itself,
+// or the account it was made with).
 func TestACMESharedState(t *testing.T) {
 	needPython(t)
 	t.Parallel()
@@ -654,5 +666,93 @@ func TestACMESharedState(t *testing.T) {
 	}
 	if n := strings.Count(p.logs.String(), "Issued certificate serial"); n != 2 {
 		t.Errorf("Pebble issued %d certificates, want 2 (shared.test once, only-b.test)", n)
+	}
+}
+
+// ocspResponder is an OCSP responder for Pebble's certificates (Pebble
+// names one in them but runs none): it signs "good" with Pebble's
+// intermediate key, which Pebble's management interface hands out.
+type ocspResponder struct {
+	url    string
+	pebble atomic.Pointer[pebble]
+}
+
+func newOCSPResponder(t *testing.T) *ocspResponder {
+	o := &ocspResponder{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.url = "http://" + ln.Addr().String() + "/"
+	srv := &http.Server{Handler: http.HandlerFunc(o.serve)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return o
+}
+
+func (o *ocspResponder) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	req, err := ocsp.ParseRequest(body)
+	p := o.pebble.Load()
+	if err != nil || p == nil {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	get := func(path string) []byte {
+		resp, err := p.tlsClient.Get("https://" + p.mgmt + path)
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return b
+	}
+	cb, _ := pem.Decode(get("/intermediates/0"))
+	kb, _ := pem.Decode(get("/intermediate-keys/0"))
+	if cb == nil || kb == nil {
+		http.Error(w, "no issuer", http.StatusInternalServerError)
+		return
+	}
+	issuer, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	key, err := x509.ParsePKCS1PrivateKey(kb.Bytes)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	now := time.Now().Truncate(time.Minute)
+	der, err := ocsp.CreateResponse(issuer, issuer, ocsp.Response{Status: ocsp.Good, SerialNumber: req.SerialNumber,
+		ThisUpdate: now, NextUpdate: now.Add(48 * time.Hour)}, key)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	w.Write(der)
+}
+
+// checkStapled: the handshake for name carries a good OCSP response for
+// leaf, and the status says so.
+func checkStapled(t *testing.T, addr, name string, leaf *x509.Certificate) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st := c.ConnectionState()
+	if len(st.OCSPResponse) == 0 {
+		t.Errorf("no OCSP response stapled for %s", name)
+		return
+	}
+	if len(st.PeerCertificates) < 2 {
+		t.Fatalf("no intermediate served for %s", name)
+	}
+	resp, err := ocsp.ParseResponseForCert(st.OCSPResponse, leaf, st.PeerCertificates[1])
+	if err != nil || resp.Status != ocsp.Good {
+		t.Errorf("stapled OCSP response for %s: %v (status %d)", name, err, resp.Status)
 	}
 }

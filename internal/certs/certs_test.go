@@ -94,20 +94,21 @@ func TestZapToSlog(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	z := zapToSlog(log).With(zap.String("identifier", "a.example"))
-	z.Info("certificate obtained successfully", zap.String("issuer", "ca"))
-	z.Info("loading managed certificates from storage")
+	z.Info("renewing certificate", zap.String("issuer", "ca"))
+	z.Info("certificate obtained successfully")
+	z.Info("lock acquired")
 	z.Error("could not get certificate from issuer", zap.Error(errors.New("boom")))
 	z.Debug("noise")
 	out := buf.String()
 	for _, want := range []string{
-		`level=INFO msg="certificate obtained successfully" component=acme identifier=a.example issuer=ca`,
+		`level=INFO msg="renewing certificate" component=acme identifier=a.example issuer=ca`,
 		`level=ERROR msg="could not get certificate from issuer" component=acme identifier=a.example error=boom`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "loading managed") || strings.Contains(out, "noise") {
+	if strings.Contains(out, "successfully") || strings.Contains(out, "lock acquired") || strings.Contains(out, "noise") {
 		t.Errorf("routine lines at info level:\n%s", out)
 	}
 }

@@ -34,16 +34,13 @@ func level(l zapcore.Level, msg string) slog.Level {
 	return slog.LevelDebug
 }
 
-// loudInfo are certmagic's info messages worth an operator's attention.
+// loudInfo are certmagic's info messages worth an operator's attention
+// (success is logged by Manager.onEvent).
 var loudInfo = map[string]bool{
-	"certificate obtained successfully":       true,
 	"obtaining certificate":                   true,
 	"renewing certificate":                    true,
-	"certificate renewed successfully":        true,
 	"trying to solve challenge":               true,
 	"validations succeeded; finalizing order": true,
-	"lock acquired":                           true,
-	"waiting on internal rate limiter":        true,
 }
 
 func (c *slogCore) Enabled(l zapcore.Level) bool {

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/x509"
 	"flag"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -53,8 +54,6 @@ type ACME struct {
 	// ACMEDomains are every app's Domains, each once, in order: the names
 	// Ferry obtains certificates for. Derived.
 	ACMEDomains []string
-	// ACMECARoots is ACMECARoot, parsed (nil: system roots only).
-	ACMECARoots *x509.CertPool `json:"-"`
 }
 
 // AppACME is the per-app part: the names the app is reached by over HTTPS.
@@ -200,20 +199,8 @@ func (s *Server) finishACME(p *problems) {
 	if u, err := url.Parse(a.ACMECA); err != nil || u.Scheme != "https" || u.Host == "" {
 		p.bad("acme-ca", "must be an https:// URL of an ACME directory (got %q)", a.ACMECA)
 	}
-	if a.ACMECARoot != "" {
-		pem, err := os.ReadFile(a.ACMECARoot)
-		if err != nil {
-			p.bad("acme-ca-root", "%v", err)
-		} else {
-			pool, err := x509.SystemCertPool()
-			if err != nil || pool == nil {
-				pool = x509.NewCertPool()
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				p.bad("acme-ca-root", "%s holds no PEM certificate", a.ACMECARoot)
-			}
-			a.ACMECARoots = pool
-		}
+	if _, err := a.CARoots(); err != nil {
+		p.bad("acme-ca-root", "%v", err)
 	}
 	if a.ACMEStateDir == "" {
 		a.ACMEStateDir = DefaultACMEStateDir()
@@ -252,6 +239,26 @@ func (s *Server) finishACME(p *problems) {
 	case a.ACMERenewCheckInterval < time.Second:
 		p.bad("acme-renew-check-interval", "must be at least 1 second (got %s)", a.ACMERenewCheckInterval)
 	}
+}
+
+// CARoots are the roots trusted for the CA's HTTPS endpoint: the system's
+// plus ACMECARoot's; nil (the system's) without ACMECARoot.
+func (a *ACME) CARoots() (*x509.CertPool, error) {
+	if a.ACMECARoot == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(a.ACMECARoot)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", a.ACMECARoot)
+	}
+	return pool, nil
 }
 
 // DefaultACMEStateDir is where ACME state is kept unless

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
@@ -23,7 +24,12 @@ func newCertManager(cfg *config.Config, log *slog.Logger) (*certs.Manager, error
 	a := cfg.ACME
 	c := certs.Config{Log: log}
 	c.Domains = a.ACMEDomains
-	c.Email, c.CA, c.CARoots, c.StateDir = a.ACMEEmail, a.ACMECA, a.ACMECARoots, a.ACMEStateDir
+	c.Email, c.CA, c.StateDir = a.ACMEEmail, a.ACMECA, a.ACMEStateDir
+	roots, err := a.CARoots()
+	if err != nil {
+		return nil, fmt.Errorf("--acme-ca-root: %w", err)
+	}
+	c.CARoots = roots
 	c.HTTP01 = slices.Contains(a.ACMEChallenges, config.ChallengeHTTP01)
 	c.TLSALPN01 = slices.Contains(a.ACMEChallenges, config.ChallengeTLSALPN01)
 	if a.ACMEOnDemand {

@@ -19,6 +19,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -200,6 +201,25 @@ func (m *Manager) Start(ctx context.Context, host string, httpPort, tlsPort int)
 		"on_demand", m.onDemand != nil)
 	return nil
 }
+
+// LoadStored puts the certificates the state directory holds into the
+// cache. Call it before the TLS listener accepts, so that the first
+// handshakes (after a restart, or in the new Ferry of an upgrade, which
+// accepts on the same sockets at once) find them. Reading local storage is
+// quick; the OCSP staple is fetched here only if the stored one is stale,
+// within loadTimeout in all.
+func (m *Manager) LoadStored(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	for _, d := range m.cfg.Domains {
+		if _, err := m.magic.CacheManagedCertificate(ctx, d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warn("acme: cannot load the stored certificate; getting one", "domain", d, "error", err)
+		}
+	}
+}
+
+// loadTimeout bounds loading the stored certificates at start.
+const loadTimeout = 10 * time.Second
 
 // Stop ends maintenance and pending retries; locks this process holds are
 // released.

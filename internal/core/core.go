@@ -124,6 +124,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	if cm != nil {
+		cm.LoadStored(ctx)
+	}
 	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out, cm)
 	if err != nil {
 		return err

@@ -448,11 +448,6 @@ type listener struct {
 	// path first (fast.go); nil: net/http serves them all.
 	fast     *fastEngine
 	stopping atomic.Bool // stopAccepting was called
-	// handshakes are the TLS handshakes under way, each until its
-	// connection is taken by Accept (or fails), so that shutdown can let
-	// them reach net/http rather than drop them.
-	handshakes sync.WaitGroup
-	loopDone   chan struct{} // closed when acceptLoop returns (TLS and lean listeners)
 
 	ready chan net.Conn
 	errc  chan error
@@ -461,8 +456,7 @@ type listener struct {
 }
 
 func newListener(ln net.Listener, t *tracker, tlsConf *tls.Config, hsTimeout time.Duration, fast *fastEngine, log *slog.Logger) *listener {
-	l := &listener{Listener: ln, t: t, tlsConf: tlsConf, hsTimeout: hsTimeout, log: log, done: make(chan struct{}),
-		loopDone: make(chan struct{})}
+	l := &listener{Listener: ln, t: t, tlsConf: tlsConf, hsTimeout: hsTimeout, log: log, done: make(chan struct{})}
 	switch {
 	case tlsConf != nil:
 		if l.hsTimeout <= 0 {
@@ -492,24 +486,6 @@ func (l *listener) handoff(c net.Conn) {
 func (l *listener) stopAccepting() {
 	l.stopping.Store(true)
 	l.Listener.Close()
-}
-
-// drainHandshakes stops accepting on a TLS listener and waits, until ctx
-// ends, for the handshakes under way to hand their connections to net/http
-// (which must still be serving): during an upgrade or shutdown, a client
-// whose connection was accepted is served, not dropped.
-func (l *listener) drainHandshakes(ctx context.Context) {
-	l.stopAccepting()
-	done := make(chan struct{})
-	go func() {
-		<-l.loopDone // no handshake starts after this
-		l.handshakes.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -554,7 +530,6 @@ func (l *listener) Close() error {
 // acceptLoop accepts until the listener closes, serving each connection
 // (a TLS handshake, or the lean path) in a goroutine of its own.
 func (l *listener) acceptLoop(serve func(*slotConn)) {
-	defer close(l.loopDone)
 	var delay time.Duration
 	for {
 		raw, err := l.acceptRaw()
@@ -583,15 +558,11 @@ func (l *listener) acceptLoop(serve func(*slotConn)) {
 			return
 		}
 		delay = 0
-		if l.tlsConf != nil {
-			l.handshakes.Add(1)
-		}
 		go serve(raw)
 	}
 }
 
 func (l *listener) handshake(raw *slotConn) {
-	defer l.handshakes.Done()
 	tc := tls.Server(raw, l.tlsConf)
 	raw.SetDeadline(time.Now().Add(l.hsTimeout))
 	if err := tc.Handshake(); err != nil {

@@ -280,13 +280,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if n := s.t.closeHijacked(); n > 0 {
 		s.log.Info("closed upgraded (WebSocket) connections", "count", n)
 	}
-	// TLS connections accepted but still in their handshake reach net/http
-	// before it stops taking connections.
-	for _, l := range s.lns {
-		if l.ln.tlsConf != nil {
-			l.ln.drainHandshakes(ctx)
-		}
-	}
 	if s.fast != nil {
 		// First the lean path's connections, while net/http still takes
 		// the requests they hand over.

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/config"
@@ -53,7 +54,7 @@ func useCertManager(sc *server.Config, cm *certs.Manager, cfg *config.Config) {
 
 // startCerts starts managing certificates once the front listens: the
 // challenge ports are those it listens on.
-func startCerts(ctx context.Context, cm *certs.Manager, front *server.Server, reg *metrics.Metrics) error {
+func startCerts(ctx context.Context, cm *certs.Manager, front *server.Server, reg *metrics.Metrics, cfg *config.Config, log *slog.Logger) error {
 	var host string
 	var httpPort, tlsPort int
 	for _, u := range front.URLs() {
@@ -76,6 +77,9 @@ func startCerts(ctx context.Context, cm *certs.Manager, front *server.Server, re
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = ""
 	}
+	if msg := challengePorts(cfg.ACMECA, httpPort, tlsPort); msg != "" {
+		log.Warn("acme: " + msg)
+	}
 	reg.RegisterCertificates(func() []metrics.CertSnapshot {
 		var out []metrics.CertSnapshot
 		for _, s := range cm.Status() {
@@ -84,4 +88,21 @@ func startCerts(ctx context.Context, cm *certs.Manager, front *server.Server, re
 		return out
 	})
 	return cm.Start(ctx, host, httpPort, tlsPort)
+}
+
+// challengePorts says what is wrong when a public CA, which validates on
+// ports 80 (HTTP-01) and 443 (TLS-ALPN-01), cannot reach Ferry on either;
+// "" when it can, or when the CA is another (a private or test CA may
+// validate elsewhere).
+func challengePorts(ca string, httpPort, tlsPort int) string {
+	if !strings.HasPrefix(ca, "https://acme-v02.api.letsencrypt.org/") &&
+		!strings.HasPrefix(ca, "https://acme-staging-v02.api.letsencrypt.org/") &&
+		!strings.HasPrefix(ca, "https://acme.zerossl.com/") {
+		return ""
+	}
+	if httpPort == 80 || tlsPort == 443 {
+		return ""
+	}
+	return fmt.Sprintf("the CA validates on ports 80 and 443, but Ferry listens on %d (HTTP) and %d (HTTPS): "+
+		"no certificate can be obtained unless those ports are forwarded here; use --port 80 and --ssl-port 443", httpPort, tlsPort)
 }

@@ -136,7 +136,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	st.reg.RegisterFront(front.LeanStats)
 	if cm != nil {
 		defer cm.Stop()
-		if err := startCerts(ctx, cm, front, st.reg); err != nil {
+		if err := startCerts(ctx, cm, front, st.reg, cfg, log); err != nil {
 			return err
 		}
 	}

@@ -350,6 +350,16 @@ func TestACMEIssuance(t *testing.T) {
 				t.Errorf("protocol %q, names %v; want h2 and %s", proto, leaf.DNSNames, name)
 			}
 			checkStapled(t, tlsAddr, name, leaf)
+			// A client that sends no server name (https://127.0.0.1/) gets
+			// the first domain's certificate.
+			if c, err := tls.Dial("tcp", tlsAddr, &tls.Config{InsecureSkipVerify: true}); err != nil {
+				t.Errorf("handshake without SNI: %v", err)
+			} else {
+				if got := c.ConnectionState().PeerCertificates[0]; !got.Equal(leaf) {
+					t.Errorf("without SNI: certificate for %v, want %s's", got.DNSNames, name)
+				}
+				c.Close()
+			}
 			if status, _, err := httpsGet(tlsAddr, name, roots); err != nil || status != http.StatusOK {
 				t.Errorf("GET https://%s/: %d %v", name, status, err)
 			}

@@ -109,12 +109,17 @@ func New(c Config) (*Manager, error) {
 		Logger:             zl,
 	})
 	storage := &certmagic.FileStorage{Path: c.StateDir}
+	var defaultName string
+	if len(c.Domains) > 0 {
+		defaultName = c.Domains[0] // for clients that send no SNI (https://IP/)
+	}
 	newConfig := func(onDemand *certmagic.OnDemandConfig) *certmagic.Config {
 		mc := certmagic.New(m.cache, certmagic.Config{
-			Storage:  storage,
-			OnEvent:  m.onEvent,
-			OnDemand: onDemand,
-			Logger:   zl,
+			Storage:           storage,
+			OnEvent:           m.onEvent,
+			OnDemand:          onDemand,
+			DefaultServerName: defaultName,
+			Logger:            zl,
 		})
 		iss := certmagic.NewACMEIssuer(mc, certmagic.ACMEIssuer{
 			CA:                      c.CA,
@@ -260,6 +265,12 @@ func (m *Manager) HTTPHandler(next http.Handler) http.Handler {
 func (m *Manager) ask(ctx context.Context, name string) error {
 	if m.listed[name] {
 		return nil
+	}
+	m.mu.Lock()
+	started := m.started
+	m.mu.Unlock()
+	if !started { // the challenge ports are not known yet
+		return errors.New("acme: not started yet")
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.AskTimeout)
 	defer cancel()

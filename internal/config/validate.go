@@ -40,6 +40,7 @@ func (p *problems) add(err error) {
 func (c *Config) Finish() error {
 	var errs []error
 	sp := &problems{}
+	c.prepareACME(sp)
 	c.Server.finish(sp)
 	c.Passenger.finish(&c.Server, func(w string) { c.Warnings = append(c.Warnings, w) })
 	errs = append(errs, sp.errs...)
@@ -106,6 +107,7 @@ func (s *Server) finish(p *problems) {
 	s.Front.finish(p)
 	s.Security.finish(p)
 	s.SocketAccess.finish(p, s.Socket)
+	s.finishACME(p)
 }
 
 func (a *App) finish(p *problems) {

@@ -172,6 +172,7 @@ type Stats struct {
 	Restarts     uint64 `json:"restarts"`
 	OutOfBand    uint64 `json:"out_of_band_work"`
 	RequestsDone uint64 `json:"requests_done"`
+	RecycledMem  uint64 `json:"recycled_memory"` // of Recycled, those over --memory-limit
 }
 
 // NewGroup returns a group that will spawn with sp. Call Start to bring up

@@ -116,6 +116,8 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	// and it reveals nothing.
 	mux.Handle("GET /health", s.handle(s.health))
 	mux.Handle("GET /ready", http.HandlerFunc(s.ready))
+	// Signals app processes, and shows their code's paths: admin only.
+	mux.Handle("GET /backtraces", admin(s.handle(s.backtraces)))
 	mux.Handle("POST /apps/{name}/restart", admin(s.handle(s.restart)))
 	mux.Handle("POST /apps/{name}/processes/{pid}/detach", admin(s.handle(s.detach)))
 	mux.Handle("POST /apps/{name}/processes/{pid}/kill", admin(s.handle(s.kill)))

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/logs"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/procstat"
 	"github.com/ferry-server/ferry/internal/turbocache"
@@ -65,6 +66,8 @@ type Source interface {
 	ReopenLogs() error
 	// Reload loads the configuration again and applies what changed.
 	Reload() error
+	// Logs keeps the latest records of the core's log and the apps' output.
+	Logs() *logs.Recent
 }
 
 // Token file names in the instance directory, readable only by the owner.
@@ -81,12 +84,13 @@ type Server struct {
 	cpu        procstat.Tracker
 	readToken  string
 	adminToken string
+	closing    chan struct{} // closed at Shutdown: streams end
 }
 
 // Listen writes fresh tokens into dir and opens the admin socket there,
 // readable and writable only by the owner (root may always connect).
 func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
-	s := &Server{src: src}
+	s := &Server{src: src, closing: make(chan struct{})}
 	var err error
 	if s.readToken, err = writeToken(filepath.Join(dir, ReadTokenFile)); err != nil {
 		return nil, err
@@ -112,6 +116,7 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /pool", read(s.handle(s.pool)))
 	mux.Handle("GET /requests", read(s.handle(s.requests)))
 	mux.Handle("GET /metrics", read(src.Metrics()))
+	mux.Handle("GET /logs", read(http.HandlerFunc(s.logsHandler)))
 	// Health answers without a token: load balancers and probes have none,
 	// and it reveals nothing.
 	mux.Handle("GET /health", s.handle(s.health))
@@ -130,6 +135,7 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /debug/pprof/symbol", admin(http.HandlerFunc(pprof.Symbol)))
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	s.hs.RegisterOnShutdown(func() { close(s.closing) })
 	return s, nil
 }
 

@@ -70,6 +70,7 @@ type Server struct {
 
 	Front     // front.go
 	Security  // security.go
+	Logging   // logging.go
 	Passenger // passenger.go
 }
 

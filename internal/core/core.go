@@ -636,6 +636,7 @@ func (s *source) Ready() bool           { return s.ready.Load() }
 func (s *source) Metrics() http.Handler { return s.metrics.Handler() }
 func (s *source) ReopenLogs() error     { return s.logs.Reopen() }
 func (s *source) Reload() error         { return s.st.reload() }
+func (s *source) Logs() *logs.Recent    { return s.logs.Recent }
 
 // poolSnapshots feeds the pools' state to the metrics at scrape time.
 func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {

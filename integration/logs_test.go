@@ -169,6 +169,34 @@ server_names = ["shop.test"]
 	})
 }
 
+// TestLogsFollowEndsAtStop checks that `ferry logs -f` ends when the
+// instance stops, and does not hold up its stop.
+func TestLogsFollowEndsAtStop(t *testing.T) {
+	f := startFerry(t, fixture(t, "wsgi/echo"))
+	cmd := exec.Command(ferryBin, "logs", "--instance", f.Instance, "-f")
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	eventually(t, "ferry logs -f printing", func() bool {
+		f.get("/print")
+		return strings.Contains(f.logs.String(), "hello stdout from app")
+	})
+	f.stop() // fails the test if ferry takes over 60s
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(out.String(), `msg="ferry started"`) {
+			t.Errorf("ferry logs -f after the stop: %v\n%s", err, out.String())
+		}
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("ferry logs -f still runs a minute after the instance stopped")
+	}
+}
+
 // adminGet calls the admin API; false on error.
 func adminGet(t *testing.T, f *ferry, path string, out any) bool {
 	t.Helper()

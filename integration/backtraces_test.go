@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/admin"
 )
 
 // Apps whose /hold requests wait in a function with a recognisable name
@@ -263,5 +265,68 @@ func TestBacktracesErrors(t *testing.T) {
 	_, stderr, err = ferryCtx(t, time.Minute, "status", "--pid", "1", "--instance", f.Instance)
 	if err == nil || !strings.Contains(stderr, "--pid goes with --show=backtraces") {
 		t.Errorf("--pid without --show=backtraces: %v %s", err, stderr)
+	}
+}
+
+// TestBacktracesStuckInC asks a Python process whose only thread is stuck
+// in C code holding the GIL (sum over a long range): the
+// threads' stacks still come (faulthandler's C handler writes them), the
+// rest cannot, and the answer says it is incomplete. Once the C code
+// returns, the process answers in full again.
+func TestBacktracesStuckInC(t *testing.T) {
+	dir := filepath.Join(shortTempDir(t), "stuck")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	app := `def stuck_in_c():
+    # One C call, GIL held, that never checks for signals: seconds on
+    # any machine.
+    sum(range(10**9))
+
+def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/stuck":
+        stuck_in_c()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+`
+	if err := os.WriteFile(filepath.Join(dir, "passenger_wsgi.py"), []byte(app), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := startFerry(t, dir, "--spawn-method", "direct", "--max-pool-size", "1")
+	eventually(t, "a process", func() bool { return len(f.pids()) == 1 })
+	pid := f.pids()[0]
+	done := make(chan int, 1)
+	go func() {
+		code, _ := f.get("/stuck")
+		done <- code
+	}()
+	eventually(t, "the request in the process", func() bool {
+		p := f.pool().Apps[0].Processes
+		return len(p) == 1 && p[0].Sessions == 1
+	})
+	ask := func(timeout string) admin.ProcessBacktraces {
+		t.Helper()
+		var bt admin.Backtraces
+		path := "/backtraces?pid=" + strconv.Itoa(pid) + "&timeout=" + timeout
+		if err := admin.NewClient(f.Instance).Do(t.Context(), "GET", path, &bt); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		if len(bt.Processes) != 1 {
+			t.Fatalf("GET %s: %+v", path, bt)
+		}
+		return bt.Processes[0]
+	}
+	got := ask("1s")
+	if got.Error != "" || !strings.Contains(got.Backtraces, "in stuck_in_c") || !strings.Contains(got.Backtraces, "(incomplete") ||
+		strings.Contains(got.Backtraces, "Thread names:") {
+		t.Fatalf("stuck in C: %+v", got)
+	}
+	if code := <-done; code != 200 {
+		t.Fatalf("GET /stuck = %d", code)
+	}
+	got = ask("1m")
+	if got.Error != "" || strings.Contains(got.Backtraces, "stuck_in_c") || strings.Contains(got.Backtraces, "(incomplete") ||
+		!strings.Contains(got.Backtraces, "Thread names:") {
+		t.Fatalf("after the C code returned: %+v", got)
 	}
 }

@@ -266,6 +266,24 @@ func TestBacktracesErrors(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, "--pid goes with --show=backtraces") {
 		t.Errorf("--pid without --show=backtraces: %v %s", err, stderr)
 	}
+	// The read-only token may read the logs, not signal processes.
+	tok, err := os.ReadFile(filepath.Join(f.Instance, admin.ReadTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro := admin.NewClient(f.Instance).WithToken(strings.TrimSpace(string(tok)))
+	if err := ro.Do(t.Context(), "GET", "/backtraces", nil); err == nil || !strings.Contains(err.Error(), "needs the admin token") {
+		t.Errorf("GET /backtraces with the read-only token: %v", err)
+	}
+	var raw []byte
+	if err := ro.Do(t.Context(), "GET", "/logs?lines=1", &raw); err != nil || len(raw) == 0 {
+		t.Errorf("GET /logs with the read-only token: %v %q", err, raw)
+	}
+	for _, q := range []string{"timeout=2h", "timeout=x", "pid=-3", "app=nope"} {
+		if err := admin.NewClient(f.Instance).Do(t.Context(), "GET", "/backtraces?"+q, nil); err == nil {
+			t.Errorf("GET /backtraces?%s: no error", q)
+		}
+	}
 }
 
 // TestBacktracesStuckInC asks a Python process whose only thread is stuck

@@ -60,6 +60,10 @@ func TestPrometheusScrapesFerry(t *testing.T) {
 		"--min-instances", "2", "--max-pool-size", "2", "--max-request-queue-size", "1")
 	prom := startPrometheus(t, promBin, metricsAddr)
 
+	// Scraped once before the traffic, so that rate() sees it happen.
+	prom.waitFor(t, `sum(ferry_http_requests_total{app="hold",class="2xx"})`, func(r []promSample) bool {
+		return len(r) == 1 && r[0].Value == 0
+	})
 	const requests = 5
 	for range requests {
 		if code, body := f.get("/"); code != 200 {
@@ -72,6 +76,23 @@ func TestPrometheusScrapesFerry(t *testing.T) {
 	})
 	prom.waitFor(t, `sum(ferry_pool_processes{app="hold",state="serving"})`, func(r []promSample) bool {
 		return len(r) == 1 && r[0].Value == 2
+	})
+
+	// Every query of the dashboard is valid PromQL to this Prometheus.
+	for _, p := range dashboardPanels(t) {
+		for _, tg := range p.Targets {
+			prom.query(t, grafanaVars.Replace(tg.Expr)) // fails the test on an error
+		}
+	}
+	// The request rate panel shows the app's 2xx (once two scrapes are in
+	// its window).
+	prom.waitFor(t, dashboardQuery(t, "Requests by status class"), func(r []promSample) bool {
+		for _, s := range r {
+			if s.Metric["app"] == "hold" && s.Metric["class"] == "2xx" && s.Value > 0 {
+				return true
+			}
+		}
+		return false
 	})
 
 	// The dashboard's saturation panel, as Grafana sends it.
@@ -281,14 +302,17 @@ func dashboardPanels(t *testing.T) []dashPanel {
 	return d.Panels
 }
 
+// grafanaVars replaces the dashboard's variables as Grafana does with
+// "All" selected.
+var grafanaVars = strings.NewReplacer("$__rate_interval", "1m", "$job", ".*", "$instance", ".*", "$app", ".*")
+
 // dashboardQuery is the first query of the panel titled title, with the
-// dashboard's variables replaced as Grafana does with "All" selected.
+// dashboard's variables replaced.
 func dashboardQuery(t *testing.T, title string) string {
 	t.Helper()
 	for _, p := range dashboardPanels(t) {
 		if p.Title == title && len(p.Targets) > 0 {
-			return strings.NewReplacer("$__rate_interval", "1m", "$job", ".*", "$instance", ".*", "$app", ".*").
-				Replace(p.Targets[0].Expr)
+			return grafanaVars.Replace(p.Targets[0].Expr)
 		}
 	}
 	t.Fatalf("no panel %q in %s", title, dashboardFile)

@@ -1,7 +1,6 @@
 package logs
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strconv"
@@ -44,6 +43,20 @@ type Recent struct {
 	seq   uint64
 	subs  map[*Follower]struct{}
 	close chan struct{}
+
+	// text renders records as the core's text log does, into line; lineMu
+	// is held around each rendering.
+	text   slog.Handler
+	lineMu sync.Mutex
+	line   lineBuf
+}
+
+// lineBuf keeps the last line written to it.
+type lineBuf struct{ b []byte }
+
+func (l *lineBuf) Write(p []byte) (int, error) {
+	l.b = append(l.b[:0], p...)
+	return len(p), nil
 }
 
 // NewRecent keeps up to max bytes of records (0: DefaultRecentBytes).
@@ -51,7 +64,9 @@ func NewRecent(max int64) *Recent {
 	if max <= 0 {
 		max = DefaultRecentBytes
 	}
-	return &Recent{max: max, ring: make([]Entry, 64), subs: map[*Follower]struct{}{}, close: make(chan struct{})}
+	r := &Recent{max: max, ring: make([]Entry, 64), subs: map[*Follower]struct{}{}, close: make(chan struct{})}
+	r.text = slog.NewTextHandler(&r.line, &slog.HandlerOptions{Level: slog.LevelDebug})
+	return r
 }
 
 func entrySize(e *Entry) int64 { return int64(len(e.Line)+len(e.App)) + 64 }
@@ -178,16 +193,16 @@ func (r *Recent) shut() {
 
 // recentHandler passes records on to next and keeps them in r.
 type recentHandler struct {
-	next  slog.Handler
-	r     *Recent
-	attrs []slog.Attr // from WithAttrs, outside any group
-	group string      // WithGroup's prefix, "" at the top
-	app   string
-	pid   int
+	next    slog.Handler
+	r       *Recent
+	text    slog.Handler // r.text with this handler's attributes and groups
+	inGroup bool         // attributes now go into a group
+	app     string
+	pid     int
 }
 
 func (r *Recent) handler(next slog.Handler) slog.Handler {
-	return &recentHandler{next: next, r: r}
+	return &recentHandler{next: next, r: r, text: r.text}
 }
 
 func (h *recentHandler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -196,33 +211,26 @@ func (h *recentHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h *recentHandler) Handle(ctx context.Context, rec slog.Record) error {
 	e := Entry{Time: rec.Time, Level: rec.Level.String(), App: h.app, PID: h.pid}
-	if h.group == "" {
+	if !h.inGroup {
 		rec.Attrs(func(a slog.Attr) bool {
 			pickAppPID(a, &e.App, &e.PID)
 			return true
 		})
 	}
 	// The line as the core's text log has it (one line: text quotes
-	// newlines), rendered here once for every reader.
-	var buf bytes.Buffer
-	th := slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})
-	var hh slog.Handler = th
-	if len(h.attrs) > 0 {
-		hh = hh.WithAttrs(h.attrs)
+	// newlines), rendered once here for every reader.
+	short := rec
+	if len(short.Message) > maxRecentLine {
+		short.Message = short.Message[:maxRecentLine] + "…(cut)"
 	}
-	if h.group != "" {
-		hh = hh.WithGroup(h.group)
-	}
-	r2 := rec.Clone()
-	if len(r2.Message) > maxRecentLine {
-		r2.Message = r2.Message[:maxRecentLine] + "…(cut)"
-	}
-	hh.Handle(ctx, r2)
-	line := buf.String()
+	h.r.lineMu.Lock()
+	h.text.Handle(ctx, short)
+	line := h.r.line.b
 	if len(line) > 2*maxRecentLine {
-		line = line[:2*maxRecentLine] + "…(cut)\n"
+		line = append(line[:2*maxRecentLine:2*maxRecentLine], "…(cut)\n"...)
 	}
-	e.Line = line
+	e.Line = string(line)
+	h.r.lineMu.Unlock()
 	h.r.add(e)
 	return h.next.Handle(ctx, rec)
 }
@@ -230,14 +238,11 @@ func (h *recentHandler) Handle(ctx context.Context, rec slog.Record) error {
 func (h *recentHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	c := *h
 	c.next = h.next.WithAttrs(as)
-	if h.group == "" {
-		c.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	c.text = h.text.WithAttrs(as)
+	if !h.inGroup {
 		for _, a := range as {
 			pickAppPID(a, &c.app, &c.pid)
 		}
-	} else {
-		// Attributes inside a group: kept for the line only.
-		c.attrs = append(append([]slog.Attr(nil), h.attrs...), slog.Group(h.group, attrsAny(as)...))
 	}
 	return &c
 }
@@ -245,20 +250,9 @@ func (h *recentHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h *recentHandler) WithGroup(name string) slog.Handler {
 	c := *h
 	c.next = h.next.WithGroup(name)
-	if c.group == "" {
-		c.group = name
-	} else {
-		c.group += "." + name
-	}
+	c.text = h.text.WithGroup(name)
+	c.inGroup = true
 	return &c
-}
-
-func attrsAny(as []slog.Attr) []any {
-	out := make([]any, len(as))
-	for i, a := range as {
-		out[i] = a
-	}
-	return out
 }
 
 // pickAppPID notes the app and pid attributes Ferry's loggers carry.

@@ -3,6 +3,7 @@ package logs
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -106,4 +107,22 @@ func TestRecentFollow(t *testing.T) {
 	r.shut()
 	r.shut()
 	<-r.Closed()
+}
+
+// BenchmarkRecentHandler is the cost the memory of ferry logs adds to a
+// logged line (an app's output line, as the spawn package logs it).
+func BenchmarkRecentHandler(b *testing.B) {
+	for _, keep := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "kept"}[keep], func(b *testing.B) {
+			var h slog.Handler = slog.NewTextHandler(io.Discard, nil)
+			if keep {
+				h = NewRecent(0).handler(h)
+			}
+			log := slog.New(h).With("app", "blog", "pid", 4242)
+			b.ReportAllocs()
+			for b.Loop() {
+				log.Info("app output", "stream", "stdout", "line", "GET /posts/42 rendered in 12ms")
+			}
+		})
+	}
 }

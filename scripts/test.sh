@@ -30,6 +30,7 @@ if [ -n "$unformatted" ]; then
 fi
 echo "== go vet"
 go vet ./...
+./scripts/monitoring.sh
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
 echo "== Debian package (build, lintian, dpkg -i, serve, purge)"

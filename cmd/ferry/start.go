@@ -44,7 +44,8 @@ func start(ctx context.Context, args []string) error {
 	if cfg.Daemonize && os.Getenv(daemonChildEnv) == "" {
 		return daemonize(cfg, withoutDaemonize(args))
 	}
-	out, err := logs.New(logs.Options{File: cfg.LogFile, Format: cfg.LogFormat, Level: cfg.LogLevel})
+	out, err := logs.New(logs.Options{File: cfg.LogFile, Format: cfg.LogFormat, Level: cfg.LogLevel,
+		Recent: cfg.LogBufferSize})
 	if err != nil {
 		return fmt.Errorf("start: --log-file: %w", err)
 	}

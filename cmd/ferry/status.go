@@ -34,6 +34,8 @@ each app with its processes. --show picks another view:
   requests  the requests in flight
   server    the core and the configuration in effect
   metrics   the Prometheus metrics, as exposed
+  backtraces  the stack of every thread of each Ruby, Python and Node.js
+            process, taken without stopping it (--pid N: that process only)
 
 --json prints the admin API's JSON answer for the view instead of text.
 `
@@ -48,6 +50,7 @@ func status(ctx context.Context, args []string) error {
 	target.register(fs)
 	show := fs.String("show", "pool", "the `VIEW` to show: pool, requests, server or metrics")
 	asJSON := fs.Bool("json", false, "print the admin API's JSON answer instead of text")
+	pid := fs.Int("pid", 0, "with --show=backtraces: only the app process with this `PID`")
 	if wantsHelp(args) {
 		fmt.Print(statusHelp, "\nOptions:\n")
 		printFlags(os.Stdout, fs)
@@ -57,10 +60,14 @@ func status(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	paths := map[string]string{"pool": "/pool", "requests": "/requests", "server": "/server", "metrics": "/metrics"}
+	paths := map[string]string{"pool": "/pool", "requests": "/requests", "server": "/server", "metrics": "/metrics",
+		"backtraces": "/backtraces"}
 	path, ok := paths[*show]
 	if !ok {
-		return fmt.Errorf("status: --show must be pool, requests, server or metrics, not %q", *show)
+		return fmt.Errorf("status: --show must be pool, requests, server, metrics or backtraces, not %q", *show)
+	}
+	if path, err = backtracesPath(path, *show, *pid); err != nil {
+		return fmt.Errorf("status: %w", err)
 	}
 	if *show == "metrics" && *asJSON {
 		return fmt.Errorf("status: the metrics are Prometheus text, not JSON; drop --json")
@@ -120,6 +127,10 @@ func status(ctx context.Context, args []string) error {
 			return fmt.Errorf("status: decode /server: %w", err)
 		}
 		writeServer(&out, info, pal)
+	case "backtraces":
+		if err := writeBacktraces(&out, raw, pal); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
 	}
 	_, err = os.Stdout.Write(out.Bytes())
 	return err

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ferry-server/ferry/internal/certs"
+	"github.com/ferry-server/ferry/internal/logs"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/procstat"
 	"github.com/ferry-server/ferry/internal/turbocache"
@@ -68,6 +69,8 @@ type Source interface {
 	ReopenLogs() error
 	// Reload loads the configuration again and applies what changed.
 	Reload() error
+	// Logs keeps the latest records of the core's log and the apps' output.
+	Logs() *logs.Recent
 }
 
 // Token file names in the instance directory, readable only by the owner.
@@ -84,12 +87,13 @@ type Server struct {
 	cpu        procstat.Tracker
 	readToken  string
 	adminToken string
+	closing    chan struct{} // closed at Shutdown: streams end
 }
 
 // Listen writes fresh tokens into dir and opens the admin socket there,
 // readable and writable only by the owner (root may always connect).
 func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
-	s := &Server{src: src}
+	s := &Server{src: src, closing: make(chan struct{})}
 	var err error
 	if s.readToken, err = writeToken(filepath.Join(dir, ReadTokenFile)); err != nil {
 		return nil, err
@@ -115,10 +119,13 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /pool", read(s.handle(s.pool)))
 	mux.Handle("GET /requests", read(s.handle(s.requests)))
 	mux.Handle("GET /metrics", read(src.Metrics()))
+	mux.Handle("GET /logs", read(http.HandlerFunc(s.logsHandler)))
 	// Health answers without a token: load balancers and probes have none,
 	// and it reveals nothing.
 	mux.Handle("GET /health", s.handle(s.health))
 	mux.Handle("GET /ready", http.HandlerFunc(s.ready))
+	// Signals app processes, and shows their code's paths: admin only.
+	mux.Handle("GET /backtraces", admin(s.handle(s.backtraces)))
 	mux.Handle("POST /apps/{name}/restart", admin(s.handle(s.restart)))
 	mux.Handle("POST /apps/{name}/processes/{pid}/detach", admin(s.handle(s.detach)))
 	mux.Handle("POST /apps/{name}/processes/{pid}/kill", admin(s.handle(s.kill)))
@@ -131,6 +138,7 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /debug/pprof/symbol", admin(http.HandlerFunc(pprof.Symbol)))
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	s.hs.RegisterOnShutdown(func() { close(s.closing) })
 	return s, nil
 }
 

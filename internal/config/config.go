@@ -73,6 +73,7 @@ type Server struct {
 	Passenger    // passenger.go
 	SocketAccess // socketaccess.go
 	ACME         // acme.go
+	Logging      // logging.go
 }
 
 // App holds the settings of one hosted app.

@@ -658,6 +658,7 @@ func (s *source) Ready() bool           { return s.ready.Load() }
 func (s *source) Metrics() http.Handler { return s.metrics.Handler() }
 func (s *source) ReopenLogs() error     { return s.logs.Reopen() }
 func (s *source) Reload() error         { return s.st.reload() }
+func (s *source) Logs() *logs.Recent    { return s.logs.Recent }
 
 // poolSnapshots feeds the pools' state to the metrics at scrape time.
 func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {
@@ -666,9 +667,15 @@ func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {
 		var out []metrics.AppSnapshot
 		for _, a := range apps() {
 			st := a.group.Status()
-			snap := metrics.AppSnapshot{App: st.Name, Queued: st.Queued, ProcessesByState: map[string]int{}}
+			snap := metrics.AppSnapshot{App: st.Name, Queued: st.Queued, ProcessesByState: map[string]int{},
+				MaxProcesses: st.Max, MaxQueued: a.cfg.MaxRequestQueueSize,
+				RecycledMaxRequests: st.Stats.Recycled - st.Stats.RecycledMem, RecycledMemory: st.Stats.RecycledMem,
+				Died: st.Stats.Died, QueueFull: st.Stats.QueueFull, QueueTimeout: st.Stats.QueueTimeout}
 			for _, p := range st.Processes {
 				snap.ProcessesByState[p.State]++
+				if p.State == "serving" && p.Capacity > 0 && p.Sessions >= p.Capacity {
+					snap.Busy++
+				}
 				ps := metrics.ProcSnapshot{PID: p.PID, Sessions: p.Sessions, Processed: p.Processed}
 				if sample, _, err := cpu.Read(p.PID); err == nil {
 					ps.RSS, ps.PSS, ps.CPUSeconds = sample.Memory.RSS, sample.Memory.PSS, sample.CPUTime.Seconds()

@@ -283,6 +283,9 @@ type Outputs struct {
 	opts   Options
 	// Core is Ferry's own log.
 	Core *slog.Logger
+	// Recent keeps the latest records of the core's log and the apps'
+	// output, for `ferry logs`.
+	Recent *Recent
 }
 
 // Options say where logs go.
@@ -292,17 +295,20 @@ type Options struct {
 	// Format is "text" (default) or "json".
 	Format string
 	Level  slog.Level
+	// Recent is how many bytes of the latest records Outputs.Recent keeps
+	// (0: DefaultRecentBytes).
+	Recent int64
 }
 
 // New opens the outputs.
 func New(o Options) (*Outputs, error) {
-	out := &Outputs{opts: o}
+	out := &Outputs{opts: o, Recent: NewRecent(o.Recent)}
 	f, err := out.open(o.File)
 	if err != nil {
 		return nil, err
 	}
 	out.core = f
-	out.Core = slog.New(handler(f, o.Format, o.Level))
+	out.Core = slog.New(out.Recent.handler(handler(f, o.Format, o.Level)))
 	return out, nil
 }
 
@@ -340,7 +346,7 @@ func (o *Outputs) App(path string) (*slog.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return slog.New(handler(w, o.opts.Format, o.opts.Level)), nil
+	return slog.New(o.Recent.handler(handler(w, o.opts.Format, o.opts.Level))), nil
 }
 
 // Access returns where the access log writes its lines, buffered (see
@@ -395,6 +401,7 @@ func (o *Outputs) Reopen() error {
 
 // Close writes what is buffered and closes the log files.
 func (o *Outputs) Close() {
+	o.Recent.shut()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, f := range o.files {

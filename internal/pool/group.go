@@ -183,6 +183,7 @@ type Stats struct {
 	ConnectFailures    uint64 `json:"connect_failures"`
 	DroppedConnections uint64 `json:"dropped_connections"`
 	FramingErrors      uint64 `json:"framing_errors"`
+	RecycledMem        uint64 `json:"recycled_memory"` // of Recycled, those over --memory-limit
 }
 
 // NewGroup returns a group that will spawn with sp. Call Start to bring up

@@ -280,8 +280,10 @@ func (g *Group) checkMemory() {
 			continue
 		}
 		g.mu.Lock()
-		g.recycleLocked(worst, fmt.Sprintf("memory %d MiB over --memory-limit %d MiB (proportional set size)",
-			worstMem>>20, g.cfg.MemoryLimit>>20))
+		if g.recycleLocked(worst, fmt.Sprintf("memory %d MiB over --memory-limit %d MiB (proportional set size)",
+			worstMem>>20, g.cfg.MemoryLimit>>20)) {
+			g.stats.RecycledMem++
+		}
 		g.mu.Unlock()
 	}
 }

@@ -218,8 +218,8 @@ func TestMemoryLimitRecyclesTheBiggest(t *testing.T) {
 		time.Sleep(1500 * time.Millisecond)
 		synctest.Wait()
 		st := g.Status()
-		if st.Stats.Recycled != 1 {
-			t.Fatalf("recycled %d, want 1", st.Stats.Recycled)
+		if st.Stats.Recycled != 1 || st.Stats.RecycledMem != 1 {
+			t.Fatalf("recycled %d (%d for memory), want 1 (1)", st.Stats.Recycled, st.Stats.RecycledMem)
 		}
 		for _, p := range st.Processes {
 			if p.PID == ps[1].PID && p.State != "serving" {

@@ -72,6 +72,7 @@ type Server struct {
 	Security     // security.go
 	Passenger    // passenger.go
 	SocketAccess // socketaccess.go
+	Dashboard    // dashboard.go
 }
 
 // App holds the settings of one hosted app.

@@ -105,6 +105,7 @@ func (s *Server) finish(p *problems) {
 	}
 	s.Front.finish(p)
 	s.Security.finish(p)
+	s.Dashboard.finish(p)
 	s.SocketAccess.finish(p, s.Socket)
 }
 

@@ -69,7 +69,7 @@ async function action(what, path) {
 }
 
 function stateBadge(s) {
-  const cls = { ready: "ok", busy: "warn", spawning: "warn", detached: "bad", shutting_down: "bad" }[s] || "";
+  const cls = { serving: "ok", out_of_band: "warn", retiring: "warn", stopping: "bad", gone: "bad" }[s] || "";
   return el("span", { class: "badge " + cls }, s);
 }
 
@@ -102,7 +102,7 @@ function renderApp(a) {
     el("td", { class: "num" }, bytes(p.pss_bytes)),
     el("td", { class: "num" }, bytes(p.rss_bytes)),
     el("td", { class: "num" }, duration(p.uptime_seconds)),
-    el("td", {}, el("button", { type: "button", "data-action": "detach", disabled: !canAct || p.state === "detached",
+    el("td", {}, el("button", { type: "button", "data-action": "detach", disabled: !canAct || ["retiring", "stopping", "gone"].includes(p.state),
       onclick: () => action("detach " + p.pid, "api/apps/" + enc + "/processes/" + p.pid + "/detach") }, "Detach"))));
   const table = el("table", { class: "processes" },
     el("thead", {}, el("tr", {}, ["pid", "state", "gen", "busy", "requests", "CPU", "PSS", "RSS", "uptime", ""].map((h, i) =>
@@ -131,11 +131,10 @@ function render(st) {
   document.getElementById("server").textContent = "version " + st.server.version + " · pid " + st.server.pid +
     " · up " + duration(st.server.uptime_seconds) + (st.ready ? "" : " · draining");
   document.getElementById("apps").replaceChildren(...st.apps.map(renderApp));
-  const now = Date.parse(st.at);
   fillTable("requests", (st.requests || []).map((r) => el("tr", {},
     el("td", {}, r.app), el("td", {}, r.method), el("td", { class: "wrap" }, r.path), el("td", {}, r.client),
     el("td", {}, r.state), el("td", { class: "num" }, r.pid || "–"),
-    el("td", { class: "num" }, duration((now - Date.parse(r.started)) / 1000)))), 7);
+    el("td", { class: "num" }, duration(r.age_ms / 1000)))), 7);
   fillTable("spawn-errors", (st.spawn_errors || []).map((e) => el("tr", {},
     el("td", {}, new Date(e.at).toLocaleString()), el("td", {}, e.app), el("td", { class: "num" }, e.failures),
     el("td", { class: "wrap error-text" }, e.error))), 4);

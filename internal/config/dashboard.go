@@ -30,13 +30,13 @@ const (
 
 func init() {
 	register(
-		srv("dashboard", "serve the web dashboard at /dashboard/ on --metrics-address (true or false; default true)", func(s *Server) flag.Value {
+		srv("dashboard", "serve the web dashboard at /dashboard/ on --metrics-address (true or false)", func(s *Server) flag.Value {
 			return (*onOffValue)(&s.DashboardOff)
 		}),
-		srv("dashboard-refresh", "`SECONDS` between the dashboard's live updates (default 1)", func(s *Server) flag.Value {
+		srv("dashboard-refresh", "`SECONDS` between the dashboard's live updates, at least 0.1 (default 1)", func(s *Server) flag.Value {
 			return (*secondsValue)(&s.DashboardRefresh)
 		}),
-		srv("dashboard-max-viewers", "most dashboard live views open at once (`N`, default 16)", func(s *Server) flag.Value {
+		srv("dashboard-max-viewers", "most dashboard live views open at once (`N`); past it 503 (default 16)", func(s *Server) flag.Value {
 			return (*intValue)(&s.DashboardMaxViewers)
 		}),
 	)

@@ -77,7 +77,7 @@ func TestDashboardChromium(t *testing.T) {
 	page.eval(t, fmt.Sprintf(`document.getElementById("token").value = %q; document.getElementById("login").requestSubmit(); true`, strings.TrimSpace(string(tok))))
 	page.waitFor(t, "the admin token unlocks the actions", `!document.querySelector('[data-app="echo"] button[data-action="restart"]').disabled`)
 	page.eval(t, `document.querySelector('[data-app="echo"] button[data-action="restart"]').click(); true`)
-	page.waitFor(t, "the page reports the restart", `document.getElementById("message").textContent === "restart echo: done"`)
+	page.waitFor(t, "the page reports the restart", fmt.Sprintf(`document.getElementById("message").textContent === "restart echo: started, generation %d"`, oldGen+1))
 	eventually(t, "the app restarted: a new generation of processes, the old ones gone", func() bool {
 		st := f.pool().Apps[0]
 		if st.Processes == nil || len(st.Processes) == 0 {

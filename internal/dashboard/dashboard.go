@@ -268,6 +268,12 @@ func (d *Dashboard) view(f func(http.ResponseWriter, *http.Request, Viewer)) htt
 	return func(w http.ResponseWriter, r *http.Request) {
 		v := d.viewer(r)
 		if dec := Decide(v, false); !dec.OK {
+			if v.Token == BadToken && r.Header.Get("Authorization") == "" {
+				// A cookie from before the core restarted (tokens are new
+				// at every start): drop it, so that reloading the page
+				// falls back to what this viewer may see without one.
+				clearCookie(w)
+			}
 			writeJSON(w, dec.Status, map[string]string{"error": dec.Why})
 			return
 		}
@@ -378,8 +384,12 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": why})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Path: "/dashboard/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	clearCookie(w)
 	writeJSON(w, http.StatusOK, map[string]bool{"logged_out": true})
+}
+
+func clearCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Path: "/dashboard/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -297,6 +297,24 @@ func TestLogin(t *testing.T) {
 	if w := f.serve("GET", "/dashboard/api/state", remote, map[string]string{"Cookie": cs[0].String()}, ""); w.Code != 200 {
 		t.Fatalf("state with the login cookie: %d %s", w.Code, w.Body)
 	}
+	// A cookie of an earlier run of the core is refused and dropped.
+	w = f.serve("GET", "/dashboard/api/state", "127.0.0.1:1", map[string]string{"Cookie": CookieName + "=stale"}, "")
+	if cs := w.Result().Cookies(); w.Code != 401 || len(cs) != 1 || cs[0].MaxAge >= 0 {
+		t.Fatalf("stale cookie: %d %v %s", w.Code, cs, w.Body)
+	}
+	w = f.serve("POST", "/dashboard/api/logout", remote, map[string]string{CSRFHeader: "1"}, "")
+	if cs := w.Result().Cookies(); w.Code != 200 || len(cs) != 1 || cs[0].MaxAge >= 0 {
+		t.Fatalf("logout: %d %v %s", w.Code, cs, w.Body)
+	}
+}
+
+func TestRollingRestart(t *testing.T) {
+	f := newFixture(t, 4)
+	w := f.serve("POST", "/dashboard/api/apps/blog/restart?rolling=true", "127.0.0.1:1", map[string]string{CSRFHeader: "1", "Authorization": "Bearer " + f.admin_}, "")
+	var res admin.RestartResult
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &res) != nil || !res.Rolling {
+		t.Fatalf("rolling restart: %d %s", w.Code, w.Body)
+	}
 }
 
 // readEvent reads one SSE event's data.

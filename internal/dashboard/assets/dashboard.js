@@ -61,8 +61,8 @@ async function post(path, body) {
 
 async function action(what, path) {
   try {
-    await post(path);
-    message(what + ": done", false);
+    const res = await post(path);
+    message(what + ": " + (res.generation !== undefined ? "started, generation " + res.generation : "done"), false);
   } catch (e) {
     message(what + ": " + e.message, true);
   }
@@ -157,21 +157,26 @@ function live(on, text) {
   b.textContent = text;
 }
 
-async function start() {
+async function start(retried) {
   if (source) { source.close(); source = null; }
   let r;
   try {
     r = await fetch("api/state", { credentials: "same-origin" });
   } catch (e) {
     live(false, "core unreachable");
-    setTimeout(start, 3000);
+    setTimeout(() => start(), 3000);
     return;
   }
   const data = await r.json().catch(() => ({}));
   const login = document.getElementById("login");
+  if (r.status === 401 && !retried) {
+    // A stale token's cookie has just been dropped: look again without it.
+    return start(true);
+  }
   if (!r.ok) {
     live(false, "locked");
     login.hidden = false;
+    document.getElementById("logout").hidden = true;
     message(data.error || r.statusText, true);
     return;
   }
@@ -184,7 +189,7 @@ async function start() {
   source.addEventListener("state", (ev) => { live(true, "live"); render(JSON.parse(ev.data)); });
   source.onerror = () => {
     live(false, "reconnecting…");
-    if (source.readyState === EventSource.CLOSED) setTimeout(start, 3000);
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => start(), 3000);
   };
 }
 
@@ -195,7 +200,7 @@ document.getElementById("login").addEventListener("submit", async (ev) => {
     const res = await post("api/login", { token: input.value });
     input.value = "";
     message(res.can_act ? "admin token accepted: actions enabled" : "read-only token accepted", false);
-    start();
+    start(true);
   } catch (e) {
     message(e.message, true);
   }
@@ -204,7 +209,7 @@ document.getElementById("login").addEventListener("submit", async (ev) => {
 document.getElementById("logout").addEventListener("click", async () => {
   try { await post("api/logout"); } catch (e) { /* the cookie is gone either way */ }
   message("token forgotten", false);
-  start();
+  start(true);
 });
 
 start();

@@ -61,6 +61,20 @@ func TestDashboardChromium(t *testing.T) {
 	}
 	wg.Wait()
 
+	// Under a name other than a loopback one (as a site that rebinds its
+	// name to 127.0.0.1 would be) the page is locked until a token is
+	// typed in; the read-only token shows the app but no actions.
+	rebound := cdp.open(t, "http://dashboard.test:"+port+"/dashboard/")
+	rebound.waitFor(t, "the page under another name is locked",
+		`document.getElementById("live").textContent === "locked" && !document.getElementById("login").hidden && document.querySelector('[data-app]') === null`)
+	readTok, err := os.ReadFile(filepath.Join(f.Instance, admin.ReadTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebound.eval(t, fmt.Sprintf(`document.getElementById("token").value = %q; document.getElementById("login").requestSubmit(); true`, strings.TrimSpace(string(readTok))))
+	rebound.waitFor(t, "the read-only token shows the app, live, without actions",
+		`document.querySelector('[data-app="echo"] tr[data-pid]') !== null && document.getElementById("live").textContent === "live" && document.querySelector('[data-app="echo"] button[data-action="restart"]').disabled`)
+
 	// Without a token the page may look but not act.
 	if page.eval(t, `document.querySelector('[data-app="echo"] button[data-action="restart"]').disabled`) != true {
 		t.Fatal("the restart button is enabled for a viewer without the admin token")
@@ -141,7 +155,9 @@ func startChromium(t *testing.T, browser string) *chromium {
 	}
 	cmd := exec.Command(browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--user-data-dir="+t.TempDir(), "--remote-debugging-pipe", "--window-size=1280,900", "about:blank")
+		"--user-data-dir="+t.TempDir(), "--remote-debugging-pipe",
+		// A name that is not a loopback one, for the same loopback listener.
+		"--host-resolver-rules=MAP dashboard.test 127.0.0.1", "--window-size=1280,900", "about:blank")
 	cmd.ExtraFiles = []*os.File{toChrome, fromChrome} // fds 3 and 4
 	stderr := newLogBuffer()
 	cmd.Stderr = stderr

@@ -225,6 +225,7 @@ func (p palette) wrap(code, s string) string {
 // that golden files can pin it down.
 func writeStatus(w io.Writer, info admin.Info, ps admin.PoolStatus, now time.Time, pal palette) {
 	writeGeneral(w, info, pal)
+	writeCertificates(w, info.Certificates, now, pal)
 	if len(ps.Apps) == 0 {
 		fmt.Fprintf(w, "\n%s\n", "No apps.")
 	}

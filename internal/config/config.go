@@ -72,6 +72,7 @@ type Server struct {
 	Security     // security.go
 	Passenger    // passenger.go
 	SocketAccess // socketaccess.go
+	ACME         // acme.go
 	Dashboard    // dashboard.go
 }
 
@@ -128,6 +129,8 @@ type App struct {
 
 	AppSecurity  // security.go
 	AppPassenger // passenger.go
+	AppUpstream  // upstream.go
+	AppACME      // acme.go
 }
 
 // App types Ferry knows.

@@ -40,6 +40,7 @@ func (p *problems) add(err error) {
 func (c *Config) Finish() error {
 	var errs []error
 	sp := &problems{}
+	c.prepareACME(sp)
 	c.Server.finish(sp)
 	c.Passenger.finish(&c.Server, func(w string) { c.Warnings = append(c.Warnings, w) })
 	errs = append(errs, sp.errs...)
@@ -107,6 +108,7 @@ func (s *Server) finish(p *problems) {
 	s.Security.finish(p)
 	s.Dashboard.finish(p)
 	s.SocketAccess.finish(p, s.Socket)
+	s.finishACME(p)
 }
 
 func (a *App) finish(p *problems) {
@@ -193,6 +195,7 @@ func (a *App) finish(p *problems) {
 	}
 	a.AppSecurity.finish(p)
 	a.AppPassenger.finish(p)
+	a.AppUpstream.finish(p)
 	if a.Rackup != "" {
 		a.AppType, a.StartupFile = AppTypeRack, a.Rackup
 	}

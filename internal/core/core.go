@@ -28,6 +28,7 @@ import (
 	"github.com/ferry-server/ferry/internal/hooks"
 
 	"github.com/ferry-server/ferry/internal/admin"
+	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/dashboard"
 	"github.com/ferry-server/ferry/internal/identity"
@@ -120,17 +121,30 @@ func Run(ctx context.Context, o Options) (err error) {
 	if cfg.DataBufferDir != "" {
 		bufferDir = cfg.DataBufferDir
 	}
-	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out)
+	cm, err := newCertManager(cfg, log)
+	if err != nil {
+		return err
+	}
+	if cm != nil {
+		cm.LoadStored(ctx)
+	}
+	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out, cm)
 	if err != nil {
 		return err
 	}
 	defer closeFront()
 	st.handler = handler
 	st.reg.RegisterFront(front.LeanStats)
+	if cm != nil {
+		defer cm.Stop()
+		if err := startCerts(ctx, cm, front, st.reg, cfg, log); err != nil {
+			return err
+		}
+	}
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
 			Listen: front.URLs(), Instance: inst.Path(), Config: configMap(cfg)},
-		st: st, metrics: st.reg, logs: out,
+		st: st, metrics: st.reg, logs: out, certs: cm,
 	}
 	src.ready.Store(true)
 	adm, err := admin.Listen(inst.Path(), src, log)
@@ -408,18 +422,19 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 		})
 	}
 	poolCfg := pool.Config{
-		Name:              ac.Name,
-		Min:               ac.MinInstances,
-		Max:               ac.MaxPoolSize,
-		MaxQueue:          ac.MaxRequestQueueSize,
-		MaxQueueTime:      ac.MaxRequestQueueTime,
-		IdleTime:          ac.PoolIdleTime,
-		StopTimeout:       cfg.ShutdownTimeout,
-		MaxRequests:       ac.MaxRequests,
-		MaxRequestsJitter: ac.MaxRequestsJitter,
-		MemoryLimit:       ac.MemoryLimit << 20,
-		Memory:            ownMemory,
-		OutOfBand:         proxy.OutOfBand,
+		Name:               ac.Name,
+		Min:                ac.MinInstances,
+		Max:                ac.MaxPoolSize,
+		MaxQueue:           ac.MaxRequestQueueSize,
+		MaxQueueTime:       ac.MaxRequestQueueTime,
+		IdleTime:           ac.PoolIdleTime,
+		StopTimeout:        cfg.ShutdownTimeout,
+		MaxRequests:        ac.MaxRequests,
+		MaxRequestsJitter:  ac.MaxRequestsJitter,
+		MemoryLimit:        ac.MemoryLimit << 20,
+		Memory:             ownMemory,
+		MaxConnectFailures: ac.MaxConnectFailures,
+		OutOfBand:          proxy.OutOfBand,
 		Events: func(e pool.Event) {
 			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
 				am.Restart()
@@ -635,10 +650,17 @@ type source struct {
 	st      *state
 	metrics *metrics.Metrics
 	logs    *logs.Outputs
+	certs   *certs.Manager // nil: no automatic HTTPS
 	ready   atomic.Bool
 }
 
-func (s *source) Info() admin.Info { return s.info }
+func (s *source) Info() admin.Info {
+	i := s.info
+	if s.certs != nil {
+		i.Certificates = s.certs.Status()
+	}
+	return i
+}
 func (s *source) Apps() []admin.App {
 	var out []admin.App
 	for _, a := range s.st.current() {

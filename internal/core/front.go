@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/compress"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/inherit"
@@ -19,7 +20,7 @@ import (
 // for apps and its listeners, opened now. close releases what the front
 // holds besides its listeners: it writes out the access log's buffered
 // lines and closes its file.
-func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *logs.Outputs) (h *server.Handler, s *server.Server, close func(), err error) {
+func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *logs.Outputs, cm *certs.Manager) (h *server.Handler, s *server.Server, close func(), err error) {
 	f := cfg.Front
 	log := out.Core
 	access, closeLog, err := accessLog(cfg, out)
@@ -79,6 +80,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 			sc.Redirect = f.SSLRedirect
 		}
 	}
+	useCertManager(&sc, cm, cfg)
 	// Sockets from systemd (socket activation) are used before opening any.
 	inherited, err := inherit.FromEnv()
 	if err != nil {

@@ -358,3 +358,40 @@ func (p *chromePage) screenshot(t *testing.T, path string) {
 	}
 	t.Logf("screenshot written to %s", path)
 }
+
+// TestDashboardCertificates: the certificates automatic HTTPS manages
+// (here from Pebble) are in the dashboard's state and on its page.
+func TestDashboardCertificates(t *testing.T) {
+	needPython(t)
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (scripts/chromium.sh installs Debian's chromium): skipping the browser test of the dashboard")
+	}
+	p := startPebble(t, 90*24*time.Hour)
+	port := freePort(t)
+	state := filepath.Join(t.TempDir(), "acme")
+	f := startFerry(t, fixture(t, "wsgi/echo"), append(p.ferryArgs(state), "--domain", "dash.test",
+		"--metrics-address", "127.0.0.1:"+port, "--dashboard-refresh", "0.2")...)
+	waitFor(t, 60*time.Second, "a valid certificate", func() bool { return f.certState("dash.test").State == "valid" })
+
+	resp, err := client.Get("http://127.0.0.1:" + port + "/dashboard/api/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Certificates []struct {
+			Domain   string  `json:"domain"`
+			State    string  `json:"state"`
+			DaysLeft float64 `json:"days_left"`
+		} `json:"certificates"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || len(st.Certificates) != 1 || st.Certificates[0].Domain != "dash.test" || st.Certificates[0].State != "valid" || st.Certificates[0].DaysLeft < 80 {
+		t.Fatalf("dashboard state certificates: %+v %v", st.Certificates, err)
+	}
+
+	page := startChromium(t, browser).open(t, "http://127.0.0.1:"+port+"/dashboard/")
+	page.waitFor(t, "the page shows the certificate",
+		`!document.getElementById("certificates-section").hidden && document.querySelector('#certificates tr[data-domain="dash.test"]') !== null && document.querySelector('#certificates tr[data-domain="dash.test"]').textContent.includes("valid")`)
+}

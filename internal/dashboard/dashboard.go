@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ferry-server/ferry/internal/admin"
+	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/procstat"
 )
 
@@ -31,13 +32,6 @@ var assets embed.FS
 // Authoriser checks the admin API's tokens (admin.Server).
 type Authoriser interface {
 	Authorised(token string, changing bool) bool
-}
-
-// Certificates is implemented by a Source that knows the certificates it
-// serves; the dashboard shows what it returns (a JSON array of objects)
-// and otherwise leaves that section out.
-type Certificates interface {
-	Certificates() any
 }
 
 // Options configure a Dashboard.
@@ -84,13 +78,15 @@ type SpawnError struct {
 
 // State is one view of the instance, as the page renders it.
 type State struct {
-	At           time.Time         `json:"at"`
-	Server       admin.Info        `json:"server"`
-	Ready        bool              `json:"ready"`
-	Apps         []admin.AppStatus `json:"apps"`
-	Requests     any               `json:"requests"`
-	SpawnErrors  []SpawnError      `json:"spawn_errors"`
-	Certificates any               `json:"certificates,omitempty"`
+	At          time.Time         `json:"at"`
+	Server      admin.Info        `json:"server"`
+	Ready       bool              `json:"ready"`
+	Apps        []admin.AppStatus `json:"apps"`
+	Requests    any               `json:"requests"`
+	SpawnErrors []SpawnError      `json:"spawn_errors"`
+	// Certificates are the ones automatic HTTPS manages (none without
+	// --domain: the page leaves the section out).
+	Certificates []certs.Status `json:"certificates,omitempty"`
 	// Viewer is what the one asking may do (in GET api/state only).
 	Viewer *ViewerInfo `json:"viewer,omitempty"`
 }
@@ -178,18 +174,16 @@ func (d *Dashboard) noteSpawnErrors(app string, failed uint64, last string) {
 func (d *Dashboard) state() State {
 	src := d.o.Source
 	info := src.Info()
-	info.Config = nil // large, and not shown
+	certificates := info.Certificates
+	info.Config, info.Certificates = nil, nil // large, or shown apart
 	info.Uptime = time.Since(info.StartedAt).Seconds()
 	pool := admin.PoolOf(src.Apps(), &d.cpu)
 	for _, a := range pool.Apps {
 		d.noteSpawnErrors(a.Name, a.Stats.SpawnFailed, a.LastError)
 	}
-	st := State{At: time.Now(), Server: info, Ready: src.Ready(), Apps: pool.Apps, Requests: src.Requests()}
+	st := State{At: time.Now(), Server: info, Ready: src.Ready(), Apps: pool.Apps, Requests: src.Requests(), Certificates: certificates}
 	if st.Apps == nil {
 		st.Apps = []admin.AppStatus{}
-	}
-	if c, ok := src.(Certificates); ok {
-		st.Certificates = c.Certificates()
 	}
 	d.mu.Lock()
 	// Newest first.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ferry-server/ferry/internal/admin"
+	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/pool"
 )
 
@@ -120,7 +121,8 @@ func (failing) Spawn(context.Context) (pool.Proc, error) {
 type source struct{ apps []admin.App }
 
 func (s *source) Info() admin.Info {
-	return admin.Info{Version: "test", PID: os.Getpid(), StartedAt: time.Now()}
+	return admin.Info{Version: "test", PID: os.Getpid(), StartedAt: time.Now(), Config: map[string]any{"port": 3000},
+		Certificates: []certs.Status{{Domain: "example.org", State: certs.StateValid, DaysLeft: 60}}}
 }
 func (s *source) Apps() []admin.App     { return s.apps }
 func (s *source) Requests() any         { return []any{} }
@@ -128,7 +130,6 @@ func (s *source) Ready() bool           { return true }
 func (s *source) Metrics() http.Handler { return http.NotFoundHandler() }
 func (s *source) ReopenLogs() error     { return nil }
 func (s *source) Reload() error         { return nil }
-func (s *source) Certificates() any     { return []map[string]any{{"names": []string{"example.org"}}} }
 func readToken(t *testing.T, p string) string {
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -360,8 +361,8 @@ func TestEvents(t *testing.T) {
 	if len(first.Apps) != 1 || first.Apps[0].Name != "blog" || first.Viewer != nil {
 		t.Fatalf("first event: %+v", first)
 	}
-	if certs, _ := first.Certificates.([]any); len(certs) != 1 {
-		t.Fatalf("certificates the source reports are not shown: %#v", first.Certificates)
+	if c := first.Certificates; len(c) != 1 || c[0].Domain != "example.org" || first.Server.Certificates != nil || first.Server.Config != nil {
+		t.Fatalf("certificates: %+v; server: %+v", c, first.Server)
 	}
 	// Events keep coming, and the failing spawns show up in them.
 	var st State

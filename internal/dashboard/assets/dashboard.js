@@ -138,16 +138,18 @@ function render(st) {
   fillTable("spawn-errors", (st.spawn_errors || []).map((e) => el("tr", {},
     el("td", {}, new Date(e.at).toLocaleString()), el("td", {}, e.app), el("td", { class: "num" }, e.failures),
     el("td", { class: "wrap error-text" }, e.error))), 4);
-  // Certificates: shown when the core reports any, whatever their fields.
-  const certs = st.certificates;
-  const section = document.getElementById("certificates-section");
-  section.hidden = !Array.isArray(certs);
-  if (Array.isArray(certs)) {
-    const keys = [...new Set(certs.flatMap((c) => Object.keys(c)))];
-    document.querySelector("#certificates thead").replaceChildren(el("tr", {}, keys.map((k) => el("th", {}, k))));
-    fillTable("certificates", certs.map((c) => el("tr", {}, keys.map((k) =>
-      el("td", { class: "wrap" }, typeof c[k] === "object" ? JSON.stringify(c[k]) : c[k])))), keys.length || 1);
-  }
+  // Certificates of automatic HTTPS (--domain); none: the section stays hidden.
+  const certs = st.certificates || [];
+  document.getElementById("certificates-section").hidden = certs.length === 0;
+  fillTable("certificates", certs.map((c) => el("tr", { "data-domain": c.domain },
+    el("td", {}, c.domain, c.on_demand ? " (on demand)" : ""),
+    el("td", {}, el("span", { class: "badge " + ({ valid: "ok", renewing: "warn", obtaining: "warn" }[c.state] || "bad") }, c.state)),
+    el("td", {}, c.not_after ? new Date(c.not_after).toLocaleString() : "–"),
+    el("td", { class: "num" + (c.not_after && c.days_left < 14 ? " error-text" : "") }, c.not_after ? c.days_left.toFixed(1) : "–"),
+    el("td", {}, c.issuer || "–"),
+    el("td", {}, c.ocsp_stapled ? "yes" : "no"),
+    el("td", { class: "num" }, c.failures),
+    el("td", { class: "wrap error-text" }, c.last_error || ""))), 8);
   document.body.dataset.updated = st.at;
 }
 

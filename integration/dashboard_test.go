@@ -51,11 +51,12 @@ func TestDashboardChromium(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// Different URLs: the turbocache would coalesce equal GETs.
-			f.get(fmt.Sprintf("/sleep?s=3&n=%d", i))
+			f.get(fmt.Sprintf("/sleep?s=5&n=%d", i))
 		}()
 	}
-	page.waitFor(t, "the page shows the added process and the requests in flight",
-		procRows+` >= 2 && document.querySelector("#requests tbody").textContent.includes("/sleep")`)
+	page.waitFor(t, "the page shows the requests in flight",
+		`document.querySelector("#requests tbody").textContent.includes("/sleep?s=5&n=")`)
+	page.waitFor(t, "the page shows the added process", procRows+` >= 2`)
 	if out := os.Getenv("FERRY_DASHBOARD_SCREENSHOT"); out != "" {
 		page.screenshot(t, out)
 	}

@@ -158,11 +158,7 @@ func (s *Server) authorise(changing bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			ok := subtle.ConstantTimeCompare([]byte(got), []byte(s.adminToken)) == 1
-			if !changing {
-				ok = ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.readToken)) == 1
-			}
-			if !ok {
+			if !s.Authorised(got, changing) {
 				need := "the read-only or admin token"
 				if changing {
 					need = "the admin token"
@@ -174,6 +170,24 @@ func (s *Server) authorise(changing bool) func(http.Handler) http.Handler {
 		})
 	}
 }
+
+// Authorised reports whether token is the admin token or, unless the call
+// changes something, the read-only token; compared in constant time. The
+// dashboard authorises its viewers with the same tokens.
+func (s *Server) Authorised(token string, changing bool) bool {
+	if token == "" {
+		return false
+	}
+	ok := subtle.ConstantTimeCompare([]byte(token), []byte(s.adminToken)) == 1
+	if !changing {
+		ok = ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.readToken)) == 1
+	}
+	return ok
+}
+
+// Handler is the API's own handler, with its authorisation: the dashboard
+// performs its actions through it, so that they are the CLI's.
+func (s *Server) Handler() http.Handler { return s.hs.Handler }
 
 // Serve answers until Shutdown.
 func (s *Server) Serve() error {
@@ -255,10 +269,14 @@ func (s *Server) pool(*http.Request) (any, error) {
 }
 
 // Pool builds the pool status, reading CPU and memory from /proc.
-func (s *Server) Pool() PoolStatus {
+func (s *Server) Pool() PoolStatus { return PoolOf(s.src.Apps(), &s.cpu) }
+
+// PoolOf builds the status of apps; cpu measures CPU since its previous
+// look, so each viewer (the API, the dashboard) keeps its own.
+func PoolOf(apps []App, cpu *procstat.Tracker) PoolStatus {
 	now := time.Now()
 	var out PoolStatus
-	for _, a := range s.src.Apps() {
+	for _, a := range apps {
 		gs := a.Group.Status()
 		as := AppStatus{GroupStatus: gs, Root: a.Root, Type: a.Type, SpawnMethod: a.SpawnMethod}
 		if a.Preloader != nil {
@@ -271,13 +289,13 @@ func (s *Server) Pool() PoolStatus {
 		as.Processes = make([]ProcessStatus, 0, len(gs.Processes))
 		for _, p := range gs.Processes {
 			ps := ProcessStatus{ProcessStatus: p, UptimeSeconds: now.Sub(p.Started).Seconds()}
-			if sample, cpu, err := s.cpu.Read(p.PID); err == nil {
-				if cpu == 0 && ps.UptimeSeconds > 1 {
+			if sample, pct, err := cpu.Read(p.PID); err == nil {
+				if pct == 0 && ps.UptimeSeconds > 1 {
 					// First look at this process: its average over its
 					// life, rather than a meaningless 0.
-					cpu = sample.CPUTime.Seconds() / ps.UptimeSeconds * 100
+					pct = sample.CPUTime.Seconds() / ps.UptimeSeconds * 100
 				}
-				ps.CPUPercent = cpu
+				ps.CPUPercent = pct
 				ps.RSS, ps.PSS, ps.PrivateDirty = sample.Memory.RSS, sample.Memory.PSS, sample.Memory.PrivateDirty
 			}
 			as.Processes = append(as.Processes, ps)

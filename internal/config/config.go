@@ -74,6 +74,7 @@ type Server struct {
 	SocketAccess // socketaccess.go
 	ACME         // acme.go
 	Logging      // logging.go
+	Dashboard    // dashboard.go
 }
 
 // App holds the settings of one hosted app.

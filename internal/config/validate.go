@@ -106,6 +106,7 @@ func (s *Server) finish(p *problems) {
 	}
 	s.Front.finish(p)
 	s.Security.finish(p)
+	s.Dashboard.finish(p)
 	s.SocketAccess.finish(p, s.Socket)
 	s.finishACME(p)
 }

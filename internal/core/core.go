@@ -30,6 +30,7 @@ import (
 	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/config"
+	"github.com/ferry-server/ferry/internal/dashboard"
 	"github.com/ferry-server/ferry/internal/identity"
 	"github.com/ferry-server/ferry/internal/instance"
 	"github.com/ferry-server/ferry/internal/loaders"
@@ -152,7 +153,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 
 	if cfg.MetricsAddress != "" {
-		stopMetrics, err := serveMetrics(cfg.MetricsAddress, st.reg, log)
+		var dash http.Handler
+		if !cfg.DashboardOff {
+			d := dashboard.New(dashboard.Options{Source: src, Auth: adm, Actions: adm.Handler(),
+				Refresh: cfg.DashboardRefresh, MaxViewers: cfg.DashboardMaxViewers, Log: log})
+			go d.Run(ctx)
+			dash = d.Handler()
+		}
+		stopMetrics, err := serveMetrics(cfg.MetricsAddress, st.reg, dash, log)
 		if err != nil {
 			return err
 		}
@@ -540,18 +548,25 @@ func fireHook(hk *hooks.Runner, app string, e pool.Event) {
 	hk.Fire(ev, d)
 }
 
-// serveMetrics serves the metrics, and nothing else, on a TCP address.
-func serveMetrics(addr string, reg *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+// serveMetrics serves the metrics, and the dashboard unless nil, on a TCP
+// address.
+func serveMetrics(addr string, reg *metrics.Metrics, dash http.Handler, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, listenError(err, "--metrics-address", addr, "")
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", reg.Handler())
+	if dash != nil {
+		mux.Handle("/dashboard/", dash)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go hs.Serve(ln)
 	log.Info("serving metrics", "address", "http://"+ln.Addr().String()+"/metrics")
+	if dash != nil {
+		log.Info("serving the dashboard", "address", "http://"+ln.Addr().String()+"/dashboard/")
+	}
 	return func() { hs.Close() }, nil
 }
 

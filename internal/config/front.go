@@ -45,6 +45,8 @@ type Front struct {
 	// connections (TCP and --socket) with Ferry's lean HTTP/1.1 reader and
 	// writer rather than net/http (--fast-path). Default true.
 	FastPath bool
+	// HTTP/3 (http3.go).
+	HTTP3Settings
 
 	// Socket listens on this Unix socket, instead of TCP unless
 	// SocketAndTCP is set (--socket; Passenger's socket_file). Default "":
@@ -259,6 +261,7 @@ func (f *Front) finish(p *problems) {
 		f.GzipTypes = DefaultGzipTypes
 	}
 	f.acmeFrontDefaults()
+	f.finishHTTP3(p)
 
 	if f.SSL && !f.managedTLS {
 		switch {

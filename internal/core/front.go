@@ -75,6 +75,9 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 		if f.SSLMinVersion == "1.3" {
 			sc.TLS.MinVersion = tls.VersionTLS13
 		}
+		if f.HTTP3 {
+			sc.HTTP3 = &server.HTTP3Config{Allow0RTT: f.HTTP3Allow0RTT, MaxStreams: int64(f.HTTP3MaxStreams), IdleTimeout: f.HTTP3IdleTimeout}
+		}
 		if f.SSLPort != 0 {
 			sc.SSLAddr = net.JoinHostPort(cfg.Address, strconv.Itoa(f.SSLPort))
 			sc.Redirect = f.SSLRedirect
@@ -90,12 +93,13 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 	if inherited.Len() > 0 {
 		log.Info("using listening sockets passed by the supervisor", "count", inherited.Len())
 		sc.Listen = inherited.Listen
+		sc.ListenPacket = inherited.ListenPacket
 	}
 	s, err = server.Listen(sc, h, log)
 	if err != nil {
 		return nil, nil, nil, frontListenError(err, sc.Addr, sc.SSLAddr)
 	}
-	log.Info("front listening", "urls", s.URLs(), "http2", f.SSL && f.HTTP2, "max_connections", f.MaxConnections,
+	log.Info("front listening", "urls", s.URLs(), "http2", f.SSL && f.HTTP2, "http3", s.HTTP3Addrs(), "max_connections", f.MaxConnections,
 		"client_max_body_size", f.ClientMaxBodySize, "gzip", f.Gzip, "access_log_format", f.AccessLogFormat)
 	return h, s, closeLog, nil
 }

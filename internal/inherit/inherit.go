@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 )
 
 // Listeners are the inherited sockets not yet taken.
@@ -17,6 +18,9 @@ type Listeners struct {
 	mu   sync.Mutex
 	lns  []net.Listener
 	used []bool
+	// pcs are the datagram (UDP) sockets: HTTP/3's.
+	pcs    []net.PacketConn
+	pcUsed []bool
 }
 
 // FromEnv takes the sockets systemd passed (when LISTEN_PID is this
@@ -33,6 +37,17 @@ func FromEnv() (*Listeners, error) {
 	}
 	for fd := 3; fd < 3+n; fd++ {
 		f := os.NewFile(uintptr(fd), "inherited-"+strconv.Itoa(fd))
+		if typ, _ := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TYPE); typ == syscall.SOCK_DGRAM {
+			pc, err := net.FilePacketConn(f)
+			f.Close()
+			if err != nil {
+				l.Close()
+				return nil, fmt.Errorf("inherited datagram socket fd %d: %w", fd, err)
+			}
+			l.pcs = append(l.pcs, pc)
+			l.pcUsed = append(l.pcUsed, false)
+			continue
+		}
 		ln, err := net.FileListener(f)
 		f.Close() // FileListener made its own copy
 		if err != nil {
@@ -46,7 +61,7 @@ func FromEnv() (*Listeners, error) {
 }
 
 // Len is how many sockets were inherited.
-func (l *Listeners) Len() int { return len(l.lns) }
+func (l *Listeners) Len() int { return len(l.lns) + len(l.pcs) }
 
 // Listen returns an inherited listener for network and address: the one
 // bound to that address, or else the next unused one of the same kind (the
@@ -80,6 +95,32 @@ func (l *Listeners) Listen(network, address string) (net.Listener, error) {
 	return net.Listen(network, address)
 }
 
+// ListenPacket is Listen for datagram sockets (HTTP/3's UDP): the
+// inherited one bound to address, or else the next unused one, or else a
+// new one.
+func (l *Listeners) ListenPacket(network, address string) (net.PacketConn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pick := -1
+	for i, pc := range l.pcs {
+		if l.pcUsed[i] {
+			continue
+		}
+		if pc.LocalAddr().String() == address {
+			pick = i
+			break
+		}
+		if pick < 0 {
+			pick = i
+		}
+	}
+	if pick >= 0 {
+		l.pcUsed[pick] = true
+		return l.pcs[pick], nil
+	}
+	return net.ListenPacket(network, address)
+}
+
 // Close closes the inherited sockets nobody took.
 func (l *Listeners) Close() {
 	l.mu.Lock()
@@ -87,6 +128,11 @@ func (l *Listeners) Close() {
 	for i, ln := range l.lns {
 		if !l.used[i] {
 			ln.Close()
+		}
+	}
+	for i, pc := range l.pcs {
+		if !l.pcUsed[i] {
+			pc.Close()
 		}
 	}
 }

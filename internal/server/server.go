@@ -69,6 +69,11 @@ type Config struct {
 	// sockets (systemd socket activation, a binary upgrade) hands them over
 	// here.
 	Listen func(network, address string) (net.Listener, error)
+	// HTTP3, with TLS, serves HTTP/3 on the UDP port of each HTTPS
+	// listener (h3.go); nil: none.
+	HTTP3 *HTTP3Config
+	// ListenPacket opens HTTP/3's UDP sockets. Default: net.ListenPacket.
+	ListenPacket func(network, address string) (net.PacketConn, error)
 }
 
 // TLSConfig is HTTPS: a certificate, the oldest version accepted, HTTP/2.
@@ -91,6 +96,7 @@ type Server struct {
 	redirect *http.Server // plain HTTP beside HTTPS when not s.app's: the redirect, or the ACME hook; else nil
 	lns      []served
 	fast     *fastEngine // nil: no lean path
+	h3       *h3Front    // nil: no HTTP/3
 	t        *tracker
 	log      *slog.Logger
 }
@@ -209,6 +215,11 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 	if len(s.lns) == 0 {
 		return nil, errors.New("no listener: give a TCP address or a Unix socket")
 	}
+	if c.HTTP3 != nil && tlsConf != nil {
+		if err := s.listenH3(c, h, tlsConf); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -272,11 +283,16 @@ func (s *Server) URLs() []string {
 // Serve answers requests on every listener until Shutdown, and returns the
 // first error that is not Shutdown's.
 func (s *Server) Serve() error {
-	errc := make(chan error, len(s.lns))
+	n := len(s.lns)
+	errc := make(chan error, n+1)
 	for _, l := range s.lns {
 		go func() { errc <- l.hs.Serve(l.ln) }()
 	}
-	for range s.lns {
+	if s.h3 != nil {
+		n++
+		go func() { errc <- s.h3.serve() }()
+	}
+	for range n {
 		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
@@ -305,8 +321,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.redirect != nil {
 		servers = append(servers, s.redirect)
 	}
-	errs := make([]error, len(servers))
+	errs := make([]error, len(servers), len(servers)+1)
 	var wg sync.WaitGroup
+	if s.h3 != nil {
+		errs = append(errs, nil)
+		wg.Go(func() { errs[len(servers)] = s.h3.shutdown(ctx) })
+	}
 	for i, hs := range servers {
 		wg.Add(1)
 		go func() {
@@ -502,6 +522,16 @@ func (s *Server) Files() ([]*os.File, error) {
 			return nil, fmt.Errorf("hand over %s: %w", l.url, err)
 		}
 		out = append(out, f)
+	}
+	if s.h3 != nil {
+		udp, err := s.h3.files()
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, err
+		}
+		out = append(out, udp...)
 	}
 	return out, nil
 }

@@ -53,6 +53,16 @@ type h3Front struct {
 	hs    *http3.Server
 	conns []*net.UDPConn
 	log   *slog.Logger
+
+	mu    sync.Mutex
+	peers map[*quic.Conn]*h3Conn // open client connections
+}
+
+// h3Conn is what shutdown needs to know of a client connection: its
+// requests in flight and when the last one ended.
+type h3Conn struct {
+	active int
+	last   time.Time
 }
 
 // listenH3 opens a UDP socket on the port of each TLS listener, and makes
@@ -71,9 +81,9 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 	if streams <= 0 {
 		streams = DefaultHTTP3MaxStreams
 	}
-	f := &h3Front{log: s.log}
+	f := &h3Front{log: s.log, peers: map[*quic.Conn]*h3Conn{}}
 	f.hs = &http3.Server{
-		Handler:           earlyData(h),
+		Handler:           f.track(earlyData(h)),
 		MaxHeaderBytes:    c.MaxHeaderBytes,
 		ReadHeaderTimeout: c.HeaderTimeout,
 		IdleTimeout:       idle,
@@ -86,6 +96,14 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 			HandshakeIdleTimeout: c.HeaderTimeout,
 		},
 		ConnContext: func(ctx context.Context, qc *quic.Conn) context.Context {
+			f.mu.Lock()
+			f.peers[qc] = &h3Conn{last: time.Now()}
+			f.mu.Unlock()
+			context.AfterFunc(qc.Context(), func() {
+				f.mu.Lock()
+				delete(f.peers, qc)
+				f.mu.Unlock()
+			})
 			return context.WithValue(ctx, quicConnKey{}, qc)
 		},
 		Logger: s.log,
@@ -196,12 +214,58 @@ func (f *h3Front) serve() error {
 	return first
 }
 
+// track counts each connection's requests in flight, for shutdown.
+func (f *h3Front) track(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		qc, _ := r.Context().Value(quicConnKey{}).(*quic.Conn)
+		f.mu.Lock()
+		pc := f.peers[qc]
+		if pc != nil {
+			pc.active++
+		}
+		f.mu.Unlock()
+		defer func() {
+			if pc != nil {
+				f.mu.Lock()
+				pc.active--
+				pc.last = time.Now()
+				f.mu.Unlock()
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// drainGrace is how long shutdown leaves a connection without requests
+// open after GOAWAY, for the client to close it and for the last
+// response's data to arrive; then the server closes it.
+const drainGrace = 2 * time.Second
+
 // shutdown sends GOAWAY, waits for the requests in flight until ctx ends,
-// then closes the connections and the sockets.
+// then closes the connections and the sockets. Connections left without
+// requests are closed by the server after drainGrace rather than waiting
+// for the client: after a binary upgrade the new Ferry reads the same UDP
+// socket, and may take (and drop) the client's own close.
 func (f *h3Front) shutdown(ctx context.Context) error {
-	err := f.hs.Shutdown(ctx)
-	f.close()
-	return err
+	done := make(chan error, 1)
+	go func() { done <- f.hs.Shutdown(ctx) }()
+	tick := time.NewTicker(drainGrace / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			f.close()
+			return err
+		case now := <-tick.C:
+			f.mu.Lock()
+			for qc, pc := range f.peers {
+				if pc.active == 0 && now.Sub(pc.last) >= drainGrace {
+					go qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "server shutting down")
+				}
+			}
+			f.mu.Unlock()
+		}
+	}
 }
 
 func (f *h3Front) close() {

@@ -1,0 +1,340 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferry-server/ferry/internal/pool"
+	"github.com/ferry-server/ferry/internal/proxy"
+	"github.com/ferry-server/ferry/internal/testsock"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// syncBuffer is an access log the test reads while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// echoApp is an app that answers "NAME METHOD PATH early=EARLY-DATA
+// body=LEN"; a request for /slow is answered only once release is closed
+// (received says when it arrived).
+func echoApp(t *testing.T, name string, access *AccessLog) (h *Handler, received, release chan struct{}) {
+	t.Helper()
+	received, release = make(chan struct{}, 16), make(chan struct{})
+	path := testsock.Serve(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			body, _ := io.ReadAll(r.Body)
+			if r.URL.Path == "/slow" {
+				received <- struct{}{}
+				<-release
+			}
+			msg := fmt.Sprintf("%s %s %s early=%s body=%d", name, r.Method, r.URL.Path, r.Header.Get("Early-Data"), len(body))
+			if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg); err != nil {
+				return
+			}
+		}
+	})
+	p := &benchProc{addr: &net.UnixAddr{Name: path, Net: "unix"}, done: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g := pool.NewGroup(pool.Config{Name: name, Min: 1, Max: 1}, pool.SpawnFunc(func(context.Context) (pool.Proc, error) { return p, nil }), log)
+	g.Start()
+	t.Cleanup(func() { g.Close(context.Background()) })
+	app := &App{Name: name, Group: g, Transport: &proxy.Transport{}}
+	h = NewHandler([]*App{app}, Options{AccessLog: access, Response: proxy.ResponseOptions{Memory: 1 << 20, HighWatermark: 128 << 20, Dir: t.TempDir()}}, log)
+	return h, received, release
+}
+
+func h3Config(t *testing.T, h3 *HTTP3Config) (Config, *x509.CertPool) {
+	cert, key, roots := writeCert(t)
+	return Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+		TLS: &TLSConfig{CertFile: cert, KeyFile: key, HTTP2: true}, HTTP3: h3}, roots
+}
+
+func h3Client(roots *x509.CertPool, sessions tls.ClientSessionCache) *http3.Transport {
+	return &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ClientSessionCache: sessions}}
+}
+
+func get(t *testing.T, rt http.RoundTripper, method, url string, body io.Reader) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, body)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("%s %s: read the body: %v", method, url, err)
+	}
+	return resp, string(b)
+}
+
+// TestHTTP3 serves the request path over HTTP/3 on the HTTPS port's UDP
+// twin: a GET and a POST with a body reach the app, the access log says
+// HTTP/3.0, and HTTP/1.1 and HTTP/2 responses advertise h3 by Alt-Svc.
+func TestHTTP3(t *testing.T) {
+	var logBuf syncBuffer
+	h, _, _ := echoApp(t, "one", NewAccessLog(AccessCombined, &logBuf, nil))
+	c, roots := h3Config(t, &HTTP3Config{})
+	s, err := Listen(c, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	defer s.Shutdown(t.Context())
+	_, port, _ := net.SplitHostPort(s.Addr().String())
+	if a := s.HTTP3Addrs(); len(a) != 1 || a[0] != s.Addr().String() {
+		t.Fatalf("HTTP/3 on %v, want the HTTPS listener's %s", a, s.Addr())
+	}
+
+	tr := h3Client(roots, nil)
+	defer tr.Close()
+	url := "https://" + s.Addr().String()
+	resp, body := get(t, tr, "GET", url+"/hello", nil)
+	if resp.ProtoMajor != 3 || body != "one GET /hello early= body=0" {
+		t.Fatalf("GET over HTTP/3: %s %d %q", resp.Proto, resp.StatusCode, body)
+	}
+	big := strings.Repeat("x", 300<<10)
+	resp, body = get(t, tr, "POST", url+"/upload", strings.NewReader(big))
+	if resp.StatusCode != 200 || body != "one POST /upload early= body="+strconv.Itoa(len(big)) {
+		t.Fatalf("POST over HTTP/3: %d %q", resp.StatusCode, body)
+	}
+	if l := logBuf.String(); !strings.Contains(l, `"GET /hello HTTP/3.0" 200`) || !strings.Contains(l, `"POST /upload HTTP/3.0" 200`) {
+		t.Fatalf("access log lacks the HTTP/3 requests:\n%s", l)
+	}
+
+	for _, h2 := range []bool{false, true} {
+		tcp := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Protocols: new(http.Protocols)}
+		tcp.Protocols.SetHTTP1(!h2)
+		tcp.Protocols.SetHTTP2(h2)
+		resp, _ := get(t, tcp, "GET", url+"/", nil)
+		tcp.CloseIdleConnections()
+		if want := `h3=":` + port + `"; ma=86400`; resp.Header.Get("Alt-Svc") != want {
+			t.Fatalf("%s: Alt-Svc %q, want %q", resp.Proto, resp.Header.Get("Alt-Svc"), want)
+		}
+	}
+}
+
+// TestHTTP3Off: without HTTP3 no UDP socket is opened and nothing is
+// advertised.
+func TestHTTP3Off(t *testing.T) {
+	h, _, _ := echoApp(t, "one", nil)
+	c, roots := h3Config(t, nil)
+	s, err := Listen(c, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	defer s.Shutdown(t.Context())
+	tcp := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	defer tcp.CloseIdleConnections()
+	resp, _ := get(t, tcp, "GET", "https://"+s.Addr().String()+"/", nil)
+	if len(s.HTTP3Addrs()) != 0 || resp.Header.Get("Alt-Svc") != "" {
+		t.Fatalf("HTTP/3 off, yet %v and Alt-Svc %q", s.HTTP3Addrs(), resp.Header.Get("Alt-Svc"))
+	}
+}
+
+// TestHTTP3ZeroRTT: a client that resumes a session and sends its GET in
+// 0-RTT early data has it refused by default (the request is sent again
+// after the handshake), and accepted with Allow0RTT.
+func TestHTTP3ZeroRTT(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run("allow="+strconv.FormatBool(allow), func(t *testing.T) {
+			h, _, _ := echoApp(t, "one", nil)
+			c, roots := h3Config(t, &HTTP3Config{Allow0RTT: allow})
+			s, err := Listen(c, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			go s.Serve()
+			defer s.Shutdown(t.Context())
+			url := "https://" + s.Addr().String() + "/early"
+			sessions := tls.NewLRUClientSessionCache(4)
+			var conns []*quic.Conn
+			var mu sync.Mutex
+			dial := func(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+				conn, err := quic.DialAddrEarly(ctx, addr, tc, qc)
+				if err == nil {
+					mu.Lock()
+					conns = append(conns, conn)
+					mu.Unlock()
+				}
+				return conn, err
+			}
+			// The first connection gets a session ticket, the second
+			// resumes with it.
+			for i := range 2 {
+				tr := h3Client(roots, sessions)
+				tr.Dial = dial
+				resp, body := get(t, tr, http3.MethodGet0RTT, url, nil)
+				tr.Close()
+				if resp.StatusCode != 200 || !strings.HasPrefix(body, "one GET /early early=") {
+					t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+				}
+				if i == 0 {
+					continue
+				}
+				st := conns[1].ConnectionState()
+				if st.Used0RTT != allow {
+					t.Fatalf("0-RTT used: %v, want %v (TLS resumed: %v)", st.Used0RTT, allow, st.TLS.DidResume)
+				}
+				if !allow && body != "one GET /early early= body=0" {
+					t.Fatalf("refused 0-RTT, yet the app saw %q", body)
+				}
+				t.Logf("0-RTT allowed=%v: %q", allow, body)
+			}
+		})
+	}
+}
+
+// TestHTTP3Drain: Shutdown lets a request in flight on HTTP/3 finish,
+// then stops serving.
+func TestHTTP3Drain(t *testing.T) {
+	h, received, release := echoApp(t, "one", nil)
+	c, roots := h3Config(t, &HTTP3Config{})
+	s, err := Listen(c, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	url := "https://" + s.Addr().String()
+	tr := h3Client(roots, nil)
+	defer tr.Close()
+	type result struct {
+		body string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := tr.RoundTrip(must(http.NewRequest("GET", url+"/slow", nil)))
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{string(b), err}
+	}()
+	<-received
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	close(release)
+	r := <-done
+	if r.err != nil || r.body != "one GET /slow early= body=0" {
+		t.Fatalf("the request in flight during shutdown: %q %v", r.body, r.err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	late := h3Client(roots, nil)
+	late.QUICConfig = &quic.Config{HandshakeIdleTimeout: time.Second}
+	defer late.Close()
+	if resp, err := late.RoundTrip(must(http.NewRequest("GET", url+"/", nil))); err == nil {
+		resp.Body.Close()
+		t.Fatalf("served after shutdown: %d", resp.StatusCode)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestHTTP3Handover: the UDP socket travels with the TCP one in Files (a
+// binary upgrade); the server that takes them serves HTTP/3 on the same
+// port after the first one shut down.
+func TestHTTP3Handover(t *testing.T) {
+	h1, _, _ := echoApp(t, "one", nil)
+	c, roots := h3Config(t, &HTTP3Config{IdleTimeout: 5 * time.Minute})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s1, err := Listen(c, h1, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s1.Serve()
+	url := "https://" + s1.Addr().String()
+	tr := h3Client(roots, nil)
+	tr.QUICConfig = &quic.Config{MaxIdleTimeout: 5 * time.Minute}
+	if _, body := get(t, tr, "GET", url+"/", nil); !strings.HasPrefix(body, "one ") {
+		t.Fatalf("before: %q", body)
+	}
+	tr.Close()
+
+	files, err := s1.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tcp net.Listener
+	var udp net.PacketConn
+	for _, f := range files {
+		if ln, err := net.FileListener(f); err == nil {
+			tcp = ln
+		} else if pc, err := net.FilePacketConn(f); err == nil {
+			udp = pc
+		}
+		f.Close()
+	}
+	if tcp == nil || udp == nil {
+		t.Fatalf("Files gave %d sockets: TCP %v, UDP %v", len(files), tcp, udp)
+	}
+	h2, _, _ := echoApp(t, "two", nil)
+	c.Listen = func(string, string) (net.Listener, error) { return tcp, nil }
+	c.ListenPacket = func(string, string) (net.PacketConn, error) { return udp, nil }
+	s2, err := Listen(c, h2, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s2.Serve()
+	defer s2.Shutdown(t.Context())
+	// The client's close of its idle connection may have been read (and
+	// dropped) by s2: s1 closes it itself rather than wait for the idle
+	// timeout (5 minutes here), well before the deadline.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := s1.Shutdown(ctx); err != nil {
+		t.Fatalf("the old server's shutdown: %v", err)
+	}
+	tr = h3Client(roots, nil)
+	defer tr.Close()
+	if _, body := get(t, tr, "GET", url+"/", nil); !strings.HasPrefix(body, "two ") {
+		t.Fatalf("after the handover: %q", body)
+	}
+}

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,11 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"golang.org/x/net/ipv4"
 )
 
 // HTTP3Config is HTTP/3 over QUIC on the UDP port of every TLS listener,
@@ -52,10 +56,16 @@ const udpBufferSize = 7 << 20
 type h3Front struct {
 	hs    *http3.Server
 	conns []*net.UDPConn
-	log   *slog.Logger
+	// sockets are conns as quic-go reads them.
+	sockets []*h3Socket
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	peers map[*quic.Conn]*h3Conn // open client connections
+
+	// handedOver: the sockets went to a new Ferry (files); refuseNew: it
+	// serves, so this one leaves new connections to it (h3Socket).
+	handedOver, refuseNew atomic.Bool
 }
 
 // h3Conn is what shutdown needs to know of a client connection: its
@@ -83,7 +93,7 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 	}
 	f := &h3Front{log: s.log, peers: map[*quic.Conn]*h3Conn{}}
 	f.hs = &http3.Server{
-		Handler:           f.track(earlyData(h)),
+		Handler:           f.track(earlyData(knownEmpty(h, c.HeaderTimeout))),
 		MaxHeaderBytes:    c.MaxHeaderBytes,
 		ReadHeaderTimeout: c.HeaderTimeout,
 		IdleTimeout:       idle,
@@ -138,6 +148,10 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 		return nil
 	}
 	f.checkBuffers()
+	f.sockets = make([]*h3Socket, len(f.conns))
+	for i, c := range f.conns {
+		f.sockets[i] = &h3Socket{UDPConn: c, batch: ipv4.NewPacketConn(c), refuseNew: &f.refuseNew}
+	}
 	s.h3 = f
 	altSvc := []string{`h3=":` + strconv.Itoa(port) + `"; ma=` + strconv.Itoa(altSvcMaxAge)}
 	next := s.app.Handler
@@ -162,6 +176,39 @@ func earlyData(next http.Handler) http.Handler {
 			case <-qc.HandshakeComplete():
 			default:
 				r.Header["Early-Data"] = []string{"1"}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// knownEmpty gives a GET or HEAD without Content-Length a known empty body
+// when the client ended its stream with the headers, as browsers do: HTTP/3
+// has no other way to say "no body", and the request path (the turbocache
+// above all) treats an unknown length as a body. It waits at most timeout
+// for the end of the stream.
+func knownEmpty(next http.Handler, timeout time.Duration) http.Handler {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength < 0 && (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Body != nil {
+			rc := http.NewResponseController(w)
+			rc.SetReadDeadline(time.Now().Add(timeout))
+			var b [1]byte
+			n, err := io.ReadFull(r.Body, b[:])
+			rc.SetReadDeadline(time.Time{})
+			switch {
+			case n == 0 && err == io.EOF:
+				r.ContentLength, r.Body = 0, http.NoBody
+			case n == 1:
+				r.Body = struct {
+					io.Reader
+					io.Closer
+				}{io.MultiReader(bytes.NewReader(b[:]), r.Body), r.Body}
+			default:
+				http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
+				return
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -201,8 +248,8 @@ func (f *h3Front) checkBuffers() {
 
 // serve answers HTTP/3 on every UDP socket until shutdown.
 func (f *h3Front) serve() error {
-	errc := make(chan error, len(f.conns))
-	for _, c := range f.conns {
+	errc := make(chan error, len(f.sockets))
+	for _, c := range f.sockets {
 		go func() { errc <- f.hs.Serve(c) }()
 	}
 	var first error
@@ -247,6 +294,17 @@ const drainGrace = 2 * time.Second
 // for the client: after a binary upgrade the new Ferry reads the same UDP
 // socket, and may take (and drop) the client's own close.
 func (f *h3Front) shutdown(ctx context.Context) error {
+	if f.handedOver.Load() {
+		// The new Ferry reads the same sockets: new connections are its
+		// own (their Initial packets, dropped here, are sent again by the
+		// client until it gets them). Handshakes already under way here
+		// finish and serve their first requests before GOAWAY.
+		f.refuseNew.Store(true)
+		select {
+		case <-time.After(handshakeGrace):
+		case <-ctx.Done():
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- f.hs.Shutdown(ctx) }()
 	tick := time.NewTicker(drainGrace / 4)
@@ -274,8 +332,54 @@ func (f *h3Front) close() {
 	}
 }
 
+// handshakeGrace is how long a Ferry that handed its sockets over still
+// completes the QUIC handshakes under way before it sends GOAWAY.
+const handshakeGrace = time.Second
+
+// h3Socket is a UDP socket as quic-go reads it (in batches, as it would
+// itself). Once refuseNew is set it drops the Initial packets that open
+// new connections: after an upgrade both Ferrys read the socket, and only
+// the new one should take new connections. Refusing them (CONNECTION_
+// REFUSED) would fail the client's request; dropped, the client sends its
+// Initial again, until the new one reads it.
+type h3Socket struct {
+	*net.UDPConn
+	batch     *ipv4.PacketConn
+	refuseNew *atomic.Bool
+}
+
+func (c *h3Socket) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
+	n, err := c.batch.ReadBatch(ms, flags)
+	if c.refuseNew.Load() {
+		for i := range n {
+			if isQUICInitial(ms[i].Buffers[0][:ms[i].N]) {
+				ms[i].N = 0 // quic-go drops an empty packet
+			}
+		}
+	}
+	return n, err
+}
+
+// isQUICInitial reports whether b is a QUIC Initial packet (RFC 9000
+// section 17.2.2, RFC 9369 section 3.2), which a client sends to open a
+// connection.
+func isQUICInitial(b []byte) bool {
+	if len(b) < 5 || b[0]&0x80 == 0 {
+		return false
+	}
+	typ := b[0] & 0x30 >> 4
+	switch uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4]) {
+	case 0x00000001: // QUIC v1
+		return typ == 0
+	case 0x6b3343cf: // QUIC v2
+		return typ == 1
+	}
+	return false
+}
+
 // files are copies of the UDP sockets, for a binary upgrade.
 func (f *h3Front) files() ([]*os.File, error) {
+	f.handedOver.Store(true)
 	var out []*os.File
 	for _, c := range f.conns {
 		fl, err := c.File()

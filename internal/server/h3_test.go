@@ -338,3 +338,25 @@ func TestHTTP3Handover(t *testing.T) {
 		t.Fatalf("after the handover: %q", body)
 	}
 }
+
+func TestIsQUICInitial(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"v1 Initial", []byte{0xc3, 0, 0, 0, 1, 8}, true},
+		{"v1 0-RTT", []byte{0xd3, 0, 0, 0, 1, 8}, false},
+		{"v1 Handshake", []byte{0xe3, 0, 0, 0, 1, 8}, false},
+		{"v2 Initial", []byte{0xd3, 0x6b, 0x33, 0x43, 0xcf, 8}, true},
+		{"v2 Retry-typed v1 bits", []byte{0xc3, 0x6b, 0x33, 0x43, 0xcf, 8}, false},
+		{"version negotiation", []byte{0xc0, 0, 0, 0, 0, 8}, false},
+		{"short header", []byte{0x43, 0, 0, 0, 1, 8}, false},
+		{"too short", []byte{0xc3, 0, 0}, false},
+		{"empty", nil, false},
+	} {
+		if got := isQUICInitial(tc.b); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

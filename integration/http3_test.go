@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"regexp"
 	"strconv"
@@ -219,5 +221,32 @@ func TestHTTP3Upgrade(t *testing.T) {
 	}
 	if !alive(newPID) {
 		t.Fatalf("new ferry %d not running", newPID)
+	}
+}
+
+// TestHTTP3EarlyHints: the app's 103 reaches an HTTP/3 client before the
+// final response.
+func TestHTTP3EarlyHints(t *testing.T) {
+	cert, key, roots := testCert(t)
+	f := startFerry(t, fixture(t, "generic/rawwire"), "--app-start-command", python+" server.py",
+		"--min-instances", "1", "--max-pool-size", "1", "--ssl", "--ssl-certificate", cert, "--ssl-certificate-key", key)
+	tr := h3Transport(roots)
+	defer tr.Close()
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		hints = append(hints, fmt.Sprint(code, " ", h.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequest("GET", "https://"+addrOf(f)+"/early", nil)
+	resp, err := tr.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(hints) != 1 || hints[0] != "103 </style.css>; rel=preload" {
+		t.Errorf("interim responses %q, want the 103 with its Link", hints)
+	}
+	if resp.ProtoMajor != 3 || resp.StatusCode != 200 || strings.Join(resp.Header["Link"], ",") != "</final>" {
+		t.Errorf("final %s %d, Link %q", resp.Proto, resp.StatusCode, resp.Header["Link"])
 	}
 }

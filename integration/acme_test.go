@@ -363,6 +363,9 @@ func TestACMEIssuance(t *testing.T) {
 			if status, _, err := httpsGet(tlsAddr, name, roots); err != nil || status != http.StatusOK {
 				t.Errorf("GET https://%s/: %d %v", name, status, err)
 			}
+			if status, cert, err := h3GetName(tlsAddr, name, roots); err != nil || status != http.StatusOK || !cert.Equal(leaf) {
+				t.Errorf("GET https://%s/ over HTTP/3: %d %v (the certificate served over TCP: %v)", name, status, err, cert != nil && cert.Equal(leaf))
+			}
 			if cs := f.certState(name); cs.DaysLeft < 80 || cs.Failures != 0 {
 				t.Errorf("state %+v: want about 90 days left, no failures", cs)
 			}

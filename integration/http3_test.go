@@ -250,3 +250,22 @@ func TestHTTP3EarlyHints(t *testing.T) {
 		t.Errorf("final %s %d, Link %q", resp.Proto, resp.StatusCode, resp.Header["Link"])
 	}
 }
+
+// h3GetName does GET https://NAME/ over HTTP/3 to addr (UDP), checking the
+// certificate for name: automatic HTTPS serves HTTP/3 too. It returns the
+// status and the certificate served.
+func h3GetName(addr, name string, roots *x509.CertPool) (int, *x509.Certificate, error) {
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{ServerName: name, RootCAs: roots},
+		Dial: func(ctx context.Context, _ string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			return quic.DialAddrEarly(ctx, addr, tc, qc)
+		}}
+	defer tr.Close()
+	resp, _, err := h3Do(tr, "GET", "https://"+name+"/", nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	if resp.ProtoMajor != 3 || resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+		return 0, nil, fmt.Errorf("not HTTP/3 over TLS: %s", resp.Proto)
+	}
+	return resp.StatusCode, resp.TLS.PeerCertificates[0], nil
+}

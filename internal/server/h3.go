@@ -107,8 +107,17 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 		},
 		ConnContext: func(ctx context.Context, qc *quic.Conn) context.Context {
 			f.mu.Lock()
-			f.peers[qc] = &h3Conn{last: time.Now()}
+			full := c.MaxConnections > 0 && len(f.peers) >= c.MaxConnections
+			if !full {
+				f.peers[qc] = &h3Conn{last: time.Now()}
+			}
 			f.mu.Unlock()
+			if full {
+				// --max-connections, counted apart from TCP's: the client
+				// tries again later, or over TCP.
+				qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "too many connections")
+				return ctx
+			}
 			context.AfterFunc(qc.Context(), func() {
 				f.mu.Lock()
 				delete(f.peers, qc)

@@ -360,3 +360,44 @@ func TestIsQUICInitial(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP3MaxConnections: past MaxConnections open HTTP/3 connections a
+// new one is closed at once (H3_EXCESSIVE_LOAD); once one closes, a new
+// one is served.
+func TestHTTP3MaxConnections(t *testing.T) {
+	h, _, _ := echoApp(t, "one", nil)
+	c, roots := h3Config(t, &HTTP3Config{})
+	c.MaxConnections = 1
+	s, err := Listen(c, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	defer s.Shutdown(t.Context())
+	url := "https://" + s.Addr().String() + "/"
+	first := h3Client(roots, nil)
+	if _, body := get(t, first, "GET", url, nil); body != "one GET / early= body=0" {
+		t.Fatalf("first connection: %q", body)
+	}
+	second := h3Client(roots, nil)
+	defer second.Close()
+	if resp, err := second.RoundTrip(must(http.NewRequest("GET", url, nil))); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a second connection past MaxConnections 1 was served: %d", resp.StatusCode)
+	}
+	first.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		third := h3Client(roots, nil)
+		resp, err := third.RoundTrip(must(http.NewRequest("GET", url, nil)))
+		third.Close()
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection served after the first closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

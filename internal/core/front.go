@@ -2,6 +2,7 @@ package core
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -96,6 +97,9 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 		sc.ListenPacket = inherited.ListenPacket
 	}
 	s, err = server.Listen(sc, h, log)
+	if h3err := (*server.HTTP3ListenError)(nil); errors.As(err, &h3err) {
+		return nil, nil, nil, err
+	}
 	if err != nil {
 		return nil, nil, nil, frontListenError(err, sc.Addr, sc.SSLAddr)
 	}

@@ -142,7 +142,7 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 		pc, err := listen("udp", addr)
 		if err != nil {
 			f.close()
-			return fmt.Errorf("listen for HTTP/3 on UDP %s: %w", addr, err)
+			return &HTTP3ListenError{Addr: addr, Err: err}
 		}
 		uc, ok := pc.(*net.UDPConn)
 		if !ok {
@@ -172,6 +172,20 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 	})
 	return nil
 }
+
+// HTTP3ListenError is a failure to open HTTP/3's UDP socket beside a TCP
+// listener that opened: its own message, so that it is not taken for the
+// TCP port's.
+type HTTP3ListenError struct {
+	Addr string
+	Err  error
+}
+
+func (e *HTTP3ListenError) Error() string {
+	return fmt.Sprintf("HTTP/3: cannot listen on UDP %s: %v; free that UDP port, or serve HTTPS without HTTP/3 with --http3=false", e.Addr, e.Err)
+}
+
+func (e *HTTP3ListenError) Unwrap() error { return e.Err }
 
 type quicConnKey struct{}
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -400,4 +401,27 @@ func TestHTTP3MaxConnections(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestHTTP3PortTaken: a UDP port taken by another socket is a clear error
+// naming HTTP/3 and the way out, and the TCP listener opened is closed.
+func TestHTTP3PortTaken(t *testing.T) {
+	h, _, _ := echoApp(t, "one", nil)
+	c, _ := h3Config(t, &HTTP3Config{})
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	c.Addr = taken.LocalAddr().String()
+	_, err = Listen(c, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var h3err *HTTP3ListenError
+	if !errors.As(err, &h3err) || !strings.Contains(err.Error(), "--http3=false") {
+		t.Fatalf("error %v, want an HTTP3ListenError naming --http3=false", err)
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		t.Fatalf("the TCP port was left open: %v", err)
+	}
+	ln.Close()
 }

@@ -148,9 +148,9 @@ type Group struct {
 
 	mu    sync.Mutex
 	procs []*Process // every process not yet gone, in any state
-	// members is the policy's view of procs, index for index: a buffer
-	// membersLocked refills for each decision.
-	members []member
+	// members is the policy's view of procs, index for index: each
+	// process's own member (no copy on the hot path).
+	members []*member
 	// spawning counts spawns under way, and a restart holding spawns off
 	// while the spawner resets; spawnIdle, when not nil, is closed when it
 	// drops to 0 (a rolling restart waits on it for its turn).
@@ -328,25 +328,25 @@ func (g *Group) CheckoutWith(ctx context.Context, o CheckoutOptions) (*Session, 
 }
 
 // membersLocked is the policy's view of the processes, index for index
-// with g.procs, valid until the next call.
-func (g *Group) membersLocked() []member {
-	ms := g.members[:0]
+// with g.procs, up to date.
+func (g *Group) membersLocked() []*member {
 	for _, p := range g.procs {
-		ms = append(ms, p.view())
+		p.noteExit()
 	}
-	g.members = ms
-	return ms
+	return g.members
 }
 
-// view is p as the policy sees it now.
-func (p *Process) view() member {
-	m := p.member
+// noteExit records in p's member that its process has exited, which the
+// watcher may not have seen yet.
+func (p *Process) noteExit() {
+	if p.exited {
+		return
+	}
 	select {
-	case <-p.proc.Done(): // exited; watch will remove it
-		m.exited = true
+	case <-p.done:
+		p.exited = true
 	default:
 	}
-	return m
 }
 
 // routeLocked finds the serving process with a route id; nil if none.
@@ -366,7 +366,8 @@ func (g *Group) routeLocked(route string) *Process {
 // the policy's pick; nil if none has room.
 func (g *Group) pickLocked(want *Process, avoid int) *Process {
 	if want != nil {
-		if m := want.view(); m.hasRoom() {
+		want.noteExit()
+		if want.hasRoom() {
 			return want
 		}
 		return nil
@@ -497,7 +498,7 @@ func (g *Group) attachLocked(proc Proc, gen int) *Process {
 	g.lastErr = nil
 	g.retryAt = time.Time{}
 	now := time.Now()
-	p := &Process{group: g, proc: proc, gen: gen, started: now, route: newRoute(), closing: make(chan struct{})}
+	p := &Process{group: g, proc: proc, done: proc.Done(), gen: gen, started: now, route: newRoute(), closing: make(chan struct{})}
 	p.member = member{pid: proc.PID(), capacity: capacityOf(proc.Concurrency(), g.cfg.ConcurrencyCap), lastUsed: now}
 	var draw uint64
 	if j := g.cfg.MaxRequestsJitter; j > 0 && g.cfg.MaxRequests > 0 {
@@ -505,6 +506,7 @@ func (g *Group) attachLocked(proc Proc, gen int) *Process {
 	}
 	p.limit = requestLimit(g.cfg.MaxRequests, draw)
 	g.procs = append(g.procs, p)
+	g.members = append(g.members, &p.member)
 	g.wg.Add(1)
 	go g.watch(p)
 	g.emit(Event{Kind: EventProcessAttached, PID: proc.PID()})
@@ -675,6 +677,7 @@ func (g *Group) watch(p *Process) {
 	for i, q := range g.procs {
 		if q == p {
 			g.procs = append(g.procs[:i], g.procs[i+1:]...)
+			g.members = append(g.members[:i], g.members[i+1:]...)
 			break
 		}
 	}

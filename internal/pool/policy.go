@@ -8,8 +8,12 @@ import (
 // The pool's decisions, apart from its mechanism: every function here takes
 // plain values (what the group knows of its processes, counts, limits, the
 // time) and returns a decision; none locks, starts goroutines, reads a clock
-// or draws a random number. Group gathers the inputs under its lock and
-// applies the outcome. policy_test.go holds each to a table.
+// or draws a random number, and none changes its inputs. Group gathers the
+// inputs under its lock and applies the outcome. policy_test.go holds each
+// to a table.
+//
+// Processes are given as []*member, each the member of a Process (so the
+// hot path copies nothing); a decision about them is an index into it.
 
 // member is what the policy sees of one process.
 type member struct {
@@ -23,8 +27,8 @@ type member struct {
 	// oobPending: the app asked for out-of-band work after a response;
 	// oobRunning: the work is under way.
 	oobPending, oobRunning bool
-	// exited: its process has exited, though the watcher has not removed
-	// it yet. Gathered for each decision (not kept in Process).
+	// exited: its process has exited, though the watcher may not have
+	// removed it yet (Group notes it before each decision).
 	exited bool
 }
 
@@ -48,7 +52,7 @@ func (m *member) hasRoom() bool {
 func counts(s state) bool { return s == serving || s == oob }
 
 // counted is how many of ms count toward the minimum and maximum.
-func counted(ms []member) int {
+func counted(ms []*member) int {
 	n := 0
 	for i := range ms {
 		if counts(ms[i].state) {
@@ -62,10 +66,10 @@ func counted(ms []member) int {
 // fewest sessions, skipping the one of pid skip (0: none); among equals the
 // most recently used, so that under light load the others go idle and can
 // be stopped. -1 if none has room.
-func leastBusy(ms []member, skip int) int {
+func leastBusy(ms []*member, skip int) int {
 	best := -1
 	for i := range ms {
-		m := &ms[i]
+		m := ms[i]
 		if (skip != 0 && m.pid == skip) || !m.hasRoom() {
 			continue
 		}
@@ -80,7 +84,7 @@ func leastBusy(ms []member, skip int) int {
 // pick is where a checkout without a wanted (sticky) process goes: the
 // least busy process with room, another than pid avoid (the one a retry
 // just failed on) if one has room, else that one. -1: none has room.
-func pick(ms []member, avoid int) int {
+func pick(ms []*member, avoid int) int {
 	i := leastBusy(ms, avoid)
 	if i < 0 && avoid != 0 {
 		i = leastBusy(ms, 0)
@@ -91,7 +95,7 @@ func pick(ms []member, avoid int) int {
 // fewestSessions is where an unlimited session goes without a wanted
 // process: the serving process with the fewest sessions, busy or not; -1
 // if none serves.
-func fewestSessions(ms []member) int {
+func fewestSessions(ms []*member) int {
 	best := -1
 	for i := range ms {
 		if ms[i].state != serving {
@@ -107,13 +111,13 @@ func fewestSessions(ms []member) int {
 // pastTarget reports that every serving process of unbounded capacity has
 // at least target sessions (and there is one), and none of bounded
 // capacity serves: time for another process. target 0: never.
-func pastTarget(ms []member, target int) bool {
+func pastTarget(ms []*member, target int) bool {
 	if target <= 0 {
 		return false
 	}
 	any := false
 	for i := range ms {
-		m := &ms[i]
+		m := ms[i]
 		if m.state != serving {
 			continue
 		}
@@ -209,14 +213,14 @@ func memoryVictim(mem []int64, limit int64) int {
 // idleVictims are the processes to stop for idleness at now: serving with
 // no session of any kind, unused for at least idle; the longest idle
 // first, as many as keep the count above floor (the minimum).
-func idleVictims(ms []member, now time.Time, idle time.Duration, floor int) []int {
+func idleVictims(ms []*member, now time.Time, idle time.Duration, floor int) []int {
 	n := counted(ms) - floor
 	if n <= 0 {
 		return nil
 	}
 	var idx []int
 	for i := range ms {
-		m := &ms[i]
+		m := ms[i]
 		if m.state == serving && m.sessions == 0 && m.unlimited == 0 && now.Sub(m.lastUsed) >= idle {
 			idx = append(idx, i)
 		}
@@ -229,10 +233,10 @@ func idleVictims(ms []member, now time.Time, idle time.Duration, floor int) []in
 // process of the group at a time: while one is in state oob (waiting for
 // its sessions to end or working), it is the only answer, and only when it
 // is idle and not yet working; otherwise the first serving one that asked.
-func oobNext(ms []member) int {
+func oobNext(ms []*member) int {
 	next := -1
 	for i := range ms {
-		m := &ms[i]
+		m := ms[i]
 		if m.state == oob {
 			if m.oobRunning || m.sessions > 0 {
 				return -1

@@ -11,6 +11,15 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// refs is the policy's input for the processes ms.
+func refs(ms []member) []*member {
+	r := make([]*member, len(ms))
+	for i := range ms {
+		r[i] = &ms[i]
+	}
+	return r
+}
+
 // at is t0 plus s seconds.
 func at(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 
@@ -76,7 +85,7 @@ func TestPick(t *testing.T) {
 			[]member{{pid: 1}, {pid: 2, capacity: 1, sessions: 1}}, 1, 0},
 		{"avoid an absent pid", []member{{pid: 1, sessions: 1}, {pid: 2}}, 7, 1},
 	} {
-		if got := pick(tc.ms, tc.avoid); got != tc.want {
+		if got := pick(refs(tc.ms), tc.avoid); got != tc.want {
 			t.Errorf("%s: pick = %d, want %d", tc.name, got, tc.want)
 		}
 	}
@@ -94,7 +103,7 @@ func TestFewestSessions(t *testing.T) {
 		{"none serving", []member{{state: stopping}}, -1},
 		{"equals: the first", []member{{sessions: 1}, {sessions: 1}}, 0},
 	} {
-		if got := fewestSessions(tc.ms); got != tc.want {
+		if got := fewestSessions(refs(tc.ms)); got != tc.want {
 			t.Errorf("%s: fewestSessions = %d, want %d", tc.name, got, tc.want)
 		}
 	}
@@ -115,7 +124,7 @@ func TestPastTarget(t *testing.T) {
 		{"leaving ones do not count", []member{{sessions: 4}, {state: retiring}, {state: oob}}, 4, true},
 		{"only leaving ones", []member{{state: retiring, sessions: 9}}, 4, false},
 	} {
-		if got := pastTarget(tc.ms, tc.target); got != tc.want {
+		if got := pastTarget(refs(tc.ms), tc.target); got != tc.want {
 			t.Errorf("%s: pastTarget = %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -123,7 +132,7 @@ func TestPastTarget(t *testing.T) {
 
 func TestCounted(t *testing.T) {
 	ms := []member{{state: serving}, {state: oob}, {state: retiring}, {state: stopping}, {state: gone}}
-	if got := counted(ms); got != 2 {
+	if got := counted(refs(ms)); got != 2 {
 		t.Fatalf("counted = %d, want 2 (serving and out-of-band only)", got)
 	}
 }
@@ -305,7 +314,7 @@ func TestIdleVictims(t *testing.T) {
 			[]member{{state: oob, lastUsed: at(10)}, {lastUsed: at(10)}, {state: retiring, lastUsed: at(10)}}, 1, []int{1}},
 		{"equals: in order", []member{{lastUsed: at(10)}, {lastUsed: at(10)}}, 0, []int{0, 1}},
 	} {
-		if got := idleVictims(tc.ms, now, idle, tc.floor); !slices.Equal(got, tc.want) {
+		if got := idleVictims(refs(tc.ms), now, idle, tc.floor); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: idleVictims = %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -324,7 +333,7 @@ func TestOOBNext(t *testing.T) {
 		{"one idle in oob: its turn", []member{{oobPending: true}, {state: oob}}, 1},
 		{"leaving ones do not ask", []member{{state: retiring, oobPending: true}}, -1},
 	} {
-		if got := oobNext(tc.ms); got != tc.want {
+		if got := oobNext(refs(tc.ms)); got != tc.want {
 			t.Errorf("%s: oobNext = %d, want %d", tc.name, got, tc.want)
 		}
 	}

@@ -54,10 +54,11 @@ func (s state) String() string {
 // Process is a pool member: a running process and its use.
 type Process struct {
 	// member is what the policy decides on (state, sessions, capacity,
-	// last use, out-of-band work); its exited stays false here.
+	// last use, out-of-band work, exit).
 	member
 	group   *Group
 	proc    Proc
+	done    <-chan struct{} // proc.Done()
 	gen     int // the restart generation it belongs to
 	started time.Time
 	served  uint64

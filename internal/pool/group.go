@@ -328,25 +328,20 @@ func (g *Group) CheckoutWith(ctx context.Context, o CheckoutOptions) (*Session, 
 }
 
 // membersLocked is the policy's view of the processes, index for index
-// with g.procs, up to date.
-func (g *Group) membersLocked() []*member {
-	for _, p := range g.procs {
-		p.noteExit()
-	}
-	return g.members
-}
+// with g.procs.
+func (g *Group) membersLocked() []*member { return g.members }
 
-// noteExit records in p's member that its process has exited, which the
-// watcher may not have seen yet.
-func (p *Process) noteExit() {
-	if p.exited {
-		return
+// noteExit reports that p's process has exited, which the watcher may not
+// have seen yet, and records it in p's member for the policy.
+func (p *Process) noteExit() bool {
+	if !p.exited {
+		select {
+		case <-p.done:
+			p.exited = true
+		default:
+		}
 	}
-	select {
-	case <-p.done:
-		p.exited = true
-	default:
-	}
+	return p.exited
 }
 
 // routeLocked finds the serving process with a route id; nil if none.
@@ -366,16 +361,23 @@ func (g *Group) routeLocked(route string) *Process {
 // the policy's pick; nil if none has room.
 func (g *Group) pickLocked(want *Process, avoid int) *Process {
 	if want != nil {
-		want.noteExit()
-		if want.hasRoom() {
+		if !want.noteExit() && want.hasRoom() {
 			return want
 		}
 		return nil
 	}
-	if i := pick(g.membersLocked(), avoid); i >= 0 {
-		return g.procs[i]
+	// Exits are noted for the pick only: a process picked that has exited
+	// is marked so and the pick is made again without it, which is the
+	// pick among the live ones, at one look at a channel per checkout.
+	for {
+		i := pick(g.membersLocked(), avoid)
+		if i < 0 {
+			return nil
+		}
+		if p := g.procs[i]; !p.noteExit() {
+			return p
+		}
 	}
-	return nil
 }
 
 // anyServingLocked is a serving process for an unlimited session: the

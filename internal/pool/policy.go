@@ -28,7 +28,7 @@ type member struct {
 	// oobRunning: the work is under way.
 	oobPending, oobRunning bool
 	// exited: its process has exited, though the watcher may not have
-	// removed it yet (Group notes it before each decision).
+	// removed it yet (Group notes it when a pick lands on it).
 	exited bool
 }
 

@@ -59,7 +59,7 @@ type Process struct {
 	group   *Group
 	proc    Proc
 	done    <-chan struct{} // proc.Done()
-	gen     int // the restart generation it belongs to
+	gen     int             // the restart generation it belongs to
 	started time.Time
 	served  uint64
 	limit   uint64 // served requests after which it is recycled; 0 = never

@@ -472,10 +472,10 @@ func (g *Group) spawnFailedLocked(err error) {
 	}
 	g.stats.SpawnFailed++
 	g.failures++
-	backoff := backoff(g.failures, g.cfg.BackoffBase, g.cfg.BackoffMax)
-	g.retryAt = time.Now().Add(backoff)
+	wait := backoff(g.failures, g.cfg.BackoffBase, g.cfg.BackoffMax)
+	g.retryAt = time.Now().Add(wait)
 	g.lastErr = err
-	g.log.Error("spawn failed, backing off", "error", err, "failures", g.failures, "retry_in", backoff)
+	g.log.Error("spawn failed, backing off", "error", err, "failures", g.failures, "retry_in", wait)
 	g.emit(Event{Kind: EventSpawnFailed, Err: err})
 	if g.countLocked() == 0 {
 		// Nothing will serve the waiters soon: tell them why.

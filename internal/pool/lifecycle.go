@@ -66,6 +66,7 @@ func (g *Group) Restart(rolling bool) (*Restart, error) {
 	if !rolling {
 		g.resetSpawner()
 		g.mu.Lock()
+		g.endResetLocked()
 		for _, p := range old {
 			g.retireLocked(p, "restart")
 		}
@@ -107,20 +108,22 @@ func (g *Group) beginRestartLocked(rolling bool) (*Restart, []*Process, error) {
 	return r, old, nil
 }
 
-// resetSpawner makes the next spawn load the app afresh, without the lock
-// (it may wait for a preloader to exit), and then gives back the spawn slot
-// beginRestartLocked took.
+// resetSpawner makes the next spawn load the app afresh. It runs without
+// the lock (it may wait for a preloader to exit), holding the spawn slot
+// beginRestartLocked took; endResetLocked gives it back.
 func (g *Group) resetSpawner() {
-	rs, ok := g.spawner.(Resetter)
-	if !ok {
-		return
+	if rs, ok := g.spawner.(Resetter); ok {
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.StopTimeout)
+		rs.Reset(ctx)
+		cancel()
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.StopTimeout)
-	rs.Reset(ctx)
-	cancel()
-	g.mu.Lock()
-	g.spawnEndedLocked()
-	g.mu.Unlock()
+}
+
+// endResetLocked gives back the spawn slot held for the spawner's reset.
+func (g *Group) endResetLocked() {
+	if _, ok := g.spawner.(Resetter); ok {
+		g.spawnEndedLocked()
+	}
 }
 
 // finishRestart waits for the restart to end (a rolling one does its work
@@ -130,6 +133,9 @@ func (g *Group) finishRestart(r *Restart, old []*Process) {
 	var err error
 	if r.Rolling {
 		g.resetSpawner()
+		g.mu.Lock()
+		g.endResetLocked()
+		g.mu.Unlock()
 		err = g.roll(r, old)
 	} else {
 		err = g.waitGone(old)

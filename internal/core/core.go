@@ -436,7 +436,7 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 		MaxConnectFailures: ac.MaxConnectFailures,
 		OutOfBand:          proxy.OutOfBand,
 		Events: func(e pool.Event) {
-			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
+			if e.Kind == pool.EventRestarted || e.Kind == pool.EventRollingRestartFinished {
 				am.Restart()
 			}
 			fireHook(hk, ac.Name, e)
@@ -522,13 +522,13 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 }
 
 // hookEvents maps the pool's events to hook events.
-var hookEvents = map[string]string{
-	"process_attached":         hooks.AttachedProcess,
-	"process_detached":         hooks.DetachedProcess,
-	"spawn_failed":             hooks.SpawnFailed,
-	"queue_full":               hooks.QueueFullError,
-	"restarted":                hooks.AppRestarted,
-	"rolling_restart_finished": hooks.RollingRestartFinished,
+var hookEvents = map[pool.EventKind]string{
+	pool.EventProcessAttached:        hooks.AttachedProcess,
+	pool.EventProcessDetached:        hooks.DetachedProcess,
+	pool.EventSpawnFailed:            hooks.SpawnFailed,
+	pool.EventQueueFull:              hooks.QueueFullError,
+	pool.EventRestarted:              hooks.AppRestarted,
+	pool.EventRollingRestartFinished: hooks.RollingRestartFinished,
 }
 
 // fireHook runs the hooks of a pool event with its details: FERRY_APP,

@@ -330,12 +330,19 @@ func (h *Handler) serveGzipped(rq *request, r *http.Request, app *App) bool {
 	return served
 }
 
+// clientWatcher is a ResponseWriter that notices a client leaving only
+// while asked to (the lean engine's): forward asks for the time an app has
+// the request. net/http's own background read needs no asking.
+type clientWatcher interface {
+	WatchClient() (stop func())
+}
+
 // forward sends the request to one process and the response to the client.
 // It returns true when the request may be sent to another process.
 func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *turbocache.Fill, attempt int) (retry bool) {
 	app := rq.app
 	if cw, ok := rq.w.w.(clientWatcher); ok {
-		defer cw.watchClient()() // the lean path: notice a client that leaves
+		defer cw.WatchClient()() // the lean engine: notice a client that leaves
 	}
 	rq.info.set(&stateQueued)
 	queued := time.Now()

@@ -29,7 +29,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -148,8 +147,9 @@ type conn struct {
 	pre    [1]byte
 	hasPre bool
 	resp   response
-	req    *http.Request // reused: made once with ctx, which has no setter
-	url    url.URL
+	// tmpl is the request every request of the connection is a copy of:
+	// it carries the connection's context, which has no setter.
+	tmpl *http.Request
 }
 
 // Read is what the read buffer reads: the watcher's byte, if it took one,
@@ -190,7 +190,7 @@ func (e *Engine) Serve(raw net.Conn, handoff func(net.Conn)) {
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(c)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.req = new(http.Request).WithContext(c.ctx)
+	c.tmpl = new(http.Request).WithContext(c.ctx)
 	c.resp.c = c
 	defer func() {
 		c.cancel()
@@ -204,21 +204,16 @@ func (e *Engine) Serve(raw net.Conn, handoff func(net.Conn)) {
 			raw.Close()
 			return
 		}
-		head, ok := c.readHead()
-		if head == nil {
-			if ok {
-				c.handoff(handoff)
-			} else {
-				raw.Close()
-			}
-			return
-		}
-		switch c.answer(head) {
-		case answered:
-		case declined:
+		r, n, v := c.readHead()
+		switch {
+		case v == declined:
 			c.handoff(handoff)
 			return
-		case closeConn:
+		case r == nil:
+			raw.Close()
+			return
+		}
+		if !c.answer(r, n) {
 			raw.Close()
 			return
 		}
@@ -244,17 +239,18 @@ func (c *conn) handoff(handoff func(net.Conn)) {
 	handoff(&replayConn{Conn: c.raw, pending: pending})
 }
 
-// readHead waits for the next request head and returns it, still in the
-// read buffer (nothing is consumed until it is answered). nil with ok:
-// what arrived must go to net/http; nil without: the connection ends.
-func (c *conn) readHead() (head []byte, ok bool) {
+// readHead waits for the next request head and parses it, still in the
+// read buffer (nothing is consumed until it is answered): a request this
+// engine takes, of n bytes; declined: what arrived must go to net/http;
+// nil otherwise: the connection ends.
+func (c *conn) readHead() (r *http.Request, n int, v verdict) {
 	e := c.e
 	if c.br.Buffered() == 0 {
 		// Between requests: the idle timeout, then the header timeout from
 		// the first byte, as net/http does.
 		c.idle.Store(true)
 		if e.closing.Load() {
-			return nil, false
+			return nil, 0, more
 		}
 		if e.opts.IdleTimeout > 0 {
 			c.raw.SetReadDeadline(time.Now().Add(e.opts.IdleTimeout))
@@ -264,7 +260,7 @@ func (c *conn) readHead() (head []byte, ok bool) {
 		_, err := c.br.Peek(1)
 		c.idle.Store(false)
 		if err != nil {
-			return nil, false
+			return nil, 0, more
 		}
 	}
 	if e.opts.HeaderTimeout > 0 {
@@ -272,12 +268,12 @@ func (c *conn) readHead() (head []byte, ok bool) {
 	}
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
-		i := headEnd(buf)
-		if i >= 0 {
-			return buf[:i], true
+		r, n, v := parseHead(buf, c.tmpl, c.remote)
+		if v != more {
+			return r, n, v
 		}
-		if i == -2 || len(buf) == bufSize {
-			return nil, true // longer than this path takes
+		if len(buf) == bufSize {
+			return nil, 0, declined // longer than this engine takes
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
 			var ne net.Error
@@ -286,7 +282,7 @@ func (c *conn) readHead() (head []byte, ok bool) {
 			} else if err == io.EOF || !e.closing.Load() {
 				c.reject(buf, http.StatusBadRequest, "the client closed the connection in the middle of its request head")
 			}
-			return nil, false
+			return nil, 0, more
 		}
 	}
 }
@@ -307,50 +303,35 @@ func firstLine(buf []byte) string {
 	return string(buf[:min(len(buf), 120)])
 }
 
-type outcome int
-
-const (
-	answered  outcome = iota // answered; read the next request
-	declined                 // for net/http, from this request on
-	closeConn                // answered (or broken, or the client left); close the connection
-)
-
-// answer parses head and, if it is one this path takes, runs the handler
-// on it.
-func (c *conn) answer(head []byte) outcome {
-	r := c.req
-	if !c.parse(head) {
-		return declined
-	}
-	c.br.Discard(len(head))
+// answer runs the handler on r, whose head is the next n buffered bytes,
+// and reports whether the connection may serve another request.
+func (c *conn) answer(r *http.Request, n int) (keep bool) {
+	c.br.Discard(n)
 	w := &c.resp
-	w.reset(r.Method == http.MethodHead)
-	if out := c.run(w, r); out != answered {
-		return out
+	w.reset(r)
+	if !c.run(w, r) {
+		return false
 	}
 	c.e.answered.Add(1)
 	if c.ctx.Err() != nil {
-		return closeConn // the client left: nothing to answer
+		return false // the client left: nothing to answer
 	}
-	if err := w.finish(); err != nil || w.close || r.Close || c.e.closing.Load() {
-		return closeConn
-	}
-	return answered
+	return !w.finish() && !r.Close && !c.e.closing.Load()
 }
 
 // run calls the handler, as net/http would: a panic ends the connection
 // and is logged, unless it is http.ErrAbortHandler.
-func (c *conn) run(w *response, r *http.Request) (out outcome) {
+func (c *conn) run(w *response, r *http.Request) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
 				c.e.opts.Log.Error("panic serving a request", "client", c.remote, "panic", p, "stack", string(debug.Stack()))
 			}
-			out = closeConn
+			ok = false
 		}
 	}()
 	c.e.h.ServeHTTP(w, r)
-	return answered
+	return true
 }
 
 // replayConn is a connection handed over: it reads first the bytes the

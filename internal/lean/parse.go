@@ -7,34 +7,46 @@ import (
 	"strings"
 )
 
-// maxFields bounds the header fields of a head this path parses.
+// maxFields bounds the header fields of a head this engine takes.
 const maxFields = 64
 
-var crlf = []byte("\r\n")
+// verdict is what parseHead makes of the bytes read so far.
+type verdict int
 
-// headEnd is the length of the head at the start of buf, through its empty
-// line; -1 if it has not all arrived; -2 if a line ends in a bare LF, which
-// this path leaves to net/http.
-func headEnd(buf []byte) int {
-	for i := 0; i < len(buf); i++ {
-		if buf[i] != '\n' {
-			continue
-		}
-		if i == 0 || buf[i-1] != '\r' {
-			return -2
-		}
-		if i >= 3 && buf[i-2] == '\n' && buf[i-3] == '\r' {
-			return i + 1
-		}
-	}
-	return -1
+const (
+	more     verdict = iota // the start of a head this engine may take: read on
+	taken                   // a whole head this engine serves
+	declined                // net/http's: anything else
+)
+
+// leanRequest is a request and its URL, made in one allocation. Each
+// request gets its own: whatever the handler leaves running (a timer, a
+// log line) may still read it after the next one has begun.
+type leanRequest struct {
+	r http.Request
+	u url.URL
 }
 
-// parse fills c.req from head, if it is a request this path takes: GET or
-// HEAD, HTTP/1.1, an origin-form target, exactly one Host, no body, no
-// Expect, no Upgrade, well-formed fields. It does not consume head.
-func (c *conn) parse(head []byte) bool {
-	line, rest, _ := bytes.Cut(head, crlf)
+// parseHead reads the request head at the start of buf: the one head
+// parser of this engine. It takes a GET or HEAD request for HTTP/1.1 with
+// an origin-form target, exactly one valid Host, no body (no
+// Content-Length, Transfer-Encoding), no Expect, Upgrade, TE or Trailer,
+// only CRLF line ends and well-formed fields; it declines anything else
+// as soon as it can tell (a POST at its first bytes). A taken head is n
+// bytes long and read into a new request, a copy of tmpl (which carries
+// the connection's context) with remote as its RemoteAddr.
+func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, n int, v verdict) {
+	lineEnd := bytes.IndexByte(buf, '\n')
+	if lineEnd < 0 {
+		if !mayStart(buf) {
+			return nil, 0, declined
+		}
+		return nil, 0, more
+	}
+	if lineEnd == 0 || buf[lineEnd-1] != '\r' {
+		return nil, 0, declined // a bare LF: net/http's to judge
+	}
+	line := buf[:lineEnd-1]
 	var method string
 	switch {
 	case bytes.HasPrefix(line, []byte("GET /")):
@@ -42,31 +54,38 @@ func (c *conn) parse(head []byte) bool {
 	case bytes.HasPrefix(line, []byte("HEAD /")):
 		method, line = http.MethodHead, line[5:]
 	default:
-		return false
+		return nil, 0, declined
 	}
 	const proto = " HTTP/1.1"
 	if len(line) <= len(proto) || string(line[len(line)-len(proto):]) != proto {
-		return false
+		return nil, 0, declined
 	}
 	target := line[:len(line)-len(proto)]
 	for _, b := range target {
 		if b <= ' ' || b >= 0x7f || b == '#' {
-			return false
+			return nil, 0, declined
 		}
 	}
-	h := c.req.Header
-	if h == nil {
-		h = make(http.Header, 8)
-	} else {
-		clear(h)
-	}
+
+	h := make(http.Header, 8)
 	host, hosts, closeReq := "", 0, false
-	for fields := 0; len(rest) > 2; fields++ {
-		if fields == maxFields {
-			return false
+	pos := lineEnd + 1
+	for fields := 0; ; fields++ {
+		end := bytes.IndexByte(buf[pos:], '\n')
+		if end < 0 {
+			return nil, 0, more
 		}
-		var field []byte
-		field, rest, _ = bytes.Cut(rest, crlf)
+		if end == 0 || buf[pos+end-1] != '\r' {
+			return nil, 0, declined
+		}
+		field := buf[pos : pos+end-1]
+		pos += end + 1
+		if len(field) == 0 {
+			break // the empty line: the head is whole
+		}
+		if fields == maxFields {
+			return nil, 0, declined
+		}
 		colon := -1
 		for i, b := range field {
 			if b == ':' {
@@ -74,16 +93,16 @@ func (c *conn) parse(head []byte) bool {
 				break
 			}
 			if !isTokenByte(b) {
-				return false // includes obs-fold (a leading space) and bare LF
+				return nil, 0, declined // includes obs-fold (a leading space)
 			}
 		}
 		if colon <= 0 {
-			return false
+			return nil, 0, declined
 		}
 		value := bytes.Trim(field[colon+1:], " \t")
 		for _, b := range value {
 			if (b < ' ' && b != '\t') || b == 0x7f {
-				return false
+				return nil, 0, declined
 			}
 		}
 		name := fieldName(field[:colon])
@@ -93,40 +112,52 @@ func (c *conn) parse(head []byte) bool {
 			host = string(value)
 			continue // Request.Host, as net/http has it
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
-			return false
+			return nil, 0, declined
 		case "Connection":
 			switch {
 			case asciiEqualFold(value, "close"):
 				closeReq = true
 			case asciiEqualFold(value, "keep-alive"):
 			default:
-				return false
+				return nil, 0, declined
 			}
 		}
 		h[name] = append(h[name], string(value))
 	}
 	if hosts != 1 || !validHost(host) {
-		return false
+		return nil, 0, declined
 	}
-	u := &c.url
-	*u = url.URL{}
+
+	lr := new(leanRequest)
+	lr.r = *tmpl
+	r = &lr.r
 	t := string(target)
 	path, query, hasQuery := strings.Cut(t, "?")
-	if !plainPath(path) {
-		pu, err := url.ParseRequestURI(t)
-		if err != nil {
-			return false
-		}
-		*u = *pu
+	if plainPath(path) {
+		lr.u.Path, lr.u.RawQuery, lr.u.ForceQuery = path, query, hasQuery && query == ""
+		r.URL = &lr.u
 	} else {
-		u.Path, u.RawQuery, u.ForceQuery = path, query, hasQuery && query == ""
+		u, err := url.ParseRequestURI(t)
+		if err != nil {
+			return nil, 0, declined
+		}
+		r.URL = u
 	}
-	r := c.req
-	r.Method, r.URL, r.Proto, r.ProtoMajor, r.ProtoMinor = method, u, "HTTP/1.1", 1, 1
-	r.Header, r.Body, r.GetBody, r.ContentLength, r.TransferEncoding = h, http.NoBody, nil, 0, nil
-	r.Close, r.Host, r.RemoteAddr, r.RequestURI = closeReq, host, c.remote, t
-	r.Form, r.PostForm, r.MultipartForm, r.Trailer, r.TLS, r.Response, r.Pattern = nil, nil, nil, nil, nil, nil, ""
-	return true
+	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = method, "HTTP/1.1", 1, 1
+	r.Header, r.Body, r.Close, r.Host, r.RemoteAddr, r.RequestURI = h, http.NoBody, closeReq, host, remote, t
+	return r, pos, taken
+}
+
+// mayStart: buf, with no line end yet, may be the start of a request line
+// this engine takes.
+func mayStart(buf []byte) bool {
+	for _, m := range [...]string{"GET /", "HEAD /"} {
+		n := min(len(buf), len(m))
+		if string(buf[:n]) == m[:n] {
+			return true
+		}
+	}
+	return false
 }
 
 // plainPath: a path of unreserved characters and slashes only, which
@@ -209,7 +240,7 @@ var commonFields = func() map[string]string {
 }()
 
 // fieldName is the canonical form of a field name (made only of token
-// bytes, as parse checked).
+// bytes, as parseHead checked).
 func fieldName(b []byte) string {
 	if n, ok := commonFields[string(b)]; ok {
 		return n

@@ -1,11 +1,14 @@
 package lean
 
 import (
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -14,78 +17,220 @@ import (
 // write as its head; past it, the head is written and the body streamed.
 const bodyMax = 64 << 10
 
-// response is the http.ResponseWriter of the lean path. A response
+// sniffLen is how much of a body http.DetectContentType looks at.
+const sniffLen = 512
+
+// response is the http.ResponseWriter of the lean engine. A response
 // whose body fits in bodyMax goes out in one write, head and body; a
 // larger one gets its head written first and its body streamed (with
 // sendfile for a file when the length is known, chunked when it is not).
+//
+// It keeps the framing itself, as net/http does, whatever the handler
+// does: the head it sent says how the body ends (a Content-Length, or
+// chunked), a write past the Content-Length is refused
+// (http.ErrContentLength), and a body that ends up shorter or longer than
+// the Content-Length sent closes the connection after the response, so
+// that the next request on it never reads the wrong bytes. Status codes
+// that have no body (1xx, 204, 304) get no Content-Length and refuse a
+// body (http.ErrBodyNotAllowed).
+//
+// Its other behaviour is net/http's too: the header as it was at
+// WriteHeader is what is sent; a Content-Length that is not a
+// non-negative number is dropped; Content-Type is sniffed when absent
+// (unless Content-Encoding is set); Date is added; a HEAD response gets
+// the Content-Length of what the handler wrote, when it wrote something
+// and did not flush before the end. WriteHeader with a 1xx status other
+// than 101 sends an interim response at once with the header set so far
+// (which, as in net/http and RFC 8297, is not cleared: what the handler
+// does not want in the final response, it deletes itself).
 type response struct {
-	c       *conn
-	header  http.Header
-	status  int
-	head    bool // a HEAD request: no body goes out
-	close   bool // the connection ends after this response
-	sent    bool // the head is on the wire
-	chunked bool
+	c      *conn
+	req    *http.Request
+	header http.Header
+	status int   // the final status; 0 until WriteHeader
+	head   bool  // a HEAD request: no body goes out
+	cl     int64 // the Content-Length the handler set (valid), or -1
+	// written counts the body bytes the handler wrote, sent or not (HEAD,
+	// past cl).
+	written int64
+	close   bool  // the connection ends after this response
+	sent    bool  // the head is on the wire
+	chunked bool  // the body goes out chunked
 	err     error // a write failed: the connection is done
-	body    []byte
-	out     []byte
-	keys    []string
+
+	// What WriteHeader saw in the header.
+	hasType, hasEncoding, hasDate bool
+	connValues                    []string // its Connection field
+	closeAsked                    bool     // … which says close
+
+	body  []byte // held until the head goes out (HEAD: the first sniffLen bytes, for sniffing)
+	out   []byte // the head being built: from WriteHeader on, the status line and the header's fields
+	keys  []string
+	sniff [sniffLen]byte
 }
 
-func (w *response) reset(head bool) {
+func (w *response) reset(r *http.Request) {
 	if w.header == nil {
 		w.header = make(http.Header, 8)
 	} else {
 		clear(w.header)
 	}
-	w.status, w.head, w.close, w.sent, w.chunked, w.err = 0, head, false, false, false, nil
+	w.req, w.head = r, r.Method == http.MethodHead
+	w.status, w.cl, w.written, w.close, w.sent, w.chunked, w.err = 0, -1, 0, false, false, false, nil
 	w.body = w.body[:0]
 }
 
 func (w *response) Header() http.Header { return w.header }
 
-func (w *response) WriteHeader(code int) {
-	if w.status != 0 || code < 200 {
-		return // informational answers are not sent on this path
-	}
-	w.status = code
+// bodyAllowed is net/http's bodyAllowedForStatus.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-func (w *response) bodyAllowed() bool {
-	return !w.head && w.status != http.StatusNoContent && w.status != http.StatusNotModified
+func (w *response) WriteHeader(code int) {
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code)) // as net/http
+	}
+	if w.status != 0 {
+		return // superfluous: the final status is set
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		w.interim(code)
+		return
+	}
+	w.status = code
+	h := w.header
+	w.cl = -1
+	if v := h["Content-Length"]; len(v) > 0 {
+		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
+			w.cl = n
+		} else {
+			delete(h, "Content-Length")
+		}
+	}
+	_, w.hasType = h["Content-Type"]
+	_, w.hasDate = h["Date"]
+	w.hasEncoding = h.Get("Content-Encoding") != ""
+	w.connValues = append(w.connValues[:0], h["Connection"]...)
+	w.closeAsked = false
+	for _, v := range w.connValues {
+		if hasToken(v, "close") {
+			w.closeAsked = true
+		}
+	}
+	// A 101 without the upgrade this engine never does leaves the
+	// connection in no known state.
+	w.close = w.closeAsked || w.req.Close || code == http.StatusSwitchingProtocols
+	w.out = appendStatusLine(w.out[:0], code)
+	w.out = w.appendFields(w.out, code, false)
+}
+
+// interim sends a 1xx response with the header set so far.
+func (w *response) interim(code int) {
+	if w.err != nil {
+		return
+	}
+	out := appendStatusLine(w.out[:0], code)
+	out = w.appendFields(out, code, true)
+	out = append(out, "\r\n"...)
+	w.out = out
+	if _, err := w.c.raw.Write(out); err != nil {
+		w.err = err
+	}
+}
+
+func appendStatusLine(out []byte, code int) []byte {
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(code), 10)
+	out = append(out, ' ')
+	if text := http.StatusText(code); text != "" {
+		out = append(out, text...)
+	} else {
+		out = append(out, "status code "...)
+		out = strconv.AppendInt(out, int64(code), 10)
+	}
+	return append(out, "\r\n"...)
+}
+
+// appendFields writes the header's fields, sorted, leaving out those the
+// engine writes itself (Content-Length, Transfer-Encoding; Connection in a
+// final response), a 304's Content-Type, net/http's trailer keys and
+// invalid names.
+func (w *response) appendFields(out []byte, code int, interim bool) []byte {
+	h := w.header
+	keys := w.keys[:0]
+	for k := range h {
+		switch k {
+		case "Content-Length", "Transfer-Encoding":
+			continue
+		case "Connection":
+			if !interim {
+				continue
+			}
+		case "Content-Type":
+			if code == http.StatusNotModified {
+				continue
+			}
+		}
+		if strings.HasPrefix(k, http.TrailerPrefix) || !validFieldName(k) {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	w.keys = keys
+	for _, k := range keys {
+		for _, v := range h[k] {
+			out = appendField(out, k, v)
+		}
+	}
+	return out
+}
+
+func appendField(out []byte, k, v string) []byte {
+	out = append(out, k...)
+	out = append(out, ": "...)
+	out = appendFieldValue(out, v)
+	return append(out, "\r\n"...)
 }
 
 func (w *response) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !bodyAllowed(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	w.written += int64(len(p))
+	if w.cl >= 0 && w.written > w.cl {
+		return 0, http.ErrContentLength // and finish closes the connection
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
-	if !w.bodyAllowed() {
-		if w.head && !w.sent {
-			w.body = append(w.body, p...) // counted for Content-Length, never sent
-			if len(w.body) > bodyMax {
-				w.body = w.body[:0]
-				w.close = true // the length is then unknown: be safe
-			}
+	if w.head {
+		if !w.sent && len(w.body) < sniffLen {
+			w.body = append(w.body, p[:min(len(p), sniffLen-len(w.body))]...)
 		}
 		return len(p), nil
 	}
-	if !w.sent && len(w.body)+len(p) <= bodyMax {
-		w.body = append(w.body, p...)
-		return len(p), nil
-	}
 	if !w.sent {
-		if err := w.sendHead(false); err != nil {
+		if len(w.body)+len(p) <= bodyMax {
+			w.body = append(w.body, p...)
+			return len(p), nil
+		}
+		if err := w.sendHead(false, p); err != nil {
 			return 0, err
 		}
 	}
 	return w.writeBody(p)
 }
 
-// ReadFrom sends a file with sendfile once the head is out, when its length
-// is known; otherwise it copies through Write.
+// ReadFrom sends a file with sendfile once the head is out, when its
+// length is known; otherwise it copies through Write.
 func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
@@ -93,22 +238,60 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	if !isFile(src) {
-		return copyTo(writerOnly{w}, src) // held, to go out with the head
+	if !isFile(src) || w.head || !bodyAllowed(w.status) || w.chunked || (!w.sent && w.cl < 0) {
+		return copyTo(writerOnly{w}, src)
 	}
-	if w.sent && !w.chunked || !w.sent && w.bodyAllowed() && len(w.header["Content-Length"]) == 1 {
-		if !w.sent {
-			if err := w.sendHead(false); err != nil {
-				return 0, err
+	var n0 int64
+	if !w.sent {
+		if !w.hasType && !w.hasEncoding && len(w.body) < sniffLen {
+			// The first bytes go through Write, for the Content-Type.
+			var err error
+			n0, err = io.CopyN(writerOnly{w}, src, int64(sniffLen-len(w.body)))
+			if err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				return n0, err
 			}
 		}
-		n, err := w.c.readFrom(src)
-		if err != nil {
-			w.err = err
+		if w.written > w.cl {
+			return n0, http.ErrContentLength
 		}
-		return n, err
+		if err := w.sendHead(false, nil); err != nil {
+			return n0, err
+		}
 	}
-	return copyTo(writerOnly{w}, src)
+	// Sent, not chunked, with a body: its length is cl. At most what is
+	// left of it goes out; one level of LimitedReader over a file is what
+	// sendfile recognises.
+	left := w.cl - w.written
+	var f io.Reader
+	limit := int64(math.MaxInt64)
+	lr, limited := src.(*io.LimitedReader)
+	if limited {
+		f, limit = lr.R, lr.N
+	} else {
+		f = src
+	}
+	want := min(limit, left)
+	n, err := w.c.readFrom(&io.LimitedReader{R: f, N: want})
+	w.written += n
+	if limited {
+		lr.N -= n
+	}
+	if err != nil {
+		w.err = err
+		return n0 + n, err
+	}
+	if n == want && limit > left {
+		// src may go on past the Content-Length: one byte more says so.
+		var one [1]byte
+		if k, _ := src.Read(one[:]); k > 0 {
+			w.written++
+			return n0 + n, http.ErrContentLength
+		}
+	}
+	return n0 + n, nil
 }
 
 // readFrom sends src with the connection's ReadFrom (sendfile), if it has
@@ -161,40 +344,38 @@ func (w *response) FlushError() error {
 	if w.err != nil || w.sent {
 		return w.err
 	}
-	return w.sendHead(false)
+	return w.sendHead(false, nil)
 }
 
 // sendHead writes the head, with the body held so far when final (the
-// whole response), or starts streaming: the held body follows the head,
-// and the rest is chunked unless its length is known.
-func (w *response) sendHead(final bool) error {
-	h := w.header
-	if !final && w.bodyAllowed() && len(h["Content-Length"]) == 0 {
+// whole response, the handler having returned), or starts streaming: the
+// held body follows the head, and the rest is chunked unless its length
+// is known. next is what is about to be written, for sniffing.
+func (w *response) sendHead(final bool, next []byte) error {
+	out := w.out
+	bodyOK := bodyAllowed(w.status)
+	switch {
+	case !bodyOK:
+	case w.cl >= 0:
+		out = appendLength(out, w.cl)
+	case final && !w.head:
+		out = appendLength(out, int64(len(w.body)))
+	case final && w.written > 0: // HEAD: what a GET would have had
+		out = appendLength(out, w.written)
+	case !final && !w.head:
 		w.chunked = true
 	}
-	out := w.out[:0]
-	out = append(out, "HTTP/1.1 "...)
-	out = strconv.AppendInt(out, int64(w.status), 10)
-	out = append(out, ' ')
-	if text := http.StatusText(w.status); text != "" {
-		out = append(out, text...)
-	} else {
-		out = append(out, "status code "...)
-		out = strconv.AppendInt(out, int64(w.status), 10)
+	if bodyOK && !w.hasType && !w.hasEncoding {
+		sniff := w.body
+		if len(sniff) < sniffLen && len(next) > 0 {
+			sniff = append(w.sniff[:0], w.body...)
+			sniff = append(sniff, next[:min(len(next), sniffLen-len(sniff))]...)
+		}
+		if len(sniff) > 0 {
+			out = appendField(out, "Content-Type", http.DetectContentType(sniff))
+		}
 	}
-	out = append(out, "\r\n"...)
-	if final && len(h["Content-Length"]) == 0 && w.status != http.StatusNoContent && w.status != http.StatusNotModified &&
-		(!w.head || len(w.body) > 0) {
-		out = append(out, "Content-Length: "...)
-		out = strconv.AppendInt(out, int64(len(w.body)), 10)
-		out = append(out, "\r\n"...)
-	}
-	if _, ok := h["Content-Type"]; !ok && len(w.body) > 0 && w.status != http.StatusNoContent && w.status != http.StatusNotModified {
-		out = append(out, "Content-Type: "...)
-		out = append(out, http.DetectContentType(w.body)...)
-		out = append(out, "\r\n"...)
-	}
-	if _, ok := h["Date"]; !ok {
+	if !w.hasDate {
 		out = append(out, "Date: "...)
 		out = appendHTTPDate(out)
 		out = append(out, "\r\n"...)
@@ -202,34 +383,19 @@ func (w *response) sendHead(final bool) error {
 	if w.chunked {
 		out = append(out, "Transfer-Encoding: chunked\r\n"...)
 	}
-	for _, v := range h["Connection"] {
-		if asciiEqualFold([]byte(v), "close") {
-			w.close = true
-		}
-	}
-	if (w.close || w.c.req.Close || w.c.e.closing.Load()) && len(h["Connection"]) == 0 {
-		out = append(out, "Connection: close\r\n"...)
+	if w.c.e.closing.Load() {
 		w.close = true
 	}
-	keys := w.keys[:0]
-	for k := range h {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	w.keys = keys
-	for _, k := range keys {
-		if k == "Transfer-Encoding" || !validFieldName(k) {
-			continue
-		}
-		for _, v := range h[k] {
-			out = append(out, k...)
-			out = append(out, ": "...)
-			out = appendFieldValue(out, v)
-			out = append(out, "\r\n"...)
+	switch {
+	case w.close && !w.closeAsked:
+		out = append(out, "Connection: close\r\n"...)
+	default:
+		for _, v := range w.connValues {
+			out = appendField(out, "Connection", v)
 		}
 	}
 	out = append(out, "\r\n"...)
-	if w.bodyAllowed() && len(w.body) > 0 {
+	if bodyOK && !w.head && len(w.body) > 0 {
 		if w.chunked {
 			out = strconv.AppendInt(out, int64(len(w.body)), 16)
 			out = append(out, "\r\n"...)
@@ -249,25 +415,52 @@ func (w *response) sendHead(final bool) error {
 	return nil
 }
 
-// finish ends the response: the whole of it when nothing was sent yet, or
-// the last chunk.
-func (w *response) finish() error {
+func appendLength(out []byte, n int64) []byte {
+	out = append(out, "Content-Length: "...)
+	out = strconv.AppendInt(out, n, 10)
+	return append(out, "\r\n"...)
+}
+
+// finish ends the response once the handler has returned: the whole of it
+// when nothing was sent yet, or the last chunk. It reports whether the
+// connection must close: a failed write, a body that does not match the
+// Content-Length, or a close asked for.
+func (w *response) finish() (closeConn bool) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	if !w.head && bodyAllowed(w.status) && w.cl >= 0 && w.written != w.cl {
+		w.close = true // the body does not match its length: never read past it
+	}
 	if w.err != nil {
-		return w.err
+		return true
 	}
 	if !w.sent {
-		return w.sendHead(true)
-	}
-	if w.chunked {
+		if err := w.sendHead(true, nil); err != nil {
+			return true
+		}
+	} else if w.chunked {
 		if _, err := io.WriteString(w.c.raw, "0\r\n\r\n"); err != nil {
 			w.err = err
-			return err
+			return true
 		}
 	}
-	return nil
+	return w.close
+}
+
+// hasToken reports whether the comma-separated list v holds token
+// (case-insensitively).
+func hasToken(v, token string) bool {
+	for {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		if strings.EqualFold(strings.Trim(t, " \t"), token) {
+			return true
+		}
+		if v == "" {
+			return false
+		}
+	}
 }
 
 func validFieldName(k string) bool {

@@ -362,15 +362,18 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	rq.info.set(&stateApp)
 	var timedOut atomic.Bool
 	if app.MaxRequestTime > 0 {
-		start := rq.start
+		// The timer may fire as the request ends, and Stop does not wait
+		// for it: it reads copies, never r or rq, which the next request
+		// may be using by then.
+		start, method, path := rq.start, r.Method, rq.info.path
 		t := time.AfterFunc(app.MaxRequestTime, func() {
 			timedOut.Store(true)
 			h.log.LogAttrs(context.Background(), slog.LevelError, "request ran longer than --max-request-time; killing its process",
-				slog.String("method", r.Method), slog.String("path", r.URL.RequestURI()),
+				slog.String("method", method), slog.String("path", path),
 				slog.Duration("duration", time.Since(start)), slog.Int("pid", pid))
 			sess.Abort("a request ran longer than --max-request-time")
 			if app.OnMaxRequestTime != nil {
-				app.OnMaxRequestTime(pid, r.Method, r.URL.RequestURI())
+				app.OnMaxRequestTime(pid, method, path)
 			}
 		})
 		defer t.Stop()

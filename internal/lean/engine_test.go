@@ -99,8 +99,9 @@ const get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 // match closes the connection after it; a body that does keeps it.
 func TestFraming(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "ten")
+	file, big := filepath.Join(dir, "ten"), filepath.Join(dir, "thousand")
 	os.WriteFile(file, []byte("0123456789"), 0o644)
+	os.WriteFile(big, bytes.Repeat([]byte("0123456789"), 100), 0o644)
 	writeErrs := make(chan error, 4)
 	cases := []struct {
 		name    string
@@ -145,7 +146,15 @@ func TestFraming(t *testing.T) {
 			w.Header().Set("Content-Length", "4")
 			_, err := w.(io.ReaderFrom).ReadFrom(f)
 			writeErrs <- err
-		}, "0123", false, true, http.ErrContentLength},
+		}, "", true, true, http.ErrContentLength}, // its first bytes go through Write, as with net/http
+		{"file longer sent", func(w http.ResponseWriter) {
+			f, _ := os.Open(big)
+			defer f.Close()
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Length", "600")
+			_, err := w.(io.ReaderFrom).ReadFrom(f)
+			writeErrs <- err
+		}, strings.Repeat("0123456789", 60), false, true, http.ErrContentLength},
 		{"file shorter", func(w http.ResponseWriter) {
 			f, _ := os.Open(file)
 			defer f.Close()

@@ -230,33 +230,33 @@ func (w *response) Write(p []byte) (int, error) {
 }
 
 // ReadFrom sends a file with sendfile once the head is out, when its
-// length is known; otherwise it copies through Write.
+// length is known; otherwise it copies through Write. As net/http's, it
+// sends the first bytes through Write (for the Content-Type, and so that
+// nothing goes out for a file that cannot be read), and it sets no status
+// of its own for an empty src.
 func (w *response) ReadFrom(src io.Reader) (int64, error) {
-	if w.status == 0 {
-		w.WriteHeader(http.StatusOK)
-	}
 	if w.err != nil {
 		return 0, w.err
 	}
-	if !isFile(src) || w.head || !bodyAllowed(w.status) || w.chunked || (!w.sent && w.cl < 0) {
-		return copyTo(writerOnly{w}, src)
+	if w.cl >= 0 && w.written > w.cl {
+		return 0, http.ErrContentLength // as Write: past it once, refused from then on
 	}
 	var n0 int64
 	if !w.sent {
-		if !w.hasType && !w.hasEncoding && len(w.body) < sniffLen {
-			// The first bytes go through Write, for the Content-Type.
-			var err error
-			n0, err = io.CopyN(writerOnly{w}, src, int64(sniffLen-len(w.body)))
-			if err != nil {
-				if err == io.EOF {
-					err = nil
-				}
-				return n0, err
+		var err error
+		n0, err = io.CopyN(writerOnly{w}, src, sniffLen)
+		if err != nil || n0 < sniffLen {
+			if err == io.EOF {
+				err = nil
 			}
+			return n0, err
 		}
-		if w.written > w.cl {
-			return n0, http.ErrContentLength
-		}
+	}
+	if !isFile(src) || w.head || !bodyAllowed(w.status) || w.chunked || (!w.sent && w.cl < 0) {
+		n, err := copyTo(writerOnly{w}, src)
+		return n0 + n, err
+	}
+	if !w.sent {
 		if err := w.sendHead(false, nil); err != nil {
 			return n0, err
 		}

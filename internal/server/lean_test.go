@@ -24,10 +24,10 @@ import (
 
 const cacheableResp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: public, max-age=60\r\nContent-Length: 11\r\n\r\nhello world"
 
-// fastServer serves an app answering cacheableResp, with a public/
+// leanServer serves an app answering cacheableResp, with a public/
 // directory holding small.txt and big.bin (1 MiB), its lean path on or
 // off.
-func fastServer(t *testing.T, fast bool) (*Server, []byte) {
+func leanServer(t *testing.T, lean bool) (*Server, []byte) {
 	t.Helper()
 	h, app := benchHandler(t, cacheableResp, true, Options{})
 	dir := t.TempDir()
@@ -41,13 +41,13 @@ func fastServer(t *testing.T, fast bool) (*Server, []byte) {
 	}
 	app.Static = st
 	h.SetApps([]*App{app})
-	return listen(t, h, fast), big
+	return listen(t, h, lean), big
 }
 
 // listen serves h on a loopback port until the test ends.
-func listen(t *testing.T, h *Handler, fast bool) *Server {
+func listen(t *testing.T, h *Handler, lean bool) *Server {
 	t.Helper()
-	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, FastPath: fast},
+	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, Lean: lean},
 		h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -92,12 +92,12 @@ func exchange(t *testing.T, s *Server, raw string, n int, methods ...string) []*
 
 func bodyOf(r *http.Response) string { b, _ := io.ReadAll(r.Body); return string(b) }
 
-// TestFastPathAnswersAndHandsOver: plain GET and HEAD requests are answered
+// TestLeanPathAnswersAndHandsOver: plain GET and HEAD requests are answered
 // on the lean path (app, static file, cache hit), pipelined or not;
 // anything else (here a POST) goes to net/http with the bytes already
 // read, and later requests on that connection are still answered.
-func TestFastPathAnswersAndHandsOver(t *testing.T) {
-	s, big := fastServer(t, true)
+func TestLeanPathAnswersAndHandsOver(t *testing.T) {
+	s, big := leanServer(t, true)
 	answered := func() uint64 { n, _ := s.LeanStats(); return n }
 	handedOver := func() uint64 { _, n := s.LeanStats(); return n }
 
@@ -151,12 +151,12 @@ func TestFastPathAnswersAndHandsOver(t *testing.T) {
 	}
 }
 
-// TestFastPathSameAnswers sends the same raw requests to a front with and
+// TestLeanPathSameAnswers sends the same raw requests to a front with and
 // without the lean path: every status, body and framing must be the same
 // (malformed or unusual heads are net/http's to answer either way).
-func TestFastPathSameAnswers(t *testing.T) {
-	fast, _ := fastServer(t, true)
-	slow, _ := fastServer(t, false)
+func TestLeanPathSameAnswers(t *testing.T) {
+	lean, _ := leanServer(t, true)
+	slow, _ := leanServer(t, false)
 	reqs := []string{
 		"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /small.txt?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -187,7 +187,7 @@ func TestFastPathSameAnswers(t *testing.T) {
 	}
 	for _, raw := range reqs {
 		method := strings.Fields(raw)[0]
-		a := exchange(t, fast, raw, 1, method)[0]
+		a := exchange(t, lean, raw, 1, method)[0]
 		b := exchange(t, slow, raw, 1, method)[0]
 		ab, bb := bodyOf(a), bodyOf(b)
 		if a.StatusCode != b.StatusCode || ab != bb || a.ContentLength != b.ContentLength ||
@@ -198,9 +198,9 @@ func TestFastPathSameAnswers(t *testing.T) {
 	}
 }
 
-// TestFastPathShutdown: Shutdown closes idle lean connections and returns.
-func TestFastPathShutdown(t *testing.T) {
-	s, _ := fastServer(t, true)
+// TestLeanPathShutdown: Shutdown closes idle lean connections and returns.
+func TestLeanPathShutdown(t *testing.T) {
+	s, _ := leanServer(t, true)
 	c, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -258,10 +258,10 @@ func gatedApp(t *testing.T) (h *Handler, received chan struct{}, release chan st
 	return h, received, release
 }
 
-// TestFastPathPipelinedWhileAtApp: a request that arrives while the one
+// TestLeanPathPipelinedWhileAtApp: a request that arrives while the one
 // before it is at the app (the client-close watcher reads its first byte)
 // is answered whole, after it.
-func TestFastPathPipelinedWhileAtApp(t *testing.T) {
+func TestLeanPathPipelinedWhileAtApp(t *testing.T) {
 	h, received, release := gatedApp(t)
 	s := listen(t, h, true)
 	c, err := net.Dial("tcp", s.Addr().String())
@@ -290,9 +290,9 @@ func TestFastPathPipelinedWhileAtApp(t *testing.T) {
 	}
 }
 
-// TestFastPathClientLeavesQueue: a client that leaves while its request
+// TestLeanPathClientLeavesQueue: a client that leaves while its request
 // waits for a process is noticed, and its request never reaches the app.
-func TestFastPathClientLeavesQueue(t *testing.T) {
+func TestLeanPathClientLeavesQueue(t *testing.T) {
 	h, received, release := gatedApp(t)
 	s := listen(t, h, true)
 	busy, _ := net.Dial("tcp", s.Addr().String())
@@ -335,9 +335,9 @@ func TestFastPathClientLeavesQueue(t *testing.T) {
 // proxied to an app over a Unix socket. Allocations are the server's (the
 // client reads into a fixed buffer).
 func BenchmarkFront(b *testing.B) {
-	for _, fast := range []bool{true, false} {
+	for _, lean := range []bool{true, false} {
 		name := "nethttp"
-		if fast {
+		if lean {
 			name = "lean"
 		}
 		for _, target := range []string{"/c", "/4k.bin", "/app"} {
@@ -351,7 +351,7 @@ func BenchmarkFront(b *testing.B) {
 				st, _ := static.New(dir, static.Options{})
 				app.Static = st
 				h.SetApps([]*App{app})
-				s, err := Listen(Config{Addr: "127.0.0.1:0", IdleTimeout: time.Minute, HeaderTimeout: time.Minute, FastPath: fast},
+				s, err := Listen(Config{Addr: "127.0.0.1:0", IdleTimeout: time.Minute, HeaderTimeout: time.Minute, Lean: lean},
 					h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 				if err != nil {
 					b.Fatal(err)

@@ -57,9 +57,9 @@ type Config struct {
 	// long (each response has its own deadline too: Options.WriteTimeout).
 	// 0 = no limit.
 	WriteTimeout time.Duration
-	// FastPath answers static files and cache hits on plain (TCP and Unix)
+	// Lean serves plain GET and HEAD requests on plain (TCP and Unix)
 	// listeners without net/http: the lean HTTP/1.1 engine (internal/lean).
-	FastPath bool
+	Lean bool
 	// Listen opens a listener. Default: net.Listen. A caller that inherits
 	// sockets (systemd socket activation, a binary upgrade) hands them over
 	// here.
@@ -126,7 +126,7 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 	s.app.Protocols.SetHTTP1(true)
 	s.app.Protocols.SetHTTP2(c.TLS != nil && c.TLS.HTTP2)
 	s.app.HTTP2 = &http.HTTP2Config{WriteByteTimeout: c.WriteTimeout}
-	if c.FastPath {
+	if c.Lean {
 		s.lean = lean.New(h, lean.Options{HeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout, Log: log,
 			Rejected: func(rj lean.Rejection) {
 				h.logRejected(rejection{client: rj.Client, line: rj.Line, status: rj.Status, reason: rj.Reason})

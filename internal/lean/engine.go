@@ -30,7 +30,6 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,12 +225,12 @@ func (c *conn) handoff(handoff func(net.Conn)) {
 	c.e.handedOver.Add(1)
 	c.raw.SetReadDeadline(time.Time{})
 	var pending []byte
+	if c.hasPre { // what the read buffer would have read first
+		pending = append(pending, c.pre[0])
+	}
 	if n := c.br.Buffered(); n > 0 {
 		b, _ := c.br.Peek(n)
-		pending = slices.Clone(b)
-	}
-	if c.hasPre {
-		pending = append(pending, c.pre[0])
+		pending = append(pending, b...)
 	}
 	c.br.Reset(nil)
 	readers.Put(c.br)

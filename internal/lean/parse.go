@@ -25,6 +25,9 @@ const (
 type leanRequest struct {
 	r http.Request
 	u url.URL
+	// vals backs the header's values, one each: the usual head costs no
+	// allocation for them.
+	vals [8]string
 }
 
 // parseHead reads the request head at the start of buf: the one head
@@ -67,7 +70,9 @@ func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, 
 		}
 	}
 
+	lr := new(leanRequest)
 	h := make(http.Header, 8)
+	vals := lr.vals[:0:len(lr.vals)]
 	host, hosts, closeReq := "", 0, false
 	pos := lineEnd + 1
 	for fields := 0; ; fields++ {
@@ -122,13 +127,18 @@ func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, 
 				return nil, 0, declined
 			}
 		}
-		h[name] = append(h[name], string(value))
+		v := string(value)
+		if old, seen := h[name]; seen || len(vals) == cap(vals) {
+			h[name] = append(old, v)
+		} else {
+			vals = append(vals, v)
+			h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
 	}
 	if hosts != 1 || !validHost(host) {
 		return nil, 0, declined
 	}
 
-	lr := new(leanRequest)
 	lr.r = *tmpl
 	r = &lr.r
 	t := string(target)

@@ -25,9 +25,10 @@ const (
 type leanRequest struct {
 	r http.Request
 	u url.URL
-	// vals backs the header's values, one each: the usual head costs no
-	// allocation for them.
-	vals [8]string
+	// vals backs the first values of the header, one each, so that they
+	// cost no allocation of their own; four keep the whole at 512 bytes,
+	// the largest size the allocator serves without a header.
+	vals [4]string
 }
 
 // parseHead reads the request head at the start of buf: the one head
@@ -73,7 +74,8 @@ func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, 
 	lr := new(leanRequest)
 	h := make(http.Header, 8)
 	vals := lr.vals[:0:len(lr.vals)]
-	host, hosts, closeReq := "", 0, false
+	var host []byte
+	hosts, closeReq := 0, false
 	pos := lineEnd + 1
 	for fields := 0; ; fields++ {
 		end := bytes.IndexByte(buf[pos:], '\n')
@@ -114,7 +116,7 @@ func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, 
 		switch name {
 		case "Host":
 			hosts++
-			host = string(value)
+			host = value
 			continue // Request.Host, as net/http has it
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
 			return nil, 0, declined
@@ -141,7 +143,9 @@ func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, 
 
 	lr.r = *tmpl
 	r = &lr.r
-	t := string(target)
+	// The target and the host in one string (one allocation).
+	th := string(target) + string(host)
+	t, hostStr := th[:len(target)], th[len(target):]
 	path, query, hasQuery := strings.Cut(t, "?")
 	if plainPath(path) {
 		lr.u.Path, lr.u.RawQuery, lr.u.ForceQuery = path, query, hasQuery && query == ""
@@ -154,7 +158,7 @@ func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, 
 		r.URL = u
 	}
 	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = method, "HTTP/1.1", 1, 1
-	r.Header, r.Body, r.Close, r.Host, r.RemoteAddr, r.RequestURI = h, http.NoBody, closeReq, host, remote, t
+	r.Header, r.Body, r.Close, r.Host, r.RemoteAddr, r.RequestURI = h, http.NoBody, closeReq, hostStr, remote, t
 	return r, pos, taken
 }
 
@@ -217,8 +221,8 @@ func isTokenByte(b byte) bool {
 // validHost is a conservative reading of a Host value: a reg-name or IPv4
 // address, or a bracketed IPv6 address, with an optional port. Anything
 // else goes to net/http, which has the last word.
-func validHost(h string) bool {
-	if h == "" {
+func validHost(h []byte) bool {
+	if len(h) == 0 {
 		return false
 	}
 	for i := 0; i < len(h); i++ {

@@ -54,12 +54,12 @@ for _ in $(seq 300); do
 	if [[ -z $port ]]; then
 		port=$(grep -o 'urls=\[https://127.0.0.1:[0-9]*' "$tmp/ferry.log" 2>/dev/null | grep -o '[0-9]*$' || true)
 	fi
-	if [[ -n $port ]] && curl -ksf --http2 -o /dev/null "https://127.0.0.1:$port/"; then
+	if [[ -n $port ]] && curl -ksf -o /dev/null "https://127.0.0.1:$port/"; then
 		break
 	fi
 	sleep 0.2
 done
-if [[ -z $port ]] || ! curl -ksf --http2 -o /dev/null "https://127.0.0.1:$port/"; then
+if [[ -z $port ]] || ! curl -ksf -o /dev/null "https://127.0.0.1:$port/"; then
 	echo "h2spec: ferry did not answer over HTTPS within 60s; its log:" >&2
 	cat "$tmp/ferry.log" >&2
 	exit 1

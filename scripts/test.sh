@@ -38,3 +38,5 @@ echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 echo "== Debian package (build, lintian, dpkg -i, serve, purge)"
 ./scripts/deb.sh
+echo "== h2spec (HTTP/2 conformance of the TLS listener)"
+./scripts/conformance/h2spec.sh

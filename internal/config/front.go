@@ -41,10 +41,11 @@ type Front struct {
 	// HTTP2 offers HTTP/2 to TLS clients (ALPN "h2") (--http2). Default
 	// true. Requests reach apps as HTTP/1.1 either way.
 	HTTP2 bool
-	// FastPath answers static files and turbocache hits on plain HTTP/1.1
-	// connections (TCP and --socket) with Ferry's lean HTTP/1.1 reader and
-	// writer rather than net/http (--fast-path). Default true.
-	FastPath bool
+	// LeanPath serves plain GET and HEAD requests on plain HTTP/1.1
+	// connections (TCP and --socket) with Ferry's lean HTTP/1.1 engine
+	// rather than net/http (--lean-path, or its old name --fast-path).
+	// Default true.
+	LeanPath bool
 
 	// Socket listens on this Unix socket, instead of TCP unless
 	// SocketAndTCP is set (--socket; Passenger's socket_file). Default "":
@@ -207,7 +208,6 @@ func init() {
 		frontOpt("ssl-port", "0", "serve HTTPS on this `PORT` and plain HTTP on --port (0: --ssl makes --port HTTPS)", func(f *Front) flag.Value { return (*intValue)(&f.SSLPort) }),
 		frontOpt("ssl-redirect", "false", "answer plain HTTP on --port with a redirect to HTTPS on --ssl-port", func(f *Front) flag.Value { return (*boolValue)(&f.SSLRedirect) }),
 		frontOpt("ssl-min-version", "1.2", "oldest TLS `VERSION` accepted: 1.2 or 1.3", func(f *Front) flag.Value { return (*strValue)(&f.SSLMinVersion) }),
-		frontOpt("fast-path", "true", "answer static files and cache hits on plain HTTP/1.1 connections without net/http (--fast-path=false: net/http serves every request)", func(f *Front) flag.Value { return (*boolValue)(&f.FastPath) }),
 		frontOpt("http2", "true", "offer HTTP/2 to HTTPS clients (--http2=false: HTTP/1.1 only)", func(f *Front) flag.Value { return (*boolValue)(&f.HTTP2) }),
 		frontOpt("socket", "", "listen on this Unix socket `FILE` instead of TCP (with --socket-and-tcp: beside it)", func(f *Front) flag.Value { return (*strValue)(&f.Socket) }).withKey("socket_file").short("S"),
 		frontOpt("socket-mode", "0660", "permission `MODE` of --socket (octal)", func(f *Front) flag.Value { return (*modeValue)(&f.SocketMode) }),

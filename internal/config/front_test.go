@@ -123,3 +123,27 @@ func selfSigned(t *testing.T) (cert, key string) {
 	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return cert, key
 }
+
+// TestLeanPathOldName: --fast-path, the old name of --lean-path, still
+// sets it, from every source; an explicit false is not undone by the
+// default of the new name.
+func TestLeanPathOldName(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want bool
+	}{
+		{nil, nil, true},
+		{nil, []string{"--lean-path=false"}, false},
+		{nil, []string{"--fast-path=false"}, false},
+		{nil, []string{"--fast-path=false", "--lean-path"}, true},
+		{[]string{"FERRY_FAST_PATH=false"}, nil, false},
+		{[]string{"FERRY_LEAN_PATH=false"}, nil, false},
+	} {
+		dir := wsgiApp(t)
+		c := load(t, tc.env, append([]string{dir}, tc.args...)...)
+		if c.Front.LeanPath != tc.want {
+			t.Errorf("%v %v: lean path %v, want %v", tc.env, tc.args, c.Front.LeanPath, tc.want)
+		}
+	}
+}

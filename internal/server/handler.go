@@ -331,12 +331,19 @@ func (h *Handler) serveGzipped(rq *request, r *http.Request, app *App) bool {
 	return served
 }
 
+// clientWatcher is a ResponseWriter that notices a client leaving only
+// while asked to (the lean engine's): forward asks for the time an app has
+// the request. net/http's own background read needs no asking.
+type clientWatcher interface {
+	WatchClient() (stop func())
+}
+
 // forward sends the request to one process and the response to the client.
 // It returns true when the request may be sent to another process.
 func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *turbocache.Fill, attempt int) (retry bool) {
 	app := rq.app
 	if cw, ok := rq.w.w.(clientWatcher); ok {
-		defer cw.watchClient()() // the lean path: notice a client that leaves
+		defer cw.WatchClient()() // the lean engine: notice a client that leaves
 	}
 	rq.info.set(&stateQueued)
 	queued := time.Now()
@@ -359,15 +366,18 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	rq.info.set(&stateApp)
 	var timedOut atomic.Bool
 	if app.MaxRequestTime > 0 {
-		start := rq.start
+		// The timer may fire as the request ends, and Stop does not wait
+		// for it: it reads copies, never r or rq, which the next request
+		// may be using by then.
+		start, method, path := rq.start, r.Method, rq.info.path
 		t := time.AfterFunc(app.MaxRequestTime, func() {
 			timedOut.Store(true)
 			h.log.LogAttrs(context.Background(), slog.LevelError, "request ran longer than --max-request-time; killing its process",
-				slog.String("method", r.Method), slog.String("path", r.URL.RequestURI()),
+				slog.String("method", method), slog.String("path", path),
 				slog.Duration("duration", time.Since(start)), slog.Int("pid", pid))
 			sess.Abort("a request ran longer than --max-request-time")
 			if app.OnMaxRequestTime != nil {
-				app.OnMaxRequestTime(pid, r.Method, r.URL.RequestURI())
+				app.OnMaxRequestTime(pid, method, path)
 			}
 		})
 		defer t.Stop()

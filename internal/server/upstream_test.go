@@ -190,7 +190,7 @@ func TestInterimResponsesForwarded(t *testing.T) {
 	cert, key, roots := writeCert(t)
 	for _, mode := range []string{"h1", "h2", "lean"} {
 		t.Run(mode, func(t *testing.T) {
-			c := Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, FastPath: mode == "lean"}
+			c := Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, Lean: mode == "lean"}
 			if mode == "h2" {
 				c.TLS = &TLSConfig{CertFile: cert, KeyFile: key, HTTP2: true}
 			}

@@ -57,8 +57,9 @@ type Source interface {
 	Apps() []App
 	// Requests lists the requests in flight.
 	Requests() any
-	// Ready is false while the core drains for shutdown.
-	Ready() bool
+	// Probes serves GET /health (liveness) and GET /ready (readiness);
+	// the same answers as on the --metrics-address listener.
+	Probes() http.Handler
 	// Metrics serves the Prometheus exposition.
 	Metrics() http.Handler
 	// ReopenLogs reopens log files (logrotate).
@@ -114,8 +115,8 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /metrics", read(src.Metrics()))
 	// Health answers without a token: load balancers and probes have none,
 	// and it reveals nothing.
-	mux.Handle("GET /health", s.handle(s.health))
-	mux.Handle("GET /ready", http.HandlerFunc(s.ready))
+	mux.Handle("GET /health", src.Probes())
+	mux.Handle("GET /ready", src.Probes())
 	mux.Handle("POST /apps/{name}/restart", admin(s.handle(s.restart)))
 	mux.Handle("POST /apps/{name}/processes/{pid}/detach", admin(s.handle(s.detach)))
 	mux.Handle("POST /apps/{name}/processes/{pid}/kill", admin(s.handle(s.kill)))
@@ -278,20 +279,6 @@ func (s *Server) Pool() PoolStatus {
 
 func (s *Server) requests(*http.Request) (any, error) {
 	return map[string]any{"requests": s.src.Requests()}, nil
-}
-
-func (s *Server) health(*http.Request) (any, error) {
-	return map[string]any{"live": true, "ready": s.src.Ready()}, nil
-}
-
-// ready answers 200 while the core takes traffic and 503 while it drains,
-// for load balancers and Kubernetes readiness probes.
-func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
-	if s.src.Ready() {
-		writeJSON(w, http.StatusOK, map[string]bool{"ready": true})
-		return
-	}
-	writeJSON(w, http.StatusServiceUnavailable, map[string]bool{"ready": false})
 }
 
 func (s *Server) group(r *http.Request) (*pool.Group, error) {

@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 
 	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/config"
+	"github.com/ferry-server/ferry/internal/health"
 	"github.com/ferry-server/ferry/internal/identity"
 	"github.com/ferry-server/ferry/internal/instance"
 	"github.com/ferry-server/ferry/internal/loaders"
@@ -114,6 +114,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		st.apps = append(st.apps, a)
 	}
 	st.reg.RegisterPoolCollector(poolSnapshots(st.current))
+	probes := health.New(st.groups, version, 0)
+	defer probes.Close()
 
 	bufferDir := inst.BufferDir()
 	if cfg.DataBufferDir != "" {
@@ -129,16 +131,15 @@ func Run(ctx context.Context, o Options) (err error) {
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
 			Listen: front.URLs(), Instance: inst.Path(), Config: configMap(cfg)},
-		st: st, metrics: st.reg, logs: out,
+		st: st, metrics: st.reg, logs: out, probes: probes,
 	}
-	src.ready.Store(true)
 	adm, err := admin.Listen(inst.Path(), src, log)
 	if err != nil {
 		return err
 	}
 
 	if cfg.MetricsAddress != "" {
-		stopMetrics, err := serveMetrics(cfg.MetricsAddress, st.reg, log)
+		stopMetrics, err := serveMetrics(cfg.MetricsAddress, st.reg, probes.Handler(), log)
 		if err != nil {
 			return err
 		}
@@ -148,6 +149,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		a.group.Start()
 	}
 	errc := make(chan error, 2)
+	probes.SetListening()
 	go func() { errc <- front.Serve() }()
 	go func() { errc <- adm.Serve() }()
 	for _, a := range cfg.Apps {
@@ -199,7 +201,7 @@ wait:
 		log.Info("handing over to the new ferry")
 	}
 	// Load balancers asking /ready learn at once that we are leaving.
-	src.ready.Store(false)
+	probes.StartDrain()
 	sdnotify.Notify("STOPPING=1")
 	// Requests in flight finish first, then the processes serving them stop;
 	// --shutdown-timeout bounds the whole, with a short grace for SIGTERM
@@ -243,6 +245,15 @@ type state struct {
 
 	mu   sync.Mutex
 	apps []*app
+}
+
+// groups are the pools of the current apps, for the probes.
+func (st *state) groups() []*pool.Group {
+	var out []*pool.Group
+	for _, a := range st.current() {
+		out = append(out, a.group)
+	}
+	return out
 }
 
 func (st *state) current() []*app {
@@ -525,18 +536,22 @@ func fireHook(hk *hooks.Runner, app string, e pool.Event) {
 	hk.Fire(ev, d)
 }
 
-// serveMetrics serves the metrics, and nothing else, on a TCP address.
-func serveMetrics(addr string, reg *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+// serveMetrics serves the metrics and the probes (GET /health, /ready) on
+// a TCP address, where scrapers, load balancers and Kubernetes reach them.
+func serveMetrics(addr string, reg *metrics.Metrics, probes http.Handler, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on --metrics-address %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", reg.Handler())
+	mux.Handle("GET /health", probes)
+	mux.Handle("GET /ready", probes)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go hs.Serve(ln)
-	log.Info("serving metrics", "address", "http://"+ln.Addr().String()+"/metrics")
+	log.Info("serving metrics and probes", "address", "http://"+ln.Addr().String()+"/metrics",
+		"health", "http://"+ln.Addr().String()+"/health", "ready", "http://"+ln.Addr().String()+"/ready")
 	return func() { hs.Close() }, nil
 }
 
@@ -620,7 +635,7 @@ type source struct {
 	st      *state
 	metrics *metrics.Metrics
 	logs    *logs.Outputs
-	ready   atomic.Bool
+	probes  *health.Checker
 }
 
 func (s *source) Info() admin.Info { return s.info }
@@ -632,7 +647,7 @@ func (s *source) Apps() []admin.App {
 	return out
 }
 func (s *source) Requests() any         { return s.st.handler.Requests() }
-func (s *source) Ready() bool           { return s.ready.Load() }
+func (s *source) Probes() http.Handler  { return s.probes.Handler() }
 func (s *source) Metrics() http.Handler { return s.metrics.Handler() }
 func (s *source) ReopenLogs() error     { return s.logs.Reopen() }
 func (s *source) Reload() error         { return s.st.reload() }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -97,5 +98,102 @@ func TestProbesAppFailing(t *testing.T) {
 	}
 	if h := getProbe(t, base+"/health"); h.Code != 200 || h.Body["live"] != true || h.Body["ready"] != false {
 		t.Errorf("/health = %d %s", h.Code, h.Raw)
+	}
+}
+
+// SIGTERM drains as platforms expect: /ready answers 503 at once while the
+// front still serves, and accepts, for --drain-delay (each response closing
+// its connection, so kept-alive clients come back through the balancer);
+// then accepting stops, a request stuck forever is cut after
+// --shutdown-timeout, its app process gets SIGTERM and, ignoring it, SIGKILL
+// after --app-stop-timeout, and the core exits.
+func TestDrainOnSIGTERM(t *testing.T) {
+	port := freePort(t)
+	base := "http://127.0.0.1:" + port
+	// A drain delay longer than the test: a second SIGTERM ends it, so
+	// nothing below races a timer.
+	f := startFerry(t, fixture(t, "wsgi/echo"), "--metrics-address", "127.0.0.1:"+port,
+		"--drain-delay", "600", "--shutdown-timeout", "2", "--app-stop-timeout", "1",
+		"--min-instances", "2", "--max-pool-size", "2", "--spawn-method", "direct")
+	waitProbe(t, base+"/ready", func(p probe) bool {
+		apps, _ := p.Body["apps"].([]any)
+		return p.Code == 200 && len(apps) == 1 && apps[0].(map[string]any)["serving_processes"] == float64(2)
+	})
+
+	// A kept-alive connection, and a request that never ends.
+	kept := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 30 * time.Second}
+	resp, err := kept.Get(f.URL + "/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	stuck := make(chan error, 1)
+	go func() {
+		c := &http.Client{Timeout: 120 * time.Second}
+		resp, err := c.Get(f.URL + "/sleep?s=3600")
+		if err == nil {
+			resp.Body.Close()
+		}
+		stuck <- err
+	}()
+	var stuckPID int
+	for deadline := time.Now().Add(30 * time.Second); stuckPID == 0; {
+		for _, p := range f.pool().Apps[0].Processes {
+			if p.Sessions == 1 {
+				stuckPID = p.PID
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stuck request never reached a process")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	f.cmd.Process.Signal(syscall.SIGTERM)
+	f.waitLog(`msg="draining: /ready answers 503`)
+	if p := getProbe(t, base+"/ready"); p.Code != 503 || p.Body["draining"] != true {
+		t.Errorf("draining: /ready = %d %s", p.Code, p.Raw)
+	}
+	if p := getProbe(t, base+"/health"); p.Code != 200 || p.Body["live"] != true {
+		t.Errorf("draining: /health = %d %s", p.Code, p.Raw)
+	}
+	// Still serving, on a new connection and on the kept-alive one; each
+	// response closes its connection.
+	for _, c := range []*http.Client{{Timeout: 30 * time.Second}, kept} {
+		resp, err := c.Get(f.URL + "/")
+		if err != nil {
+			t.Fatalf("GET / while draining: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !resp.Close {
+			t.Errorf("GET / while draining = %d, Connection: close %v", resp.StatusCode, resp.Close)
+		}
+	}
+	if strings.Contains(f.logs.String(), `msg="stopping: no new connections`) {
+		t.Fatal("stopped accepting before the drain delay ended")
+	}
+
+	// A second signal ends the delay; the stuck request then has 2 s.
+	f.cmd.Process.Signal(syscall.SIGTERM)
+	f.waitLog(`msg="stopping: no new connections`)
+	if _, err := (&http.Client{Timeout: 5 * time.Second}).Get(f.URL + "/"); err == nil {
+		t.Error("a new connection was served after accepting stopped")
+	}
+	select {
+	case <-f.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("ferry did not exit with a request stuck forever")
+	}
+	if err := <-stuck; err == nil {
+		t.Error("the stuck request got an answer")
+	}
+	f.waitLog(`in-flight requests did not finish in time`)
+	if err := syscall.Kill(stuckPID, 0); err == nil {
+		t.Errorf("the stuck app process %d outlived ferry", stuckPID)
+	}
+	if f.exitErr != nil {
+		t.Errorf("ferry exited with %v", f.exitErr)
 	}
 }

@@ -46,8 +46,19 @@ func start(ctx context.Context, args []string) error {
 	}
 	defer out.Close()
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// SIGTERM drains (readiness off, --drain-delay, then no new
+	// connections); SIGINT skips the delay; a second signal ends it.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	stopSigs := make(chan os.Signal, 2)
+	signal.Notify(stopSigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(stopSigs)
+	hurry := make(chan struct{})
+	go func() {
+		stop(core.StopSignal{Signal: <-stopSigs})
+		<-stopSigs
+		close(hurry)
+	}()
 	// A client that vanishes mid-write must not kill the core.
 	signal.Ignore(syscall.SIGPIPE)
 	// logrotate: SIGUSR1 reopens the log files.
@@ -92,6 +103,7 @@ func start(ctx context.Context, args []string) error {
 	}()
 	return core.Run(ctx, core.Options{
 		Upgrades: upgrades,
+		Hurry:    hurry,
 		Config:   cfg,
 		Logs:     out,
 		Version:  version,

@@ -96,6 +96,7 @@ func (s *Server) finish(p *problems) {
 		s.InstanceRegistryDir = DefaultRegistryDir()
 	}
 	s.Front.finish(p)
+	s.Drain.finish(p)
 	s.Security.finish(p)
 }
 

@@ -57,7 +57,16 @@ type Options struct {
 	Reloads <-chan struct{}
 	// Upgrades delivers binary upgrade requests (SIGUSR2).
 	Upgrades <-chan struct{}
+	// Hurry is closed by a second stop signal: skip what is left of the
+	// drain delay (requests in flight still get --shutdown-timeout).
+	Hurry <-chan struct{}
 }
+
+// StopSignal is the cause of Run's context ending on a signal. SIGTERM
+// drains with --drain-delay; SIGINT (Ctrl-C at a terminal) skips it.
+type StopSignal struct{ Signal os.Signal }
+
+func (s StopSignal) Error() string { return s.Signal.String() + " received" }
 
 // Run serves the configuration until ctx ends, then shuts down gracefully:
 // stop accepting, let in-flight requests finish, stop app processes, remove
@@ -200,19 +209,31 @@ wait:
 		// finish what is in flight, stop this ferry's apps.
 		log.Info("handing over to the new ferry")
 	}
-	// Load balancers asking /ready learn at once that we are leaving.
+	// Load balancers asking /ready learn at once that we are leaving. The
+	// three steps are each bounded (docs/deploying.md has the arithmetic):
+	// serve on for --drain-delay, then stop accepting and let requests in
+	// flight finish within --shutdown-timeout, then stop the apps within
+	// --app-stop-timeout.
 	probes.StartDrain()
 	sdnotify.Notify("STOPPING=1")
-	// Requests in flight finish first, then the processes serving them stop;
-	// --shutdown-timeout bounds the whole, with a short grace for SIGTERM
-	// even when draining used it all up.
-	deadline := time.Now().Add(cfg.ShutdownTimeout)
-	drain, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	if serr := front.Shutdown(drain); serr != nil {
-		log.Warn("in-flight requests did not finish in time", "error", serr)
+	if delay := drainDelay(ctx, cfg, upgraded); delay > 0 {
+		handler.CloseConnections()
+		log.Info("draining: /ready answers 503; serving on while load balancers notice", "drain_delay", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-o.Hurry:
+			log.Info("second stop signal: ending the drain delay")
+		}
+		t.Stop()
 	}
-	stop, cancelStop := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(2*time.Second)))
+	log.Info("stopping: no new connections; requests in flight finish", "shutdown_timeout", cfg.ShutdownTimeout)
+	drain, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := front.Shutdown(drain); serr != nil || drain.Err() != nil {
+		log.Warn("in-flight requests did not finish in time; their connections are closed", "error", errors.Join(serr, drain.Err()))
+	}
+	stop, cancelStop := context.WithTimeout(context.Background(), cfg.AppStopTimeout)
 	defer cancelStop()
 	var wg sync.WaitGroup
 	for _, a := range st.current() {
@@ -573,11 +594,18 @@ func writePidFile(path string) error {
 	return err
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
+// drainDelay is how long to serve on after readiness went off: the
+// configured delay when the core was told to stop (SIGTERM, or its context
+// ended otherwise); none for Ctrl-C, an upgrade (the new core already
+// accepts on the same sockets) or a failed front.
+func drainDelay(ctx context.Context, cfg *config.Config, upgraded bool) time.Duration {
+	if upgraded || ctx.Err() == nil {
+		return 0
 	}
-	return b
+	if sig, ok := errors.AsType[StopSignal](context.Cause(ctx)); ok && sig.Signal == os.Interrupt {
+		return 0
+	}
+	return cfg.DrainDelay
 }
 
 // directSpawner and smartSpawner adapt the spawn package to the pool; the

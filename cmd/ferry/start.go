@@ -11,6 +11,7 @@ import (
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/core"
 	"github.com/ferry-server/ferry/internal/logs"
+	"github.com/ferry-server/ferry/internal/pid1"
 )
 
 const startHelp = `Usage: ferry start [APP_DIR] [options]
@@ -31,6 +32,11 @@ func start(ctx context.Context, args []string) error {
 		fmt.Printf("  %-38s %s\n", "--config FILE", "multi-app configuration file (TOML); see docs/configuration.md")
 		config.PrintStartUsage(os.Stdout)
 		return flag.ErrHelp
+	}
+	if pid1.Needed() {
+		// A container's first process: reap orphans and forward signals
+		// to the core, which runs as our child.
+		os.Exit(pid1.Run())
 	}
 	environ := os.Environ()
 	cfg, err := config.Load(args, environ)

@@ -32,3 +32,6 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
+
+# Kubernetes manifests and Helm chart (Helm from tools/go.mod).
+scripts/deploy.sh

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -195,5 +198,68 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	}
 	if f.exitErr != nil {
 		t.Errorf("ferry exited with %v", f.exitErr)
+	}
+}
+
+// A binary upgrade hands the --metrics-address socket over too, and the new
+// ferry says it serves only once its app can: probes asked all through the
+// upgrade are never refused and never answered "not ready".
+func TestUpgradeKeepsProbes(t *testing.T) {
+	port := freePort(t)
+	base := "http://127.0.0.1:" + port
+	f := startFerry(t, fixture(t, "wsgi/echo"), "--metrics-address", "127.0.0.1:"+port,
+		"--min-instances", "2", "--max-pool-size", "2")
+	waitProbe(t, base+"/ready", func(p probe) bool { return p.Code == 200 })
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var asked, failed int
+	var failures []string
+	go func() {
+		defer close(done)
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			asked++
+			resp, err := c.Get(base + "/ready")
+			if err != nil {
+				failed++
+				failures = append(failures, err.Error())
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				failed++
+				failures = append(failures, resp.Status)
+			}
+		}
+	}()
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop); <-done }) }
+	defer halt()
+	// The new ferry outlives the test's handle on the old one.
+	if out, err := exec_(ferryBin, "upgrade", "--instance", f.Instance); err != nil {
+		t.Fatalf("ferry upgrade: %v %s", err, out)
+	}
+	line := f.waitLog(`msg="upgrade: the new ferry serves.*new_pid=\d+`)
+	newPID, _ := strconv.Atoi(regexp.MustCompile(`new_pid=(\d+)`).FindStringSubmatch(line)[1])
+	t.Cleanup(func() {
+		syscall.Kill(newPID, syscall.SIGTERM)
+		eventually(t, "the new ferry to exit", func() bool { return !alive(newPID) })
+	})
+	// (Not f.exited: the new ferry writes to the same output pipe.)
+	eventually(t, "the old ferry to exit", func() bool { return !alive(f.cmd.Process.Pid) })
+	halt()
+	if failed > 0 || asked < 10 {
+		t.Errorf("%d of %d probes during the upgrade failed: %q", failed, asked, failures)
+	}
+	// The new ferry answers on the same port.
+	if p := getProbe(t, base+"/ready"); p.Code != 200 {
+		t.Errorf("after the upgrade /ready = %d %s", p.Code, p.Raw)
 	}
 }

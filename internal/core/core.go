@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -147,12 +146,18 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 
-	if cfg.MetricsAddress != "" {
-		stopMetrics, err := serveMetrics(cfg.MetricsAddress, st.reg, probes.Handler(), log)
+	var ms *metricsServer
+	if cfg.MetricsAddress == "" {
+		// Handed over by an upgrade, but no longer asked for.
+		if ln, _ := inheritedMetrics(); ln != nil {
+			ln.Close()
+		}
+	} else {
+		ms, err = serveMetrics(cfg.MetricsAddress, st.reg, probes.Handler(), log)
 		if err != nil {
 			return err
 		}
-		defer stopMetrics()
+		defer ms.stop()
 	}
 	for _, a := range st.apps {
 		a.group.Start()
@@ -163,6 +168,19 @@ func Run(ctx context.Context, o Options) (err error) {
 	go func() { errc <- adm.Serve() }()
 	for _, a := range cfg.Apps {
 		logApp(log, a)
+	}
+	_, upgrading := os.LookupEnv(supervisorNotify)
+	if !upgrading {
+		ms.start()
+	} else {
+		// The old ferry stops accepting, and leaves the probes to us, when
+		// we say READY: say it once our apps can serve, so that neither
+		// requests nor a balancer's checks meet an app still booting. An
+		// app that cannot start ends this upgrade; the old ferry serves on.
+		if err := waitAppsReady(ctx, probes, upgradeReadyTimeout(cfg)); err != nil {
+			return fmt.Errorf("upgrade: %w", err)
+		}
+		ms.start()
 	}
 	// A systemd Type=notify unit, or `ferry start --daemonize`, waits for this.
 	ready := "READY=1\nSTATUS=serving " + strconv.Itoa(len(st.apps)) + " apps on " + front.Addr().String() + "\nMAINPID=" + strconv.Itoa(os.Getpid())
@@ -193,12 +211,15 @@ wait:
 			}
 			sdnotify.Notify("READY=1")
 		case <-o.Upgrades:
-			pid, uerr := upgrade(front, log)
+			pid, uerr := upgrade(front, ms, log)
 			if uerr != nil {
 				log.Error("upgrade failed; this ferry keeps serving", "error", uerr)
 				continue
 			}
 			log.Info("upgrade: the new ferry serves; this one drains and exits", "new_pid", pid)
+			// The new ferry answers the probes on the same socket from
+			// now on; this one would only say it is draining.
+			ms.stop()
 			upgraded = true
 			break wait
 		}
@@ -555,25 +576,6 @@ func fireHook(hk *hooks.Runner, app string, e pool.Event) {
 		d["error"] = e.Err.Error()
 	}
 	hk.Fire(ev, d)
-}
-
-// serveMetrics serves the metrics and the probes (GET /health, /ready) on
-// a TCP address, where scrapers, load balancers and Kubernetes reach them.
-func serveMetrics(addr string, reg *metrics.Metrics, probes http.Handler, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on --metrics-address %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", reg.Handler())
-	mux.Handle("GET /health", probes)
-	mux.Handle("GET /ready", probes)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	go hs.Serve(ln)
-	log.Info("serving metrics and probes", "address", "http://"+ln.Addr().String()+"/metrics",
-		"health", "http://"+ln.Addr().String()+"/health", "ready", "http://"+ln.Addr().String()+"/ready")
-	return func() { hs.Close() }, nil
 }
 
 // writePidFile writes the core's pid without following a symlink planted

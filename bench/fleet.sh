@@ -132,6 +132,7 @@ start_host() { # i
 		--min-instances "$PROCS" --max-pool-size "$PROCS" --python "$PY" \
 		--envvar "FLEET_HOST=host$i" --envvar "FLEET_BOOT=$BOOT" --trusted-proxies private \
 		--instance-registry-dir "$h/reg" --pid-file "$h/ferry.pid" >>"$h/ferry.log" 2>&1 &
+	disown $! # killed at the end; not a job to report
 }
 ready_code() { in_lb curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$(host_ip "$1"):9100/ready" || true; }
 wait_ready() { # i -> prints the time /ready first answered 200
@@ -223,7 +224,9 @@ haproxy_status() { # i -> UP, DOWN, ...
 
 # ------------------------------------------------------------- load ----
 start_load() { # name port
-	in_lb "$tmp/fleetload" -url "http://127.0.0.1:$2/" -c "$CONC" -rate "$RATE" -duration 600s \
+	# Not through in_lb: a backgrounded function would leave $! a subshell's
+	# pid; `ip netns exec` execs the load generator in its own place.
+	ip netns exec "$LB" "$tmp/fleetload" -url "http://127.0.0.1:$2/" -c "$CONC" -rate "$RATE" -duration 300s \
 		-log "$tmp/$1.jsonl" >"$tmp/$1.out" 2>&1 &
 	LOAD_PID=$!
 	sleep 3
@@ -233,6 +236,7 @@ stop_load() {
 	kill -TERM "$LOAD_PID"
 	wait "$LOAD_PID" || true
 	LOAD_PID=
+	grep -q '^requests' "$tmp/$1.out" || die "the load generator did not stop: $(cat "$tmp/$1.out")"
 }
 # count FILE [after] [before] -> "total failed"
 count() {
@@ -242,6 +246,7 @@ after = float(sys.argv[2]) if len(sys.argv) > 2 else 0
 before = float(sys.argv[3]) if len(sys.argv) > 3 else 1e18
 tot = bad = 0
 errs = {}
+lat = []
 for line in open(sys.argv[1]):
     s = json.loads(line)
     if not (after <= s["start"] <= before):
@@ -251,7 +256,11 @@ for line in open(sys.argv[1]):
         bad += 1
         k = s.get("err") or str(s["status"])
         errs[k[:80]] = errs.get(k[:80], 0) + 1
-print(tot, bad, json.dumps(errs) if errs else "")
+    else:
+        lat.append(s["end"] - s["start"])
+lat.sort()
+pct = lambda q: "%.0f" % (1000 * lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else "-"
+print(tot, bad, pct(0.5), pct(0.99), lat and "%.0f" % (1000 * lat[-1]) or "-", json.dumps(errs) if errs else "")
 EOF
 }
 # versions FILE since -> "host=version ..." of each host's last answers
@@ -319,7 +328,7 @@ run_front() { # name port appversion binversion
 		sleep 0.1
 	done
 	t1=$(now)
-	stop_load
+	stop_load "$fe-deploy"
 	R[$fe.deploy]=$(count "$tmp/$fe-deploy.jsonl")
 	R[$fe.deploy.time]=$(secs "$t0" "$t1")
 	R[$fe.deploy.versions]=$(versions "$tmp/$fe-deploy.jsonl" "$t1")
@@ -334,7 +343,7 @@ run_front() { # name port appversion binversion
 	kill -TERM "$pid"
 	while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 	t1=$(now)
-	stop_load
+	stop_load "$fe-scalein"
 	R[$fe.scalein]=$(count "$tmp/$fe-scalein.jsonl")
 	R[$fe.scalein.exit]=$(secs "$t0" "$t1")
 	R[$fe.scalein.lastsent]=$(secs "$t0" "$(last_sent "$tmp/$fe-scalein.jsonl" "$lasthost")")
@@ -364,7 +373,7 @@ run_front() { # name port appversion binversion
 	start_host "$last"
 	tready=$(wait_ready "$last")
 	sleep 6
-	stop_load
+	stop_load "$fe-kill"
 	R[$fe.kill]=$(count "$tmp/$fe-kill.jsonl" "$t0" "$tstart")
 	R[$fe.kill.down]=$down
 	R[$fe.kill.lastsent]=$(secs "$t0" "$(last_sent "$tmp/$fe-kill.jsonl" "$lasthost" | awk -v t="$tstart" '{print ($1 < t) ? $1 : "-"}')")
@@ -384,7 +393,8 @@ date_s=$(date -u +%Y-%m-%d)
 out=$RESULTS_DIR/fleet-$date_s.md
 f1() { echo "$1" | awk '{print $1}'; }
 f2() { echo "$1" | awk '{print $2}'; }
-fe3() { echo "$1" | cut -d' ' -f3-; }
+fe3() { echo "$1" | cut -d' ' -f6-; }
+lat() { echo "$1" | awk '{print $3 " / " $4 " / " $5}'; }
 {
 	echo "# Fleet: $HOSTS Ferry hosts behind HAProxy and nginx ($date_s)"
 	echo
@@ -399,11 +409,14 @@ fe3() { echo "$1" | cut -d' ' -f3-; }
 	echo "| 1. rolling deploy of $HOSTS hosts + \`ferry upgrade\` of host1: failed / requests | $(f2 "${R[haproxy.deploy]}") / $(f1 "${R[haproxy.deploy]}") | $(f2 "${R[nginx.deploy]}") / $(f1 "${R[nginx.deploy]}") |"
 	echo "| 1. app versions answered after it | ${R[haproxy.deploy.versions]} | ${R[nginx.deploy.versions]} |"
 	echo "| 1. binaries after it (\`/health\` version) | ${R[haproxy.deploy.bin]} | ${R[nginx.deploy.bin]} |"
+	echo "| 1. latency p50 / p99 / max (ms) | $(lat "${R[haproxy.deploy]}") | $(lat "${R[nginx.deploy]}") |"
 	echo "| 1. duration (s) | ${R[haproxy.deploy.time]} | ${R[nginx.deploy.time]} |"
 	echo "| 2. SIGTERM to $lasthost: failed / requests | $(f2 "${R[haproxy.scalein]}") / $(f1 "${R[haproxy.scalein]}") | $(f2 "${R[nginx.scalein]}") / $(f1 "${R[nginx.scalein]}") |"
+	echo "| 2. latency p50 / p99 / max (ms) | $(lat "${R[haproxy.scalein]}") | $(lat "${R[nginx.scalein]}") |"
 	echo "| 2. last request sent to it, after SIGTERM (s) | ${R[haproxy.scalein.lastsent]} | ${R[nginx.scalein.lastsent]} |"
 	echo "| 2. it exited after (s) | ${R[haproxy.scalein.exit]} | ${R[nginx.scalein.exit]} |"
 	echo "| 3. \`kill -9\` of $lasthost's core: failed / requests | $(f2 "${R[haproxy.kill]}") / $(f1 "${R[haproxy.kill]}") | $(f2 "${R[nginx.kill]}") / $(f1 "${R[nginx.kill]}") |"
+	echo "| 3. latency p50 / p99 / max (ms) | $(lat "${R[haproxy.kill]}") | $(lat "${R[nginx.kill]}") |"
 	echo "| 3. its requests in flight at the kill | ${R[haproxy.kill.inflight]} | ${R[nginx.kill.inflight]} |"
 	echo "| 3. marked down after (s; check every 1 s, fall 2) | ${R[haproxy.kill.down]} | - (no active checks) |"
 	echo "| 3. last request answered by it, sent after the kill (s) | ${R[haproxy.kill.lastsent]} | ${R[nginx.kill.lastsent]} |"

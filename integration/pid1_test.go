@@ -73,7 +73,12 @@ func TestPID1ReapsAndForwards(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	var init int
 	t.Cleanup(func() {
+		if init != 0 {
+			// PID 1's death ends every process of its namespace.
+			syscall.Kill(init, syscall.SIGKILL)
+		}
 		cmd.Process.Kill()
 		if t.Failed() {
 			t.Logf("ferry log:\n%s", logs.String())
@@ -83,7 +88,6 @@ func TestPID1ReapsAndForwards(t *testing.T) {
 	f.waitLog(`msg="ferry started"`)
 
 	// PID 1 of the namespace is unshare's child: Ferry's init.
-	var init int
 	children, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/task/" + strconv.Itoa(cmd.Process.Pid) + "/children")
 	if fs := strings.Fields(string(children)); len(fs) == 1 {
 		init, _ = strconv.Atoi(fs[0])

@@ -32,6 +32,8 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
+echo "== Debian package (build, lintian, dpkg -i, serve, purge)"
+./scripts/deb.sh
 
 # Kubernetes manifests and Helm chart (Helm from tools/go.mod).
 scripts/deploy.sh

@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string) error {
 	case "top":
 		return top(ctx, rest)
 	case "version", "--version", "-v":
-		fmt.Println("ferry", version)
+		fmt.Println(versionLine())
 		return nil
 	case "help", "--help", "-h":
 		fmt.Print(usage)

@@ -11,7 +11,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,7 +21,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ferry-server/ferry/internal/admin"
-	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/instance"
 	"github.com/ferry-server/ferry/internal/server"
 )
@@ -158,13 +156,6 @@ func (f *targetFlags) pick(appDir string) (admin.Instance, error) {
 	if err != nil {
 		return in, err
 	}
-	if f.dir != "" {
-		props, err := readProperties(in.Dir)
-		if err != nil {
-			return admin.Instance{}, err
-		}
-		in.PID, in.AppRoot, in.Listen = props.PID, props.AppRoot, props.Listen
-	}
 	return in, nil
 }
 
@@ -234,6 +225,7 @@ func (p palette) wrap(code, s string) string {
 // that golden files can pin it down.
 func writeStatus(w io.Writer, info admin.Info, ps admin.PoolStatus, now time.Time, pal palette) {
 	writeGeneral(w, info, pal)
+	writeCertificates(w, info.Certificates, now, pal)
 	if len(ps.Apps) == 0 {
 		fmt.Fprintf(w, "\n%s\n", "No apps.")
 	}
@@ -410,8 +402,8 @@ func requestTable(reqs []server.RequestInfo, pathWidth int) []string {
 }
 
 // writeServer writes the text of `ferry status --show=server`: the core and
-// the configuration in effect, one option per line; nested settings (one
-// app's) are named by their path, as Apps[0].MaxPoolSize.
+// the configuration in effect, one option per line by its Passengerfile.json
+// key; an app's options are named by their path, as app[0].max_pool_size.
 func writeServer(w io.Writer, info admin.Info, pal palette) {
 	writeGeneral(w, info, pal)
 	fmt.Fprintf(w, "\n%s\n", pal.bold(section("Configuration in effect")))
@@ -431,8 +423,7 @@ func writeServer(w io.Writer, info admin.Info, pal palette) {
 }
 
 // flattenConfig appends the leaves of the JSON value v to out as (path,
-// text), objects in key order. name is the field name of v, which tells
-// durations.
+// text), objects in key order; a map of strings (envvars) is one leaf.
 func flattenConfig(path, name string, v any, out *[][2]string) {
 	switch v := v.(type) {
 	case map[string]any:
@@ -461,42 +452,13 @@ func flattenConfig(path, name string, v any, out *[][2]string) {
 			flattenConfig(fmt.Sprintf("%s[%d]", path, i), name, e, out)
 		}
 	default:
-		*out = append(*out, [2]string{path, configValue(name, v)})
+		*out = append(*out, [2]string{path, configValue(v)})
 	}
 }
 
-// durationOptions are the names of the fields of config.Config, at any
-// depth, that are durations: GET /server gives them as nanoseconds.
-var durationOptions = func() map[string]bool {
-	names := map[string]bool{}
-	seen := map[reflect.Type]bool{}
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct || seen[t] {
-			return
-		}
-		seen[t] = true
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if f.Type == reflect.TypeFor[time.Duration]() {
-				name := f.Name
-				if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag != "" {
-					name = tag
-				}
-				names[name] = true
-				continue
-			}
-			walk(f.Type)
-		}
-	}
-	walk(reflect.TypeFor[config.Config]())
-	return names
-}()
-
-func configValue(name string, v any) string {
+// configValue is one option's value as GET /server gives it, which is as
+// users write it (config.Effective).
+func configValue(v any) string {
 	switch v := v.(type) {
 	case nil:
 		return "-"
@@ -506,9 +468,6 @@ func configValue(name string, v any) string {
 		}
 		return v
 	case float64:
-		if durationOptions[name] {
-			return time.Duration(v).String()
-		}
 		return strconv.FormatFloat(v, 'f', -1, 64)
 	case bool:
 		return strconv.FormatBool(v)

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/procstat"
 	"github.com/ferry-server/ferry/internal/turbocache"
@@ -37,6 +38,8 @@ type Info struct {
 	Listen    []string       `json:"listen"`
 	Instance  string         `json:"instance"`
 	Config    map[string]any `json:"config,omitempty"`
+	// Certificates are the ones automatic HTTPS manages (--domain).
+	Certificates []certs.Status `json:"certificates,omitempty"`
 }
 
 // App is one app as the API sees it.

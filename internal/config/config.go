@@ -70,10 +70,12 @@ type Server struct {
 	// but have no effect in Ferry (name → why).
 	Ignored map[string]string
 
-	Front     // front.go
-	Drain     // drain.go
-	Security  // security.go
-	Passenger // passenger.go
+	Front        // front.go
+	Drain        // drain.go
+	Security     // security.go
+	Passenger    // passenger.go
+	SocketAccess // socketaccess.go
+	ACME         // acme.go
 }
 
 // App holds the settings of one hosted app.
@@ -129,6 +131,8 @@ type App struct {
 
 	AppSecurity  // security.go
 	AppPassenger // passenger.go
+	AppUpstream  // upstream.go
+	AppACME      // acme.go
 }
 
 // App types Ferry knows.

@@ -26,6 +26,7 @@ import (
 	"github.com/ferry-server/ferry/internal/hooks"
 
 	"github.com/ferry-server/ferry/internal/admin"
+	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/health"
 	"github.com/ferry-server/ferry/internal/identity"
@@ -90,7 +91,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer inst.Remove()
 	if cfg.PidFile != "" {
 		if err := writePidFile(cfg.PidFile); err != nil {
-			return fmt.Errorf("write pid file: %w", err)
+			return fmt.Errorf("--pid-file: cannot write %s: %w", cfg.PidFile, unwrapPath(err))
 		}
 		// Removed on exit unless a new ferry (an upgrade) wrote its own.
 		defer func() {
@@ -129,17 +130,30 @@ func Run(ctx context.Context, o Options) (err error) {
 	if cfg.DataBufferDir != "" {
 		bufferDir = cfg.DataBufferDir
 	}
-	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out)
+	cm, err := newCertManager(cfg, log)
+	if err != nil {
+		return err
+	}
+	if cm != nil {
+		cm.LoadStored(ctx)
+	}
+	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out, cm)
 	if err != nil {
 		return err
 	}
 	defer closeFront()
 	st.handler = handler
 	st.reg.RegisterFront(front.LeanStats)
+	if cm != nil {
+		defer cm.Stop()
+		if err := startCerts(ctx, cm, front, st.reg, cfg, log); err != nil {
+			return err
+		}
+	}
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
 			Listen: front.URLs(), Instance: inst.Path(), Config: configMap(cfg)},
-		st: st, metrics: st.reg, logs: out, probes: probes,
+		st: st, metrics: st.reg, logs: out, probes: probes, certs: cm,
 	}
 	adm, err := admin.Listen(inst.Path(), src, log)
 	if err != nil {
@@ -411,7 +425,7 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	}
 	output, err := out.App(ac.AppLogFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--app-log-file: %w", err)
 	}
 	user, err := appUser(ac, log)
 	if err != nil {
@@ -453,18 +467,19 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 		})
 	}
 	poolCfg := pool.Config{
-		Name:              ac.Name,
-		Min:               ac.MinInstances,
-		Max:               ac.MaxPoolSize,
-		MaxQueue:          ac.MaxRequestQueueSize,
-		MaxQueueTime:      ac.MaxRequestQueueTime,
-		IdleTime:          ac.PoolIdleTime,
-		StopTimeout:       cfg.ShutdownTimeout,
-		MaxRequests:       ac.MaxRequests,
-		MaxRequestsJitter: ac.MaxRequestsJitter,
-		MemoryLimit:       ac.MemoryLimit << 20,
-		Memory:            ownMemory,
-		OutOfBand:         proxy.OutOfBand,
+		Name:               ac.Name,
+		Min:                ac.MinInstances,
+		Max:                ac.MaxPoolSize,
+		MaxQueue:           ac.MaxRequestQueueSize,
+		MaxQueueTime:       ac.MaxRequestQueueTime,
+		IdleTime:           ac.PoolIdleTime,
+		StopTimeout:        cfg.ShutdownTimeout,
+		MaxRequests:        ac.MaxRequests,
+		MaxRequestsJitter:  ac.MaxRequestsJitter,
+		MemoryLimit:        ac.MemoryLimit << 20,
+		Memory:             ownMemory,
+		MaxConnectFailures: ac.MaxConnectFailures,
+		OutOfBand:          proxy.OutOfBand,
 		Events: func(e pool.Event) {
 			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
 				am.Restart()
@@ -666,9 +681,16 @@ type source struct {
 	metrics *metrics.Metrics
 	logs    *logs.Outputs
 	probes  *health.Checker
+	certs   *certs.Manager // nil: no automatic HTTPS
 }
 
-func (s *source) Info() admin.Info { return s.info }
+func (s *source) Info() admin.Info {
+	i := s.info
+	if s.certs != nil {
+		i.Certificates = s.certs.Status()
+	}
+	return i
+}
 func (s *source) Apps() []admin.App {
 	var out []admin.App
 	for _, a := range s.st.current() {
@@ -706,9 +728,9 @@ func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {
 
 // configMap is the configuration in effect, for GET /server.
 func configMap(cfg *config.Config) map[string]any {
-	b, _ := json.Marshal(cfg)
+	// Through JSON, so that the numbers are what a client decodes.
 	var m map[string]any
-	json.Unmarshal(b, &m)
+	json.Unmarshal(cfg.EffectiveJSON(), &m)
 	return m
 }
 

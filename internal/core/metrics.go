@@ -38,7 +38,7 @@ func serveMetrics(addr string, reg *metrics.Metrics, probes http.Handler, log *s
 	}
 	if ln == nil {
 		if ln, err = net.Listen("tcp", addr); err != nil {
-			return nil, fmt.Errorf("listen on --metrics-address %s: %w", addr, err)
+			return nil, listenError(err, "--metrics-address", addr, "")
 		}
 	}
 	mux := http.NewServeMux()

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -192,6 +194,13 @@ func (l *File) name() string {
 // made to write where an app user points it.
 func openLog(path string) (*os.File, uint64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o640)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, 0, fmt.Errorf("cannot open log file %s: it is a symbolic link, which Ferry does not follow; give the file itself", path)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return nil, 0, fmt.Errorf("cannot open log file %s: %w", path, pe.Err) // pe's text names the path again
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("open log file %s: %w", path, err)
 	}
@@ -366,6 +375,7 @@ func (o *Outputs) Access(path string) (w io.Writer, close func() error, err erro
 func handler(w io.Writer, format string, level slog.Level) slog.Handler {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
+		opts.ReplaceAttr = millisecondDurations
 		return slog.NewJSONHandler(w, opts)
 	}
 	return slog.NewTextHandler(w, opts)
@@ -390,4 +400,16 @@ func (o *Outputs) Close() {
 	for _, f := range o.files {
 		f.Close()
 	}
+}
+
+// millisecondDurations writes a duration in the JSON log as NAME_ms, in
+// milliseconds, as the JSON access log writes duration_ms, rather than
+// slog's nanoseconds under NAME. (The text format writes 1.5s, which
+// needs no unit in its name.)
+func millisecondDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	ms := float64(a.Value.Duration()) / float64(time.Millisecond)
+	return slog.Float64(a.Key+"_ms", math.Round(ms*1000)/1000)
 }

@@ -96,6 +96,12 @@ type Config struct {
 	// OutOfBand does out-of-band work in a process (e.g. asks the loader to
 	// collect garbage) and returns when done. Required for out-of-band work.
 	OutOfBand func(ctx context.Context, addr net.Addr) error
+	// MaxConnectFailures is how many connects in a row to a process may
+	// fail (refused, timed out, its backlog full) before it leaves rotation
+	// and is replaced; a completed request resets the count. A process
+	// whose connection drops is not dead: only its exit (or the kernel
+	// showing it exiting) is. Default 3.
+	MaxConnectFailures int
 	// StopTimeout bounds a graceful process stop before it is killed.
 	// Default 30s.
 	StopTimeout time.Duration
@@ -172,6 +178,11 @@ type Stats struct {
 	Restarts     uint64 `json:"restarts"`
 	OutOfBand    uint64 `json:"out_of_band_work"`
 	RequestsDone uint64 `json:"requests_done"`
+	// Connections to processes that failed (see Session.Failed), and
+	// responses whose framing the app broke (Session.FramingError).
+	ConnectFailures    uint64 `json:"connect_failures"`
+	DroppedConnections uint64 `json:"dropped_connections"`
+	FramingErrors      uint64 `json:"framing_errors"`
 }
 
 // NewGroup returns a group that will spawn with sp. Call Start to bring up
@@ -182,6 +193,9 @@ func NewGroup(cfg Config, sp Spawner, log *slog.Logger) *Group {
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 30 * time.Second
+	}
+	if cfg.MaxConnectFailures <= 0 {
+		cfg.MaxConnectFailures = 3
 	}
 	if cfg.BackoffBase <= 0 {
 		cfg.BackoffBase = time.Second
@@ -231,6 +245,9 @@ type CheckoutOptions struct {
 	// limit and never queues (long-lived WebSocket or SSE requests of apps
 	// that can serve them alongside normal ones).
 	Unlimited bool
+	// Avoid is the pid of a process a retry should not go to if another
+	// has room now (the one whose connection just failed); 0: none.
+	Avoid int
 }
 
 // Checkout returns a session on the least busy process, waiting in the queue
@@ -254,7 +271,7 @@ func (g *Group) CheckoutWith(ctx context.Context, o CheckoutOptions) (*Session, 
 			g.mu.Unlock()
 			return s, nil
 		}
-	} else if p := g.pickLocked(want); p != nil {
+	} else if p := g.pickLocked(want, o.Avoid); p != nil {
 		s := p.openLocked()
 		g.maybeSpawnLocked()
 		g.mu.Unlock()
@@ -310,12 +327,13 @@ func (g *Group) CheckoutWith(ctx context.Context, o CheckoutOptions) (*Session, 
 }
 
 // leastBusyLocked picks the serving process with the fewest sessions that
-// has room for one more; among equals, the most recently used, so that under
-// light load the others go idle and can be stopped.
-func (g *Group) leastBusyLocked() *Process {
+// has room for one more, but the one of pid skip; among equals, the most
+// recently used, so that under light load the others go idle and can be
+// stopped.
+func (g *Group) leastBusyLocked(skip int) *Process {
 	var best *Process
 	for _, p := range g.procs {
-		if p.state != serving {
+		if p.state != serving || (skip != 0 && p.proc.PID() == skip) {
 			continue
 		}
 		if c := g.capacity(p); c > 0 && p.sessions >= c {
@@ -348,10 +366,14 @@ func (g *Group) routeLocked(route string) *Process {
 }
 
 // pickLocked is the wanted process if it has room, else (without a wish)
-// the least busy one.
-func (g *Group) pickLocked(want *Process) *Process {
+// the least busy one, another than pid avoid if one has room.
+func (g *Group) pickLocked(want *Process, avoid int) *Process {
 	if want == nil {
-		return g.leastBusyLocked()
+		p := g.leastBusyLocked(avoid)
+		if p == nil && avoid != 0 {
+			p = g.leastBusyLocked(0)
+		}
+		return p
 	}
 	if g.hasRoomLocked(want) {
 		return want
@@ -543,7 +565,7 @@ func (g *Group) dispatchLocked() {
 	}
 	if g.waiters.sticky == 0 {
 		for g.waiters.len() > 0 {
-			p := g.leastBusyLocked()
+			p := g.leastBusyLocked(0)
 			if p == nil {
 				return
 			}
@@ -558,7 +580,7 @@ func (g *Group) dispatchLocked() {
 			w.want = nil // its process is going: any will do
 			g.waiters.sticky--
 		}
-		p := g.pickLocked(w.want)
+		p := g.pickLocked(w.want, 0)
 		if p == nil {
 			if w.want == nil {
 				return // nothing has room
@@ -599,6 +621,7 @@ func (g *Group) releaseLocked(p *Process, conn io.Closer, ok bool) {
 	p.lastUsed = time.Now()
 	if ok {
 		p.served++
+		p.connectFailures = 0
 		g.stats.RequestsDone++
 	}
 	if conn != nil {

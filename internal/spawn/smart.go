@@ -231,11 +231,16 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 	forkFailed := func(summary, details string, err error) error {
 		// Whatever was forked must not live on: find it by its socket —
 		// but kill it only if it is the preloader's child and the app's,
-		// never whatever process the app pointed its socket at.
-		if pid, pidfd, perr := s.worker(socket, pre.PID()); perr == nil {
-			unix.PidfdSendSignal(int(pidfd.Fd()), syscall.SIGKILL, nil, 0)
-			syscall.Kill(-pid, syscall.SIGKILL)
-			pidfd.Close()
+		// never whatever process the app pointed its socket at. The work
+		// directory is taken back first and the socket checked, so the
+		// look-up never connects through a symlink the app planted there
+		// (to the preloader's control socket, say, or the admin socket).
+		if s.lockWorkDir(work, socket) == nil {
+			if pid, pidfd, perr := s.worker(socket, pre.PID()); perr == nil {
+				unix.PidfdSendSignal(int(pidfd.Fd()), syscall.SIGKILL, nil, 0)
+				syscall.Kill(-pid, syscall.SIGKILL)
+				pidfd.Close()
+			}
 		}
 		p.waitReaders(time.Second)
 		os.RemoveAll(work)

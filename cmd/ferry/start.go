@@ -61,8 +61,10 @@ func start(ctx context.Context, args []string) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	stopSigs := make(chan os.Signal, 2)
+	// Never stopped: a stop signal that comes while Ferry exits (say,
+	// after it printed why it could not start) must not kill it by the
+	// default action and lose its exit status.
 	signal.Notify(stopSigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(stopSigs)
 	hurry := make(chan struct{})
 	go func() {
 		stop(core.StopSignal{Signal: <-stopSigs})

@@ -215,7 +215,7 @@ $servers_nginx    keepalive 32;
 EOF
 in_lb haproxy -f "$tmp/haproxy.cfg" -D -p "$tmp/haproxy.pid"
 in_lb nginx -c "$tmp/nginx.conf" -p "$tmp" -g 'daemon on;'
-HAPROXY_VERSION=$(haproxy -v | head -1 | awk '{print $3}')
+HAPROXY_VERSION=$(haproxy -v | awk 'NR == 1 {print $3}')
 NGINX_VERSION=$(nginx -v 2>&1 | sed 's/.*nginx\///')
 
 haproxy_status() { # i -> UP, DOWN, ...
@@ -332,6 +332,7 @@ run_front() { # name port appversion binversion
 	R[$fe.deploy]=$(count "$tmp/$fe-deploy.jsonl")
 	R[$fe.deploy.time]=$(secs "$t0" "$t1")
 	R[$fe.deploy.versions]=$(versions "$tmp/$fe-deploy.jsonl" "$t1")
+	R[$fe.deploy.direct]=$(for i in $(seq 1 "$HOSTS"); do in_lb curl -s -m 5 "http://$(host_ip "$i"):8080/" | awk '{printf "%s=%s ", $1, $2}'; done)
 	R[$fe.deploy.bin]=$(for i in $(seq 1 "$HOSTS"); do printf 'host%s=%s ' "$i" "$(health_version "$i")"; done)
 	log "[$fe] deploy: ${R[$fe.deploy]}; versions after: ${R[$fe.deploy.versions]}; binaries: ${R[$fe.deploy.bin]}"
 
@@ -407,7 +408,8 @@ lat() { echo "$1" | awk '{print $3 " / " $4 " / " $5}'; }
 	echo "| scenario | HAProxy | nginx |"
 	echo "| --- | --- | --- |"
 	echo "| 1. rolling deploy of $HOSTS hosts + \`ferry upgrade\` of host1: failed / requests | $(f2 "${R[haproxy.deploy]}") / $(f1 "${R[haproxy.deploy]}") | $(f2 "${R[nginx.deploy]}") / $(f1 "${R[nginx.deploy]}") |"
-	echo "| 1. app versions answered after it | ${R[haproxy.deploy.versions]} | ${R[nginx.deploy.versions]} |"
+	echo "| 1. app version of each host after it (asked directly) | ${R[haproxy.deploy.direct]} | ${R[nginx.deploy.direct]} |"
+	echo "| 1. app versions answered through the balancer in the last 3 s | ${R[haproxy.deploy.versions]} | ${R[nginx.deploy.versions]} |"
 	echo "| 1. binaries after it (\`/health\` version) | ${R[haproxy.deploy.bin]} | ${R[nginx.deploy.bin]} |"
 	echo "| 1. latency p50 / p99 / max (ms) | $(lat "${R[haproxy.deploy]}") | $(lat "${R[nginx.deploy]}") |"
 	echo "| 1. duration (s) | ${R[haproxy.deploy.time]} | ${R[nginx.deploy.time]} |"

@@ -40,3 +40,6 @@ echo "== Debian package (build, lintian, dpkg -i, serve, purge)"
 ./scripts/deb.sh
 echo "== h2spec (HTTP/2 conformance of the TLS listener)"
 ./scripts/conformance/h2spec.sh
+
+# Kubernetes manifests and Helm chart (Helm from tools/go.mod).
+scripts/deploy.sh

@@ -23,7 +23,7 @@ func TestFrontDefaults(t *testing.T) {
 	if f.SSL || f.SSLPort != 0 || f.SSLMinVersion != "1.2" || !f.HTTP2 || f.Socket != "" || f.SocketMode != 0o660 ||
 		f.SocketBacklog != 2048 || f.ClientMaxBodySize != 1<<30 || f.ClientHeaderTimeout != 30*time.Second ||
 		f.ClientBodyTimeout != 60*time.Second || f.ClientWriteTimeout != 60*time.Second || f.KeepaliveTimeout != 120*time.Second ||
-		f.MaxHeaderSize != 64<<10 || f.MaxURILength != 8<<10 || f.MaxConnections != 10000 || len(f.TrustedNets) != 0 || f.TrustUnix ||
+		f.MaxHeaderSize != 64<<10 || f.MaxURILength != 8<<10 || f.MaxConnections != 10000 || !slices.Equal(f.TrustedNets, namedNets["loopback"]) || !f.TrustUnix ||
 		f.AccessLog != "" || f.AccessLogFormat != "text" || !f.Gzip || f.GzipLevel != 5 || f.GzipMinSize != 512 ||
 		!slices.Equal(f.GzipTypes, DefaultGzipTypes) {
 		t.Fatalf("front defaults: %+v", f)

@@ -100,6 +100,8 @@ type Handler struct {
 	opts     Options
 	log      *slog.Logger
 	inflight inflightSet
+	// closeConns: every response says Connection: close (draining).
+	closeConns atomic.Bool
 }
 
 // Requests lists the requests in flight, oldest first.
@@ -117,6 +119,13 @@ func NewHandler(apps []*App, opts Options, log *slog.Logger) *Handler {
 // SetApps replaces the apps requests are routed to (a configuration
 // reload); requests already routed finish with the app they got.
 func (h *Handler) SetApps(apps []*App) { h.router.Store(newRouter(apps)) }
+
+// CloseConnections makes every response from now on close its connection
+// (HTTP/2: a graceful GOAWAY). While the core drains, a client's next
+// request then opens a new connection, which the balancer or Kubernetes
+// Service, told by readiness, sends to another host; a kept-alive one
+// would come back here. Upgrades are left alone.
+func (h *Handler) CloseConnections() { h.closeConns.Store(true) }
 
 // request is the request path's state of one request, pooled.
 type request struct {
@@ -164,6 +173,9 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *request {
 	}
 	if rq.w.policy != nil {
 		rq.w.gzipOK = compress.AcceptsGzip(r.Header["Accept-Encoding"])
+	}
+	if h.closeConns.Load() && len(r.Header["Upgrade"]) == 0 {
+		w.Header()["Connection"] = []string{"close"}
 	}
 	return rq
 }

@@ -35,6 +35,11 @@ echo "== go vet"
 go vet ./...
 ./scripts/monitoring.sh
 echo "== go test -race"
-go test -race -count=1 -timeout 15m ./...
+go test -race -count=1 -timeout 25m ./...
 echo "== Debian package (build, lintian, dpkg -i, serve, purge)"
 ./scripts/deb.sh
+echo "== h2spec (HTTP/2 conformance of the TLS listener)"
+./scripts/conformance/h2spec.sh
+
+# Kubernetes manifests and Helm chart (Helm from tools/go.mod).
+scripts/deploy.sh

@@ -117,6 +117,8 @@ type Front struct {
 	// GzipMinSize: responses known to be smaller are sent as they are
 	// (--gzip-min-size). Default 512.
 	GzipMinSize int64
+	// Compression: the codings besides gzip and their levels.
+	Compression // compression.go
 
 	// explicit names the options a source set; finish gives the others
 	// their defaults.
@@ -351,6 +353,7 @@ func (f *Front) finish(p *problems) {
 		p.bad("gzip-types", "%v", err)
 	}
 	f.GzipTypes = types
+	f.finishCompression(p)
 }
 
 // splitList splits repeated and comma- or space-separated values.

@@ -50,7 +50,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 		opts.Trusted = &server.Trusted{Nets: f.TrustedNets, Unix: f.TrustUnix}
 	}
 	if f.Gzip {
-		opts.Compression = compress.New(compress.Config{Level: f.GzipLevel, Types: f.GzipTypes, MinSize: f.GzipMinSize})
+		opts.Compression = compress.New(f.CompressionConfig())
 	}
 	h = server.NewHandler(apps, opts, log)
 

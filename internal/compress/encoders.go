@@ -1,0 +1,185 @@
+package compress
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Encoder is a streaming encoder of one coding: what *gzip.Writer,
+// *zstd.Encoder and *brotli.Writer have in common. Flush sends what was
+// written so far as a complete block, so that a streamed response reaches
+// the client in pieces.
+type Encoder interface {
+	io.Writer
+	Flush() error
+	Close() error
+	Reset(io.Writer)
+}
+
+// Defaults of the levels, chosen for dynamic content: each costs about the
+// same CPU per byte (bench/results/compression.txt).
+const (
+	DefaultGzipLevel   = 5
+	DefaultZstdLevel   = 3
+	DefaultBrotliLevel = 4
+)
+
+// window is the zstd and brotli window: what bounds each stream's memory.
+// 1 MiB loses little on web responses, and is well under the 8 MiB that
+// RFC 9659 lets a client refuse beyond.
+const (
+	zstdWindow   = 1 << 20
+	brotliLGWin  = 20
+	zstdMaxLevel = 22
+)
+
+// encoderMakers returns the constructors of c's encoders, levels checked.
+func encoderMakers(c Config) [numCodings]func() Encoder {
+	gl := c.Level
+	if gl < gzip.BestSpeed || gl > gzip.BestCompression {
+		gl = DefaultGzipLevel
+	}
+	zl := c.ZstdLevel
+	if zl < 1 || zl > zstdMaxLevel {
+		zl = DefaultZstdLevel
+	}
+	bl := c.BrotliLevel
+	if bl < 1 || bl > brotli.BestCompression {
+		bl = DefaultBrotliLevel
+	}
+	zopts := []zstd.EOption{
+		// One goroutine-free encoder per stream: concurrency 1 makes
+		// Write synchronous, so a pooled encoder holds no goroutines.
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(zl)),
+		zstd.WithWindowSize(zstdWindow),
+	}
+	return [numCodings]func() Encoder{
+		Gzip: func() Encoder {
+			zw, _ := gzip.NewWriterLevel(nil, gl) // the level is checked above
+			return zw
+		},
+		Zstd: func() Encoder {
+			zw, err := zstd.NewWriter(nil, zopts...)
+			if err != nil {
+				panic("compress: zstd options: " + err.Error()) // constant options: a programming error
+			}
+			return zw
+		},
+		Brotli: func() Encoder {
+			return brotli.NewWriterOptions(nil, brotli.WriterOptions{Quality: bl, LGWin: brotliLGWin})
+		},
+	}
+}
+
+// get takes an idle encoder of c from the pool, or makes one, writing to
+// dst.
+func (p *Policy) get(c Coding, dst io.Writer) Encoder {
+	if e, _ := p.pools[c].Get().(Encoder); e != nil {
+		e.Reset(dst)
+		return e
+	}
+	e := p.newEnc[c]()
+	e.Reset(dst)
+	return e
+}
+
+// put returns an encoder to its pool, without a reference to its last
+// destination.
+func (p *Policy) put(c Coding, e Encoder) {
+	e.Reset(io.Discard)
+	p.pools[c].Put(e)
+}
+
+// Start reserves an encoder of c writing to dst, or returns nil when
+// MaxStreams are in use (the response then goes out uncompressed) or c is
+// Identity. End releases it.
+func (p *Policy) Start(c Coding, dst io.Writer) Encoder {
+	if c == Identity || c >= numCodings {
+		return nil
+	}
+	if p.streams.Add(1) > p.max {
+		p.streams.Add(-1)
+		return nil
+	}
+	return p.get(c, dst)
+}
+
+// StartAlways is Start without the MaxStreams bound, for a response whose
+// head already names the coding.
+func (p *Policy) StartAlways(c Coding, dst io.Writer) Encoder {
+	p.streams.Add(1)
+	return p.get(c, dst)
+}
+
+// End releases an encoder of c from Start. finish writes the coding's
+// trailer (a complete body); without it the body ends where it is (an
+// aborted response). It returns the error of writing the trailer.
+func (p *Policy) End(c Coding, e Encoder, finish bool) error {
+	var err error
+	if finish {
+		err = e.Close()
+	}
+	p.put(c, e)
+	p.streams.Add(-1)
+	return err
+}
+
+// Whole returns the encoding with c of body, a response body that never
+// changes (a cache entry's): each is compressed once per coding and kept,
+// so that serving it again costs a lookup. The memo holds the body it was
+// made from, so that its address cannot be reused for other bytes while
+// the entry lives; it is bounded by MemoBytes (original and encoded
+// together, per coding) and forgets entries at random to stay within it.
+func (p *Policy) Whole(body []byte, c Coding) []byte {
+	if len(body) == 0 || c == Identity || c >= numCodings {
+		return nil
+	}
+	k := memoKey{&body[0], len(body), c}
+	p.memoMu.RLock()
+	e, ok := p.memo[k]
+	p.memoMu.RUnlock()
+	if ok {
+		return e.enc
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(body)/3 + 64)
+	enc := p.get(c, &buf)
+	enc.Write(body)
+	enc.Close()
+	p.put(c, enc)
+	out := buf.Bytes()
+	size := int64(len(body) + len(out))
+	if size > p.memoMax/8 {
+		return out // too big to keep: it would crowd out the rest
+	}
+	p.memoMu.Lock()
+	if p.memo == nil {
+		p.memo = make(map[memoKey]memoEntry)
+	}
+	for k2, e2 := range p.memo {
+		if p.memoSize+size <= p.memoMax {
+			break
+		}
+		delete(p.memo, k2)
+		p.memoSize -= int64(len(e2.src) + len(e2.enc))
+	}
+	if _, dup := p.memo[k]; !dup {
+		p.memo[k] = memoEntry{src: body, enc: out}
+		p.memoSize += size
+	}
+	p.memoMu.Unlock()
+	return out
+}
+
+type memoKey struct {
+	p *byte
+	n int
+	c Coding
+}
+
+type memoEntry struct{ src, enc []byte }

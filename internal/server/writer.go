@@ -86,7 +86,13 @@ func (rw *respWriter) WriteHeader(code int) {
 			// Ranges are served from the plain file only.
 			delete(h, "Accept-Ranges")
 		}
-	case rw.policy != nil && !rw.head && rw.policy.Compressible(code, h):
+	case rw.policy != nil && rw.policy.Compressible(code, h):
+		if rw.head {
+			// No body to compress, but the same head as a GET's: the
+			// response varies by Accept-Encoding all the same.
+			compress.AddVary(h)
+			break
+		}
 		if rw.coding != compress.Identity && rw.immutable {
 			if cl := h["Content-Length"]; len(cl) == 1 {
 				if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n > 0 {

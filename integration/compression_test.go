@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
@@ -242,7 +244,10 @@ func TestCompressionCodecs(t *testing.T) {
 	// Last: each stream holds a process, the app never finishes them.
 	t.Run("streams arrive in pieces", func(t *testing.T) {
 		for _, coding := range []string{"zstd", "br"} {
-			req, _ := http.NewRequest("GET", f.URL+"/stream?n=2&delay=600", nil)
+			// The guard turns a held response into a failure, not a hang.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", f.URL+"/stream?n=2&delay=600", nil)
 			req.Header.Set("Accept-Encoding", coding)
 			resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
 			if err != nil {
@@ -256,7 +261,7 @@ func TestCompressionCodecs(t *testing.T) {
 			// decodes now, or the response was held.
 			line, err := bufio.NewReader(decoder(t, coding, resp.Body)).ReadString('\n')
 			if line != "chunk 0\n" {
-				t.Fatalf("%s: first chunk %q, %v", coding, line, err)
+				t.Fatalf("%s: first chunk %q, %v (held back until the app finishes?)", coding, line, err)
 			}
 		}
 	})

@@ -37,11 +37,10 @@ type Config struct {
 	Types []string
 	// MinSize: responses with a Content-Length below it are not compressed.
 	MinSize int64
-	// MaxStreams bounds the responses being compressed at once (each
-	// stream holds its encoder's state: about 800 KiB for gzip, 1 to 3 MiB
-	// for zstd and brotli with their 1 MiB windows); past it responses go
-	// out uncompressed. Default (0): 128.
-	MaxStreams int
+	// MaxMemory bounds the encoder state of the responses being compressed
+	// at once, each stream counted at its coding's StreamCost; past it
+	// responses go out uncompressed. Default (0): 128 MiB.
+	MaxMemory int64
 	// MemoBytes bounds the memory of Whole's compressed copies. Default
 	// (0): 16 MiB.
 	MemoBytes int64
@@ -54,8 +53,8 @@ type Policy struct {
 	exact    map[string]bool
 	prefixes []string // "text/" for "text/*"
 	minSize  int64
-	max      int64
-	streams  atomic.Int64
+	maxMem   int64
+	inUse    atomic.Int64          // StreamCost of the streams started, not ended
 	pools    [numCodings]sync.Pool // idle Encoders, per coding
 	newEnc   [numCodings]func() Encoder
 
@@ -67,13 +66,13 @@ type Policy struct {
 
 // New returns the policy for c.
 func New(c Config) *Policy {
-	p := &Policy{codings: c.Codings, exact: map[string]bool{}, minSize: c.MinSize, max: int64(c.MaxStreams), memoMax: c.MemoBytes}
+	p := &Policy{codings: c.Codings, exact: map[string]bool{}, minSize: c.MinSize, maxMem: c.MaxMemory, memoMax: c.MemoBytes}
 	if len(p.codings) == 0 {
 		p.codings = DefaultCodings
 	}
 	p.newEnc = encoderMakers(c)
-	if p.max <= 0 {
-		p.max = 128
+	if p.maxMem <= 0 {
+		p.maxMem = 128 << 20
 	}
 	if p.memoMax <= 0 {
 		p.memoMax = 16 << 20

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,17 +44,18 @@ func decode(t *testing.T, c Coding, b []byte) string {
 }
 
 func TestStreams(t *testing.T) {
-	p := New(Config{Level: 1, MaxStreams: 2})
 	text := strings.Repeat("hello ", 1000)
 	for _, c := range DefaultCodings {
 		t.Run(c.String(), func(t *testing.T) {
+			// Room for two streams of c.
+			p := New(Config{Level: 1, MaxMemory: 2*StreamCost(c) + StreamCost(c)/2})
 			var a bytes.Buffer
 			za, zb := p.Start(c, &a), p.Start(c, io.Discard)
 			if za == nil || zb == nil {
 				t.Fatal("no stream within the limit")
 			}
-			if p.Start(Gzip, io.Discard) != nil {
-				t.Fatal("a stream past MaxStreams")
+			if p.Start(c, io.Discard) != nil {
+				t.Fatal("a stream past MaxMemory")
 			}
 			// Flush sends what was written as a decodable prefix: a stream
 			// reaches the client in pieces.
@@ -77,10 +79,47 @@ func TestStreams(t *testing.T) {
 				t.Fatal("ended streams were not released")
 			}
 			p.End(c, zc, false)
+			if p.inUse.Load() != 0 {
+				t.Errorf("%d bytes still counted after every stream ended", p.inUse.Load())
+			}
 		})
 	}
-	if p.Start(Identity, io.Discard) != nil {
+	if New(Config{}).Start(Identity, io.Discard) != nil {
 		t.Error("an encoder for identity")
+	}
+}
+
+// TestStreamCost checks that StreamCost is near what an encoder at the
+// default level holds while it streams, so that MaxMemory means what it
+// says.
+func TestStreamCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures the heap")
+	}
+	body := htmlPage(2 << 20) // larger than the windows: the most a stream holds
+	for _, c := range DefaultCodings {
+		p := New(Config{MaxMemory: 1 << 40})
+		const n = 10
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.GC() // the last round's pooled encoders, twice: sync.Pool's victim cache
+		runtime.ReadMemStats(&m0)
+		es := make([]Encoder, n)
+		for i := range es {
+			es[i] = p.Start(c, io.Discard)
+			es[i].Write(body)
+			es[i].Flush()
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		per := (int64(m1.HeapInuse) - int64(m0.HeapInuse)) / n
+		t.Logf("%v: %d KiB per stream, counted %d KiB", c, per>>10, StreamCost(c)>>10)
+		if per > StreamCost(c)*3/2 || per < StreamCost(c)/3 {
+			t.Errorf("%v: a stream holds %d KiB, StreamCost says %d KiB", c, per>>10, StreamCost(c)>>10)
+		}
+		for _, e := range es {
+			p.End(c, e, false)
+		}
 	}
 }
 

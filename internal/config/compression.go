@@ -25,10 +25,11 @@ type Compression struct {
 	// Default 4: near gzip's speed at a better ratio; 11 is for
 	// precompressing, far too slow per request.
 	BrotliLevel int
-	// CompressionMaxStreams bounds the responses being compressed at once;
-	// past it responses go out uncompressed (--compression-max-streams).
-	// Default 128.
-	CompressionMaxStreams int
+	// CompressionMaxMemory bounds the encoder state of the responses being
+	// compressed at once (a gzip stream counts 800 KiB, zstd 2.2 MiB,
+	// brotli 6.6 MiB); past it responses go out uncompressed
+	// (--compression-max-memory). Default 128m.
+	CompressionMaxMemory int64
 	// CompressionMemoSize bounds the memory of the compressed copies of
 	// cache entries, one per coding (--compression-memo-size). Default 16m.
 	CompressionMemoSize int64
@@ -42,7 +43,7 @@ func init() {
 		frontOpt("compression-codings", "zstd,br,gzip", "content `CODING`s offered, preferred first where the client takes several equally: zstd, br, gzip (repeatable or comma-separated)", func(f *Front) flag.Value { return (*listValue)(&f.CompressionCodings) }),
 		frontOpt("zstd-level", "3", "zstd compression `LEVEL`, 1 (fastest) to 22 (smallest), mapped to the encoder's four speeds", func(f *Front) flag.Value { return (*intValue)(&f.ZstdLevel) }),
 		frontOpt("brotli-level", "4", "brotli compression `LEVEL`, 1 (fastest) to 11 (smallest; for precompressing, too slow per request)", func(f *Front) flag.Value { return (*intValue)(&f.BrotliLevel) }),
-		frontOpt("compression-max-streams", "128", "most responses compressed at once (`N`); more go out uncompressed", func(f *Front) flag.Value { return (*intValue)(&f.CompressionMaxStreams) }),
+		frontOpt("compression-max-memory", "128m", "encoder memory of the responses compressed at once (`BYTES`; a gzip stream counts 800k, zstd 2.2m, brotli 6.6m); past it responses go out uncompressed", func(f *Front) flag.Value { return (*bytesValue)(&f.CompressionMaxMemory) }),
 		frontOpt("compression-memo-size", "16m", "memory for compressed copies of cache entries, one per coding (`BYTES`)", func(f *Front) flag.Value { return (*bytesValue)(&f.CompressionMemoSize) }),
 	)
 }
@@ -73,8 +74,8 @@ func (f *Front) finishCompression(p *problems) {
 	if c.BrotliLevel < 1 || c.BrotliLevel > 11 {
 		p.bad("brotli-level", "must be between 1 and 11 (got %d)", c.BrotliLevel)
 	}
-	if c.CompressionMaxStreams < 1 {
-		p.bad("compression-max-streams", "must be 1 or more (got %d)", c.CompressionMaxStreams)
+	if c.CompressionMaxMemory < 1<<20 {
+		p.bad("compression-max-memory", "must be at least 1m (got %d)", c.CompressionMaxMemory)
 	}
 	if c.CompressionMemoSize < 0 {
 		p.bad("compression-memo-size", "must be 0 or more (got %d)", c.CompressionMemoSize)
@@ -95,7 +96,7 @@ func (f *Front) CompressionConfig() compress.Config {
 		BrotliLevel: f.BrotliLevel,
 		Types:       f.GzipTypes,
 		MinSize:     f.GzipMinSize,
-		MaxStreams:  f.CompressionMaxStreams,
+		MaxMemory:   f.CompressionMaxMemory,
 		MemoBytes:   memo,
 	}
 }

@@ -266,3 +266,90 @@ func TestCompressionCodecs(t *testing.T) {
 		}
 	})
 }
+
+// TestCompressionCodecsHTTP2: the same negotiation and encoders over
+// HTTP/2 (TLS), with Go's HTTP/2 client and curl --http2.
+func TestCompressionCodecsHTTP2(t *testing.T) {
+	cert, key, roots := testCert(t)
+	dir := copyFixture(t, "wsgi/echo")
+	css := strings.Repeat("body { color: #123456; margin: 0 auto; }\n", 200)
+	os.WriteFile(filepath.Join(dir, "public", "site.css"), []byte(css), 0o644)
+	var zst bytes.Buffer
+	zw, _ := zstd.NewWriter(&zst)
+	zw.Write([]byte("// precompressed\n" + css))
+	zw.Close()
+	os.WriteFile(filepath.Join(dir, "public", "pre.css"), []byte(css), 0o644)
+	os.WriteFile(filepath.Join(dir, "public", "pre.css.zst"), zst.Bytes(), 0o644)
+	f := startFerry(t, dir, "--ssl", "--ssl-certificate", cert, "--ssl-certificate-key", key,
+		"--gzip-min-size", "0", "--shutdown-timeout", "2")
+	base := "https://" + addrOf(f)
+	client := tlsClient(roots, true)
+	client.Transport.(*http.Transport).DisableCompression = true
+
+	get := func(path, ae string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Accept-Encoding", ae)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Proto != "HTTP/2.0" {
+			t.Fatalf("%s over %s", path, resp.Proto)
+		}
+		return resp, b
+	}
+	for _, coding := range []string{"zstd", "br", "gzip"} {
+		resp, b := get("/site.css", coding)
+		if resp.Header.Get("Content-Encoding") != coding || decodeBody(t, coding, b) != css ||
+			resp.Header.Get("Vary") != "Accept-Encoding" {
+			t.Errorf("h2 %s: %v", coding, resp.Header)
+		}
+		resp, b = get("/echo", coding+";q=0.9, identity;q=0.1")
+		if resp.Header.Get("Content-Encoding") != coding || !strings.Contains(decodeBody(t, coding, b), `"method": "GET"`) {
+			t.Errorf("h2 app response %s: %v", coding, resp.Header)
+		}
+	}
+	resp, b := get("/pre.css", "br, zstd")
+	if resp.Header.Get("Content-Encoding") != "zstd" || !bytes.Equal(b, zst.Bytes()) {
+		t.Errorf("h2 precompressed: %v", resp.Header)
+	}
+
+	if codings := curlCodings(t); len(codings) > 0 {
+		caFile := filepath.Join(t.TempDir(), "ca.pem")
+		certPEM, _ := os.ReadFile(cert)
+		os.WriteFile(caFile, certPEM, 0o644)
+		for _, coding := range codings {
+			bodyFile := filepath.Join(t.TempDir(), "body")
+			version, err := exec.Command("curl", "-sS", "--fail", "--http2", "--cacert", caFile, "--compressed",
+				"-H", "Accept-Encoding: "+coding, "-o", bodyFile, "-w", "%{http_version} %header{content-encoding}", base+"/site.css").Output()
+			if err != nil {
+				t.Fatalf("curl --http2 %s: %v", coding, err)
+			}
+			body, _ := os.ReadFile(bodyFile)
+			if string(body) != css || string(version) != "2 "+coding {
+				t.Errorf("curl --http2 %s: %q (HTTP version, coding), %d bytes decoded", coding, version, len(body))
+			}
+		}
+	}
+
+	// Last: the stream never ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/stream?n=2&delay=600", nil)
+	req.Header.Set("Accept-Encoding", "zstd")
+	sresp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sresp.Body.Close()
+	line, err := bufio.NewReader(decoder(t, "zstd", sresp.Body)).ReadString('\n')
+	if sresp.Header.Get("Content-Encoding") != "zstd" || line != "chunk 0\n" {
+		t.Fatalf("h2 stream: %q, %v, %v", line, err, sresp.Header)
+	}
+}

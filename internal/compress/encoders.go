@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"slices"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
@@ -117,6 +118,35 @@ func (p *Policy) Start(c Coding, dst io.Writer) Encoder {
 		return nil
 	}
 	return p.get(c, dst)
+}
+
+// StartOrCheaper is Start for c, the coding negotiated from ae; when
+// MaxMemory has no room for c, it tries the offered codings whose streams
+// cost less and the client takes (gzip, for a client that wanted brotli
+// or zstd), so that a busy server sends gzip rather than nothing. It
+// returns the encoder and its coding, or nil and Identity.
+func (p *Policy) StartOrCheaper(c Coding, ae []string, dst io.Writer) (Encoder, Coding) {
+	if e := p.Start(c, dst); e != nil || c == Identity {
+		return e, c
+	}
+	var buf [numCodings]Coding
+	cheaper := buf[:0]
+	for _, o := range p.codings {
+		if streamCost[o] < streamCost[c] {
+			cheaper = append(cheaper, o)
+		}
+	}
+	for len(cheaper) > 0 {
+		c2 := Negotiate(ae, cheaper)
+		if c2 == Identity {
+			break
+		}
+		if e := p.Start(c2, dst); e != nil {
+			return e, c2
+		}
+		cheaper = slices.DeleteFunc(cheaper, func(o Coding) bool { return o == c2 })
+	}
+	return nil, Identity
 }
 
 // StartAlways is Start without the MaxMemory bound, for a response whose

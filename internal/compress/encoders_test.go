@@ -89,6 +89,31 @@ func TestStreams(t *testing.T) {
 	}
 }
 
+func TestStartOrCheaper(t *testing.T) {
+	// Room for one brotli stream and then one gzip stream.
+	p := New(Config{MaxMemory: StreamCost(Brotli) + StreamCost(Gzip)})
+	ae := []string{"br, gzip;q=0.5"}
+	e1, c1 := p.StartOrCheaper(Brotli, ae, io.Discard)
+	if e1 == nil || c1 != Brotli {
+		t.Fatalf("first: %v", c1)
+	}
+	e2, c2 := p.StartOrCheaper(Brotli, ae, io.Discard)
+	if e2 == nil || c2 != Gzip {
+		t.Fatalf("no room for brotli: got %v, want gzip", c2)
+	}
+	if e3, c3 := p.StartOrCheaper(Brotli, ae, io.Discard); e3 != nil || c3 != Identity {
+		t.Fatalf("no room at all: got %v", c3)
+	}
+	p.End(c2, e2, false)
+	if e4, c4 := p.StartOrCheaper(Brotli, []string{"br"}, io.Discard); e4 != nil || c4 != Identity {
+		t.Fatalf("a client that refuses gzip got %v", c4) // only gzip fits, and the client does not take it
+	}
+	p.End(c1, e1, false)
+	if p.inUse.Load() != 0 {
+		t.Errorf("%d bytes still counted", p.inUse.Load())
+	}
+}
+
 // TestStreamCost checks that StreamCost is near what an encoder at the
 // default level holds while it streams, so that MaxMemory means what it
 // says.

@@ -27,8 +27,8 @@ type Compression struct {
 	BrotliLevel int
 	// CompressionMaxMemory bounds the encoder state of the responses being
 	// compressed at once (a gzip stream counts 800 KiB, zstd 2.2 MiB,
-	// brotli 6.6 MiB); past it responses go out uncompressed
-	// (--compression-max-memory). Default 128m.
+	// brotli 6.6 MiB); past it a response gets a cheaper coding the
+	// client takes, or none (--compression-max-memory). Default 128m.
 	CompressionMaxMemory int64
 	// CompressionMemoSize bounds the memory of the compressed copies of
 	// cache entries, one per coding (--compression-memo-size). Default 16m.
@@ -43,7 +43,7 @@ func init() {
 		frontOpt("compression-codings", "zstd,br,gzip", "content `CODING`s offered, preferred first where the client takes several equally: zstd, br, gzip (repeatable or comma-separated)", func(f *Front) flag.Value { return (*listValue)(&f.CompressionCodings) }),
 		frontOpt("zstd-level", "3", "zstd compression `LEVEL`, 1 (fastest) to 22 (smallest), mapped to the encoder's four speeds", func(f *Front) flag.Value { return (*intValue)(&f.ZstdLevel) }),
 		frontOpt("brotli-level", "4", "brotli compression `LEVEL`, 1 (fastest) to 11 (smallest; for precompressing, too slow per request)", func(f *Front) flag.Value { return (*intValue)(&f.BrotliLevel) }),
-		frontOpt("compression-max-memory", "128m", "encoder memory of the responses compressed at once (`BYTES`; a gzip stream counts 800k, zstd 2.2m, brotli 6.6m); past it responses go out uncompressed", func(f *Front) flag.Value { return (*bytesValue)(&f.CompressionMaxMemory) }),
+		frontOpt("compression-max-memory", "128m", "encoder memory (`BYTES`) of the responses compressed at once (a gzip stream counts 800k, zstd 2.2m, brotli 6.6m); past it a response gets a cheaper coding the client takes, or none", func(f *Front) flag.Value { return (*bytesValue)(&f.CompressionMaxMemory) }),
 		frontOpt("compression-memo-size", "16m", "memory for compressed copies of cache entries, one per coding (`BYTES`)", func(f *Front) flag.Value { return (*bytesValue)(&f.CompressionMemoSize) }),
 	)
 }

@@ -164,7 +164,8 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *request {
 			rq.w.dl, rq.w.timeout = dl, h.opts.WriteTimeout
 		}
 	}
-	rq.w.coding = rq.w.policy.Negotiate(r.Header["Accept-Encoding"])
+	rq.w.ae = r.Header["Accept-Encoding"]
+	rq.w.coding = rq.w.policy.Negotiate(rq.w.ae)
 	return rq
 }
 

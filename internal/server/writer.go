@@ -33,6 +33,7 @@ type respWriter struct {
 
 	policy *compress.Policy // nil: no compression
 	coding compress.Coding  // negotiated from Accept-Encoding; Identity: none
+	ae     []string         // the request's Accept-Encoding, for a cheaper coding when memory is short
 	head   bool             // a HEAD request: no body, nothing to compress
 	// preStatic is the media type of the plain file while a precompressed
 	// static file (NAME.zst, .br, .gz) is being tried; "" otherwise.
@@ -103,7 +104,7 @@ func (rw *respWriter) WriteHeader(code int) {
 			}
 		}
 		if rw.coding != compress.Identity {
-			if rw.zw = rw.policy.Start(rw.coding, &rw.sink); rw.zw != nil {
+			if rw.zw, rw.coding = rw.policy.StartOrCheaper(rw.coding, rw.ae, &rw.sink); rw.zw != nil {
 				compress.Prepare(h, rw.coding)
 				break
 			}

@@ -1,5 +1,13 @@
 // Helpers for scripts/conformance/http-cache-tests.sh.
 //
+//   node hct.mjs run PACKAGE_DIR BASE_URL PASS
+//     Runs the suite as its cli.mjs does and prints the raw results, in
+//     two passes: PASS "main" runs every test but those whose origin drops
+//     the connection on purpose ("disconnect"), PASS "disconnect" runs only
+//     those. Dropping a connection may cost the origin's process, and with
+//     it the state of every test under way, so those run apart.
+//   node hct.mjs merge RAW.json ...
+//     Merges the raw results of several passes.
 //   node hct.mjs summarize PACKAGE_DIR RAW.json
 //     Classifies the raw results of http-cache-tests (its cli.mjs output)
 //     the way the suite's own report does (lib/display.mjs
@@ -26,6 +34,8 @@ const FAILED = new Set(['fail', 'setup_fail', 'harness_fail', 'retry'])
 
 const [cmd, ...args] = process.argv.slice(2)
 switch (cmd) {
+  case 'run': await run(...args); break
+  case 'merge': console.log(JSON.stringify(Object.assign({}, ...args.map(read)), null, 2)); break
   case 'summarize': await summarize(...args); break
   case 'check': check(...args); break
   case 'expected': expected(...args); break
@@ -35,10 +45,25 @@ switch (cmd) {
     process.exit(2)
 }
 
-async function summarize (pkg, rawFile) {
+async function suites (pkg) {
   const imp = p => import(pathToFileURL(path.join(path.resolve(pkg), p)).href)
   const tests = (await imp('tests/index.mjs')).default
   tests.push((await imp('tests/surrogate-control.mjs')).default) // as cli.mjs does
+  return { imp, tests }
+}
+
+async function run (pkg, base, pass) {
+  const { imp, tests } = await suites(pkg)
+  const runner = await imp('client/runner.mjs')
+  const fetch = (await import(pathToFileURL(path.join(path.resolve(pkg), '../node-fetch/lib/index.mjs')).href)).default
+  const drops = t => t.requests.some(r => r.disconnect)
+  const selected = tests.map(s => ({ ...s, tests: s.tests.filter(t => drops(t) === (pass === 'disconnect')) }))
+  await runner.runTests(selected, fetch, false, base)
+  console.log(JSON.stringify(runner.getResults(), null, 2))
+}
+
+async function summarize (pkg, rawFile) {
+  const { imp, tests } = await suites(pkg)
   const display = await imp('lib/display.mjs')
   const raw = read(rawFile)
   const names = {

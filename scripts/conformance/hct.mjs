@@ -2,10 +2,12 @@
 //
 //   node hct.mjs run PACKAGE_DIR BASE_URL PASS
 //     Runs the suite as its cli.mjs does and prints the raw results, in
-//     two passes: PASS "main" runs every test but those whose origin drops
-//     the connection on purpose ("disconnect"), PASS "disconnect" runs only
-//     those. Dropping a connection may cost the origin's process, and with
-//     it the state of every test under way, so those run apart.
+//     two passes. PASS "main" runs every test but those whose origin breaks
+//     the connection on purpose: it drops it ("disconnect"), or sends a
+//     Content-Length or Transfer-Encoding that does not frame its body.
+//     PASS "apart" runs those, one at a time: each may cost the origin's
+//     process (and with it the state of every test under way) or leave
+//     bytes on a connection that another test's request would read.
 //   node hct.mjs merge RAW.json ...
 //     Merges the raw results of several passes.
 //   node hct.mjs summarize PACKAGE_DIR RAW.json
@@ -56,9 +58,10 @@ async function run (pkg, base, pass) {
   const { imp, tests } = await suites(pkg)
   const runner = await imp('client/runner.mjs')
   const fetch = (await import(pathToFileURL(path.join(path.resolve(pkg), '../node-fetch/lib/index.mjs')).href)).default
-  const drops = t => t.requests.some(r => r.disconnect)
-  const selected = tests.map(s => ({ ...s, tests: s.tests.filter(t => drops(t) === (pass === 'disconnect')) }))
-  await runner.runTests(selected, fetch, false, base)
+  const breaks = t => t.requests.some(r => r.disconnect ||
+    (r.response_headers || []).some(h => /^(content-length|transfer-encoding)$/i.test(h[0])))
+  const selected = tests.map(s => ({ ...s, tests: s.tests.filter(t => breaks(t) === (pass === 'apart')) }))
+  await runner.runTests(selected, fetch, false, base, pass === 'apart' ? 1 : 100)
   console.log(JSON.stringify(runner.getResults(), null, 2))
 }
 

@@ -88,10 +88,10 @@ runsuite() {
 	fi
 	log "running the suite against $name ($base)"
 	local pass
-	for pass in main disconnect; do
+	for pass in main apart; do
 		node --no-warnings "$here/hct.mjs" run "$pkg" "$base" $pass >"$tmp/$name.$pass.raw.json"
 	done
-	node "$here/hct.mjs" merge "$tmp/$name.main.raw.json" "$tmp/$name.disconnect.raw.json" >"$tmp/$name.raw.json"
+	node "$here/hct.mjs" merge "$tmp/$name.main.raw.json" "$tmp/$name.apart.raw.json" >"$tmp/$name.raw.json"
 	node "$here/hct.mjs" summarize "$pkg" "$tmp/$name.raw.json" >"$tmp/$name.summary.json"
 }
 

@@ -80,8 +80,8 @@ type result struct {
 	served   bool // answered by the cache
 	answered bool // by Fill.Answer, after the app's response head
 	fill     bool // a Fill was returned
-	reason string
-	rec    *httptest.ResponseRecorder
+	reason   string
+	rec      *httptest.ResponseRecorder
 }
 
 func (r result) body() string        { return r.rec.Body.String() }

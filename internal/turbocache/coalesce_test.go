@@ -173,7 +173,8 @@ func TestStorable(t *testing.T) {
 		{200, []string{"Cache-Control: max-age=60", "Vary: *"}, false},
 		{200, []string{"Cache-Control: max-age=60", "Set-Cookie: a=1"}, false},
 		{200, []string{"Content-Type: text/html"}, false},
-		{302, []string{"Cache-Control: max-age=60"}, false},
+		{302, []string{"Cache-Control: max-age=60"}, true},
+		{206, []string{"Cache-Control: max-age=60"}, false},
 	}
 	for _, tc := range cases {
 		c, _ := newCache(Options{})

@@ -11,10 +11,20 @@ import (
 // This file holds the rules, as pure functions of headers: which statuses,
 // response headers and request headers allow storing, and for how long.
 
-// storableStatus lists the only statuses that are ever stored.
+// storableStatus reports whether a response with this status may be
+// stored at all: any final status but 206 (a part) and 304 (no body of its
+// own), given explicit freshness, which judge requires (RFC 9111 §3).
 func storableStatus(code int) bool {
+	return code >= 200 && code <= 599 && code != http.StatusPartialContent && code != http.StatusNotModified
+}
+
+// understoodStatus lists the statuses whose caching requirements Ferry
+// knows: a response with Cache-Control: must-understand is stored only with
+// one of these (RFC 9111 §5.2.2.3).
+func understoodStatus(code int) bool {
 	switch code {
-	case 200, 203, 204, 300, 301, 404, 405, 410, 414, 501:
+	case 200, 203, 204, 300, 301, 302, 303, 307, 308,
+		400, 403, 404, 405, 410, 414, 421, 451, 500, 501, 502, 503, 504:
 		return true
 	}
 	return false
@@ -129,11 +139,18 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 		}
 	}
 
-	var public bool
+	var public, mustUnderstand bool
 	for it := (dirIter{vs: cc}); it.next(); {
-		if strings.EqualFold(it.name, "public") {
+		switch {
+		case strings.EqualFold(it.name, "public"):
 			public = true
+		case strings.EqualFold(it.name, "must-understand"):
+			mustUnderstand = true
 		}
+	}
+	if mustUnderstand && !understoodStatus(status) {
+		v.reason = rejStatus
+		return v
 	}
 	fr, ok := parseFreshness(cc)
 	if targeted {

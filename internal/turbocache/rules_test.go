@@ -104,9 +104,14 @@ func TestStoreRules(t *testing.T) {
 		{name: "Content-Length right", resp: []string{"Cache-Control: max-age=60", "Content-Length: 5"}, body: "right", stored: true},
 		{name: "too big", resp: []string{"Cache-Control: max-age=60"}, body: strings.Repeat("x", 2000), reason: rejTooBig},
 		{name: "Trailer", resp: []string{"Cache-Control: max-age=60", "Trailer: X-Checksum"}, reason: rejHeader},
+		{name: "must-understand, status understood", resp: []string{"Cache-Control: max-age=60, must-understand"}, stored: true},
+		{name: "must-understand, status unknown", status: 599, resp: []string{"Cache-Control: max-age=60, must-understand"}, reason: rejStatus},
+		{name: "must-understand, status 201", status: 201, resp: []string{"Cache-Control: max-age=60, must-understand"}, reason: rejStatus},
 		{name: "status 206", status: 206, resp: []string{"Cache-Control: max-age=60", "Content-Range: bytes 0-1/10"}, reason: rejStatus},
 	}
-	for _, code := range []int{200, 203, 204, 300, 301, 404, 405, 410, 414, 501} {
+	// Any final status with explicit freshness (RFC 9111 §3), unknown ones
+	// included, but 206 and 304.
+	for _, code := range []int{200, 201, 202, 203, 204, 299, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 499, 500, 501, 502, 503, 504, 599} {
 		cases = append(cases, struct {
 			name    string
 			cookie  string
@@ -119,7 +124,7 @@ func TestStoreRules(t *testing.T) {
 			hitNext bool
 		}{name: "status " + http.StatusText(code), status: code, resp: []string{"Cache-Control: max-age=60"}, stored: true})
 	}
-	for _, code := range []int{201, 202, 302, 303, 307, 308, 400, 401, 403, 500, 502, 503} {
+	for _, code := range []int{304} {
 		cases = append(cases, struct {
 			name    string
 			cookie  string

@@ -78,7 +78,10 @@ func setValidators(h http.Header, e *entry) {
 // stale entry's validators.
 func (f *Fill) Request(r *http.Request) *http.Request {
 	r2 := r.Clone(context.Background())
-	if f != nil && f.cond {
+	if f == nil {
+		return r2
+	}
+	if f.cond {
 		setValidators(r2.Header, f.stale)
 	}
 	f.hdr = r2.Header

@@ -380,6 +380,9 @@ func varyFields(vary []string, varyCookie bool) (fields []string, varyAE, ok boo
 				// The key holds the vary-by cookie already.
 			default:
 				name := textproto.CanonicalMIMEHeaderKey(f)
+				if setByFront(name) {
+					return nil, false, false
+				}
 				if i, found := slices.BinarySearch(fields, name); !found {
 					fields = slices.Insert(fields, i, name)
 				}
@@ -387,6 +390,18 @@ func varyFields(vary []string, varyCookie bool) (fields []string, varyAE, ok boo
 		}
 	}
 	return fields, varyAE, true
+}
+
+// setByFront reports a request header the app gets from Ferry rather than
+// from the client (the client's address and scheme, the request id, the
+// internal ones): the request header the cache sees is not what the app
+// varied on, so a response varying by it is not stored.
+func setByFront(name string) bool {
+	switch name {
+	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-Ip", "Forwarded", "X-Request-Id":
+		return true
+	}
+	return strings.HasPrefix(name, "X-Ferry-") || strings.IndexByte(name, '_') >= 0
 }
 
 // validToken reports whether s is an RFC 9110 token (a field name).

@@ -153,6 +153,11 @@ func TestVaryFields(t *testing.T) {
 		{[]string{"X-A, (x)"}, false, "", false, false},
 		{[]string{"Cookie"}, false, "", false, false},
 		{[]string{"Cookie"}, true, "", false, true},
+		{[]string{"X-Forwarded-For"}, false, "", false, false},
+		{[]string{"accept, x-real-ip"}, false, "", false, false},
+		{[]string{"X-Request-Id"}, false, "", false, false},
+		{[]string{"X-Ferry-Scheme"}, false, "", false, false},
+		{[]string{"X_Thing"}, false, "", false, false},
 	} {
 		fields, ae, ok := varyFields(tc.vary, tc.varyCookie)
 		got := ""

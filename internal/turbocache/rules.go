@@ -327,17 +327,40 @@ const (
 	asctimeDate = "Mon Jan _2 15:04:05 2006"
 )
 
-// parseHTTPDate parses an HTTP-date strictly: the value must be exactly
-// what its layout prints (time.Parse alone takes one-digit hours, extra
-// spaces and any case of names, which RFC 9110 does not).
+// parseHTTPDate parses an HTTP-date strictly: the value must be what its
+// layout prints (time.Parse alone takes one-digit hours, extra spaces and
+// any case of names, which RFC 9110 does not), but for the day name, which
+// must be one, with its case, yet need not be that date's (recipients
+// compute the day from the date).
 func parseHTTPDate(s string) (time.Time, bool) {
 	for _, layout := range [...]string{imfFixdate, rfc850Date, asctimeDate} {
 		t, err := time.Parse(layout, s)
-		if err == nil && t.Format(layout) == s {
+		if err != nil {
+			continue
+		}
+		f := t.Format(layout)
+		i := strings.IndexAny(s, ", ")
+		j := strings.IndexAny(f, ", ")
+		if i > 0 && j > 0 && s[i:] == f[j:] && dayName(s[:i], layout == rfc850Date) {
 			return t, true
 		}
 	}
 	return time.Time{}, false
+}
+
+// dayName reports whether s is a day name as HTTP-dates spell it: "Mon",
+// or in rfc850-date "Monday".
+func dayName(s string, long bool) bool {
+	for d := time.Sunday; d <= time.Saturday; d++ {
+		name := d.String()
+		if !long {
+			name = name[:3]
+		}
+		if s == name {
+			return true
+		}
+	}
+	return false
 }
 
 // forbiddingWord returns the reason when private, no-store or no-cache

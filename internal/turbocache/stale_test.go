@@ -19,6 +19,14 @@ func TestParseHTTPDate(t *testing.T) {
 		{"Sun, 06 Nov 1994 08:49:37 GMT", true},
 		{"Sunday, 06-Nov-94 08:49:37 GMT", true},
 		{"Sun Nov  6 08:49:37 1994", true},
+		{"Thu, 06 Nov 1994 08:49:37 GMT", true}, // the wrong day: the date decides
+		{"Thursday, 06-Nov-94 08:49:37 GMT", true},
+		{"Thu Nov  6 08:49:37 1994", true},
+		{"Xyz, 06 Nov 1994 08:49:37 GMT", false},
+		{"Sunday, 06 Nov 1994 08:49:37 GMT", false},
+		{"Sun, 06-Nov-94 08:49:37 GMT", false},
+		{"SUN, 06 Nov 1994 08:49:37 GMT", false},
+		{"Sun Nov 6 08:49:37 1994", false},
 		{"Sun, 06 Nov 1994 8:49:37 GMT", false},   // one-digit hour
 		{"Sun, 06 Nov 1994  08:49:37 GMT", false}, // two spaces
 		{"Sun, 6 Nov 1994 08:49:37 GMT", false},   // one-digit day

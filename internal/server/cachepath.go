@@ -27,7 +27,9 @@ func (h *Handler) cacheAnswered(rq *request, fill *turbocache.Fill, x *proxy.Exc
 		return false
 	}
 	x.WriteTo(&discardResponse{}, h.opts.Response, nil) // keeps the connection when it can
-	rq.app.Metrics.CacheHit()
+	if !fill.Background() {
+		rq.app.Metrics.CacheHit()
+	}
 	return true
 }
 
@@ -42,7 +44,7 @@ func (h *Handler) staleOnError(rq *request, err error) bool {
 	rq.w.immutable = true
 	ok := rq.fill.ServeStale(&rq.w, true)
 	rq.w.immutable = false
-	if ok {
+	if ok && !rq.fill.Background() {
 		rq.reason = "stale-if-error: " + err.Error()
 		rq.app.Metrics.CacheHit()
 	}

@@ -141,27 +141,12 @@ func (f *Fill) ServeStale(w http.ResponseWriter, unreachable bool) bool {
 	return true
 }
 
-// refresh builds the entry a 304 makes of the stale one: its header
-// fields replace the stored ones, but for those that describe the stored
-// body (RFC 9111 §3.2); it is stored if the rules still allow, otherwise
-// the old entry is dropped and the refreshed one only answers this request.
+// refresh builds the entry a 304 makes of the stale one (mergeOn304); it
+// is stored if the rules still allow, otherwise the old entry is dropped
+// and the refreshed one only answers this request.
 func (f *Fill) refresh(h304 http.Header, now time.Time) *entry {
 	old := f.stale
-	h := make(http.Header, len(old.header)+len(h304))
-	for _, fl := range old.header {
-		h[fl.name] = fl.values
-	}
-	upd, _ := cloneHeader(h304)
-	if len(upd["Date"]) == 0 {
-		delete(h, "Date") // newEntry dates it now
-	}
-	for k, vs := range upd {
-		if keepOn304[k] || hopByHop[k] {
-			continue
-		}
-		h[k] = vs
-	}
-	h, hsize := cloneHeader(h)
+	h, hsize := cloneHeader(mergeOn304(old.header, h304))
 	v := judge(old.status, h, f.facts(), now)
 	e := newEntry(old.k, old.status, h, hsize, old.body, v, old.ae, old.aeRaw, now)
 	e.varyAE = old.varyAE
@@ -170,6 +155,29 @@ func (f *Fill) refresh(h304 http.Header, now time.Time) *entry {
 		f.c.remove(old)
 	}
 	return e
+}
+
+// mergeOn304 is the header of a stored response updated by a 304 (RFC 9111
+// §3.2, §4.3.4): the 304's fields replace the stored ones, but for those
+// that describe the stored body or pick the entry, and hop-by-hop ones. A
+// 304 without Date leaves none, so that the entry is dated when refreshed.
+func mergeOn304(stored []field, h304 http.Header) http.Header {
+	h := make(http.Header, len(stored)+len(h304))
+	for _, fl := range stored {
+		h[fl.name] = fl.values
+	}
+	upd, _ := cloneHeader(h304)
+	if len(upd["Date"]) == 0 {
+		delete(h, "Date")
+	}
+	conn := upd["Connection"]
+	for k, vs := range upd {
+		if keepOn304[k] || hopByHop[k] || listed(conn, k) {
+			continue
+		}
+		h[k] = vs
+	}
+	return h
 }
 
 // keepOn304 are the stored fields a 304 does not replace: they describe the

@@ -546,3 +546,47 @@ func TestInvalidateOtherURLKeepsFill(t *testing.T) {
 		t.Fatalf("a POST to the same URL: %q, want %q", f.reason, rejInvalidated)
 	}
 }
+
+func TestMergeOn304(t *testing.T) {
+	stored := []field{
+		{"Content-Type", []string{"text/plain"}}, {"Content-Length", []string{"5"}},
+		{"Etag", []string{`"a"`}}, {"Cache-Control", []string{"max-age=1"}},
+		{"X-Old", []string{"kept"}}, {"Date", []string{"old"}}, {"Content-Encoding", []string{"gzip"}},
+	}
+	got := mergeOn304(stored, hdr(
+		"Content-Type: text/html", "Content-Length: 99", `ETag: "b"`, "Cache-Control: max-age=60",
+		"X-New: added", "Content-Encoding: br", "Content-MD5: x", "Connection: X-Hop", "X-Hop: 1",
+		"Keep-Alive: timeout=5", "Vary: X-Other"))
+	want := map[string]string{
+		"Content-Type": "text/html", "Content-Length": "5", "Etag": `"a"`, "Cache-Control": "max-age=60",
+		"X-Old": "kept", "X-New": "added", "Content-Encoding": "gzip", "Date": "", "X-Hop": "", "Keep-Alive": "",
+		"Content-Md5": "", "Vary": "",
+	}
+	for k, v := range want {
+		if g := got.Get(k); g != v {
+			t.Errorf("%s = %q, want %q", k, g, v)
+		}
+	}
+	if got := mergeOn304(stored, hdr("Date: new")).Get("Date"); got != "new" {
+		t.Errorf("Date = %q, want the 304's", got)
+	}
+}
+
+func TestStatusRules(t *testing.T) {
+	for code := 100; code < 600; code++ {
+		want := code >= 200 && code != 206 && code != 304
+		if got := storableStatus(code); got != want {
+			t.Errorf("storableStatus(%d) = %v", code, got)
+		}
+	}
+	for _, code := range []int{200, 301, 308, 404, 410, 503} {
+		if !understoodStatus(code) {
+			t.Errorf("understoodStatus(%d) = false", code)
+		}
+	}
+	for _, code := range []int{201, 206, 299, 304, 401, 499, 599} {
+		if understoodStatus(code) {
+			t.Errorf("understoodStatus(%d) = true", code)
+		}
+	}
+}

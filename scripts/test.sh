@@ -10,7 +10,8 @@ missing=()
 for pkg in python3 python3-flask python3-starlette ruby ruby-rack ruby-sinatra curl tmux nginx apache2; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-command -v node >/dev/null || missing+=(nodejs npm)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm) # http-cache-tests comes from npm
 if ((${#missing[@]})); then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2

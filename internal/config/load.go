@@ -20,16 +20,18 @@ import (
 // DefaultServer is the core's configuration before any source is applied.
 func DefaultServer() Server {
 	return Server{
-		Address:                      "0.0.0.0",
-		Port:                         3000,
-		LogFormat:                    "text",
-		ShutdownTimeout:              30 * time.Second,
-		RequestBufferMemory:          128 << 10,
-		ResponseBufferMemory:         1 << 20,
-		ResponseBufferHighWatermark:  128 << 20,
-		TurbocacheMaxEntries:         10000,
-		TurbocacheMaxBytes:           64 << 20,
-		TurbocacheMaxEntrySize:       1 << 20,
+		Address:                     "0.0.0.0",
+		Port:                        3000,
+		LogFormat:                   "text",
+		ShutdownTimeout:             30 * time.Second,
+		RequestBufferMemory:         128 << 10,
+		ResponseBufferMemory:        1 << 20,
+		ResponseBufferHighWatermark: 128 << 20,
+		TurbocacheMaxEntries:        10000,
+		TurbocacheMaxBytes:          64 << 20,
+		TurbocacheMaxEntrySize:      1 << 20,
+
+		// turbocache.go
 		TurbocacheMaxVariants:        32,
 		TurbocacheStaleIfUnreachable: 10 * time.Second,
 	}

@@ -478,10 +478,11 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	}
 	if ac.TurboCaching {
 		fa.Cache = turbocache.New(turbocache.Options{
-			MaxEntries:         cfg.TurbocacheMaxEntries,
-			MaxBytes:           cfg.TurbocacheMaxBytes,
-			MaxEntrySize:       cfg.TurbocacheMaxEntrySize,
-			VaryByCookie:       ac.VaryTurbocacheByCookie,
+			MaxEntries:   cfg.TurbocacheMaxEntries,
+			MaxBytes:     cfg.TurbocacheMaxBytes,
+			MaxEntrySize: cfg.TurbocacheMaxEntrySize,
+			VaryByCookie: ac.VaryTurbocacheByCookie,
+
 			MaxVariants:        cfg.TurbocacheMaxVariants,
 			StaleIfUnreachable: cfg.TurbocacheStaleIfUnreachable,
 		})

@@ -347,9 +347,10 @@ func (c *Cache) wait(w http.ResponseWriter, r *http.Request, q *request, sh *sha
 	sh.mu.Lock()
 	f := c.newFill(q, sh)
 	sh.mu.Unlock()
-	if e != nil && e.keep(now, c.grace) {
-		f.revalidate(r, q, e)
+	if e == nil || !e.keep(now, c.grace) {
+		e = nil
 	}
+	f.revalidate(r, q, e)
 	return false, f
 }
 

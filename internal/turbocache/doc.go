@@ -51,7 +51,8 @@
 // no-store, never.
 //
 // A targeted field (RFC 9213: CDN-Cache-Control, else Surrogate-Control
-// directives not aimed at a device) replaces Cache-Control and Expires for
+// directives for all devices or aimed at Ferry, which announces itself with
+// Surrogate-Capability on requests that may be stored) replaces Cache-Control and Expires for
 // freshness and storing: its private, no-store, no-cache forbid storing
 // and its max-age allows it whatever Cache-Control says, except that
 // Cache-Control: private still forbids.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -51,7 +52,11 @@ type Fill struct {
 // none). When e has validators and the client sent no precondition of its
 // own, they are added to r's header: the app then answers 304 if e is still
 // good, and Answer refreshes e instead of the app sending the body again.
+//
+// It also announces Ferry to the app as a surrogate (Surrogate-Capability),
+// so that Surrogate-Control directives may be aimed at it.
 func (f *Fill) revalidate(r *http.Request, q *request, e *entry) {
+	announce(r.Header)
 	if e == nil {
 		return
 	}
@@ -61,6 +66,22 @@ func (f *Fill) revalidate(r *http.Request, q *request, e *entry) {
 	}
 	f.cond = true
 	setValidators(r.Header, e)
+}
+
+// announce adds Ferry's device to the request's Surrogate-Capability
+// (after any a surrogate in front announced).
+func announce(h http.Header) {
+	vs := h["Surrogate-Capability"]
+	for _, v := range vs {
+		if strings.Contains(v, SurrogateDevice+"=") {
+			return
+		}
+	}
+	if len(vs) == 0 {
+		h["Surrogate-Capability"] = surrogateCapability
+		return
+	}
+	h["Surrogate-Capability"] = append(vs[:len(vs):len(vs)], surrogateCapability[0])
 }
 
 // setValidators adds e's validators to a request header (RFC 9111 §4.3.1).
@@ -81,6 +102,7 @@ func (f *Fill) Request(r *http.Request) *http.Request {
 	if f == nil {
 		return r2
 	}
+	announce(r2.Header)
 	if f.cond {
 		setValidators(r2.Header, f.stale)
 	}

@@ -212,9 +212,10 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 }
 
 // targetedValues returns the values of the first targeted field present
-// with at least one directive for Ferry (RFC 9213). Surrogate-Control
-// directives aimed at a device (max-age=60;device) are not for Ferry,
-// which does not announce itself with Surrogate-Capability.
+// with at least one directive for Ferry (RFC 9213). A Surrogate-Control
+// directive may be aimed at devices (max-age=60;ferry): it is for Ferry
+// when one of them is the device name Ferry announces in
+// Surrogate-Capability.
 func targetedValues(h http.Header) ([]string, bool) {
 	for _, name := range targetedFields {
 		vs := h[name]
@@ -222,12 +223,41 @@ func targetedValues(h http.Header) ([]string, bool) {
 			continue
 		}
 		for it := (dirIter{vs: vs}); it.next(); {
-			if !strings.Contains(it.name, ";") && !strings.Contains(it.value, ";") {
+			if _, _, ok := forFerry(it.name, it.value); ok {
 				return vs, true
 			}
 		}
 	}
 	return nil, false
+}
+
+// SurrogateDevice is the device name Ferry announces to apps in
+// Surrogate-Capability (W3C Edge Architecture) on requests whose response
+// it may store.
+const SurrogateDevice = "ferry"
+
+// surrogateCapability is the Surrogate-Capability value, shared by every
+// request (never modified).
+var surrogateCapability = []string{SurrogateDevice + `="Surrogate/1.0"`}
+
+// forFerry strips a directive's device targets ("max-age=60;ferry",
+// "no-store;a;b"): ok when it has none or names Ferry's.
+func forFerry(name, value string) (string, string, bool) {
+	targets := ""
+	if n, t, found := strings.Cut(name, ";"); found {
+		name, targets = n, t
+	} else if v, t, found := strings.Cut(value, ";"); found {
+		value, targets = v, t
+	}
+	if targets == "" {
+		return name, value, true
+	}
+	for t := range strings.SplitSeq(targets, ";") {
+		if strings.TrimSpace(t) == SurrogateDevice {
+			return name, value, true
+		}
+	}
+	return name, value, false
 }
 
 // freshness is what one Cache-Control-like field says about lifetime and
@@ -241,13 +271,15 @@ type freshness struct {
 // parseFreshness reads max-age, s-maxage, must-revalidate,
 // proxy-revalidate, stale-while-revalidate and stale-if-error. ok is false
 // when max-age or s-maxage is invalid or given twice with different
-// values. Directives aimed at a device (Surrogate-Control's ";target") are
-// skipped.
+// values. Directives aimed at other devices (Surrogate-Control's
+// ";target") are skipped.
 func parseFreshness(vs []string) (f freshness, ok bool) {
 	for it := (dirIter{vs: vs}); it.next(); {
-		if strings.Contains(it.name, ";") || strings.Contains(it.value, ";") {
+		name, value, mine := forFerry(it.name, it.value)
+		if !mine {
 			continue
 		}
+		it.name, it.value = name, value
 		switch {
 		case strings.EqualFold(it.name, "max-age"):
 			n, ok := deltaSeconds(it.value)

@@ -109,6 +109,8 @@ func TestParseFreshness(t *testing.T) {
 			freshness{maxAge: 60, hasMaxAge: true, stale: staleRules{mustRevalidate: true}}, true},
 		{"max-age=60, stale-if-error=x", freshness{maxAge: 60, hasMaxAge: true}, true},
 		{"max-age=60;device, s-maxage=5", freshness{sMaxAge: 5, hasSMax: true, stale: staleRules{mustRevalidate: true}}, true},
+		{"max-age=60;ferry", freshness{maxAge: 60, hasMaxAge: true}, true},
+		{"max-age=60;other, max-age=5;ferry", freshness{maxAge: 5, hasMaxAge: true}, true},
 		{"max-age=abc", freshness{}, false},
 		{"max-age=1, max-age=2", freshness{}, false},
 	} {
@@ -130,6 +132,8 @@ func TestTargetedValues(t *testing.T) {
 		{[]string{"Surrogate-Control: max-age=5;other-device"}, ""},
 		{[]string{"Surrogate-Control: max-age=5;other, no-store"}, "max-age=5;other, no-store"},
 		{[]string{"CDN-Cache-Control: max-age=1", "Surrogate-Control: no-store"}, "max-age=1"},
+		{[]string{"Surrogate-Control: max-age=5;ferry"}, "max-age=5;ferry"},
+		{[]string{"Surrogate-Control: no-store;a;ferry"}, "no-store;a;ferry"},
 	} {
 		h, _ := cloneHeader(hdr(tc.h...))
 		vs, ok := targetedValues(h)
@@ -588,5 +592,25 @@ func TestStatusRules(t *testing.T) {
 		if understoodStatus(code) {
 			t.Errorf("understoodStatus(%d) = true", code)
 		}
+	}
+}
+
+// Requests whose response may be stored announce Ferry as a surrogate, so
+// that the app may aim Surrogate-Control directives at it.
+func TestSurrogateCapability(t *testing.T) {
+	c, _ := newCache(Options{})
+	var sent []string
+	app := func(r *http.Request) response {
+		sent = r.Header["Surrogate-Capability"]
+		return ok("x", "Cache-Control: no-store", "Surrogate-Control: max-age=60;"+SurrogateDevice)
+	}
+	res := do(c, req("GET /r"), app)
+	if len(sent) != 1 || sent[0] != `ferry="Surrogate/1.0"` || res.reason != okStored {
+		t.Fatalf("Surrogate-Capability %q, stored %q", sent, res.reason)
+	}
+	mustHit(t, do(c, req("GET /r"), nil), "x")
+	do(c, req("GET /s", `Surrogate-Capability: cdn="Surrogate/1.0"`), app)
+	if len(sent) != 2 || sent[0] != `cdn="Surrogate/1.0"` {
+		t.Fatalf("behind another surrogate: %q", sent)
 	}
 }

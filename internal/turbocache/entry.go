@@ -65,23 +65,29 @@ func (e *entry) varyMatches(h http.Header) bool {
 	for i := range e.vary {
 		vv := &e.vary[i]
 		vs, ok := h[vv.name]
-		if ok != vv.present || !listEqual(vs, vv.values) {
+		if ok != vv.present || !listEqual(vs, vv.values, caseless(vv.name)) {
 			return false
 		}
 	}
 	return true
 }
 
+// caseless reports the selecting headers whose values compare without
+// case: language tags (RFC 4647) and charsets are case-insensitive.
+func caseless(name string) bool {
+	return name == "Accept-Language" || name == "Accept-Charset"
+}
+
 // listEqual compares two field values as comma-separated lists, whatever
 // the lines and the whitespace around the commas (RFC 9111 §4.1: the values
-// are normalised before comparing).
-func listEqual(a, b []string) bool {
+// are normalised before comparing); fold: in any case.
+func listEqual(a, b []string, fold bool) bool {
 	var ia, ib listIter
 	ia.vs, ib.vs = a, b
 	for {
 		x, okA := ia.next()
 		y, okB := ib.next()
-		if okA != okB || x != y {
+		if okA != okB || (x != y && (!fold || !strings.EqualFold(x, y))) {
 			return false
 		}
 		if !okA {
@@ -118,7 +124,7 @@ func varyEqual(a, b []varyValue) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].name != b[i].name || a[i].present != b[i].present || !listEqual(a[i].values, b[i].values) {
+		if a[i].name != b[i].name || a[i].present != b[i].present || !listEqual(a[i].values, b[i].values, caseless(a[i].name)) {
 			return false
 		}
 	}

@@ -200,9 +200,13 @@ func TestListEqual(t *testing.T) {
 		{[]string{"en"}, []string{"en, fr"}, false},
 		{[]string{"EN"}, []string{"en"}, false},
 	} {
-		if got := listEqual(tc.a, tc.b); got != tc.want {
+		if got := listEqual(tc.a, tc.b, false); got != tc.want {
 			t.Errorf("listEqual(%q, %q) = %v", tc.a, tc.b, got)
 		}
+	}
+	// Without case (Accept-Language): case goes, order stays.
+	if !listEqual([]string{"eN, De"}, []string{"en,de"}, true) || listEqual([]string{"en, de"}, []string{"de, en"}, true) {
+		t.Error("caseless comparison")
 	}
 }
 

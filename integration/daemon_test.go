@@ -60,6 +60,11 @@ func TestDaemonizeReportsFailure(t *testing.T) {
 	if err == nil || !strings.Contains(out, "did not start") {
 		t.Fatalf("daemonize onto a taken port: %v\n%s", err, out)
 	}
+	// The child's own reason, in one line; never its panic.
+	noPanic(t, "start -d onto a taken port", out)
+	if lines := messageLines(out); len(lines) != 1 || !strings.Contains(lines[0], "--port: 127.0.0.1:"+port+" is already in use") {
+		t.Errorf("want one line naming --port; got:\n%s", out)
+	}
 }
 
 func TestMetricsAddress(t *testing.T) {

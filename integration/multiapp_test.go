@@ -156,7 +156,7 @@ func TestReload(t *testing.T) {
 	}
 	// A broken configuration leaves the running one alone.
 	writeConfig(t, dir, "[[app]]\nroot = \"/nonexistent\"\n")
-	if out, err := f.run("reload"); err == nil || !strings.Contains(out, "not a directory") {
+	if out, err := f.run("reload"); err == nil || !strings.Contains(out, "APP_DIR /nonexistent: no such directory") {
 		t.Errorf("reload of a broken file: %v %s", err, out)
 	}
 	if code, _ := f.getHost("two.test", "/"); code != 200 {

@@ -130,8 +130,10 @@ func TestStatus(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ferry status --show=server: %v\n%s", err, stderr)
 		}
-		if !strings.Contains(out, "Configuration in effect") || !regexp.MustCompile(`MinInstances\s+2\n`).MatchString(out) {
-			t.Errorf("no configuration with MinInstances 2 in:\n%s", out)
+		// Options as users write them: keys of Passengerfile.json, seconds.
+		if !strings.Contains(out, "Configuration in effect") || !regexp.MustCompile(`\napp\[0\]\.min_instances\s+2\n`).MatchString(out) ||
+			!regexp.MustCompile(`\nshutdown_timeout\s+30\n`).MatchString(out) {
+			t.Errorf("no configuration with app[0].min_instances 2 and shutdown_timeout 30 in:\n%s", out)
 		}
 	})
 

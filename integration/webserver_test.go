@@ -28,13 +28,14 @@ func webApp(t *testing.T) string {
 	return dir
 }
 
-// ferryBehind starts Ferry on a Unix socket, trusting what arrives on it.
+// ferryBehind starts Ferry on a Unix socket that www-data (the web servers'
+// user on Debian) may connect to, trusting what arrives on it.
 func ferryBehind(t *testing.T, app string) (*ferry, string) {
 	t.Helper()
 	sockDir := shortTempDir(t)
 	os.Chmod(sockDir, 0o755)
 	sock := filepath.Join(sockDir, "ferry.sock")
-	f := startFerry(t, app, "--socket", sock, "--socket-and-tcp", "--socket-mode", "0666", "--trusted-proxies", "unix")
+	f := startFerry(t, app, "--socket", sock, "--socket-and-tcp", "--socket-group", "www-data", "--trusted-proxies", "unix")
 	return f, sock
 }
 
@@ -53,7 +54,7 @@ func TestBehindNginx(t *testing.T) {
 		t.Fatalf("ferry nginx-config: %v\n%s", err, conf)
 	}
 	dir := shortTempDir(t)
-	main := "pid " + dir + "/nginx.pid;\nerror_log " + dir + "/error.log;\nuser root;\nevents {}\nhttp {\n" +
+	main := "pid " + dir + "/nginx.pid;\nerror_log " + dir + "/error.log;\nuser www-data;\nevents {}\nhttp {\n" +
 		"access_log " + dir + "/access.log;\nclient_body_temp_path " + dir + "/body;\nproxy_temp_path " + dir + "/proxy;\n" +
 		"include /etc/nginx/mime.types;\n" + string(conf) + "\n}\n"
 	confPath := filepath.Join(dir, "nginx.conf")
@@ -133,7 +134,7 @@ func TestWebSocketThroughNginx(t *testing.T) {
 		t.Fatalf("ferry nginx-config: %v\n%s", err, conf)
 	}
 	dir := shortTempDir(t)
-	main := "pid " + dir + "/nginx.pid;\nerror_log " + dir + "/error.log;\nuser root;\nevents {}\nhttp {\naccess_log off;\n" +
+	main := "pid " + dir + "/nginx.pid;\nerror_log " + dir + "/error.log;\nuser www-data;\nevents {}\nhttp {\naccess_log off;\n" +
 		"client_body_temp_path " + dir + "/body;\nproxy_temp_path " + dir + "/proxy;\n" + string(conf) + "\n}\n"
 	confPath := filepath.Join(dir, "nginx.conf")
 	os.WriteFile(confPath, []byte(main), 0o644)

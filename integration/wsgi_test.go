@@ -442,8 +442,19 @@ func TestStaticFiles(t *testing.T) {
 	if code, b := f.get("/css/site.css"); code != 200 || b == "" {
 		t.Errorf("GET /css/site.css = %d", code)
 	}
-	// A directory and a missing file fall through to the app.
-	for _, path := range []string{"/sub/", "/sub", "/missing.txt"} {
+	// A directory's index.html answers DIR/, and DIR redirects there (as
+	// nginx and Rails' static server do); a directory without one and a
+	// missing file fall through to the app: nothing is ever listed.
+	if code, b := f.get("/sub/"); code != 200 || !strings.Contains(b, "<p>sub index</p>") {
+		t.Errorf("GET /sub/ = %d %q, want public/sub/index.html", code, b)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := noFollow.Get(f.URL + "/sub?x=1"); err != nil || resp.StatusCode != 301 || resp.Header.Get("Location") != "./sub/?x=1" {
+		t.Errorf("GET /sub?x=1 = %v %v, want 301 to ./sub/?x=1", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	for _, path := range []string{"/css/", "/css", "/missing.txt"} {
 		if code, b := f.get(path); code != 404 || b != "not found: "+path {
 			t.Errorf("GET %s = %d %q, want the app's 404", path, code, b)
 		}
@@ -568,7 +579,7 @@ func TestCommandLine(t *testing.T) {
 		{"min above max", []string{"start", fixture(t, "wsgi/echo"), "--min-instances", "9", "--max-pool-size", "2"}, "--min-instances"},
 		{"bad number", []string{"start", fixture(t, "wsgi/echo"), "--port", "http"}, "port"},
 		{"no app", []string{"start", t.TempDir()}, "passenger_wsgi.py"},
-		{"missing dir", []string{"start", "/nonexistent/app"}, "not a directory"},
+		{"missing dir", []string{"start", "/nonexistent/app"}, "APP_DIR /nonexistent/app: no such directory"},
 		{"missing startup file", []string{"start", fixture(t, "wsgi/echo"), "--startup-file", "nope.py"}, "--startup-file"},
 		{"unknown type", []string{"start", fixture(t, "wsgi/echo"), "--app-type", "cobol"}, "--app-type"},
 	}

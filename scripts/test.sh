@@ -22,6 +22,9 @@ if ((${#missing[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Headless Chromium for the dashboard's browser test.
+./scripts/chromium.sh
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
@@ -31,7 +34,10 @@ if [ -n "$unformatted" ]; then
 fi
 echo "== go vet"
 go vet ./...
+./scripts/monitoring.sh
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
 echo "== http-cache-tests (the turbocache against RFC 9111's third-party suite)"
 scripts/conformance/http-cache-tests.sh
+echo "== Debian package (build, lintian, dpkg -i, serve, purge)"
+./scripts/deb.sh

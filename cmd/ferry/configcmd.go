@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -14,7 +13,9 @@ const configHelp = `Usage: ferry config check [APP_DIR | --config FILE] [options
 Loads the configuration exactly as 'ferry start' would (defaults,
 Passengerfile.json, the multi-app file, FERRY_*/PASSENGER_* environment
 variables, the options given), validates it, and prints the effective
-configuration as JSON. Exits non-zero, naming every bad value, when it is not
+configuration as JSON: the options by their Passengerfile.json keys, in the
+units they are written in (durations in seconds, sizes with k, m or g),
+server-wide ones at the top and each app's in "app". Exits non-zero, naming every bad value, when it is not
 valid. Starts nothing.
 `
 
@@ -33,7 +34,6 @@ func configCmd(args []string) error {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(os.Stderr, "warning:", w)
 	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(cfg)
+	_, err = os.Stdout.Write(cfg.EffectiveJSON())
+	return err
 }

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/sdnotify"
 )
@@ -18,8 +22,9 @@ import (
 const daemonChildEnv = "FERRY_DAEMONIZED"
 
 // daemonize starts this command again in the background (its own session,
-// output to the log file) and returns once the child says it serves, or
-// with the reason it could not start.
+// output to the log file) and returns once the child says it serves and
+// its apps have started, or with the reason it could not start (then
+// nothing is left running).
 func daemonize(cfg *config.Config, args []string) error {
 	logDir, pidDir := daemonDirs(cfg)
 	base := "ferry." + strconv.Itoa(cfg.Port)
@@ -53,6 +58,10 @@ func daemonize(cfg *config.Config, args []string) error {
 		return fmt.Errorf("daemonize: open log file: %w", err)
 	}
 	defer out.Close()
+	var logStart int64 // where the child's lines begin, to find its error
+	if fi, err := out.Stat(); err == nil {
+		logStart = fi.Size()
+	}
 	cmd := exec.Command(self, childArgs...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.Path(), daemonChildEnv+"=1")
 	cmd.Stdout, cmd.Stderr = out, out
@@ -67,7 +76,21 @@ func daemonize(cfg *config.Config, args []string) error {
 		if !errors.As(err, &ee) {
 			cmd.Process.Kill()
 		}
-		return fmt.Errorf("ferry did not start (%v); see %s", err, logFile)
+		if reason := childError(logFile, logStart); reason != "" {
+			return fmt.Errorf("start: %s (ferry did not start; log: %s)", reason, logFile)
+		}
+		return fmt.Errorf("start: ferry did not start (%v); see %s", err, logFile)
+	}
+	// Serving, but an app that cannot start would only answer errors: wait
+	// for each app's first process, and stop again if one fails.
+	if err := waitAppsStarted(cfg, cmd.Process.Pid, exited); err != nil {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(cfg.ShutdownTimeout + 5*time.Second):
+			cmd.Process.Kill()
+		}
+		return fmt.Errorf("start: %v; ferry stopped again (log: %s)", err, logFile)
 	}
 	fmt.Printf("ferry is running in the background (pid %d); log: %s; pid file: %s\n", cmd.Process.Pid, logFile, pidFile)
 	cmd.Process.Release()
@@ -102,4 +125,93 @@ func withoutDaemonize(args []string) []string {
 		out = append(out, a)
 	}
 	return out
+}
+
+// childError is the error line ("ferry: …") the daemon child wrote to its
+// log after offset, without the prefixes, or "".
+func childError(logFile string, offset int64) string {
+	f, err := os.Open(logFile)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	last := ""
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "ferry: "); ok {
+			last = strings.TrimPrefix(rest, "start: ")
+		}
+	}
+	return last
+}
+
+// waitAppsStarted waits until every app that starts processes at boot
+// (--min-instances 1 or more) has one, and returns why one could not start
+// it. Apps with --min-instances 0 start on their first request: nothing to
+// wait for. It gives up waiting, without error, after the longest
+// --start-timeout (a spawn that takes longer fails, and says so, first).
+func waitAppsStarted(cfg *config.Config, pid int, exited <-chan error) error {
+	wait := time.Duration(0)
+	for _, a := range cfg.Apps {
+		if a.MinInstances > 0 {
+			wait = max(wait, a.StartTimeout)
+		}
+	}
+	if wait == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(wait + 5*time.Second)
+	var c *admin.Client
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("ferry exited while its apps started (%v)", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if c == nil {
+			all, err := admin.FindInstances(cfg.InstanceRegistryDir)
+			if err != nil {
+				continue
+			}
+			for _, in := range all {
+				if in.PID == pid {
+					c = admin.NewClient(in.Dir)
+				}
+			}
+			if c == nil {
+				continue
+			}
+		}
+		var ps admin.PoolStatus
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := c.Do(ctx, "GET", "/pool", &ps)
+		cancel()
+		if err != nil {
+			continue
+		}
+		pending := 0
+		for _, a := range ps.Apps {
+			switch {
+			case a.Min == 0 || len(a.Processes) > 0:
+			case a.LastError != "":
+				return fmt.Errorf("app %s did not start: %s", a.Name, spawnError(a.Name, a.LastError))
+			default:
+				pending++
+			}
+		}
+		if pending == 0 {
+			return nil
+		}
+	}
+	return nil
+}
+
+// spawnError is the pool's last spawn error of app as one line, without
+// its "spawn APP: " prefix.
+func spawnError(app, s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return strings.TrimPrefix(s, "spawn "+app+": ")
 }

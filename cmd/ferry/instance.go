@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/config"
+	"github.com/ferry-server/ferry/internal/instance"
 )
 
 // instanceFlags are how a client command finds the instance to talk to.
@@ -28,7 +29,14 @@ func (f *instanceFlags) register(fs *flag.FlagSet) {
 // only one running.
 func (f *instanceFlags) pick(appDir string) (admin.Instance, error) {
 	if f.dir != "" {
-		return admin.Instance{Dir: f.dir}, nil
+		props, err := readProperties(f.dir)
+		if err != nil {
+			return admin.Instance{}, fmt.Errorf("--instance: %w", err)
+		}
+		if !instance.Running(props.PID, props.StartTicks) {
+			return admin.Instance{}, fmt.Errorf("--instance %s: its core (pid %d) is not running; the directory is stale and may be removed", f.dir, props.PID)
+		}
+		return admin.Instance{Dir: f.dir, PID: props.PID, AppRoot: props.AppRoot, AppRoots: props.AppRoots, Listen: props.Listen}, nil
 	}
 	all, err := admin.FindInstances(f.registry)
 	if err != nil {
@@ -49,11 +57,10 @@ func (f *instanceFlags) pick(appDir string) (admin.Instance, error) {
 	}
 	switch len(all) {
 	case 0:
-		where := f.registry
 		if appDir != "" {
-			where = "for " + appDir + " in " + where
+			return admin.Instance{}, fmt.Errorf("no running Ferry instance serves %s (looked in %s); start it with ferry start %s, or give the --instance-registry-dir it runs with", appDir, f.registry, appDir)
 		}
-		return admin.Instance{}, fmt.Errorf("no running Ferry instance found %s", where)
+		return admin.Instance{}, fmt.Errorf("no running Ferry instance found in %s; start one with ferry start APP_DIR, or give the --instance-registry-dir it runs with", f.registry)
 	case 1:
 		return all[0], nil
 	}

@@ -80,7 +80,7 @@ func parseWithPositional(fs *flag.FlagSet, args []string) (string, error) {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return "", err
+			return "", config.FlagError(fs, "ferry "+fs.Name(), err, nil)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

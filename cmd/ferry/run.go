@@ -26,6 +26,7 @@ Usage:
   ferry memory-stats [APP_DIR]      memory of the core and every app process
                                     (reads /proc; works when the core is stuck)
   ferry top [APP_DIR] [--interval 1s]  live view of the pool and requests
+  ferry logs [APP] [-f] [--pid N]   the core's and apps' latest log lines; -f follows
   ferry version                     print the version
 
 Run 'ferry COMMAND --help' for the options of a command.
@@ -59,8 +60,10 @@ func run(ctx context.Context, args []string) error {
 		return memoryStats(ctx, rest)
 	case "top":
 		return top(ctx, rest)
+	case "logs":
+		return logsCmd(ctx, rest)
 	case "version", "--version", "-v":
-		fmt.Println("ferry", version)
+		fmt.Println(versionLine())
 		return nil
 	case "help", "--help", "-h":
 		fmt.Print(usage)

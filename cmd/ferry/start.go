@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
+	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/core"
 	"github.com/ferry-server/ferry/internal/logs"
@@ -40,9 +44,10 @@ func start(ctx context.Context, args []string) error {
 	if cfg.Daemonize && os.Getenv(daemonChildEnv) == "" {
 		return daemonize(cfg, withoutDaemonize(args))
 	}
-	out, err := logs.New(logs.Options{File: cfg.LogFile, Format: cfg.LogFormat, Level: cfg.LogLevel})
+	out, err := logs.New(logs.Options{File: cfg.LogFile, Format: cfg.LogFormat, Level: cfg.LogLevel,
+		Recent: cfg.LogBufferSize})
 	if err != nil {
-		return fmt.Errorf("start: %w", err)
+		return fmt.Errorf("start: --log-file: %w", err)
 	}
 	defer out.Close()
 
@@ -90,7 +95,7 @@ func start(ctx context.Context, args []string) error {
 			}
 		}
 	}()
-	return core.Run(ctx, core.Options{
+	err = core.Run(ctx, core.Options{
 		Upgrades: upgrades,
 		Config:   cfg,
 		Logs:     out,
@@ -98,4 +103,25 @@ func start(ctx context.Context, args []string) error {
 		Reload:   func() (*config.Config, error) { return config.Load(args, environ) },
 		Reloads:  reloads,
 	})
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			if in, ok := servingOn(cfg); ok {
+				return fmt.Errorf("start: Ferry already serves %s on %s (pid %d); stop it first (ferry stop %s), or choose another --port", in.AppRoot, in.Listen, in.PID, in.AppRoot)
+			}
+		}
+		return fmt.Errorf("start: %w", err)
+	}
+	return nil
+}
+
+// servingOn finds a running instance of the registry listening on cfg's
+// port: what a second ferry start on the same port runs into.
+func servingOn(cfg *config.Config) (admin.Instance, bool) {
+	all, _ := admin.FindInstances(cfg.InstanceRegistryDir)
+	for _, in := range all {
+		if _, port, err := net.SplitHostPort(in.Listen); err == nil && port == strconv.Itoa(cfg.Port) && cfg.Port != 0 {
+			return in, true
+		}
+	}
+	return admin.Instance{}, false
 }

@@ -11,7 +11,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,7 +21,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ferry-server/ferry/internal/admin"
-	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/instance"
 	"github.com/ferry-server/ferry/internal/server"
 )
@@ -36,6 +34,8 @@ each app with its processes. --show picks another view:
   requests  the requests in flight
   server    the core and the configuration in effect
   metrics   the Prometheus metrics, as exposed
+  backtraces  the stack of every thread of each Ruby, Python and Node.js
+            process, taken without stopping it (--pid N: that process only)
 
 --json prints the admin API's JSON answer for the view instead of text.
 `
@@ -50,6 +50,7 @@ func status(ctx context.Context, args []string) error {
 	target.register(fs)
 	show := fs.String("show", "pool", "the `VIEW` to show: pool, requests, server or metrics")
 	asJSON := fs.Bool("json", false, "print the admin API's JSON answer instead of text")
+	pid := fs.Int("pid", 0, "with --show=backtraces: only the app process with this `PID`")
 	if wantsHelp(args) {
 		fmt.Print(statusHelp, "\nOptions:\n")
 		printFlags(os.Stdout, fs)
@@ -59,10 +60,14 @@ func status(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	paths := map[string]string{"pool": "/pool", "requests": "/requests", "server": "/server", "metrics": "/metrics"}
+	paths := map[string]string{"pool": "/pool", "requests": "/requests", "server": "/server", "metrics": "/metrics",
+		"backtraces": "/backtraces"}
 	path, ok := paths[*show]
 	if !ok {
-		return fmt.Errorf("status: --show must be pool, requests, server or metrics, not %q", *show)
+		return fmt.Errorf("status: --show must be pool, requests, server, metrics or backtraces, not %q", *show)
+	}
+	if path, err = backtracesPath(path, *show, *pid); err != nil {
+		return fmt.Errorf("status: %w", err)
 	}
 	if *show == "metrics" && *asJSON {
 		return fmt.Errorf("status: the metrics are Prometheus text, not JSON; drop --json")
@@ -122,6 +127,10 @@ func status(ctx context.Context, args []string) error {
 			return fmt.Errorf("status: decode /server: %w", err)
 		}
 		writeServer(&out, info, pal)
+	case "backtraces":
+		if err := writeBacktraces(&out, raw, pal); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
 	}
 	_, err = os.Stdout.Write(out.Bytes())
 	return err
@@ -157,13 +166,6 @@ func (f *targetFlags) pick(appDir string) (admin.Instance, error) {
 	in, err := f.instanceFlags.pick(appDir)
 	if err != nil {
 		return in, err
-	}
-	if f.dir != "" {
-		props, err := readProperties(in.Dir)
-		if err != nil {
-			return admin.Instance{}, err
-		}
-		in.PID, in.AppRoot, in.Listen = props.PID, props.AppRoot, props.Listen
 	}
 	return in, nil
 }
@@ -234,6 +236,7 @@ func (p palette) wrap(code, s string) string {
 // that golden files can pin it down.
 func writeStatus(w io.Writer, info admin.Info, ps admin.PoolStatus, now time.Time, pal palette) {
 	writeGeneral(w, info, pal)
+	writeCertificates(w, info.Certificates, now, pal)
 	if len(ps.Apps) == 0 {
 		fmt.Fprintf(w, "\n%s\n", "No apps.")
 	}
@@ -410,8 +413,8 @@ func requestTable(reqs []server.RequestInfo, pathWidth int) []string {
 }
 
 // writeServer writes the text of `ferry status --show=server`: the core and
-// the configuration in effect, one option per line; nested settings (one
-// app's) are named by their path, as Apps[0].MaxPoolSize.
+// the configuration in effect, one option per line by its Passengerfile.json
+// key; an app's options are named by their path, as app[0].max_pool_size.
 func writeServer(w io.Writer, info admin.Info, pal palette) {
 	writeGeneral(w, info, pal)
 	fmt.Fprintf(w, "\n%s\n", pal.bold(section("Configuration in effect")))
@@ -431,8 +434,7 @@ func writeServer(w io.Writer, info admin.Info, pal palette) {
 }
 
 // flattenConfig appends the leaves of the JSON value v to out as (path,
-// text), objects in key order. name is the field name of v, which tells
-// durations.
+// text), objects in key order; a map of strings (envvars) is one leaf.
 func flattenConfig(path, name string, v any, out *[][2]string) {
 	switch v := v.(type) {
 	case map[string]any:
@@ -461,42 +463,13 @@ func flattenConfig(path, name string, v any, out *[][2]string) {
 			flattenConfig(fmt.Sprintf("%s[%d]", path, i), name, e, out)
 		}
 	default:
-		*out = append(*out, [2]string{path, configValue(name, v)})
+		*out = append(*out, [2]string{path, configValue(v)})
 	}
 }
 
-// durationOptions are the names of the fields of config.Config, at any
-// depth, that are durations: GET /server gives them as nanoseconds.
-var durationOptions = func() map[string]bool {
-	names := map[string]bool{}
-	seen := map[reflect.Type]bool{}
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct || seen[t] {
-			return
-		}
-		seen[t] = true
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if f.Type == reflect.TypeFor[time.Duration]() {
-				name := f.Name
-				if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag != "" {
-					name = tag
-				}
-				names[name] = true
-				continue
-			}
-			walk(f.Type)
-		}
-	}
-	walk(reflect.TypeFor[config.Config]())
-	return names
-}()
-
-func configValue(name string, v any) string {
+// configValue is one option's value as GET /server gives it, which is as
+// users write it (config.Effective).
+func configValue(v any) string {
 	switch v := v.(type) {
 	case nil:
 		return "-"
@@ -506,9 +479,6 @@ func configValue(name string, v any) string {
 		}
 		return v
 	case float64:
-		if durationOptions[name] {
-			return time.Duration(v).String()
-		}
 		return strconv.FormatFloat(v, 'f', -1, 64)
 	case bool:
 		return strconv.FormatBool(v)

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferry-server/ferry/internal/admin"
+	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/server"
 	"github.com/ferry-server/ferry/internal/turbocache"
@@ -27,19 +30,20 @@ var fixtureInfo = admin.Info{
 	Listen:    []string{"0.0.0.0:3000", "[::]:3000"},
 	Instance:  "/run/ferry/ferry-123456",
 	Config: map[string]any{
-		"Address":             "0.0.0.0",
-		"Port":                float64(3000),
-		"ShutdownTimeout":     float64(30 * time.Second),
-		"RequestBufferMemory": float64(131072),
-		"PidFile":             "",
-		"Ignored":             nil,
-		"Apps": []any{map[string]any{
-			"Name":                 "shop",
-			"MaxPoolSize":          float64(6),
-			"MaxPreloaderIdleTime": float64(5 * time.Minute),
-			"RollingRestarts":      true,
-			"ServerNames":          []any{"shop.example.com", "*.shop.example.com"},
-			"Envvars":              map[string]any{"SECRET_BASE": "x"},
+		"address":               "0.0.0.0",
+		"port":                  float64(3000),
+		"shutdown_timeout":      float64(30),
+		"request_buffer_memory": "128k",
+		"pid_file":              "",
+		"trusted_proxies":       []any{},
+		"app": []any{map[string]any{
+			"name":                    "shop",
+			"max_pool_size":           float64(6),
+			"max_preloader_idle_time": float64(300),
+			"rolling_restarts":        true,
+			"server_names":            []any{"shop.example.com", "*.shop.example.com"},
+			"envvars":                 map[string]any{"SECRET_BASE": "x"},
+			"friendly_error_pages":    nil,
 		}},
 	},
 }
@@ -380,23 +384,62 @@ func TestPickPIDFile(t *testing.T) {
 }
 
 func TestConfigValue(t *testing.T) {
-	if !durationOptions["ShutdownTimeout"] {
-		t.Fatalf("ShutdownTimeout is not known as a duration: %v", durationOptions)
-	}
 	for _, tc := range []struct {
-		key  string
 		v    any
 		want string
 	}{
-		{"ShutdownTimeout", float64(30 * time.Second), "30s"},
-		{"Port", float64(3000), "3000"},
-		{"ResponseBufferHighWatermark", float64(134217728), "134217728"},
-		{"PidFile", "", `""`},
-		{"Envvars", nil, "-"},
-		{"RollingRestarts", true, "true"},
+		{float64(30), "30"},
+		{float64(0.5), "0.5"},
+		{"64k", "64k"},
+		{"", `""`},
+		{nil, "-"},
+		{true, "true"},
 	} {
-		if got := configValue(tc.key, tc.v); got != tc.want {
-			t.Errorf("configValue(%s, %v) = %q, want %q", tc.key, tc.v, got, tc.want)
+		if got := configValue(tc.v); got != tc.want {
+			t.Errorf("configValue(%v) = %q, want %q", tc.v, got, tc.want)
 		}
+	}
+}
+
+// The configuration in effect, as a real core reports it, names options as
+// users write them: no Go field names, no nanoseconds.
+func TestServerViewOptionNames(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "passenger_wsgi.py"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load([]string{dir, "--shutdown-timeout", "45", "--max-header-size", "32k"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(cfg.EffectiveJSON(), &m); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	writeServer(&out, admin.Info{Config: m}, palette{})
+	_, text, _ := strings.Cut(out.String(), "Configuration in effect")
+	for _, want := range []string{"\nshutdown_timeout ", " 45\n", "\nmax_header_size ", " 32k\n", "\napp[0].max_pool_size ", "\napp[0].start_timeout "} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in:\n%s", want, text)
+		}
+	}
+	if regexp.MustCompile(`(?m)^(app\[0\]\.)?[A-Z]`).MatchString(text) || strings.Contains(text, "30000000000") {
+		t.Errorf("Go field names or nanoseconds in:\n%s", text)
+	}
+}
+
+// A core is stopped once it is gone, a zombie, or its instance directory
+// is: removing it is the last thing a core does.
+func TestStopped(t *testing.T) {
+	dir := t.TempDir()
+	if stopped(os.Getpid(), dir) {
+		t.Error("this process with its directory: stopped")
+	}
+	if !stopped(os.Getpid(), filepath.Join(dir, "gone")) {
+		t.Error("this process without its instance directory: not stopped")
+	}
+	if stopped(os.Getpid(), "") {
+		t.Error("this process, no directory known: stopped")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferry-server/ferry/internal/config"
+	"github.com/ferry-server/ferry/internal/instance"
 )
 
 const stopHelp = `Usage: ferry stop [APP_DIR | --pid-file FILE | --instance DIR] [options]
@@ -37,13 +38,17 @@ func stop(ctx context.Context, args []string) error {
 		return fmt.Errorf("stop: %w", err)
 	}
 	var pid int
+	dir := "" // the instance directory, when known: its removal means stopped
 	if *pidFile != "" {
 		b, err := os.ReadFile(*pidFile)
 		if err != nil {
-			return fmt.Errorf("stop: %w", err)
+			return fmt.Errorf("stop: --pid-file: %w", err)
 		}
 		if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil || pid <= 0 {
-			return fmt.Errorf("stop: %s does not hold a pid", *pidFile)
+			return fmt.Errorf("stop: --pid-file: %s does not hold a pid", *pidFile)
+		}
+		if !instance.Running(pid, 0) {
+			return fmt.Errorf("stop: ferry (pid %d, from %s) is not running; nothing to stop", pid, *pidFile)
 		}
 	} else {
 		in, err := inst.pick(appDir)
@@ -53,22 +58,29 @@ func stop(ctx context.Context, args []string) error {
 		if pid, err = instancePID(in.Dir, in.PID); err != nil {
 			return fmt.Errorf("stop: %w", err)
 		}
+		dir = in.Dir
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		if errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("stop: no process %d (not running)", pid)
+			return fmt.Errorf("stop: ferry (pid %d) is not running; nothing to stop", pid)
+		}
+		if errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("stop: ferry (pid %d) is another user's; run ferry stop as that user or root", pid)
 		}
 		return fmt.Errorf("stop: signal %d: %w", pid, err)
 	}
 	deadline := time.Now().Add(*timeout)
 	for {
-		// Not our child: all we can do is look until it is gone.
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		// Not our child: all we can do is look until it is gone. A zombie
+		// (exited, its parent has not reaped it yet) is gone, and so is a
+		// core whose instance directory is: removing it is the last thing
+		// a core does.
+		if stopped(pid, dir) {
 			fmt.Printf("stopped ferry (pid %d)\n", pid)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("stop: ferry (pid %d) still running after %s", pid, *timeout)
+			return fmt.Errorf("stop: ferry (pid %d) still running after --timeout %s; look at its log, or kill -9 %d", pid, *timeout, pid)
 		}
 		select {
 		case <-ctx.Done():
@@ -76,6 +88,20 @@ func stop(ctx context.Context, args []string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// stopped reports whether the core pid (of the instance in dir, if known)
+// has exited.
+func stopped(pid int, dir string) bool {
+	if !instance.Running(pid, 0) {
+		return true
+	}
+	if dir != "" {
+		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+	}
+	return false
 }
 
 // instancePID is the pid of the instance in dir: known from discovery, or

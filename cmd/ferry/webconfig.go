@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -10,33 +12,49 @@ import (
 	"github.com/ferry-server/ferry/internal/webconfig"
 )
 
-const webconfigHelp = `Usage: ferry %s [APP_DIR | --config FILE] [start options] [--listen PORT] [--ferry-socket PATH]
+const webconfigHelp = `Usage: ferry %[1]s [APP_DIR | --config FILE] [start options] [--listen PORT] [--ferry-socket PATH]
+                          [--install [--%[3]s-dir DIR]]
 
-Prints %s configuration for the apps 'ferry start' would serve with the same
+Prints %[2]s configuration for the apps 'ferry start' would serve with the same
 arguments: the web server serves each app's public/ directory itself and sends
 everything else to Ferry, WebSocket upgrades included. Restarting the web
 server does not restart any app.
 
   --listen PORT         where the web server listens (default 80)
-  --ferry-socket PATH   reach Ferry on this Unix socket (as given to ferry start --socket);
-                        default: Ferry's TCP address
+  --ferry-socket PATH   reach Ferry on this Unix socket (default: the configuration's
+                        --socket / socket_file, else Ferry's TCP address)
+  --install             instead of printing it, %[4]s
+  %-21[6]s the web server's configuration directory (default %[5]s)
 `
 
 // webConfig implements `ferry nginx-config` and `ferry apache-config`.
 func webConfig(kind string, args []string) error {
 	name := map[string]string{"nginx": "nginx", "apache": "Apache httpd"}[kind]
+	dir := map[string]string{"nginx": webconfig.NginxDir, "apache": webconfig.ApacheDir}[kind]
+	if kind == "apache" && os.Getenv("APACHE_CONFDIR") != "" {
+		dir = os.Getenv("APACHE_CONFDIR")
+	}
 	if wantsHelp(args) {
-		fmt.Printf(webconfigHelp, kind+"-config", name)
+		install := map[string]string{
+			"nginx":  "write it to DIR/conf.d/ferry.conf and check it with\n                        nginx -t (the file is put back if nginx refuses it)",
+			"apache": "write it to DIR/sites-available/ferry.conf, enable the\n                        modules it needs and the site, and check it with apache2ctl configtest",
+		}[kind]
+		fmt.Printf(webconfigHelp, kind+"-config", name, kind, install, dir, "--"+kind+"-dir DIR")
 		return flag.ErrHelp
 	}
 	var o webconfig.Options
+	var install bool
 	var rest []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		if a == "--install" || a == "-install" {
+			install = true
+			continue
+		}
 		for _, f := range []struct {
 			flag string
 			dst  *string
-		}{{"listen", &o.Listen}, {"ferry-socket", &o.Socket}} {
+		}{{"listen", &o.Listen}, {"ferry-socket", &o.Socket}, {kind + "-dir", &dir}} {
 			for _, p := range []string{"--" + f.flag, "-" + f.flag} {
 				if v, ok := strings.CutPrefix(a, p+"="); ok {
 					*f.dst, a = v, ""
@@ -54,8 +72,26 @@ func webConfig(kind string, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s-config: %w", kind, err)
 	}
+	var b bytes.Buffer
 	if kind == "nginx" {
-		return webconfig.Nginx(os.Stdout, cfg, o)
+		err = webconfig.Nginx(&b, cfg, o)
+	} else {
+		err = webconfig.Apache(&b, cfg, o)
 	}
-	return webconfig.Apache(os.Stdout, cfg, o)
+	if err != nil {
+		return fmt.Errorf("%s-config: %w", kind, err)
+	}
+	if !install {
+		_, err = os.Stdout.Write(b.Bytes())
+		return err
+	}
+	if kind == "nginx" {
+		err = webconfig.InstallNginx(context.Background(), b.Bytes(), dir, os.Stdout)
+	} else {
+		err = webconfig.InstallApache(context.Background(), b.Bytes(), dir, os.Stdout)
+	}
+	if err != nil {
+		return fmt.Errorf("%s-config --install: %w", kind, err)
+	}
+	return nil
 }

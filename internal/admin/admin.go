@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/certs"
+	"github.com/ferry-server/ferry/internal/logs"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/procstat"
 	"github.com/ferry-server/ferry/internal/turbocache"
@@ -37,6 +39,8 @@ type Info struct {
 	Listen    []string       `json:"listen"`
 	Instance  string         `json:"instance"`
 	Config    map[string]any `json:"config,omitempty"`
+	// Certificates are the ones automatic HTTPS manages (--domain).
+	Certificates []certs.Status `json:"certificates,omitempty"`
 }
 
 // App is one app as the API sees it.
@@ -65,6 +69,8 @@ type Source interface {
 	ReopenLogs() error
 	// Reload loads the configuration again and applies what changed.
 	Reload() error
+	// Logs keeps the latest records of the core's log and the apps' output.
+	Logs() *logs.Recent
 }
 
 // Token file names in the instance directory, readable only by the owner.
@@ -81,12 +87,13 @@ type Server struct {
 	cpu        procstat.Tracker
 	readToken  string
 	adminToken string
+	closing    chan struct{} // closed at Shutdown: streams end
 }
 
 // Listen writes fresh tokens into dir and opens the admin socket there,
 // readable and writable only by the owner (root may always connect).
 func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
-	s := &Server{src: src}
+	s := &Server{src: src, closing: make(chan struct{})}
 	var err error
 	if s.readToken, err = writeToken(filepath.Join(dir, ReadTokenFile)); err != nil {
 		return nil, err
@@ -112,10 +119,13 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /pool", read(s.handle(s.pool)))
 	mux.Handle("GET /requests", read(s.handle(s.requests)))
 	mux.Handle("GET /metrics", read(src.Metrics()))
+	mux.Handle("GET /logs", read(http.HandlerFunc(s.logsHandler)))
 	// Health answers without a token: load balancers and probes have none,
 	// and it reveals nothing.
 	mux.Handle("GET /health", s.handle(s.health))
 	mux.Handle("GET /ready", http.HandlerFunc(s.ready))
+	// Signals app processes, and shows their code's paths: admin only.
+	mux.Handle("GET /backtraces", admin(s.handle(s.backtraces)))
 	mux.Handle("POST /apps/{name}/restart", admin(s.handle(s.restart)))
 	mux.Handle("POST /apps/{name}/processes/{pid}/detach", admin(s.handle(s.detach)))
 	mux.Handle("POST /apps/{name}/processes/{pid}/kill", admin(s.handle(s.kill)))
@@ -128,6 +138,7 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /debug/pprof/symbol", admin(http.HandlerFunc(pprof.Symbol)))
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	s.hs.RegisterOnShutdown(func() { close(s.closing) })
 	return s, nil
 }
 
@@ -147,11 +158,7 @@ func (s *Server) authorise(changing bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			ok := subtle.ConstantTimeCompare([]byte(got), []byte(s.adminToken)) == 1
-			if !changing {
-				ok = ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.readToken)) == 1
-			}
-			if !ok {
+			if !s.Authorised(got, changing) {
 				need := "the read-only or admin token"
 				if changing {
 					need = "the admin token"
@@ -163,6 +170,24 @@ func (s *Server) authorise(changing bool) func(http.Handler) http.Handler {
 		})
 	}
 }
+
+// Authorised reports whether token is the admin token or, unless the call
+// changes something, the read-only token; compared in constant time. The
+// dashboard authorises its viewers with the same tokens.
+func (s *Server) Authorised(token string, changing bool) bool {
+	if token == "" {
+		return false
+	}
+	ok := subtle.ConstantTimeCompare([]byte(token), []byte(s.adminToken)) == 1
+	if !changing {
+		ok = ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.readToken)) == 1
+	}
+	return ok
+}
+
+// Handler is the API's own handler, with its authorisation: the dashboard
+// performs its actions through it, so that they are the CLI's.
+func (s *Server) Handler() http.Handler { return s.hs.Handler }
 
 // Serve answers until Shutdown.
 func (s *Server) Serve() error {
@@ -244,10 +269,14 @@ func (s *Server) pool(*http.Request) (any, error) {
 }
 
 // Pool builds the pool status, reading CPU and memory from /proc.
-func (s *Server) Pool() PoolStatus {
+func (s *Server) Pool() PoolStatus { return PoolOf(s.src.Apps(), &s.cpu) }
+
+// PoolOf builds the status of apps; cpu measures CPU since its previous
+// look, so each viewer (the API, the dashboard) keeps its own.
+func PoolOf(apps []App, cpu *procstat.Tracker) PoolStatus {
 	now := time.Now()
 	var out PoolStatus
-	for _, a := range s.src.Apps() {
+	for _, a := range apps {
 		gs := a.Group.Status()
 		as := AppStatus{GroupStatus: gs, Root: a.Root, Type: a.Type, SpawnMethod: a.SpawnMethod}
 		if a.Preloader != nil {
@@ -260,13 +289,13 @@ func (s *Server) Pool() PoolStatus {
 		as.Processes = make([]ProcessStatus, 0, len(gs.Processes))
 		for _, p := range gs.Processes {
 			ps := ProcessStatus{ProcessStatus: p, UptimeSeconds: now.Sub(p.Started).Seconds()}
-			if sample, cpu, err := s.cpu.Read(p.PID); err == nil {
-				if cpu == 0 && ps.UptimeSeconds > 1 {
+			if sample, pct, err := cpu.Read(p.PID); err == nil {
+				if pct == 0 && ps.UptimeSeconds > 1 {
 					// First look at this process: its average over its
 					// life, rather than a meaningless 0.
-					cpu = sample.CPUTime.Seconds() / ps.UptimeSeconds * 100
+					pct = sample.CPUTime.Seconds() / ps.UptimeSeconds * 100
 				}
-				ps.CPUPercent = cpu
+				ps.CPUPercent = pct
 				ps.RSS, ps.PSS, ps.PrivateDirty = sample.Memory.RSS, sample.Memory.PSS, sample.Memory.PrivateDirty
 			}
 			as.Processes = append(as.Processes, ps)

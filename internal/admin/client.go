@@ -10,10 +10,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/instance"
 )
 
 // Instance is a running core found in the instance registry.
@@ -50,22 +50,19 @@ func FindInstances(registry string) ([]Instance, error) {
 			AppRoot  string   `json:"app_root"`
 			AppRoots []string `json:"app_roots"`
 			Listen   string   `json:"listen"`
+			Ticks    uint64   `json:"start_ticks"`
 		}
 		if json.Unmarshal(b, &props) != nil || props.PID <= 0 {
 			continue
 		}
-		if !running(props.PID) {
+		// A zombie core, or a pid another process has now, is dead too.
+		if !instance.Running(props.PID, props.Ticks) {
 			os.RemoveAll(dir) // stale: its core is gone
 			continue
 		}
 		out = append(out, Instance{Dir: dir, PID: props.PID, AppRoot: props.AppRoot, AppRoots: props.AppRoots, Listen: props.Listen})
 	}
 	return out, nil
-}
-
-func running(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Client talks to one instance's admin API.

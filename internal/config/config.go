@@ -71,9 +71,13 @@ type Server struct {
 	// but have no effect in Ferry (name → why).
 	Ignored map[string]string
 
-	Front     // front.go
-	Security  // security.go
-	Passenger // passenger.go
+	Front        // front.go
+	Security     // security.go
+	Passenger    // passenger.go
+	SocketAccess // socketaccess.go
+	ACME         // acme.go
+	Logging      // logging.go
+	Dashboard    // dashboard.go
 }
 
 // App holds the settings of one hosted app.
@@ -129,6 +133,8 @@ type App struct {
 
 	AppSecurity  // security.go
 	AppPassenger // passenger.go
+	AppUpstream  // upstream.go
+	AppACME      // acme.go
 }
 
 // App types Ferry knows.

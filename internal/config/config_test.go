@@ -10,14 +10,14 @@ import (
 	"time"
 )
 
-func wsgiApp(t *testing.T) string {
+func wsgiApp(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "passenger_wsgi.py"), "application = None\n")
 	return dir
 }
 
-func write(t *testing.T, path, s string) {
+func write(t testing.TB, path, s string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -148,6 +148,21 @@ func TestDetection(t *testing.T) {
 	if _, err := Load([]string{dir, "--startup-file", "../etc/passwd"}, nil); err == nil {
 		t.Fatal("a startup file outside the app was accepted")
 	}
+	// Absolute, as Passenger takes it: inside the app it is fine; outside,
+	// refused, naming the option.
+	if c := load(t, nil, dir, "--startup-file", filepath.Join(dir, "app.py")); c.Apps[0].StartupFile != "app.py" {
+		t.Errorf("absolute startup file inside the app: %q, want app.py", c.Apps[0].StartupFile)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if c := load(t, nil, link, "--startup-file", filepath.Join(dir, "app.py")); c.Apps[0].StartupFile != "app.py" {
+		t.Errorf("absolute startup file inside the app reached through a symlink: %q, want app.py", c.Apps[0].StartupFile)
+	}
+	if _, err := Load([]string{dir, "--startup-file", "/etc/passwd"}, nil); err == nil || !strings.Contains(err.Error(), "--startup-file: /etc/passwd is not inside the app directory") {
+		t.Fatalf("an absolute startup file outside the app: %v", err)
+	}
 	if _, err := Load([]string{dir, "extra"}, nil); err == nil {
 		t.Fatal("two positional arguments accepted")
 	}
@@ -218,7 +233,7 @@ func TestMultiAppFileErrors(t *testing.T) {
 		"no apps":       {`port = 1`, "no [[app]] tables"},
 		"no root":       {"[[app]]\nname = \"x\"", "root is missing"},
 		"server in app": {"[[app]]\nroot = \"a\"\nport = 9", "port is server-wide"},
-		"bad toml":      {"port = ", "read"},
+		"bad toml":      {"port = ", "toml: line 1"},
 		"same route":    {"[[app]]\nroot = \"a\"\nname = \"one\"\n[[app]]\nroot = \"a\"\nname = \"two\"", "both claim host"},
 		"same name":     {"[[app]]\nroot = \"a\"\nbase_uri = \"/x\"\n[[app]]\nroot = \"a\"", "two apps are named"},
 		"bad base uri":  {"[[app]]\nroot = \"a\"\nbase_uri = \"api\"", "base_uri: must be a path"},
@@ -320,5 +335,45 @@ func TestMeteor(t *testing.T) {
 	c := load(t, nil, dir)
 	if a := c.Apps[0]; a.AppType != AppTypeGeneric || a.AppStartCommand != "meteor run --production --port $PORT" {
 		t.Fatalf("meteor app: %q %q", a.AppType, a.AppStartCommand)
+	}
+}
+
+// Effective names every option by the key users write in files, with
+// durations in seconds and sizes as written: what config check and status
+// print.
+func TestEffective(t *testing.T) {
+	dir := wsgiApp(t)
+	c := load(t, nil, dir, "--shutdown-timeout", "1m", "--client-max-body-size", "1048577", "--max-pool-size", "3", "--envvar", "A=b")
+	m := c.Effective()
+	for key, want := range map[string]any{
+		"shutdown_timeout": 60.0, "client_max_body_size": "1048577", "max_header_size": "64k",
+		"port": 3000, "log_level": "info", "ssl": false, "socket_mode": "0660",
+	} {
+		if m[key] != want {
+			t.Errorf("%s = %#v, want %#v", key, m[key], want)
+		}
+	}
+	app := m["app"].([]any)[0].(map[string]any)
+	for key, want := range map[string]any{"max_pool_size": 3, "start_timeout": 90.0, "app_type": "wsgi", "name": filepath.Base(dir), "user_switching": true} {
+		if app[key] != want {
+			t.Errorf("app %s = %#v, want %#v", key, app[key], want)
+		}
+	}
+	if _, ok := app["app_group_name"]; ok {
+		t.Error("app_group_name shown beside name, the same setting")
+	}
+	// Every key is one a file takes.
+	for k := range m {
+		if k != "app" && fileOption(k) == nil {
+			t.Errorf("server key %q is no option's", k)
+		}
+	}
+	for k := range app {
+		if fileOption(k) == nil {
+			t.Errorf("app key %q is no option's", k)
+		}
+	}
+	if b := string(c.EffectiveJSON()); strings.Contains(b, "ShutdownTimeout") || strings.Contains(b, "60000000000") {
+		t.Errorf("Go names or nanoseconds:\n%s", b)
 	}
 }

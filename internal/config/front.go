@@ -121,6 +121,8 @@ type Front struct {
 	// explicit names the options a source set; finish gives the others
 	// their defaults.
 	explicit map[string]bool
+	// managedTLS: certificates come from ACME (acme.go), not files.
+	managedTLS bool
 }
 
 // DefaultGzipTypes are the media types compressed unless --gzip-types says
@@ -256,8 +258,9 @@ func (f *Front) finish(p *problems) {
 	if !f.explicit["gzip-types"] {
 		f.GzipTypes = DefaultGzipTypes
 	}
+	f.acmeFrontDefaults()
 
-	if f.SSL {
+	if f.SSL && !f.managedTLS {
 		switch {
 		case f.SSLCertificate == "" || f.SSLCertificateKey == "":
 			p.bad("ssl", "needs --ssl-certificate and --ssl-certificate-key")
@@ -266,7 +269,7 @@ func (f *Front) finish(p *problems) {
 				p.bad("ssl-certificate", "cannot use %s with key %s: %v", f.SSLCertificate, f.SSLCertificateKey, err)
 			}
 		}
-	} else {
+	} else if !f.SSL {
 		for _, name := range []string{"ssl-certificate", "ssl-certificate-key", "ssl-port", "ssl-redirect"} {
 			if f.explicit[name] {
 				p.bad(name, "has no effect without --ssl")

@@ -95,6 +95,7 @@ func StartFlags(args []string) (settings []setting, appDir, configFile string, e
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&configFile, "config", "", "multi-app configuration `FILE` (TOML)")
 	scratchS, scratchA := DefaultServer(), DefaultApp()
+	var valueErr error // the last bad value, as its Set said it
 	for _, o := range options {
 		if o.Name == "" {
 			continue
@@ -105,7 +106,7 @@ func StartFlags(args []string) (settings []setting, appDir, configFile string, e
 		} else {
 			probe = o.bindApp(&scratchA)
 		}
-		rec := &recorder{o: o, probe: probe, out: &settings}
+		rec := &recorder{o: o, probe: probe, out: &settings, err: &valueErr}
 		fs.Var(rec, o.Name, o.Usage)
 		if o.Short != "" {
 			fs.Var(rec, o.Short, "shorthand for --"+o.Name)
@@ -114,7 +115,7 @@ func StartFlags(args []string) (settings []setting, appDir, configFile string, e
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, "", "", err
+			return nil, "", "", FlagError(fs, "ferry start", err, valueErr)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -138,6 +139,7 @@ type recorder struct {
 	o     *option
 	probe flag.Value
 	out   *[]setting
+	err   *error
 }
 
 func (r *recorder) String() string { return "" }
@@ -147,6 +149,7 @@ func (r *recorder) IsBoolFlag() bool {
 }
 func (r *recorder) Set(s string) error {
 	if err := r.probe.Set(s); err != nil {
+		*r.err = err
 		return err
 	}
 	*r.out = append(*r.out, setting{o: r.o, raw: s, source: "--" + r.o.Name})
@@ -320,7 +323,10 @@ func readPassengerfile(root string, warn func(string)) ([]setting, error) {
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%s: not a JSON object: %w", path, err)
+		return nil, fmt.Errorf("%s: not a JSON object: %s", path, jsonError(b, err))
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%s: not a JSON object: %s", path, jsonError(b, errors.New("more after the object")))
 	}
 	return fileSettings(path, m, nil, warn)
 }
@@ -366,6 +372,9 @@ func Load(args, environ []string) (*Config, error) {
 		a := newApp()
 		a.Root = appDir
 		c.Apps = []App{a}
+		if err := checkRoot(appDir); err != nil {
+			return nil, err
+		}
 		pf, err := readPassengerfile(appDir, warn)
 		if err != nil {
 			return nil, err
@@ -411,7 +420,7 @@ func Load(args, environ []string) (*Config, error) {
 func readMultiApp(c *Config, file string, newApp func() App, warn func(string)) (server []setting, perApp [][]setting, err error) {
 	var m map[string]any
 	if _, err := toml.DecodeFile(file, &m); err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", file, err)
+		return nil, nil, fmt.Errorf("--config %s: %w", file, unwrapPathErr(err))
 	}
 	rawApps, _ := m["app"].([]map[string]any)
 	if _, ok := m["app"]; ok && rawApps == nil {
@@ -436,6 +445,10 @@ func readMultiApp(c *Config, file string, newApp func() App, warn func(string)) 
 		if !filepath.IsAbs(root) {
 			root = filepath.Join(base, root)
 		}
+		if err := checkRoot(root); err != nil {
+			errs = append(errs, fmt.Errorf("%s: app %d: %w", file, i+1, err))
+			continue
+		}
 		a.Root = root
 		c.Apps = append(c.Apps, a)
 		pf, err := readPassengerfile(root, warn)
@@ -454,4 +467,63 @@ func readMultiApp(c *Config, file string, newApp func() App, warn func(string)) 
 		perApp = append(perApp, append(pf, fs...))
 	}
 	return server, perApp, errors.Join(errs...)
+}
+
+// checkRoot says what is wrong with an app directory that cannot be
+// served, or nil.
+func checkRoot(root string) error {
+	fi, err := os.Stat(root)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("APP_DIR %s: no such directory; give the directory of the app to serve", root)
+	case err != nil:
+		return fmt.Errorf("APP_DIR %s: %w", root, unwrapPathErr(err))
+	case !fi.IsDir():
+		return fmt.Errorf("APP_DIR %s: not a directory; give the directory of the app, not a file in it", root)
+	}
+	d, err := os.Open(root)
+	if err == nil {
+		_, err = d.Readdirnames(1)
+		d.Close()
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("APP_DIR %s: cannot read it (%v); Ferry's user (uid %d) needs to read the app directory", root, unwrapPathErr(err), os.Geteuid())
+	}
+	return nil
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// jsonError adds the line and column to a JSON decoding error, which
+// encoding/json gives as a byte offset.
+func jsonError(b []byte, err error) string {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset - 1 // it counts the offending byte
+	case errors.As(err, &te):
+		off = te.Offset - 1
+		err = fmt.Errorf("want an object of settings such as {\"port\": 3000}, not %s", te.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		off = int64(len(b))
+		err = errors.New("it ends before the object does")
+	}
+	off = max(off, 0)
+	if off > int64(len(b)) {
+		return err.Error()
+	}
+	line := 1 + bytes.Count(b[:off], []byte("\n"))
+	col := int(off) - bytes.LastIndexByte(b[:off], '\n')
+	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
 }

@@ -80,7 +80,7 @@ func init() {
 		srv("log-level", "`LEVEL`: debug, info, warn, error, or Passenger's 0-7", func(s *Server) flag.Value { return (*levelValue)(&s.LogLevel) }),
 		srv("pid-file", "write the core's pid to this `FILE`", func(s *Server) flag.Value { return (*strValue)(&s.PidFile) }),
 		srv("metrics-address", "also serve Prometheus metrics (only) at http://`HOST:PORT`/metrics", func(s *Server) flag.Value { return (*strValue)(&s.MetricsAddress) }),
-		srv("daemonize", "run in the background once serving (log: APP_DIR/ferry.PORT.log unless --log-file)", func(s *Server) flag.Value { return (*boolValue)(&s.Daemonize) }).short("d"),
+		srv("daemonize", "run in the background once serving and each app with --min-instances has a process; if one cannot start, say why, stop, and exit 1 (log: APP_DIR/ferry.PORT.log unless --log-file)", func(s *Server) flag.Value { return (*boolValue)(&s.Daemonize) }).short("d"),
 		srv("instance-registry-dir", "`DIR` where instance directories are created (default: /run/ferry as root, else $XDG_RUNTIME_DIR/ferry)", func(s *Server) flag.Value { return (*strValue)(&s.InstanceRegistryDir) }),
 		srv("shutdown-timeout", "`SECONDS` graceful shutdown may take before processes are killed", func(s *Server) flag.Value { return (*secondsValue)(&s.ShutdownTimeout) }),
 		srv("request-buffer-memory", "`BYTES` of a request body kept in memory before spilling to disk", func(s *Server) flag.Value { return (*bytesValue)(&s.RequestBufferMemory) }),
@@ -339,7 +339,7 @@ func ParseLogLevel(s string) (slog.Level, error) {
 	case "error", "crit", "0", "1":
 		return slog.LevelError, nil
 	}
-	return 0, fmt.Errorf("unknown log level %q (use debug, info, warn, error or 0-7)", s)
+	return 0, errors.New("want debug, info, warn, error, or Passenger's 0-7")
 }
 
 // envValue is a repeatable NAME=VALUE; from a file, a map.

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -38,6 +40,7 @@ func (p *problems) add(err error) {
 func (c *Config) Finish() error {
 	var errs []error
 	sp := &problems{}
+	c.prepareACME(sp)
 	c.Server.finish(sp)
 	c.Passenger.finish(&c.Server, func(w string) { c.Warnings = append(c.Warnings, w) })
 	errs = append(errs, sp.errs...)
@@ -65,6 +68,12 @@ func (s *Server) finish(p *problems) {
 	}
 	if s.Address == "" {
 		p.bad("address", "must not be empty")
+	}
+	if s.MetricsAddress != "" {
+		_, port, err := net.SplitHostPort(s.MetricsAddress)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			p.bad("metrics-address", "must be HOST:PORT, such as 127.0.0.1:9100 (got %q)", s.MetricsAddress)
+		}
 	}
 	switch s.LogFormat {
 	case "text", "json":
@@ -97,6 +106,9 @@ func (s *Server) finish(p *problems) {
 	}
 	s.Front.finish(p)
 	s.Security.finish(p)
+	s.Dashboard.finish(p)
+	s.SocketAccess.finish(p, s.Socket)
+	s.finishACME(p)
 }
 
 func (a *App) finish(p *problems) {
@@ -107,8 +119,8 @@ func (a *App) finish(p *problems) {
 		a.Root = abs
 	}
 	rootOK := true
-	if fi, err := os.Stat(a.Root); err != nil || !fi.IsDir() {
-		p.add(fmt.Errorf("APP_DIR %s: not a directory", a.Root))
+	if err := checkRoot(a.Root); err != nil {
+		p.add(err)
 		rootOK = false
 	}
 	if a.Name == "" {
@@ -183,8 +195,17 @@ func (a *App) finish(p *problems) {
 	}
 	a.AppSecurity.finish(p)
 	a.AppPassenger.finish(p)
+	a.AppUpstream.finish(p)
 	if a.Rackup != "" {
 		a.AppType, a.StartupFile = AppTypeRack, a.Rackup
+	}
+	if filepath.IsAbs(a.StartupFile) {
+		// Passenger takes an absolute path: inside the app, it is the path
+		// relative to the app.
+		a.StartupFile = insideRoot(a.Root, a.StartupFile)
+		if filepath.IsAbs(a.StartupFile) {
+			p.bad("startup-file", "%s is not inside the app directory %s; give a file in it, relative to it or absolute", a.StartupFile, a.Root)
+		}
 	}
 	if a.StaticFilesDir != "" && !filepath.IsAbs(a.StaticFilesDir) {
 		a.StaticFilesDir = filepath.Join(a.Root, a.StaticFilesDir)
@@ -234,7 +255,7 @@ func (a *App) finish(p *problems) {
 	}
 	if a.StartupFile != "" {
 		if !filepath.IsLocal(a.StartupFile) {
-			p.bad("startup-file", "must be a path inside the app directory (got %q)", a.StartupFile)
+			p.bad("startup-file", "%s is not inside the app directory %s; give a file in it, relative to it or absolute", a.StartupFile, a.Root)
 		} else if _, err := os.Stat(filepath.Join(a.Root, a.StartupFile)); err != nil {
 			p.bad("startup-file", "%s not found in %s", a.StartupFile, a.Root)
 		}
@@ -350,4 +371,24 @@ func defaultStartupFile(root, appType string) string {
 		return "index.js"
 	}
 	return ""
+}
+
+// insideRoot is the absolute path file relative to root when it lies inside
+// it (also through symbolic links in either path), else file unchanged.
+func insideRoot(root, file string) string {
+	rel := func(root, file string) (string, bool) {
+		r, err := filepath.Rel(root, file)
+		return r, err == nil && filepath.IsLocal(r)
+	}
+	if r, ok := rel(root, filepath.Clean(file)); ok {
+		return r
+	}
+	realRoot, err1 := filepath.EvalSymlinks(root)
+	realDir, err2 := filepath.EvalSymlinks(filepath.Dir(file))
+	if err1 == nil && err2 == nil {
+		if r, ok := rel(realRoot, filepath.Join(realDir, filepath.Base(file))); ok {
+			return r
+		}
+	}
+	return file
 }

@@ -28,7 +28,9 @@ import (
 	"github.com/ferry-server/ferry/internal/hooks"
 
 	"github.com/ferry-server/ferry/internal/admin"
+	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/config"
+	"github.com/ferry-server/ferry/internal/dashboard"
 	"github.com/ferry-server/ferry/internal/identity"
 	"github.com/ferry-server/ferry/internal/instance"
 	"github.com/ferry-server/ferry/internal/loaders"
@@ -82,7 +84,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer inst.Remove()
 	if cfg.PidFile != "" {
 		if err := writePidFile(cfg.PidFile); err != nil {
-			return fmt.Errorf("write pid file: %w", err)
+			return fmt.Errorf("--pid-file: cannot write %s: %w", cfg.PidFile, unwrapPath(err))
 		}
 		// Removed on exit unless a new ferry (an upgrade) wrote its own.
 		defer func() {
@@ -119,17 +121,30 @@ func Run(ctx context.Context, o Options) (err error) {
 	if cfg.DataBufferDir != "" {
 		bufferDir = cfg.DataBufferDir
 	}
-	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out)
+	cm, err := newCertManager(cfg, log)
+	if err != nil {
+		return err
+	}
+	if cm != nil {
+		cm.LoadStored(ctx)
+	}
+	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out, cm)
 	if err != nil {
 		return err
 	}
 	defer closeFront()
 	st.handler = handler
 	st.reg.RegisterFront(front.LeanStats)
+	if cm != nil {
+		defer cm.Stop()
+		if err := startCerts(ctx, cm, front, st.reg, cfg, log); err != nil {
+			return err
+		}
+	}
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
 			Listen: front.URLs(), Instance: inst.Path(), Config: configMap(cfg)},
-		st: st, metrics: st.reg, logs: out,
+		st: st, metrics: st.reg, logs: out, certs: cm,
 	}
 	src.ready.Store(true)
 	adm, err := admin.Listen(inst.Path(), src, log)
@@ -138,7 +153,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 
 	if cfg.MetricsAddress != "" {
-		stopMetrics, err := serveMetrics(cfg.MetricsAddress, st.reg, log)
+		var dash http.Handler
+		if !cfg.DashboardOff {
+			d := dashboard.New(dashboard.Options{Source: src, Auth: adm, Actions: adm.Handler(),
+				Refresh: cfg.DashboardRefresh, MaxViewers: cfg.DashboardMaxViewers, Log: log})
+			go d.Run(ctx)
+			dash = d.Handler()
+		}
+		stopMetrics, err := serveMetrics(cfg.MetricsAddress, st.reg, dash, log)
 		if err != nil {
 			return err
 		}
@@ -358,7 +380,7 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 	}
 	output, err := out.App(ac.AppLogFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--app-log-file: %w", err)
 	}
 	user, err := appUser(ac, log)
 	if err != nil {
@@ -400,20 +422,21 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 		})
 	}
 	poolCfg := pool.Config{
-		Name:              ac.Name,
-		Min:               ac.MinInstances,
-		Max:               ac.MaxPoolSize,
-		MaxQueue:          ac.MaxRequestQueueSize,
-		MaxQueueTime:      ac.MaxRequestQueueTime,
-		IdleTime:          ac.PoolIdleTime,
-		StopTimeout:       cfg.ShutdownTimeout,
-		MaxRequests:       ac.MaxRequests,
-		MaxRequestsJitter: ac.MaxRequestsJitter,
-		MemoryLimit:       ac.MemoryLimit << 20,
-		Memory:            ownMemory,
-		OutOfBand:         proxy.OutOfBand,
+		Name:               ac.Name,
+		Min:                ac.MinInstances,
+		Max:                ac.MaxPoolSize,
+		MaxQueue:           ac.MaxRequestQueueSize,
+		MaxQueueTime:       ac.MaxRequestQueueTime,
+		IdleTime:           ac.PoolIdleTime,
+		StopTimeout:        cfg.ShutdownTimeout,
+		MaxRequests:        ac.MaxRequests,
+		MaxRequestsJitter:  ac.MaxRequestsJitter,
+		MemoryLimit:        ac.MemoryLimit << 20,
+		Memory:             ownMemory,
+		MaxConnectFailures: ac.MaxConnectFailures,
+		OutOfBand:          proxy.OutOfBand,
 		Events: func(e pool.Event) {
-			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
+			if e.Kind == pool.EventRestarted || e.Kind == pool.EventRollingRestartFinished {
 				am.Restart()
 			}
 			fireHook(hk, ac.Name, e)
@@ -502,13 +525,13 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 }
 
 // hookEvents maps the pool's events to hook events.
-var hookEvents = map[string]string{
-	"process_attached":         hooks.AttachedProcess,
-	"process_detached":         hooks.DetachedProcess,
-	"spawn_failed":             hooks.SpawnFailed,
-	"queue_full":               hooks.QueueFullError,
-	"restarted":                hooks.AppRestarted,
-	"rolling_restart_finished": hooks.RollingRestartFinished,
+var hookEvents = map[pool.EventKind]string{
+	pool.EventProcessAttached:        hooks.AttachedProcess,
+	pool.EventProcessDetached:        hooks.DetachedProcess,
+	pool.EventSpawnFailed:            hooks.SpawnFailed,
+	pool.EventQueueFull:              hooks.QueueFullError,
+	pool.EventRestarted:              hooks.AppRestarted,
+	pool.EventRollingRestartFinished: hooks.RollingRestartFinished,
 }
 
 // fireHook runs the hooks of a pool event with its details: FERRY_APP,
@@ -528,18 +551,25 @@ func fireHook(hk *hooks.Runner, app string, e pool.Event) {
 	hk.Fire(ev, d)
 }
 
-// serveMetrics serves the metrics, and nothing else, on a TCP address.
-func serveMetrics(addr string, reg *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+// serveMetrics serves the metrics, and the dashboard unless nil, on a TCP
+// address.
+func serveMetrics(addr string, reg *metrics.Metrics, dash http.Handler, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on --metrics-address %s: %w", addr, err)
+		return nil, listenError(err, "--metrics-address", addr, "")
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", reg.Handler())
+	if dash != nil {
+		mux.Handle("/dashboard/", dash)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go hs.Serve(ln)
 	log.Info("serving metrics", "address", "http://"+ln.Addr().String()+"/metrics")
+	if dash != nil {
+		log.Info("serving the dashboard", "address", "http://"+ln.Addr().String()+"/dashboard/")
+	}
 	return func() { hs.Close() }, nil
 }
 
@@ -623,10 +653,17 @@ type source struct {
 	st      *state
 	metrics *metrics.Metrics
 	logs    *logs.Outputs
+	certs   *certs.Manager // nil: no automatic HTTPS
 	ready   atomic.Bool
 }
 
-func (s *source) Info() admin.Info { return s.info }
+func (s *source) Info() admin.Info {
+	i := s.info
+	if s.certs != nil {
+		i.Certificates = s.certs.Status()
+	}
+	return i
+}
 func (s *source) Apps() []admin.App {
 	var out []admin.App
 	for _, a := range s.st.current() {
@@ -639,6 +676,7 @@ func (s *source) Ready() bool           { return s.ready.Load() }
 func (s *source) Metrics() http.Handler { return s.metrics.Handler() }
 func (s *source) ReopenLogs() error     { return s.logs.Reopen() }
 func (s *source) Reload() error         { return s.st.reload() }
+func (s *source) Logs() *logs.Recent    { return s.logs.Recent }
 
 // poolSnapshots feeds the pools' state to the metrics at scrape time.
 func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {
@@ -647,9 +685,15 @@ func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {
 		var out []metrics.AppSnapshot
 		for _, a := range apps() {
 			st := a.group.Status()
-			snap := metrics.AppSnapshot{App: st.Name, Queued: st.Queued, ProcessesByState: map[string]int{}}
+			snap := metrics.AppSnapshot{App: st.Name, Queued: st.Queued, ProcessesByState: map[string]int{},
+				MaxProcesses: st.Max, MaxQueued: a.cfg.MaxRequestQueueSize,
+				RecycledMaxRequests: st.Stats.Recycled - st.Stats.RecycledMem, RecycledMemory: st.Stats.RecycledMem,
+				Died: st.Stats.Died, QueueFull: st.Stats.QueueFull, QueueTimeout: st.Stats.QueueTimeout}
 			for _, p := range st.Processes {
 				snap.ProcessesByState[p.State]++
+				if p.State == "serving" && p.Capacity > 0 && p.Sessions >= p.Capacity {
+					snap.Busy++
+				}
 				ps := metrics.ProcSnapshot{PID: p.PID, Sessions: p.Sessions, Processed: p.Processed}
 				if sample, _, err := cpu.Read(p.PID); err == nil {
 					ps.RSS, ps.PSS, ps.CPUSeconds = sample.Memory.RSS, sample.Memory.PSS, sample.CPUTime.Seconds()
@@ -664,9 +708,9 @@ func poolSnapshots(apps func() []*app) func() []metrics.AppSnapshot {
 
 // configMap is the configuration in effect, for GET /server.
 func configMap(cfg *config.Config) map[string]any {
-	b, _ := json.Marshal(cfg)
+	// Through JSON, so that the numbers are what a client decodes.
 	var m map[string]any
-	json.Unmarshal(b, &m)
+	json.Unmarshal(cfg.EffectiveJSON(), &m)
 	return m
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/compress"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/inherit"
@@ -19,7 +20,7 @@ import (
 // for apps and its listeners, opened now. close releases what the front
 // holds besides its listeners: it writes out the access log's buffered
 // lines and closes its file.
-func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *logs.Outputs) (h *server.Handler, s *server.Server, close func(), err error) {
+func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *logs.Outputs, cm *certs.Manager) (h *server.Handler, s *server.Server, close func(), err error) {
 	f := cfg.Front
 	log := out.Core
 	access, closeLog, err := accessLog(cfg, out)
@@ -56,6 +57,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 	sc := server.Config{
 		Socket:         f.Socket,
 		SocketMode:     f.SocketMode,
+		SocketGID:      max(cfg.SocketGID, 0),
 		Backlog:        f.SocketBacklog,
 		MaxConnections: f.MaxConnections,
 		HeaderTimeout:  f.ClientHeaderTimeout,
@@ -78,6 +80,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 			sc.Redirect = f.SSLRedirect
 		}
 	}
+	useCertManager(&sc, cm, cfg)
 	// Sockets from systemd (socket activation) are used before opening any.
 	inherited, err := inherit.FromEnv()
 	if err != nil {
@@ -90,7 +93,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 	}
 	s, err = server.Listen(sc, h, log)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, frontListenError(err, sc.Addr, sc.SSLAddr)
 	}
 	log.Info("front listening", "urls", s.URLs(), "http2", f.SSL && f.HTTP2, "max_connections", f.MaxConnections,
 		"client_max_body_size", f.ClientMaxBodySize, "gzip", f.Gzip, "access_log_format", f.AccessLogFormat)
@@ -109,7 +112,7 @@ func accessLog(cfg *config.Config, out *logs.Outputs) (_ *server.AccessLog, clos
 	path := f.AccessLog // "": Ferry's log (file or standard error)
 	w, closeW, err := out.Access(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("access log: %w", err)
+		return nil, nil, fmt.Errorf("--access-log: %w", err)
 	}
 	closeFn = func() { closeW() }
 	switch {

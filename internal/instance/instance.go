@@ -43,6 +43,10 @@ type Properties struct {
 	Listen    string    `json:"listen"`
 	StartedAt time.Time `json:"started_at"`
 	Version   string    `json:"version"`
+	// StartTicks is when the core's process started, in clock ticks after
+	// boot: with PID, it tells the core from a process that has its pid
+	// later (Running). Create fills it in.
+	StartTicks uint64 `json:"start_ticks,omitempty"`
 }
 
 // Create makes a new instance directory under registry (created 0755 if
@@ -91,6 +95,9 @@ func Create(registry string, props Properties) (*Dir, error) {
 	if err := os.WriteFile(filepath.Join(path, "core.pid"), []byte(strconv.Itoa(props.PID)+"\n"), 0o600); err != nil {
 		d.Remove()
 		return nil, fmt.Errorf("write instance pid file: %w", err)
+	}
+	if props.StartTicks == 0 {
+		props.StartTicks = StartTicks(props.PID)
 	}
 	b, _ := json.MarshalIndent(props, "", "  ")
 	if err := os.WriteFile(filepath.Join(path, "properties.json"), append(b, '\n'), 0o600); err != nil {

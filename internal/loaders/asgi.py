@@ -138,6 +138,56 @@ def _dump_tasks():
         _log_exc("SIGQUIT: cannot list the asyncio tasks:")
 
 
+# ------------------------------------------------- backtraces on demand ---
+
+# Ends each dump on the status pipe; the core reads up to it.
+_BT_END = "-- ferry: end of backtraces --\n"
+
+
+def _backtraces_on(loop, fd):
+    """SIGWINCH: the stack of every thread and of every asyncio task on fd,
+    and carry on.
+
+    fd is the status pipe, which a ready process keeps: the core signals
+    and reads the dump there (ferry status --show=backtraces), so it never
+    mixes with the app's output. SIGWINCH is ignored by default, so a
+    signal that comes before this is installed harms nothing.
+    faulthandler's C handler writes the threads' stacks at once, even while
+    the event loop is blocked; the loop's handler it chains to adds the
+    tasks' stacks (where the requests are) and the end marker once the loop
+    runs again.
+    """
+    if fd < 0:
+        return
+    try:
+        faulthandler.unregister(signal.SIGWINCH)
+        loop.add_signal_handler(signal.SIGWINCH, _bt_tail, fd)
+        faulthandler.register(signal.SIGWINCH, file=fd, all_threads=True, chain=True)
+    except Exception as e:
+        _log("backtraces on demand unavailable: %s" % e)
+
+
+def _bt_tail(fd):
+    out = ["Thread names:\n"]
+    for t in threading.enumerate():
+        out.append("  0x%016x %s%s\n" % (t.ident or 0, t.name, " (daemon)" if t.daemon else ""))
+    try:
+        tasks = [t for t in asyncio.all_tasks() if not t.done()]
+        out.append("%d asyncio tasks:\n" % len(tasks))
+        for t in tasks:
+            out.append("Task %r, %r (most recent call last):\n" % (t.get_name(), t.get_coro()))
+            out.extend(traceback.StackSummary.extract(_coro_frames(t.get_coro())).format())
+    except Exception as e:
+        out.append("(cannot list the asyncio tasks: %s)\n" % e)
+    out.append(_BT_END)
+    data = "".join(out).encode("utf-8", "backslashreplace")
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        pass
+
+
 def _watch_lifeline(fd):
     # The core holds the only write end: EOF (or an error) means it is gone.
     try:
@@ -1365,7 +1415,9 @@ def _listen(path):
     return sock
 
 
-def _report(fd, obj):
+def _report(fd, obj, keep=False):
+    """Writes the handshake line on fd and closes it, unless keep (a ready
+    process keeps it for backtraces on demand)."""
     if fd < 0:
         return
     data = (json.dumps(obj) + "\n").encode()
@@ -1373,7 +1425,8 @@ def _report(fd, obj):
         while data:
             data = data[os.write(fd, data) :]
     finally:
-        os.close(fd)
+        if not keep:
+            os.close(fd)
 
 
 def _fail(status_fd, summary, details):
@@ -1419,8 +1472,9 @@ async def _main(status_fd, root, startup, base, sock_path):
     faulthandler.unregister(signal.SIGQUIT)
     loop.add_signal_handler(signal.SIGQUIT, _dump_tasks)
     _dump_on_sigquit(chain=True)
+    _backtraces_on(loop, status_fd)
     srv = await asyncio.start_unix_server(server.connected, sock=listener, limit=STREAM_LIMIT, backlog=1024)
-    _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 0})
+    _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 0}, keep=True)
 
     await stop
     # SIGTERM: no new connections, idle ones closed, requests in flight finish.

@@ -76,10 +76,10 @@
 // Passenger), the cluster module (Ferry is the process manager: workers
 // would listen through the primary, which never reports), HTTPS and HTTP/2
 // servers as the Ferry server (the core speaks HTTP/1.1 in clear).
-// FERRY_STATUS_FD and FERRY_LIFELINE_FD stay open in child processes the
-// app starts (Node cannot set close-on-exec on them); that is harmless: the
-// status fd is closed once the handshake is written and a lifeline read end
-// does not keep the pipe open.
+// FERRY_LIFELINE_FD stays open in child processes the app starts (Node
+// cannot set close-on-exec on it); that is harmless: a lifeline read end
+// does not keep the pipe open. The status fd is reopened close-on-exec
+// once the handshake is written (see backtracesOn).
 //
 // Standard library only; Node 18+.
 
@@ -107,7 +107,9 @@ function fdFrom(s) {
 
 // ------------------------------------------------------------ reporting ---
 
-function report(obj) {
+// report writes the handshake line and closes the status fd, unless keep
+// (a ready process keeps it for backtraces on demand).
+function report(obj, keep) {
   const fd = statusFd;
   if (fd < 0) return;
   statusFd = -1;
@@ -123,9 +125,11 @@ function report(obj) {
   } catch (e) {
     // The core is gone (EPIPE): the lifeline will end us.
   } finally {
-    try {
-      fs.closeSync(fd);
-    } catch (e) {}
+    if (!keep) {
+      try {
+        fs.closeSync(fd);
+      } catch (e) {}
+    }
   }
 }
 
@@ -446,6 +450,87 @@ function onSigquit() {
   } catch (e) {}
 }
 
+// ------------------------------------------------- backtraces on demand ---
+
+const BT_END = '-- ferry: end of backtraces --';
+let btFd = -1;
+
+// The requests in progress, for the dump: with one thread, where a request
+// is is mostly what it awaits, which no stack shows.
+const inFlight = new Map(); // res → [method, url, start ms]
+
+function track(req, res) {
+  inFlight.set(res, [req.method, req.url, Date.now()]);
+  res.once('close', () => inFlight.delete(res));
+}
+
+// SIGWINCH: the JavaScript stacks on the status fd (kept open after the
+// handshake), and carry on: the core signals and reads the dump there
+// (ferry status --show=backtraces), apart from the app's output. SIGWINCH
+// is ignored by default, so an early signal harms nothing. The fd is
+// reopened through /proc so that the copy kept is close-on-exec (Node opens
+// files so), not inherited by the app's children.
+function backtracesOn(fd) {
+  if (fd < 0) return;
+  btFd = fd;
+  try {
+    btFd = fs.openSync('/proc/self/fd/' + fd, 'w');
+    fs.closeSync(fd);
+  } catch (e) {
+    btFd = fd;
+  }
+  process.on('SIGWINCH', onBacktraces);
+}
+
+// Node runs a signal listener only when the event loop is free, so the main
+// thread's stack is the listener's own, not a request's: what the process
+// waits for shows in its active resources. Worker threads are interrupted
+// for the report, so theirs are where they are.
+function onBacktraces() {
+  const out = [];
+  const stack = (js) => {
+    if (js && Array.isArray(js.stack) && js.stack.length) for (const f of js.stack) out.push('    ' + String(f).trim());
+    else out.push('    (no JavaScript running)');
+  };
+  try {
+    const r = process.report.getReport();
+    const workers = Array.isArray(r.workers) ? r.workers : [];
+    out.push('Main thread (1 of ' + (workers.length + 1) + '), pid ' + process.pid +
+      ': the stack of this listener (Node runs it when the event loop is free):');
+    stack(r.javascriptStack);
+    workers.forEach((w, i) => {
+      const id = w && w.header && w.header.threadId;
+      out.push('Worker thread ' + (i + 2) + ' of ' + (workers.length + 1) + (id !== undefined ? ' (threadId ' + id + ')' : '') + ':');
+      stack(w && w.javascriptStack);
+    });
+  } catch (e) {
+    out.push('(no report: ' + summaryOf(e) + ')');
+  }
+  try {
+    if (typeof process.getActiveResourcesInfo === 'function') {
+      const counts = new Map();
+      for (const r of process.getActiveResourcesInfo()) counts.set(r, (counts.get(r) || 0) + 1);
+      out.push('Waiting on: ' + Array.from(counts, ([r, n]) => (n > 1 ? r + ' x' + n : r)).join(', '));
+    }
+  } catch (e) {}
+  const now = Date.now();
+  out.push('Requests in progress: ' + inFlight.size);
+  for (const [method, url, start] of inFlight.values()) {
+    out.push('    ' + method + ' ' + String(url).slice(0, 200) + ' for ' + ((now - start) / 1000).toFixed(1) + 's');
+  }
+  out.push(BT_END);
+  const buf = Buffer.from(out.join('\n') + '\n');
+  try {
+    for (let off = 0; off < buf.length;) {
+      try {
+        off += fs.writeSync(btFd, buf, off, buf.length - off);
+      } catch (e) {
+        if (e.code !== 'EAGAIN') throw e;
+      }
+    }
+  } catch (e) {}
+}
+
 // ------------------------------------------------------ the Ferry server ---
 
 function claim(server) {
@@ -460,6 +545,7 @@ function claim(server) {
           return true;
         }
         if (stopping && res) res.shouldKeepAlive = false;
+        if (res) track(req, res);
         break;
       case 'upgrade':
       case 'checkContinue':
@@ -501,7 +587,9 @@ function ready() {
   phase = 'ready';
   process.removeListener('uncaughtException', onStartupException);
   process.removeListener('exit', onExitBeforeReady);
-  report({ status: 'ready', socket: env.FERRY_SOCKET, concurrency: 0 });
+  const fd = statusFd;
+  report({ status: 'ready', socket: env.FERRY_SOCKET, concurrency: 0 }, true);
+  backtracesOn(fd);
 }
 
 function onSigterm() {

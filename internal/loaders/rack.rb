@@ -159,13 +159,16 @@ module FerryLoader
       end
     end
 
-    def self.report(io, pairs)
+    # report writes the handshake line and closes io, unless keep (a ready
+    # process keeps it for backtraces on demand).
+    def self.report(io, pairs, keep: false)
       return unless io
 
       begin
         io.write(json_line(pairs))
+        io.flush
       ensure
-        io.close
+        io.close unless keep
       end
     rescue StandardError => e
       log("cannot write to the status fd: #{e.class}: #{e.message}")
@@ -437,6 +440,53 @@ module FerryLoader
       nil
     end
 
+    # ---------------------------------------------- backtraces on demand --
+
+    BT_END = "-- ferry: end of backtraces --\n"
+
+    # SIGWINCH: the backtrace of every Ruby thread on io, and carry on. io is
+    # the status pipe, which a ready process keeps: the core signals and
+    # reads the dump there (ferry status --show=backtraces), apart from the
+    # app's output. SIGWINCH is ignored by default, so a signal before this
+    # is installed harms nothing. As for SIGQUIT, the handler runs in the
+    # main thread once that holds the GVL.
+    def self.install_backtraces(io)
+      return unless io
+
+      @bt_io = io
+      trap("WINCH") { write_backtraces(caller) }
+    rescue ArgumentError, SystemCallError, IOError
+      nil
+    end
+
+    def self.write_backtraces(here)
+      io = @bt_io or return
+      out = String.new(encoding: Encoding::BINARY)
+      threads = Thread.list
+      threads.each_with_index do |t, i|
+        out << "Thread #{i + 1} of #{threads.size}: ".b << t.inspect.b
+        out << " (main)" if t.equal?(Thread.main)
+        out << "\n"
+        bt = t.equal?(Thread.current) ? here : t.backtrace
+        if bt.nil? || bt.empty?
+          out << "    (no backtrace)\n"
+        else
+          bt.each { |line| out << "    " << line.to_s.b << "\n" }
+        end
+      end
+      out << BT_END
+      until out.empty?
+        begin
+          n = io.syswrite(out)
+          out = out.byteslice(n, out.bytesize - n)
+        rescue IO::WaitWritable, Errno::EINTR
+          return unless IO.select(nil, [io], nil, 1)
+        end
+      end
+    rescue Exception # rubocop:disable Lint/RescueException
+      nil # never the app's problem
+    end
+
     # -------------------------------------------------------------- loading --
 
     # The Gemfile to set up, if the app has one: BUNDLE_GEMFILE when set
@@ -636,7 +686,8 @@ module FerryLoader
         server = Server.new(app, listener, sock_path, threads, base)
         server.install_signals
         Hooks.call_event(:after_installing_signal_handlers)
-        report(status, [["status", "ready"], ["socket", sock_path], ["concurrency", threads]])
+        install_backtraces(status)
+        report(status, [["status", "ready"], ["socket", sock_path], ["concurrency", threads]], keep: true)
         server.run
         Hooks.call_event(:stopping_worker_process)
       end
@@ -1780,7 +1831,8 @@ module FerryLoader
           RackLoader.report(status, [["status", "error"], ["summary", summary], ["details", details]])
           exit!(1)
         end
-        RackLoader.report(status, [["status", "ready"], ["socket", sock], ["concurrency", @threads]])
+        RackLoader.install_backtraces(status)
+        RackLoader.report(status, [["status", "ready"], ["socket", sock], ["concurrency", @threads]], keep: true)
         server.run
         Hooks.call_event(:stopping_worker_process)
         exit(0)

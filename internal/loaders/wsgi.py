@@ -124,6 +124,49 @@ def _dump_on_sigquit():
         _log("SIGQUIT backtraces unavailable: %s" % e)
 
 
+# ------------------------------------------------- backtraces on demand ---
+
+# Ends each dump on the status pipe; the core reads up to it.
+_BT_END = "-- ferry: end of backtraces --\n"
+_bt_fd = -1
+
+
+def _backtraces_on(fd):
+    """SIGWINCH: the stack of every thread on fd, and carry on.
+
+    fd is the status pipe, which a ready process keeps: the core signals
+    and reads the dump there (ferry status --show=backtraces), so it never
+    mixes with the app's output. SIGWINCH is ignored by default, so a
+    signal that comes before this is installed harms nothing.
+    faulthandler's C handler writes the stacks at once, even while the main
+    thread is stuck in C code; the Python handler it chains to adds the
+    threads' names and the end marker once the main thread runs Python.
+    """
+    global _bt_fd
+    if fd < 0:
+        return
+    _bt_fd = fd
+    try:
+        faulthandler.unregister(signal.SIGWINCH)
+        signal.signal(signal.SIGWINCH, _bt_tail)
+        faulthandler.register(signal.SIGWINCH, file=fd, all_threads=True, chain=True)
+    except Exception as e:
+        _log("backtraces on demand unavailable: %s" % e)
+
+
+def _bt_tail(signum, frame):
+    out = ["Thread names:\n"]
+    for t in threading.enumerate():
+        out.append("  0x%016x %s%s\n" % (t.ident or 0, t.name, " (daemon)" if t.daemon else ""))
+    out.append(_BT_END)
+    data = "".join(out).encode("utf-8", "backslashreplace")
+    try:
+        while data:
+            data = data[os.write(_bt_fd, data) :]
+    except OSError:
+        pass
+
+
 # ----------------------------------------------------- out-of-band work ---
 
 _oob_hooks = []  # ferry.on_out_of_band_work
@@ -1112,7 +1155,9 @@ def _spawn_fields(line):
         return json.loads(line)
 
 
-def _report(fd, obj):
+def _report(fd, obj, keep=False):
+    """Writes the handshake line on fd and closes it, unless keep (a ready
+    worker keeps it for backtraces on demand)."""
     if fd < 0:
         return
     data = _json_line(obj).encode()
@@ -1120,7 +1165,8 @@ def _report(fd, obj):
         while data:
             data = data[os.write(fd, data) :]
     finally:
-        os.close(fd)
+        if not keep:
+            os.close(fd)
 
 
 def _app_traceback(exc):
@@ -1172,12 +1218,13 @@ def _run(listener, sock_path, status_fd, app, base, nthreads):
     global _idle
     signal.signal(signal.SIGTERM, _on_term if nthreads == 1 else _on_term_threaded)
     try:
+        _backtraces_on(status_fd)
         if nthreads == 1:
-            _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 1})
+            _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 1}, keep=True)
             _serve(listener, app, base)
         else:
             threads = _Threads(listener, app, base, nthreads)
-            _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": nthreads})
+            _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": nthreads}, keep=True)
             threads.serve()
     except _Stop:
         pass

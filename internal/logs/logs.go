@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -192,6 +194,13 @@ func (l *File) name() string {
 // made to write where an app user points it.
 func openLog(path string) (*os.File, uint64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o640)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, 0, fmt.Errorf("cannot open log file %s: it is a symbolic link, which Ferry does not follow; give the file itself", path)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return nil, 0, fmt.Errorf("cannot open log file %s: %w", path, pe.Err) // pe's text names the path again
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("open log file %s: %w", path, err)
 	}
@@ -274,6 +283,9 @@ type Outputs struct {
 	opts   Options
 	// Core is Ferry's own log.
 	Core *slog.Logger
+	// Recent keeps the latest records of the core's log and the apps'
+	// output, for `ferry logs`.
+	Recent *Recent
 }
 
 // Options say where logs go.
@@ -283,17 +295,20 @@ type Options struct {
 	// Format is "text" (default) or "json".
 	Format string
 	Level  slog.Level
+	// Recent is how many bytes of the latest records Outputs.Recent keeps
+	// (0: DefaultRecentBytes).
+	Recent int64
 }
 
 // New opens the outputs.
 func New(o Options) (*Outputs, error) {
-	out := &Outputs{opts: o}
+	out := &Outputs{opts: o, Recent: NewRecent(o.Recent)}
 	f, err := out.open(o.File)
 	if err != nil {
 		return nil, err
 	}
 	out.core = f
-	out.Core = slog.New(handler(f, o.Format, o.Level))
+	out.Core = slog.New(out.Recent.handler(handler(f, o.Format, o.Level)))
 	return out, nil
 }
 
@@ -331,7 +346,7 @@ func (o *Outputs) App(path string) (*slog.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return slog.New(handler(w, o.opts.Format, o.opts.Level)), nil
+	return slog.New(o.Recent.handler(handler(w, o.opts.Format, o.opts.Level))), nil
 }
 
 // Access returns where the access log writes its lines, buffered (see
@@ -366,6 +381,7 @@ func (o *Outputs) Access(path string) (w io.Writer, close func() error, err erro
 func handler(w io.Writer, format string, level slog.Level) slog.Handler {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
+		opts.ReplaceAttr = millisecondDurations
 		return slog.NewJSONHandler(w, opts)
 	}
 	return slog.NewTextHandler(w, opts)
@@ -385,9 +401,22 @@ func (o *Outputs) Reopen() error {
 
 // Close writes what is buffered and closes the log files.
 func (o *Outputs) Close() {
+	o.Recent.shut()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, f := range o.files {
 		f.Close()
 	}
+}
+
+// millisecondDurations writes a duration in the JSON log as NAME_ms, in
+// milliseconds, as the JSON access log writes duration_ms, rather than
+// slog's nanoseconds under NAME. (The text format writes 1.5s, which
+// needs no unit in its name.)
+func millisecondDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	ms := float64(a.Value.Duration()) / float64(time.Millisecond)
+	return slog.Float64(a.Key+"_ms", math.Round(ms*1000)/1000)
 }

@@ -1,8 +1,10 @@
 package logs
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -332,4 +334,25 @@ func TestAccessInCoreLog(t *testing.T) {
 		t.Errorf("core log %q", lines)
 	}
 	out.Close()
+}
+
+// The JSON log gives durations in milliseconds under NAME_ms, as the JSON
+// access log's duration_ms; the text log keeps Go's 1.5s.
+func TestJSONDurationsInMilliseconds(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(handler(&buf, "json", slog.LevelInfo)).With("up", 2*time.Second)
+	log.Info("process ready", "startup", 1500*time.Microsecond, slog.Group("g", slog.Duration("wait", 250*time.Nanosecond)))
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := m["g"].(map[string]any)
+	if m["startup_ms"] != 1.5 || m["up_ms"] != 2000.0 || g["wait_ms"] != 0.0 || m["startup"] != nil {
+		t.Errorf("JSON log: %s", buf.String())
+	}
+	buf.Reset()
+	slog.New(handler(&buf, "text", slog.LevelInfo)).Info("x", "startup", 1500*time.Millisecond)
+	if !strings.Contains(buf.String(), "startup=1.5s") {
+		t.Errorf("text log: %s", buf.String())
+	}
 }

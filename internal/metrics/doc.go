@@ -33,6 +33,12 @@
 //
 //	ferry_pool_queued_requests                 gauge      requests waiting for a process
 //	ferry_pool_processes{state}                gauge      processes by state
+//	ferry_pool_max_processes                   gauge      --max-pool-size
+//	ferry_pool_max_queued_requests             gauge      --max-request-queue-size (absent when unlimited)
+//	ferry_pool_busy_processes                  gauge      serving processes with no free session
+//	ferry_pool_recycles_total{reason}          counter    processes recycled: max_requests, memory_limit
+//	ferry_pool_process_deaths_total            counter    processes that exited without being asked
+//	ferry_pool_queue_rejections_total{reason}  counter    requests refused by the queue: full, timeout
 //	ferry_process_resident_memory_bytes{pid}   gauge      RSS of each process
 //	ferry_process_proportional_memory_bytes{pid} gauge    PSS of each process
 //	ferry_process_cpu_seconds_total{pid}       counter    CPU time of each process

@@ -202,6 +202,8 @@ func TestPoolCollector(t *testing.T) {
 				{PID: 101, RSS: 50 << 20, PSS: 30 << 20, CPUSeconds: 12.5, Sessions: 1, Processed: 1000},
 				{PID: 102, RSS: 40 << 20, CPUSeconds: 0.25, Processed: 7}, // PSS unknown
 			},
+			MaxProcesses: 4, MaxQueued: 100, Busy: 1,
+			RecycledMaxRequests: 5, RecycledMemory: 2, Died: 3, QueueFull: 8, QueueTimeout: 6,
 		}, {
 			App:              "shop",
 			ProcessesByState: map[string]int{"serving": 0},
@@ -228,6 +230,18 @@ func TestPoolCollector(t *testing.T) {
 		{"ferry_process_sessions", []string{"app", "blog", "pid", "102"}, 0},
 		{"ferry_process_requests_total", []string{"app", "blog", "pid", "101"}, 1000},
 		{"ferry_process_requests_total", []string{"app", "blog", "pid", "102"}, 7},
+		{"ferry_pool_max_processes", []string{"app", "blog"}, 4},
+		{"ferry_pool_max_processes", []string{"app", "shop"}, 0},
+		{"ferry_pool_max_queued_requests", []string{"app", "blog"}, 100},
+		{"ferry_pool_busy_processes", []string{"app", "blog"}, 1},
+		{"ferry_pool_busy_processes", []string{"app", "shop"}, 0},
+		{"ferry_pool_recycles_total", []string{"app", "blog", "reason", "max_requests"}, 5},
+		{"ferry_pool_recycles_total", []string{"app", "blog", "reason", "memory_limit"}, 2},
+		{"ferry_pool_recycles_total", []string{"app", "shop", "reason", "memory_limit"}, 0},
+		{"ferry_pool_process_deaths_total", []string{"app", "blog"}, 3},
+		{"ferry_pool_queue_rejections_total", []string{"app", "blog", "reason", "full"}, 8},
+		{"ferry_pool_queue_rejections_total", []string{"app", "blog", "reason", "timeout"}, 6},
+		{"ferry_pool_queue_rejections_total", []string{"app", "shop", "reason", "timeout"}, 0},
 	}
 	for _, c := range checks {
 		if got := value(t, fams, c.name, c.labels...); got != c.want {
@@ -236,6 +250,9 @@ func TestPoolCollector(t *testing.T) {
 	}
 	if n := len(fams["ferry_process_proportional_memory_bytes"].GetMetric()); n != 1 {
 		t.Errorf("%d PSS series, want 1 (unknown PSS is left out)", n)
+	}
+	if n := len(fams["ferry_pool_max_queued_requests"].GetMetric()); n != 1 {
+		t.Errorf("%d max queued series, want 1 (an unlimited queue is left out)", n)
 	}
 
 	// A later callback replaces the first; nil removes it.
@@ -307,7 +324,7 @@ func TestConventions(t *testing.T) {
 	a.CacheStore()
 	m.RegisterPoolCollector(func() []AppSnapshot {
 		return []AppSnapshot{{App: "blog", ProcessesByState: map[string]int{"serving": 1},
-			Processes: []ProcSnapshot{{PID: 1, RSS: 1, PSS: 1}}}}
+			Processes: []ProcSnapshot{{PID: 1, RSS: 1, PSS: 1}}, MaxQueued: 1}}
 	})
 	fams := scrape(t, m)
 
@@ -317,8 +334,8 @@ func TestConventions(t *testing.T) {
 			ours = append(ours, fams[name])
 		}
 	}
-	if len(ours) != 20 {
-		t.Errorf("%d ferry_ metric families, want 20", len(ours))
+	if len(ours) != 26 {
+		t.Errorf("%d ferry_ metric families, want 26", len(ours))
 	}
 	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
 	if err != nil {
@@ -328,7 +345,7 @@ func TestConventions(t *testing.T) {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 
-	allowed := map[string]bool{"app": true, "class": true, "code": true, "state": true, "pid": true}
+	allowed := map[string]bool{"app": true, "class": true, "code": true, "state": true, "pid": true, "reason": true}
 	for _, f := range ours {
 		name := f.GetName()
 		for _, s := range f.GetMetric() {

@@ -17,6 +17,23 @@ type AppSnapshot struct {
 	// with zeros, so that a series drops to 0 rather than vanishing.
 	ProcessesByState map[string]int
 	Processes        []ProcSnapshot
+
+	// MaxProcesses is the app's --max-pool-size; MaxQueued its
+	// --max-request-queue-size, 0 for no limit (the series is then left
+	// out, so that a ratio to it is empty rather than infinite).
+	MaxProcesses, MaxQueued int
+	// Busy is the number of processes that can take no more requests now:
+	// serving, with every session they may have in use. Processes that take
+	// any number of requests are never busy.
+	Busy int
+	// Counters since the app's pool started (a reload starts them anew,
+	// which rate() takes as a counter reset): processes recycled for
+	// --max-requests and for --memory-limit, processes that died (exited
+	// without being asked), requests refused because the queue was full or
+	// that waited past --max-request-queue-time.
+	RecycledMaxRequests, RecycledMemory uint64
+	Died                                uint64
+	QueueFull, QueueTimeout             uint64
 }
 
 // ProcSnapshot is one process of an app.
@@ -67,10 +84,25 @@ var (
 		"Requests an app process is handling now.", []string{"app", "pid"}, nil)
 	processedDesc = prometheus.NewDesc("ferry_process_requests_total",
 		"Requests an app process has handled.", []string{"app", "pid"}, nil)
+	maxProcsDesc = prometheus.NewDesc("ferry_pool_max_processes",
+		"Most processes the app may have (--max-pool-size).", []string{"app"}, nil)
+	maxQueuedDesc = prometheus.NewDesc("ferry_pool_max_queued_requests",
+		"Most requests that may wait for a process (--max-request-queue-size); absent when unlimited.", []string{"app"}, nil)
+	busyDesc = prometheus.NewDesc("ferry_pool_busy_processes",
+		"Serving processes that can take no more requests now: all their sessions are in use.", []string{"app"}, nil)
+	recyclesDesc = prometheus.NewDesc("ferry_pool_recycles_total",
+		"Processes replaced for their health, by reason: max_requests (--max-requests) or memory_limit (--memory-limit).", []string{"app", "reason"}, nil)
+	diedDesc = prometheus.NewDesc("ferry_pool_process_deaths_total",
+		"App processes that exited without being asked (crash, kill, OOM killer).", []string{"app"}, nil)
+	rejectedDesc = prometheus.NewDesc("ferry_pool_queue_rejections_total",
+		"Requests the queue refused, by reason: full (--max-request-queue-size, 503) or timeout (--max-request-queue-time, 504).", []string{"app", "reason"}, nil)
 )
 
+var poolDescs = []*prometheus.Desc{queuedDesc, processesDesc, rssDesc, pssDesc, cpuDesc, sessionsDesc, processedDesc,
+	maxProcsDesc, maxQueuedDesc, busyDesc, recyclesDesc, diedDesc, rejectedDesc}
+
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{queuedDesc, processesDesc, rssDesc, pssDesc, cpuDesc, sessionsDesc, processedDesc} {
+	for _, d := range poolDescs {
 		ch <- d
 	}
 }
@@ -91,6 +123,16 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, a := range (*f)() {
 		send(queuedDesc, prometheus.GaugeValue, float64(a.Queued), a.App)
+		send(maxProcsDesc, prometheus.GaugeValue, float64(a.MaxProcesses), a.App)
+		if a.MaxQueued > 0 {
+			send(maxQueuedDesc, prometheus.GaugeValue, float64(a.MaxQueued), a.App)
+		}
+		send(busyDesc, prometheus.GaugeValue, float64(a.Busy), a.App)
+		send(recyclesDesc, prometheus.CounterValue, float64(a.RecycledMaxRequests), a.App, "max_requests")
+		send(recyclesDesc, prometheus.CounterValue, float64(a.RecycledMemory), a.App, "memory_limit")
+		send(diedDesc, prometheus.CounterValue, float64(a.Died), a.App)
+		send(rejectedDesc, prometheus.CounterValue, float64(a.QueueFull), a.App, "full")
+		send(rejectedDesc, prometheus.CounterValue, float64(a.QueueTimeout), a.App, "timeout")
 		for state, n := range a.ProcessesByState {
 			send(processesDesc, prometheus.GaugeValue, float64(n), a.App, state)
 		}

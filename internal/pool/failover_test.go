@@ -86,6 +86,14 @@ func (p *sockProc) vanish() {
 	p.ln.Close()
 }
 
+// Exiting is what the kernel would say of a process killed with kill -9:
+// dropConns and vanish model one.
+func (p *sockProc) Exiting() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.drop
+}
+
 func (p *sockProc) PID() int              { return p.pid }
 func (p *sockProc) Addr() net.Addr        { return &net.UnixAddr{Name: p.path, Net: "unix"} }
 func (p *sockProc) Concurrency() int      { return 1 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -22,7 +23,10 @@ type fakeProc struct {
 	done        chan struct{}
 	once        sync.Once
 	stopped     chan struct{}
+	exiting     atomic.Bool // what the kernel would say: on its way out
 }
+
+func (p *fakeProc) Exiting() bool { return p.exiting.Load() }
 
 func (p *fakeProc) PID() int              { return p.pid }
 func (p *fakeProc) Addr() net.Addr        { return &net.UnixAddr{Net: "unix"} }
@@ -288,11 +292,11 @@ func TestSpawnFailureBacksOff(t *testing.T) {
 
 		// Back-off doubles, capped.
 		for _, want := range []time.Duration{2 * time.Second, 4 * time.Second, 4 * time.Second} {
-			time.Sleep(time.Until(g.retryAtForTest()) + time.Millisecond)
+			time.Sleep(time.Until(retryAt(t, g)) + time.Millisecond)
 			if _, err := g.Checkout(t.Context()); !errors.Is(err, boom) {
 				t.Fatalf("checkout after back-off: %v", err)
 			}
-			if got := time.Until(g.retryAtForTest()); got != want {
+			if got := time.Until(retryAt(t, g)); got != want {
 				t.Fatalf("next back-off %s, want %s", got, want)
 			}
 		}
@@ -313,10 +317,14 @@ func TestSpawnFailureBacksOff(t *testing.T) {
 	})
 }
 
-func (g *Group) retryAtForTest() time.Time {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.retryAt
+// retryAt is when the group's back-off ends, as its status tells.
+func retryAt(t *testing.T, g *Group) time.Time {
+	t.Helper()
+	st := g.Status()
+	if st.RetryAt == nil {
+		t.Fatalf("no back-off in the status: %+v", st)
+	}
+	return *st.RetryAt
 }
 
 func TestMinIsRestoredAfterFailure(t *testing.T) {
@@ -363,7 +371,7 @@ func TestDeadProcessIsNotHandedOut(t *testing.T) {
 		// Dead, but the watcher has not run yet: hold the lock so it cannot.
 		g.mu.Lock()
 		sp.proc(0).die()
-		p := g.leastBusyLocked()
+		p := g.pickLocked(nil, 0)
 		g.mu.Unlock()
 		if p != nil {
 			t.Fatal("an exited process was picked")
@@ -371,18 +379,82 @@ func TestDeadProcessIsNotHandedOut(t *testing.T) {
 	})
 }
 
-func TestUnreachableIsReplaced(t *testing.T) {
+// TestExitingProcessIsReplaced: a connection failure on a process the
+// kernel shows exiting (its watcher has not seen the exit yet) takes it out
+// of rotation at once, and it is replaced.
+func TestExitingProcessIsReplaced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sp := &fakeSpawner{concurrency: 1}
 		g := newTestGroup(t, Config{Min: 1, Max: 1}, sp)
 		synctest.Wait()
 		s, _ := g.Checkout(t.Context())
-		s.Unreachable()
+		sp.proc(0).exiting.Store(true)
+		s.Failed(false, errors.New("EOF"))
 		<-sp.proc(0).stopped
 		synctest.Wait()
 		st := g.Status()
 		if len(st.Processes) != 1 || st.Processes[0].PID == sp.proc(0).pid || st.Stats.Died != 1 {
-			t.Fatalf("after unreachable: %+v", st)
+			t.Fatalf("after a failure on an exiting process: %+v", st)
+		}
+	})
+}
+
+// TestFailedConnectionsKeepProcess: a live process whose connections drop
+// stays in rotation, as does one whose connects fail fewer than
+// MaxConnectFailures times in a row (a completed request resets the
+// count); at the limit it is replaced.
+func TestFailedConnectionsKeepProcess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{concurrency: 1}
+		g := newTestGroup(t, Config{Min: 1, Max: 1, MaxConnectFailures: 2}, sp)
+		synctest.Wait()
+		fail := func(connect bool) {
+			s, err := g.Checkout(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Failed(connect, errors.New("boom"))
+			synctest.Wait()
+		}
+		for range 5 {
+			fail(false) // dropped connections
+		}
+		fail(true)
+		s, _ := g.Checkout(t.Context())
+		s.Release(true) // a completed request
+		fail(true)
+		st := g.Status()
+		if len(st.Processes) != 1 || st.Processes[0].PID != sp.proc(0).pid || st.Processes[0].State != "serving" ||
+			st.Stats.DroppedConnections != 5 || st.Stats.ConnectFailures != 2 {
+			t.Fatalf("after dropped connections and connect failures below the limit: %+v", st)
+		}
+		fail(true) // the second in a row
+		<-sp.proc(0).stopped
+		synctest.Wait()
+		st = g.Status()
+		if len(st.Processes) != 1 || st.Processes[0].PID == sp.proc(0).pid || st.Stats.Died != 1 {
+			t.Fatalf("after %d connect failures in a row: %+v", 2, st)
+		}
+	})
+}
+
+// TestCheckoutAvoids: a retry avoids the process that just failed when
+// another has room, and takes it when none has.
+func TestCheckoutAvoids(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &fakeSpawner{concurrency: 1}
+		g := newTestGroup(t, Config{Min: 2, Max: 2}, sp)
+		synctest.Wait()
+		a, _ := g.Checkout(t.Context())
+		first := a.PID()
+		a.Release(true) // the most recently used: picked first among equals
+		b, _ := g.CheckoutWith(t.Context(), CheckoutOptions{Avoid: first})
+		if b.PID() == first {
+			t.Fatalf("handed the avoided process %d", first)
+		}
+		c, _ := g.CheckoutWith(t.Context(), CheckoutOptions{Avoid: first})
+		if c.PID() != first {
+			t.Fatalf("with no other room, got %d, want the avoided %d", c.PID(), first)
 		}
 	})
 }

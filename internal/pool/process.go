@@ -53,27 +53,30 @@ func (s state) String() string {
 
 // Process is a pool member: a running process and its use.
 type Process struct {
-	group     *Group
-	proc      Proc
-	gen       int // the restart generation it belongs to
-	state     state
-	started   time.Time
-	sessions  int // open sessions
-	unlimited int // open unlimited sessions (not counted in sessions)
-	served    uint64
-	limit     uint64 // served requests after which it is recycled; 0 = never
-	lastUsed  time.Time
+	// member is what the policy decides on (state, sessions, capacity,
+	// last use, out-of-band work, exit).
+	member
+	group   *Group
+	proc    Proc
+	done    <-chan struct{} // proc.Done()
+	gen     int             // the restart generation it belongs to
+	started time.Time
+	served  uint64
+	limit   uint64 // served requests after which it is recycled; 0 = never
 	// why it is retiring or stopping, for logs and status.
 	reason string
 	// recycled: retiring to be replaced for its health (max requests,
 	// memory); at most one per group at a time.
 	recycled bool
-	// unreachable: its socket refused a connection; its exit is a death.
+	// unreachable: it left rotation as dead or broken (exiting as seen by
+	// the kernel, connects that keep failing); its exit is a death.
 	unreachable bool
-	// oobPending: the app asked for out-of-band work after a response.
-	oobPending bool
-	oobRunning bool
-	idle       []io.Closer // kept-alive connections, owned by the proxy
+	// connectFailures counts connects to it that failed since it last
+	// completed a request.
+	connectFailures int
+	// misframed: the app broke HTTP framing once already (logged once).
+	misframed bool
+	idle      []io.Closer // kept-alive connections, owned by the proxy
 	// route is the process's sticky-session id: random, revealing nothing.
 	route string
 	// closing is closed when the process starts to leave (for tunnels that
@@ -185,34 +188,73 @@ func (s *Session) OutOfBandWork() {
 	}
 }
 
-// Unreachable ends the session and takes its process out of rotation at
-// once: its socket refused a connection, or it dropped a new one without
-// answering, so it is dead or broken. Its watcher may not have seen the
-// exit yet (it lags a kill -9), and until then nothing else would keep a
-// retry from being handed the same process. It is stopped and, if needed,
-// replaced.
-func (s *Session) Unreachable() {
-	g := s.p.group
+// Failed ends the session of a request whose connection to the process
+// failed before a byte of answer: connecting failed (connect), or the
+// connection was closed or reset. A process is dead when it is, not when
+// one connection misbehaves: it leaves rotation at once (and is replaced)
+// if the kernel shows it exiting, which the watcher may not have seen yet
+// (so a retry is never handed it), or once MaxConnectFailures connects in
+// a row have failed. Otherwise it keeps serving, its other requests too.
+func (s *Session) Failed(connect bool, err error) {
+	p := s.p
+	dying := exiting(p.proc) // reads /proc: outside the lock
+	g := p.group
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if s.released {
 		return
 	}
 	s.released = true
-	p := s.p
 	if s.unlimited {
 		p.unlimited--
-	} else {
-		p.sessions--
+		p.sessions++ // releaseLocked takes one off
 	}
-	if p.state >= stopping {
+	pid := p.proc.PID()
+	if connect && !dying {
+		g.stats.ConnectFailures++
+		p.connectFailures++
+	}
+	switch onFailure(dying, connect, p.connectFailures, g.cfg.MaxConnectFailures) {
+	case exited:
+		g.log.Warn("process is exiting; taking it out of rotation", "pid", pid, "error", err)
+		g.unreachableLocked(p, "exited")
+	case unreachable:
+		g.log.Warn("connects to process keep failing; replacing it", "pid", pid, "failures", p.connectFailures, "error", err)
+		g.unreachableLocked(p, "unreachable")
+	case keep:
+		if connect {
+			g.log.Warn("could not connect to process", "pid", pid, "failures", p.connectFailures, "error", err)
+		} else {
+			g.stats.DroppedConnections++
+			g.log.Warn("app closed a connection without answering; the process stays in rotation", "pid", pid, "error", err)
+		}
+	}
+	g.releaseLocked(p, nil, false)
+	g.maybeSpawnLocked()
+}
+
+// unreachableLocked takes p out of rotation as dead or broken: its exit
+// counts as a death, and it stops once its sessions end.
+func (g *Group) unreachableLocked(p *Process, reason string) {
+	p.unreachable = true
+	g.retireLocked(p, reason)
+}
+
+// FramingError records that the app broke HTTP/1.1 framing on a
+// connection (which the proxy closes rather than reuses): logged once per
+// process, with the app and pid, and counted.
+func (s *Session) FramingError(err error) {
+	g := s.p.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stats.FramingErrors++
+	if s.p.misframed {
+		g.log.Debug("app broke HTTP framing; connection closed", "pid", s.p.proc.PID(), "error", err)
 		return
 	}
-	g.log.Warn("process unreachable, replacing it", "pid", p.proc.PID())
-	p.unreachable = true
-	g.stopLocked(p, "unreachable")
-	g.dispatchLocked()
-	g.maybeSpawnLocked()
+	s.p.misframed = true
+	g.log.Warn("app broke HTTP framing; its connection is closed, not reused (logged once per process)",
+		"pid", s.p.proc.PID(), "error", err)
 }
 
 // Abort ends the session by killing its process: the request it serves ran

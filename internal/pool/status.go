@@ -33,6 +33,7 @@ type ProcessStatus struct {
 	Processed   uint64    `json:"processed"`
 	Started     time.Time `json:"started"`
 	LastUsed    time.Time `json:"last_used"`
+	Capacity    int       `json:"capacity"` // sessions the pool gives it at once (concurrency, capped); 0 = any number
 }
 
 // Status snapshots the group.
@@ -68,6 +69,7 @@ func (g *Group) Status() GroupStatus {
 			Sessions:    p.sessions,
 			Unlimited:   p.unlimited,
 			Concurrency: p.proc.Concurrency(),
+			Capacity:    capacityOf(p.proc.Concurrency(), g.cfg.ConcurrencyCap),
 			Processed:   p.served,
 			Started:     p.started,
 			LastUsed:    p.lastUsed,

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
@@ -187,7 +188,9 @@ type upstream struct {
 	mu        sync.Mutex
 	idle      io.Closer
 	released  int
-	unreach   int
+	failed    int // sessions ended by Failed
+	connFails int // of which connecting failed
+	framing   int // FramingError calls
 	keptConns int
 	lastOK    bool
 }
@@ -210,7 +213,15 @@ func (u *upstream) ReleaseConn(c io.Closer, ok bool) {
 		u.keptConns++
 	}
 }
-func (u *upstream) Unreachable() { u.mu.Lock(); u.unreach++; u.mu.Unlock() }
+func (u *upstream) Failed(connect bool, err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.failed++
+	if connect {
+		u.connFails++
+	}
+}
+func (u *upstream) FramingError(error) { u.mu.Lock(); u.framing++; u.mu.Unlock() }
 
 func serveUnix(t *testing.T, h http.Handler) (*upstream, *httptest.Server) {
 	t.Helper()
@@ -282,8 +293,8 @@ func TestRoundTripWireAndKeepAlive(t *testing.T) {
 }
 
 // hangUpServer answers /ok and, for /drop, reads the whole request and
-// closes the connection without a word.
-func hangUpServer(t *testing.T) *upstream {
+// closes the connection without a word; drops counts those.
+func hangUpServer(t *testing.T, drops *atomic.Int32) *upstream {
 	t.Helper()
 	sock := testsock.Serve(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
@@ -294,6 +305,7 @@ func hangUpServer(t *testing.T) *upstream {
 			}
 			io.Copy(io.Discard, r.Body)
 			if r.URL.Path == "/drop" {
+				drops.Add(1)
 				return
 			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -308,19 +320,19 @@ func TestRetryRules(t *testing.T) {
 		warm   bool // a kept-alive connection is reused
 		method string
 		retry  bool
-		// broken: the process is taken out of rotation (a new connection
-		// was dropped too: a GET or PUT on a reused one was sent again on a
-		// new one first).
-		broken bool
+		// sent: times the app got the request (a GET or PUT on a reused
+		// connection is sent again on a new one first).
+		sent int
 	}{
-		{"GET on a reused connection", true, "GET", true, true},
-		{"PUT on a reused connection", true, "PUT", true, true},
-		{"POST on a reused connection", true, "POST", false, false},
-		{"GET on a fresh connection", false, "GET", true, true},
-		{"POST on a fresh connection", false, "POST", false, true},
+		{"GET on a reused connection", true, "GET", true, 2},
+		{"PUT on a reused connection", true, "PUT", true, 2},
+		{"POST on a reused connection", true, "POST", false, 1},
+		{"GET on a fresh connection", false, "GET", true, 1},
+		{"POST on a fresh connection", false, "POST", false, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := hangUpServer(t)
+			var drops atomic.Int32
+			up := hangUpServer(t, &drops)
 			tr := &Transport{}
 			if tc.warm {
 				x, err := tr.RoundTrip(up, httptest.NewRequest("GET", "/ok", nil), nil, "http")
@@ -344,11 +356,14 @@ func TestRetryRules(t *testing.T) {
 			if up.released > released && up.lastOK {
 				t.Error("a failed exchange was released as ok")
 			}
-			if ends := up.released - released + up.unreach; ends != 1 {
-				t.Errorf("the session ended %d times, want once", ends)
+			// A hang-up without a word is the pool's to judge (one does
+			// not make a process dead), not a framing error.
+			if ends := up.released - released + up.failed; ends != 1 || up.failed != 1 || up.connFails != 0 || up.framing != 0 {
+				t.Errorf("the session ended %d times (%d failed, %d connects), %d framing errors; want once, through Failed",
+					ends, up.failed, up.connFails, up.framing)
 			}
-			if broken := up.unreach == 1; broken != tc.broken {
-				t.Errorf("process taken out of rotation: %v, want %v", broken, tc.broken)
+			if got := int(drops.Load()); got != tc.sent {
+				t.Errorf("the app got the request %d times, want %d", got, tc.sent)
 			}
 		})
 	}
@@ -382,16 +397,16 @@ func TestStaleKeptAliveConnection(t *testing.T) {
 		// The app drops its idle connections; the core has not noticed.
 		srv.CloseClientConnections()
 	}
-	if up.unreach != 0 {
-		t.Fatalf("a live app that closed an idle connection was taken out of rotation %d times", up.unreach)
+	if up.failed != 0 {
+		t.Fatalf("an app that closed an idle connection was reported failed %d times", up.failed)
 	}
 }
 
 func TestRoundTripUnreachable(t *testing.T) {
 	up := &upstream{socket: filepath.Join(t.TempDir(), "nothing-here")}
 	_, err := (&Transport{}).RoundTrip(up, httptest.NewRequest("POST", "/", nil), nil, "http")
-	if !Retryable(err) || up.unreach != 1 {
-		t.Fatalf("dial failure: retryable %v, unreachable %d (%v)", Retryable(err), up.unreach, err)
+	if !Retryable(err) || up.connFails != 1 || up.failed != 1 {
+		t.Fatalf("dial failure: retryable %v, connect failures %d of %d (%v)", Retryable(err), up.connFails, up.failed, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -57,7 +58,7 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions, capture 
 	res := Result{Status: resp.StatusCode}
 
 	if resp.ContentLength == 0 || resp.Body == http.NoBody {
-		x.finish(nil, resp)
+		x.finish(nil)
 		if capture != nil {
 			capture.Done(nil)
 		}
@@ -73,7 +74,7 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions, capture 
 		}
 		buf = buf[:resp.ContentLength]
 		_, err := io.ReadFull(resp.Body, buf)
-		x.finish(err, resp)
+		x.finish(err)
 		if err != nil {
 			res.AppErr = err
 			// Nothing written yet: the caller can still send an error page.
@@ -96,7 +97,7 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions, capture 
 	sp := newSpool(opts)
 	go func() {
 		err := sp.fill(resp.Body)
-		x.finish(err, resp)
+		x.finish(err)
 	}()
 	w.WriteHeader(resp.StatusCode)
 	res.Wrote = true
@@ -149,15 +150,40 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions, capture 
 	return res
 }
 
-// finish releases the upstream once the app's body has been read: the
-// connection is kept if the exchange ended cleanly.
-func (x *Exchange) finish(err error, resp *http.Response) {
-	if err != nil || resp.Close {
+// finish releases the upstream once the app's body has been read. The
+// connection is kept only when the response ended exactly at its message
+// boundary with nothing after it: bytes past the end (more body than
+// Content-Length said, a body after HEAD, 204 or 304) would be read as the
+// next request's response, another client's. Those are the app's framing
+// error: the connection is closed and the app told.
+func (x *Exchange) finish(err error) {
+	if err != nil {
 		x.c.Close()
-		x.up.ReleaseConn(nil, err == nil)
+		x.up.ReleaseConn(nil, false)
 		return
 	}
-	resp.Body.Close() // at EOF: returns the reader to the message boundary
+	m := x.msg
+	if m.suspect != nil {
+		x.up.FramingError(m.suspect)
+	}
+	keep := m.keep && m.suspect == nil && (m.body == nil || m.body.done)
+	if keep {
+		// Nothing may follow: not in the buffer, nor (when the last read
+		// filled its buffer, so the socket may hold more) in the socket.
+		if x.c.br.Buffered() > 0 || x.c.full {
+			if data, closed := x.c.unread(); data {
+				x.up.FramingError(fmt.Errorf("%w: bytes after the end of a %d response to %s", ErrFraming, m.resp.StatusCode, m.resp.Request.Method))
+				keep = false
+			} else if closed {
+				keep = false
+			}
+		}
+	}
+	if !keep {
+		x.c.Close()
+		x.up.ReleaseConn(nil, true)
+		return
+	}
 	x.up.ReleaseConn(x.c, true)
 }
 

@@ -46,7 +46,8 @@ func (u *benchUpstream) ReleaseConn(c io.Closer, ok bool) {
 	u.mu.Unlock()
 	u.released <- struct{}{}
 }
-func (u *benchUpstream) Unreachable() {}
+func (u *benchUpstream) Failed(bool, error) {}
+func (u *benchUpstream) FramingError(error) {}
 
 // benchApp answers every request head it reads with resp on a Unix socket.
 func benchApp(b *testing.B, resp []byte) *benchUpstream {

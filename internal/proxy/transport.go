@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -26,10 +27,17 @@ type Upstream interface {
 	// ReleaseConn ends the session, keeping conn (if non-nil) for reuse; ok
 	// says whether the request completed.
 	ReleaseConn(conn io.Closer, ok bool)
-	// Unreachable ends the session of a process shown dead or broken: it
-	// refused a connection, or closed a new one without a byte of answer.
-	// The process must leave rotation at once.
-	Unreachable()
+	// Failed ends the session of a request whose connection to the process
+	// failed before a byte of answer: connecting failed (connect), or the
+	// connection was closed or reset. One such failure does not show the
+	// process dead; the pool judges (its exit, or connects that keep
+	// failing).
+	Failed(connect bool, err error)
+	// FramingError reports that the app broke HTTP/1.1 framing on a
+	// connection (bytes past the end of a response, a malformed head): the
+	// connection is closed rather than reused. For the log; the session
+	// goes on.
+	FramingError(err error)
 }
 
 // Internal headers the core sets on every request; clients' copies are
@@ -85,11 +93,20 @@ type conn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	read int64
+	// full: the last read filled the buffer it was given, so more may be
+	// waiting in the socket.
+	full bool
+	// rc peeks at the socket (unread); nil if it cannot.
+	rc      syscall.RawConn
+	peek    func(fd uintptr) bool // c.peekFD, bound once
+	peekN   int
+	peekErr error
 }
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.read += int64(n)
+	c.full = n == len(p)
 	return n, err
 }
 
@@ -102,10 +119,19 @@ func (t *Transport) dial(addr net.Addr) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newConn(nc), nil
+}
+
+func newConn(nc net.Conn) *conn {
 	c := &conn{Conn: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc, c.peek = rc, c.peekFD
+		}
+	}
 	c.br = bufio.NewReaderSize(c, connBufSize)
 	c.bw = bufio.NewWriterSize(nc, connBufSize)
-	return c, nil
+	return c
 }
 
 // connBufSize is the read and the write buffer of a connection to an app
@@ -121,62 +147,93 @@ type Exchange struct {
 	up   Upstream
 	c    *conn
 	t    *Transport
+	msg  *message
 }
 
 // RoundTrip sends r (with its buffered body) to the upstream and reads the
-// response head. On error the upstream has been released; when the error
-// shows the process dead or broken, through Unreachable, so that it leaves
-// rotation before its exit is noticed and a retry cannot be handed it again.
+// response head. On error the upstream has been released.
 func (t *Transport) RoundTrip(up Upstream, r *http.Request, body *Body, scheme string) (*Exchange, error) {
-	if c, _ := up.TakeConn().(*conn); c != nil {
-		resp, _, err := t.send(c, r, body, scheme)
+	return t.RoundTripInterim(up, r, body, scheme, nil)
+}
+
+// RoundTripInterim is RoundTrip that hands the app's interim (1xx)
+// responses to interim as they arrive (nil: dropped).
+func (t *Transport) RoundTripInterim(up Upstream, r *http.Request, body *Body, scheme string, interim InterimFunc) (*Exchange, error) {
+	if c := takeConn(up); c != nil {
+		m, nothing, err := t.send(c, r, body, scheme, interim)
 		if err == nil {
-			return &Exchange{Resp: resp, up: up, c: c, t: t}, nil
+			return &Exchange{Resp: m.resp, up: up, c: c, t: t, msg: m}, nil
 		}
 		c.Close()
 		if !Retryable(err) {
-			up.ReleaseConn(nil, false)
+			ended(up, nothing, err)
 			return nil, err
 		}
 		// A kept-alive connection that failed before any response byte: the
 		// app closed it while idle (the request never reached the app), or
-		// the process died. A new connection to the same process tells
-		// which: a dead one refuses it or drops it too, and leaves rotation.
+		// the process died. A new connection to the same process tells.
 	}
 	c, err := t.dial(up.Addr())
 	if err != nil {
-		up.Unreachable()
-		return nil, &RoundTripError{Err: fmt.Errorf("connect to %s: %w", up.Addr(), err), Retryable: true}
+		err = fmt.Errorf("connect to %s: %w", up.Addr(), err)
+		up.Failed(true, err)
+		return nil, &RoundTripError{Err: err, Retryable: true}
 	}
-	resp, nothing, err := t.send(c, r, body, scheme)
+	m, nothing, err := t.send(c, r, body, scheme, interim)
 	if err == nil {
-		return &Exchange{Resp: resp, up: up, c: c, t: t}, nil
+		return &Exchange{Resp: m.resp, up: up, c: c, t: t, msg: m}, nil
 	}
 	c.Close()
-	if nothing {
-		// A new connection closed without a byte of answer to a request
-		// (or refusing its bytes): a loader never does that, a dying
-		// process does (kill -9, a crash), before the watcher sees it exit.
-		up.Unreachable()
-	} else {
-		up.ReleaseConn(nil, false)
-	}
+	ended(up, nothing, err)
 	return nil, err
+}
+
+// takeConn returns a kept-alive connection to reuse, or nil. One on which
+// the app has sent anything since its last response ended is closed
+// instead: bytes there are a framing error that would otherwise be read as
+// the next client's response; an EOF is the app closing it while idle.
+func takeConn(up Upstream) *conn {
+	for {
+		c, _ := up.TakeConn().(*conn)
+		if c == nil {
+			return nil
+		}
+		data, closed := c.unread()
+		if !data && !closed {
+			return c
+		}
+		c.Close()
+		if data {
+			up.FramingError(fmt.Errorf("%w: bytes on an idle connection after the end of a response", ErrFraming))
+		}
+	}
+}
+
+// ended ends the session after a failed exchange: a connection closed or
+// reset without a byte of answer goes to the pool's judgement; a broken
+// answer is the app's framing error.
+func ended(up Upstream, nothing bool, err error) {
+	if nothing {
+		up.Failed(false, err)
+		return
+	}
+	up.FramingError(err)
+	up.ReleaseConn(nil, false)
 }
 
 // send writes the request on c and reads the response head. On error,
 // nothing reports that no response byte came back, and the error says
 // whether the request may go to another process.
-func (t *Transport) send(c *conn, r *http.Request, body *Body, scheme string) (resp *http.Response, nothing bool, err error) {
+func (t *Transport) send(c *conn, r *http.Request, body *Body, scheme string, interim InterimFunc) (m *message, nothing bool, err error) {
 	writeHead(c.bw, r, body.Size(), scheme, t.Forwarded, t.StripPrefix)
 	_, werr := body.WriteTo(c.bw)
 	if werr == nil {
 		werr = c.bw.Flush()
 	}
 	before := c.read
-	resp, err = readResponse(c.br, r)
+	m, err = readMessage(c.br, r, interim)
 	if err == nil {
-		return resp, false, nil
+		return m, false, nil
 	}
 	nothing = c.read == before
 	// A request that could not be written in full cannot have been acted
@@ -189,20 +246,6 @@ func (t *Transport) send(c *conn, r *http.Request, body *Body, scheme string) (r
 		err = werr
 	}
 	return nil, nothing, &RoundTripError{Err: fmt.Errorf("read response: %w", err), Retryable: retry}
-}
-
-// readResponse reads the final response head, skipping 1xx interim ones
-// (the body was sent in full, so 100 Continue means nothing here).
-func readResponse(br *bufio.Reader, r *http.Request) (*http.Response, error) {
-	for {
-		resp, err := http.ReadResponse(br, r)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			return resp, nil
-		}
-	}
 }
 
 func idempotent(method string) bool {

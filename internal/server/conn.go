@@ -578,6 +578,10 @@ func (l *listener) handshake(raw *slotConn) {
 		return
 	}
 	raw.SetDeadline(time.Time{})
+	if tc.ConnectionState().NegotiatedProtocol == acmeTLSALPN {
+		tc.Close() // a CA's TLS-ALPN-01 validation: the handshake was all
+		return
+	}
 	var c net.Conn = tc
 	if tc.ConnectionState().NegotiatedProtocol != "h2" {
 		c = httpsConn{&httpConn{Conn: tc, t: l.t}}
@@ -588,6 +592,10 @@ func (l *listener) handshake(raw *slotConn) {
 		c.Close()
 	}
 }
+
+// acmeTLSALPN is the ALPN protocol of the ACME TLS-ALPN-01 challenge
+// (RFC 8737).
+const acmeTLSALPN = "acme-tls/1"
 
 // looksLikeHTTP reports whether the first bytes of a TLS record are really
 // an HTTP request.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"path"
@@ -348,6 +349,9 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	if app.Sticky != nil {
 		co.Route = app.Sticky.route(r)
 	}
+	if attempt > 0 {
+		co.Avoid = rq.pid // the process whose connection just failed
+	}
 	sess, err := app.Group.CheckoutWith(r.Context(), co)
 	app.Metrics.QueueWait(time.Since(queued))
 	if err != nil {
@@ -373,14 +377,19 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 		})
 		defer t.Stop()
 	}
-	x, err := app.Transport.RoundTrip(sess, r, body, rq.scheme)
+	var interim proxy.InterimFunc
+	if r.ProtoAtLeast(1, 1) { // never a 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
+		interim = rq.sendInterim
+	}
+	x, err := app.Transport.RoundTripInterim(sess, r, body, rq.scheme, interim)
 	if err != nil {
 		if timedOut.Load() {
 			err = ErrRequestTimeout
 		} else if attempt == 0 && proxy.Retryable(err) {
-			// A process shown dead or broken has already left rotation
-			// (RoundTrip told the pool), so the retry cannot be handed it
-			// again: it goes to another process, or waits for a new one.
+			// A process the kernel shows exiting has already left
+			// rotation (RoundTrip told the pool), so the retry cannot be
+			// handed it again; a live one whose connection failed is
+			// avoided if another process has room.
 			h.log.LogAttrs(r.Context(), slog.LevelDebug, "retrying request on another process",
 				slog.Int("pid", pid), slog.String("error", err.Error()))
 			return true
@@ -448,6 +457,26 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 		rq.reason = "client gone or too slow: " + res.ClientErr.Error()
 	}
 	return false
+}
+
+// sendInterim forwards an app's interim (1xx) response to the client, as
+// a proxy must (RFC 9110 §15.2): with its own fields only, before and apart
+// from the final response, whose fields are left as they were. The
+// response writer passes it through without taking it for the final
+// status (no log, no compression decision, no request id); net/http sends
+// it on HTTP/1.1 and HTTP/2 at once. Never cached: the cache sees only the
+// final response.
+func (rq *request) sendInterim(code int, h http.Header) {
+	wh := rq.w.Header()
+	var saved http.Header
+	if len(wh) > 0 {
+		saved = wh.Clone()
+		clear(wh)
+	}
+	maps.Copy(wh, h)
+	rq.w.WriteHeader(code)
+	clear(wh)
+	maps.Copy(wh, saved)
 }
 
 // checkRestart restarts the app when tmp/restart.txt was touched (the

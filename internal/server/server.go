@@ -39,6 +39,9 @@ type Config struct {
 	// SocketMode permissions; "" for none.
 	Socket     string
 	SocketMode os.FileMode
+	// SocketGID, when not 0, is the socket's group (--socket-group: the
+	// web server's, so that SocketMode 0660 lets it connect).
+	SocketGID int
 	// Backlog is every listener's listen backlog; 0: the system's.
 	Backlog int
 	// MaxConnections bounds the client connections open at once; past it,
@@ -58,6 +61,10 @@ type Config struct {
 	// FastPath answers static files and cache hits on plain (TCP and Unix)
 	// listeners without net/http: the lean HTTP/1.1 path (fast.go).
 	FastPath bool
+	// HTTPChallenge, if set, wraps what plain HTTP on Addr serves beside
+	// HTTPS on SSLAddr (the redirect, or the app): automatic HTTPS answers
+	// the CA's HTTP-01 requests there. That listener then has no lean path.
+	HTTPChallenge func(http.Handler) http.Handler
 	// Listen opens a listener. Default: net.Listen. A caller that inherits
 	// sockets (systemd socket activation, a binary upgrade) hands them over
 	// here.
@@ -68,6 +75,10 @@ type Config struct {
 type TLSConfig struct {
 	// CertFile and KeyFile are PEM files, read again when they change.
 	CertFile, KeyFile string
+	// GetCertificate, if set, chooses the certificate instead of the files
+	// (automatic HTTPS), and the ACME TLS-ALPN-01 protocol is offered:
+	// such a connection ends after its handshake.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// MinVersion is tls.VersionTLS12 (default) or tls.VersionTLS13.
 	MinVersion uint16
 	// HTTP2 offers "h2" by ALPN besides "http/1.1".
@@ -77,7 +88,7 @@ type TLSConfig struct {
 // Server is the HTTP front on its listeners.
 type Server struct {
 	app      *http.Server // the request path
-	redirect *http.Server // plain HTTP → HTTPS; nil when not asked for
+	redirect *http.Server // plain HTTP beside HTTPS when not s.app's: the redirect, or the ACME hook; else nil
 	lns      []served
 	fast     *fastEngine // nil: no lean path
 	t        *tracker
@@ -97,9 +108,12 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 		c.Listen = net.Listen
 	}
 	s = &Server{t: newTracker(c.MaxConnections, log, h.logRejected), log: log}
+	// The error returns set s to nil before this runs: close the listeners
+	// already open through a copy of the pointer.
+	opened := s
 	defer func() {
 		if err != nil {
-			for _, l := range s.lns {
+			for _, l := range opened.lns {
 				l.ln.Close()
 			}
 		}
@@ -150,8 +164,8 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 		switch {
 		case c.TLS != nil && c.SSLAddr == "":
 			_, err = add("tcp", c.Addr, "https", tlsConf, s.app)
-		case c.Redirect:
-			s.redirect = &http.Server{
+		case c.Redirect || (c.HTTPChallenge != nil && c.TLS != nil):
+			s.redirect = &http.Server{Handler: h,
 				ReadHeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout, MaxHeaderBytes: c.MaxHeaderBytes,
 				ConnState: s.t.connState, ConnContext: connContext, ErrorLog: errorLog,
 			}
@@ -168,9 +182,12 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if s.redirect != nil {
+		if c.Redirect && s.redirect != nil {
 			_, port, _ := net.SplitHostPort(l.Addr().String())
 			s.redirect.Handler = h.redirectHandler(port)
+		}
+		if c.HTTPChallenge != nil && s.redirect != nil {
+			s.redirect.Handler = c.HTTPChallenge(s.redirect.Handler)
 		}
 	}
 	if c.Socket != "" {
@@ -179,6 +196,11 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 		}
 		if _, err := add("unix", c.Socket, "", nil, s.app); err != nil {
 			return nil, err
+		}
+		if c.SocketGID != 0 {
+			if err := os.Lchown(c.Socket, -1, c.SocketGID); err != nil {
+				return nil, fmt.Errorf("socket %s: give it to group %d: %w", c.Socket, c.SocketGID, err)
+			}
 		}
 		if err := os.Chmod(c.Socket, c.SocketMode); err != nil {
 			return nil, fmt.Errorf("socket %s: %w", c.Socket, err)
@@ -302,17 +324,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // (forward-secret, AEAD-only) cipher suites and curves, HTTP/2 and
 // HTTP/1.1 by ALPN, the certificate reloaded when its files change.
 func newTLSConfig(c *TLSConfig, log *slog.Logger) (*tls.Config, error) {
-	certs, err := newCertReloader(c.CertFile, c.KeyFile, log)
-	if err != nil {
-		return nil, err
+	get := c.GetCertificate
+	if get == nil {
+		certs, err := newCertReloader(c.CertFile, c.KeyFile, log)
+		if err != nil {
+			return nil, err
+		}
+		get = certs.get
 	}
 	conf := &tls.Config{
 		MinVersion:     max(c.MinVersion, tls.VersionTLS12),
-		GetCertificate: certs.get,
+		GetCertificate: get,
 		NextProtos:     []string{"http/1.1"},
 	}
 	if c.HTTP2 {
 		conf.NextProtos = []string{"h2", "http/1.1"}
+	}
+	if c.GetCertificate != nil {
+		conf.NextProtos = append(conf.NextProtos, acmeTLSALPN)
 	}
 	return conf, nil
 }

@@ -106,6 +106,14 @@ func (s *Spawner) lockWorkDir(work, socket string) error {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != s.appUID() {
 		return fmt.Errorf("%s belongs to uid %d, not to the app's user (uid %d)", socket, st.Uid, s.appUID())
 	}
+	// The core connects to the socket: it owns it now, so that it needs
+	// no CAP_DAC_OVERRIDE for that (the packaged unit does not give it).
+	// The app, which listens on it, needs no permission on the file.
+	if s.switching() {
+		if err := os.Lchown(socket, os.Geteuid(), os.Getegid()); err != nil {
+			return fmt.Errorf("take back the socket: %w", err)
+		}
+	}
 	return nil
 }
 

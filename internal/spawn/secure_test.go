@@ -273,8 +273,8 @@ while True:
     path = json.loads(msg.decode())["socket"]
     if mode == "self":      # the preloader listens on the worker socket itself
         s = socket.socket(socket.AF_UNIX); s.bind(path); s.listen(8)
-    elif mode == "symlink": # the worker socket points at the control socket
-        os.symlink(os.environ["FERRY_SOCKET"], path)
+    elif mode == "symlink": # the worker socket points at another socket
+        os.symlink(os.environ["CANARY"], path)
     elif mode == "grandchild":  # a grandchild, not a child, listens
         if os.fork() == 0:
             if os.fork() == 0:
@@ -292,10 +292,17 @@ func TestSmartWorkerNotBelieved(t *testing.T) {
 	needPython(t)
 	for _, mode := range []string{"self", "symlink", "grandchild"} {
 		t.Run(mode, func(t *testing.T) {
+			// The socket a planted symlink points at: the core must never
+			// connect to it on the app's behalf.
+			canary, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(shortDir(t), "canary"), Net: "unix"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer canary.Close()
 			sp := New(Config{
 				App: "t", Root: t.TempDir(),
 				Command: []string{"/usr/bin/python3", "-c", fakePreloader, mode},
-				Env:     []string{"PATH=/usr/bin:/bin"}, WorkDir: shortDir(t), StartTimeout: 10 * time.Second,
+				Env:     []string{"PATH=/usr/bin:/bin", "CANARY=" + canary.Addr().String()}, WorkDir: shortDir(t), StartTimeout: 10 * time.Second,
 			}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			sm := sp.Smart(0)
 			defer sm.Stop(context.Background())
@@ -305,6 +312,14 @@ func TestSmartWorkerNotBelieved(t *testing.T) {
 				t.Fatalf("a worker the preloader did not fork was accepted (pid %d)", w.PID())
 			}
 			t.Logf("refused: %v", err)
+			// A connection made is already queued on the listener (Spawn has
+			// returned), so the accept finds it at once if there is one; the
+			// deadline only ends the wait when there is none.
+			canary.SetDeadline(time.Now().Add(200 * time.Millisecond))
+			if c, err := canary.Accept(); err == nil {
+				c.Close()
+				t.Fatal("the core connected through the socket the app pointed elsewhere")
+			}
 			if sm.Preloader() == 0 {
 				t.Fatal("the core killed the preloader while refusing the worker")
 			}

@@ -187,7 +187,12 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 		pipes[i] = [2]*os.File{r, w}
 	}
 	statusR := pipes[2][0]
-	defer statusR.Close()
+	keepStatus := false // a ready worker keeps it for backtraces
+	defer func() {
+		if !keepStatus {
+			statusR.Close()
+		}
+	}()
 
 	p := &Process{
 		workDir: work,
@@ -212,8 +217,9 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 	}
 
 	lines := make(chan []byte, 1)
+	statusBuf := bufio.NewReaderSize(statusR, 4096)
 	go func() {
-		line, _ := bufio.NewReaderSize(statusR, 4096).ReadBytes('\n')
+		line, _ := statusBuf.ReadBytes('\n')
 		lines <- line
 	}()
 	timer := time.NewTimer(s.cfg.StartTimeout)
@@ -231,11 +237,16 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 	forkFailed := func(summary, details string, err error) error {
 		// Whatever was forked must not live on: find it by its socket —
 		// but kill it only if it is the preloader's child and the app's,
-		// never whatever process the app pointed its socket at.
-		if pid, pidfd, perr := s.worker(socket, pre.PID()); perr == nil {
-			unix.PidfdSendSignal(int(pidfd.Fd()), syscall.SIGKILL, nil, 0)
-			syscall.Kill(-pid, syscall.SIGKILL)
-			pidfd.Close()
+		// never whatever process the app pointed its socket at. The work
+		// directory is taken back first and the socket checked, so the
+		// look-up never connects through a symlink the app planted there
+		// (to the preloader's control socket, say, or the admin socket).
+		if s.lockWorkDir(work, socket) == nil {
+			if pid, pidfd, perr := s.worker(socket, pre.PID()); perr == nil {
+				unix.PidfdSendSignal(int(pidfd.Fd()), syscall.SIGKILL, nil, 0)
+				syscall.Kill(-pid, syscall.SIGKILL)
+				pidfd.Close()
+			}
 		}
 		p.waitReaders(time.Second)
 		os.RemoveAll(work)
@@ -270,6 +281,8 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 		return nil, forkFailed("cannot watch the worker process", "", err)
 	}
 	p.concurrency = h.Concurrency
+	p.bt = watchBacktraces(statusR, statusBuf)
+	keepStatus = true
 	p.log.Store(s.log.With("app", s.cfg.App, "pid", pid))
 	p.output.Store(s.cfg.Output.With("app", s.cfg.App, "pid", pid))
 	p.out.stopKeeping()
@@ -308,6 +321,13 @@ func (p *Process) watchPidfd(pid int, f *os.File) error {
 		return err
 	}
 	p.pid = pid
+	p.signalOne = func(sig syscall.Signal) error {
+		var err error
+		raw.Control(func(fd uintptr) {
+			err = unix.PidfdSendSignal(int(fd), sig, nil, 0)
+		})
+		return err
+	}
 	p.sendSignal = func(sig syscall.Signal) error {
 		var err error
 		raw.Control(func(fd uintptr) {

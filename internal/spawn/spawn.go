@@ -214,7 +214,12 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 	if err != nil {
 		return nil, fail("cannot create status pipe", err)
 	}
-	defer statusR.Close()
+	keepStatus := false // a ready app process keeps it for backtraces
+	defer func() {
+		if !keepStatus {
+			statusR.Close()
+		}
+	}()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		statusW.Close()
@@ -272,8 +277,9 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 	p.addr = &net.UnixAddr{Name: socket, Net: "unix"}
 
 	lines := make(chan []byte, 1)
+	statusBuf := bufio.NewReaderSize(statusR, 4096)
 	go func() {
-		line, _ := bufio.NewReaderSize(statusR, 4096).ReadBytes('\n')
+		line, _ := statusBuf.ReadBytes('\n')
 		lines <- line
 	}()
 	timer := time.NewTimer(s.cfg.StartTimeout)
@@ -316,6 +322,10 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 	}
 	p.concurrency = h.Concurrency
 	p.preloader = h.Preloader
+	if !p.preloader {
+		p.bt = watchBacktraces(statusR, statusBuf)
+		keepStatus = true
+	}
 	p.out.stopKeeping()
 	msg := "process ready"
 	if p.preloader {
@@ -343,6 +353,8 @@ func (s *Spawner) newExecProcess(cmd *exec.Cmd, work string, outR, errR *os.File
 		}
 		return nil
 	}
+	// os.Process knows when the process has been reaped.
+	p.signalOne = func(sig syscall.Signal) error { return cmd.Process.Signal(sig) }
 	p.readers.Add(2)
 	go p.pipeLines(outR, "stdout")
 	go p.pipeLines(errR, "stderr")
@@ -505,6 +517,11 @@ type Process struct {
 	output      atomic.Pointer[slog.Logger] // where its output lines go
 	// sendSignal signals the process and its group; valid until done.
 	sendSignal func(syscall.Signal) error
+	// signalOne signals the process alone (not its children).
+	signalOne func(syscall.Signal) error
+	// bt reads the backtraces a loader writes on demand; nil for generic
+	// apps and preloaders.
+	bt *backtraces
 	// release frees what watching the process holds (a pidfd).
 	release func()
 }
@@ -585,6 +602,9 @@ func (p *Process) cleanup() {
 	syscall.Kill(-p.pid, syscall.SIGKILL)
 	if p.release != nil {
 		p.release()
+	}
+	if p.bt != nil {
+		p.bt.close()
 	}
 	os.RemoveAll(p.workDir)
 }

@@ -5,9 +5,12 @@
 // directory and reports whether it did so. Everything it does not serve —
 // other methods, directories, missing files, dotfiles, suspicious paths, I/O
 // errors — falls through untouched (nothing written, false returned) so the
-// caller can hand the request to the application instead. Paths are never
-// rewritten or redirected: a path is either served exactly as requested or
-// not at all.
+// caller can hand the request to the application instead. A path ending
+// in '/' is the directory's index.html (as Passenger behind nginx, Rails'
+// static server and other web servers serve it), and a directory named
+// without the '/' that has an index.html is redirected (301) to the name
+// with it, so that relative links in the page resolve; a directory is never
+// listed. Other paths are served exactly as requested or not at all.
 //
 // Files are opened through an [os.Root], so no path, however encoded, and no
 // symlink can reach outside the root unless Options.FollowSymlinks is set.
@@ -180,7 +183,12 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) bool {
 	if h.root == nil || h.closed.Load() || r.URL == nil || r.URL.Opaque != "" {
 		return false
 	}
-	rel, ok := cleanPath(r.URL.Path)
+	p := r.URL.Path
+	index := strings.HasSuffix(p, "/")
+	if index {
+		p += indexFile
+	}
+	rel, ok := cleanPath(p)
 	if !ok {
 		return false
 	}
@@ -195,6 +203,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) bool {
 	// cached copy. Non-regular files (directories, FIFOs, devices) are never
 	// opened, so a FIFO cannot block us.
 	fi, err := h.stat(rel)
+	if err == nil && fi.IsDir() && !index {
+		return h.redirectToDir(w, r, rel)
+	}
 	if err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
@@ -232,6 +243,27 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	h.serveFile(w, r, rel, f, fi)
+	return true
+}
+
+// indexFile is what a path ending in '/' serves from that directory.
+const indexFile = "index.html"
+
+// redirectToDir answers a directory named without its trailing '/' that
+// has an index file with a redirect to the name with it. The Location is
+// relative (./NAME/), so that it holds under any base URI the app is
+// mounted at, which this handler does not know.
+func (h *Handler) redirectToDir(w http.ResponseWriter, r *http.Request, rel string) bool {
+	if fi, err := h.stat(rel + "/" + indexFile); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	esc := r.URL.EscapedPath()
+	loc := "./" + esc[strings.LastIndexByte(esc, '/')+1:] + "/"
+	if r.URL.RawQuery != "" {
+		loc += "?" + r.URL.RawQuery
+	}
+	w.Header().Set("Location", loc)
+	w.WriteHeader(http.StatusMovedPermanently)
 	return true
 }
 

@@ -45,6 +45,8 @@ func fixture(t testing.TB) (tmp, pub string) {
 	mkdir(t, filepath.Join(pub, "dir"))
 	write(t, filepath.Join(pub, "dir", "index.html"), "<p>index</p>")
 	write(t, filepath.Join(pub, "dir", "a.txt"), "nested")
+	mkdir(t, filepath.Join(pub, "sub"))
+	write(t, filepath.Join(pub, "sub", "b.txt"), "no index here")
 	mkdir(t, filepath.Join(pub, ".git"))
 	write(t, filepath.Join(pub, ".git", "config"), "[core]")
 	write(t, filepath.Join(pub, ".env"), "SECRET=1")
@@ -261,9 +263,10 @@ func TestFallThrough(t *testing.T) {
 		{"put", "PUT", "/hello.txt"},
 		{"delete", "DELETE", "/hello.txt"},
 		{"options", "OPTIONS", "/hello.txt"},
-		{"root", "GET", "/"},
-		{"directory", "GET", "/dir"},
-		{"directory slash", "GET", "/dir/"},
+		{"root without index.html", "GET", "/"},
+		{"directory without index.html", "GET", "/sub"},
+		{"directory without index.html, slash", "GET", "/sub/"},
+		{"dot directory slash", "GET", "/.git/"},
 		{"file with slash", "GET", "/hello.txt/"},
 		{"missing", "GET", "/nope.txt"},
 		{"missing nested", "GET", "/nope/x.txt"},
@@ -455,7 +458,8 @@ func TestTraversalRealServer(t *testing.T) {
 		{"/a%00b", "APP"},
 		{"/.git/config", "APP"},
 		{"/%2egit/config", "APP"},
-		{"/dir/", "APP"},
+		{"/dir/", "<p>index</p>"},
+		{"/sub/", "APP"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.target, func(t *testing.T) {
@@ -1056,4 +1060,39 @@ func FuzzServe(f *testing.F) {
 			t.Fatalf("%q served a dotfile", target)
 		}
 	})
+}
+
+// A directory's index.html answers DIR/; DIR redirects there when it has
+// one. Nothing is ever listed.
+func TestDirectoryIndex(t *testing.T) {
+	_, pub := fixture(t)
+	write(t, filepath.Join(pub, "index.html"), "<p>home</p>")
+	for _, cached := range []bool{true, false} {
+		opts := Options{}
+		if !cached {
+			opts.CacheMaxEntries = -1
+		}
+		h := newHandler(t, pub, opts)
+		for _, tc := range []struct{ path, body string }{{"/dir/", "<p>index</p>"}, {"/", "<p>home</p>"}} {
+			w, ok := get(t, h, tc.path)
+			if !ok || w.Code != 200 || w.Body.String() != tc.body || w.Header().Get("Content-Type") != "text/html; charset=utf-8" {
+				t.Errorf("GET %s: served %v, %d %q %q", tc.path, ok, w.Code, w.Header().Get("Content-Type"), w.Body.String())
+			}
+		}
+		w, ok := do(t, h, httptest.NewRequest(http.MethodHead, "/dir/", nil))
+		if !ok || w.Code != 200 || w.Header().Get("Content-Length") != "12" {
+			t.Errorf("HEAD /dir/: served %v, %d %v", ok, w.Code, w.Header())
+		}
+		for target, loc := range map[string]string{"/dir": "./dir/", "/dir?a=1&b": "./dir/?a=1&b"} {
+			w, ok := get(t, h, target)
+			if !ok || w.Code != http.StatusMovedPermanently || w.Header().Get("Location") != loc {
+				t.Errorf("GET %s: served %v, %d Location %q, want 301 to %s", target, ok, w.Code, w.Header().Get("Location"), loc)
+			}
+		}
+		for _, p := range []string{"/sub", "/sub/", "/hello.txt/", "/nope/"} {
+			if w, ok := get(t, h, p); ok {
+				t.Errorf("GET %s: served %d %q, want fall-through (no index.html: never a listing)", p, w.Code, w.Body.String())
+			}
+		}
+	}
 }

@@ -15,7 +15,8 @@ import (
 
 // Options say how the web server reaches Ferry and where it listens.
 type Options struct {
-	// Socket is Ferry's Unix socket (--socket); used when set.
+	// Socket is Ferry's Unix socket; used when set. Default: the
+	// configuration's --socket (socket_file), if any.
 	Socket string
 	// Address is Ferry's host:port otherwise.
 	Address string
@@ -46,6 +47,9 @@ type hostGroup struct {
 func build(cfg *config.Config, o Options) data {
 	if o.Listen == "" {
 		o.Listen = "80"
+	}
+	if o.Socket == "" && o.Address == "" {
+		o.Socket = cfg.Socket
 	}
 	if o.Socket == "" && o.Address == "" {
 		o.Address = cfg.ListenAddr()
@@ -106,8 +110,20 @@ func Apache(w io.Writer, cfg *config.Config, o Options) error {
 	return apacheTmpl.Execute(w, build(cfg, o))
 }
 
+// ApacheModules are the modules `ferry apache-config`'s output needs
+// beyond those a stock Debian Apache has enabled (alias, authz_core, mime):
+// reverse proxying over HTTP (WebSockets included, upgrade=websocket),
+// RequestHeader, and the rewrite rules that send what public/ lacks to
+// Ferry.
+var ApacheModules = []string{"proxy", "proxy_http", "headers", "rewrite"}
+
 var funcs = template.FuncMap{
-	"join": strings.Join,
+	"join":    strings.Join,
+	"modules": func() string { return strings.Join(ApacheModules, " ") },
+	// A bare port listens on IPv6 too, as Debian's default site does:
+	// otherwise a client reaching nginx over IPv6 (curl http://localhost/
+	// tries ::1 first) gets the default site instead of the app.
+	"portOnly": func(l string) bool { return strings.Trim(l, "0123456789") == "" },
 	"quote": func(s string) string {
 		return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 	},
@@ -131,6 +147,10 @@ var nginxTmpl = template.Must(template.New("nginx").Funcs(funcs).Parse(`# nginx 
 # else to Ferry{{if .Socket}} on its Unix socket {{.Socket}}{{else}} at {{.Address}}{{end}}.
 # Start Ferry with the same apps{{if .Socket}} and --socket {{.Socket}}{{end}}, and let
 # it trust the client address nginx passes: --trusted-proxies {{if .Socket}}unix{{else}}127.0.0.1/32{{end}}.
+{{- if .Socket}}
+# nginx's user must be allowed to connect to the socket: on Debian, where it
+# runs as www-data, start Ferry with --socket-group www-data.
+{{- end}}
 # Put this in the http {} context (e.g. /etc/nginx/conf.d/ferry.conf).
 
 upstream ferry {
@@ -144,8 +164,18 @@ map $http_upgrade $ferry_connection_upgrade {
 }
 {{range .Hosts}}
 server {
-    listen {{$.Listen}}{{if not .Names}} default_server{{end}};
-    server_name {{if .Names}}{{join .Names " "}}{{else}}_{{end}};
+    listen {{$.Listen}};
+{{- if portOnly $.Listen}}
+    listen [::]:{{$.Listen}};
+{{- end}}
+{{- if .Names}}
+    server_name {{join .Names " "}};
+{{- else}}
+    # No server_names: this is port {{$.Listen}}'s default server only if no other
+    # server says default_server (Debian's sites-enabled/default does: give
+    # the app server_names, or remove that link).
+    server_name _;
+{{- end}}
     # Ferry buffers request bodies itself and applies its own limit.
     client_max_body_size 0;
     # Like Ferry, never serve dotfiles (.git, .env) from public/.
@@ -178,10 +208,15 @@ server {
 var apacheTmpl = template.Must(template.New("apache").Funcs(funcs).Parse(`# Apache httpd configuration for Ferry, from 'ferry apache-config'.
 # Apache serves each app's public/ directory itself and proxies everything
 # else to Ferry{{if .Socket}} on its Unix socket {{.Socket}}{{else}} at {{.Address}}{{end}}.
-# Needs mod_proxy, mod_proxy_http and mod_rewrite (a2enmod proxy proxy_http rewrite)
-# and Apache 2.4.47 or later for WebSockets (upgrade=websocket).
+# Needs Apache 2.4.47 or later (WebSockets with upgrade=websocket) and the
+# modules: a2enmod {{modules}}
+# (besides alias, authz_core and mime, which Debian enables by default).
 # Start Ferry with the same apps{{if .Socket}} and --socket {{.Socket}}{{end}}, and let
 # it trust the client address Apache passes: --trusted-proxies {{if .Socket}}unix{{else}}127.0.0.1/32{{end}}.
+{{- if .Socket}}
+# Apache's user must be allowed to connect to the socket: on Debian, where it
+# runs as www-data, start Ferry with --socket-group www-data.
+{{- end}}
 {{range .Hosts}}
 <VirtualHost *:{{$.Listen}}>
 {{- if .Names}}

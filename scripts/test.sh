@@ -36,8 +36,13 @@ echo "== go vet"
 go vet ./...
 ./scripts/monitoring.sh
 echo "== go test -race"
-go test -race -count=1 -timeout 15m ./...
+go test -race -count=1 -timeout 25m ./...
 echo "== http-cache-tests (the turbocache against RFC 9111's third-party suite)"
 scripts/conformance/http-cache-tests.sh
 echo "== Debian package (build, lintian, dpkg -i, serve, purge)"
 ./scripts/deb.sh
+echo "== h2spec (HTTP/2 conformance of the TLS listener)"
+./scripts/conformance/h2spec.sh
+
+# Kubernetes manifests and Helm chart (Helm from tools/go.mod).
+scripts/deploy.sh

@@ -51,7 +51,9 @@ type Server struct {
 	Daemonize bool
 	// InstanceRegistryDir is where instance directories are created.
 	InstanceRegistryDir string
-	// ShutdownTimeout bounds graceful shutdown.
+	// ShutdownTimeout bounds how long requests in flight may take to
+	// finish once the core stops accepting (after --drain-delay); then
+	// their connections are closed and the apps stopped. Default 20 s.
 	ShutdownTimeout time.Duration
 	// RequestBufferMemory is how much of a request body stays in memory.
 	RequestBufferMemory int64
@@ -72,6 +74,7 @@ type Server struct {
 	Ignored map[string]string
 
 	Front        // front.go
+	Drain        // drain.go
 	Security     // security.go
 	Passenger    // passenger.go
 	SocketAccess // socketaccess.go

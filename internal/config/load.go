@@ -31,6 +31,10 @@ func DefaultServer() Server {
 		TurbocacheMaxEntries:        10000,
 		TurbocacheMaxBytes:          64 << 20,
 		TurbocacheMaxEntrySize:      1 << 20,
+
+		// turbocache.go
+		TurbocacheMaxVariants:        32,
+		TurbocacheStaleIfUnreachable: 10 * time.Second,
 	}
 }
 

@@ -145,6 +145,8 @@ type request struct {
 	// client must see the response truncated.
 	abort bool
 	done  bool // the request path returned normally
+	// fill: the turbocache's, when the response may be stored.
+	fill *turbocache.Fill
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}
@@ -231,11 +233,14 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 		rq.w.immutable = false
 		if served {
 			app.Metrics.CacheHit()
+			if f != nil { // stale-while-revalidate: one background revalidation
+				go h.revalidate(app, f.Request(r), f, rq.scheme)
+			}
 			return
 		}
 		if f != nil {
 			app.Metrics.CacheMiss()
-			fill = f
+			fill, rq.fill = f, f
 			defer fill.Done()
 		}
 	}
@@ -423,6 +428,9 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	if app.Cache != nil {
 		app.Cache.Invalidate(r, x.Resp.StatusCode, x.Resp.Header) // unsafe methods only
 	}
+	if fill != nil && h.cacheAnswered(rq, fill, x) {
+		return false
+	}
 	var capture *proxy.Capture
 	if fill != nil {
 		// The cache gets the app's own head and body, before the front
@@ -513,6 +521,9 @@ func (h *Handler) checkRestart(r *http.Request, app *App) {
 func (h *Handler) fail(rq *request, r *http.Request, err error) {
 	if errors.Is(err, errClientGone) || (errors.Is(err, context.Canceled) && r.Context().Err() != nil) {
 		rq.status = StatusClientClosed
+		return
+	}
+	if h.staleOnError(rq, err) {
 		return
 	}
 	dev := rq.app != nil && rq.app.Development

@@ -40,7 +40,8 @@ func TestGenericApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The app dir of a generic app holds nothing Ferry recognises.
-	f := startFerry(t, t.TempDir(), "--app-start-command", bin+" --port-is $PORT", "--max-pool-size", "2")
+	// --trusted-proxies none: this client on loopback is not a proxy.
+	f := startFerry(t, t.TempDir(), "--app-start-command", bin+" --port-is $PORT", "--max-pool-size", "2", "--trusted-proxies", "none")
 	f.waitLog(`app_type=generic`)
 
 	if code, body := f.get("/"); code != 200 || body != "hello from go" {

@@ -423,7 +423,8 @@ func TestTrustedProxies(t *testing.T) {
 	spoof := http.Header{"X-Forwarded-For": {"198.51.100.1, 203.0.113.9"}, "X-Forwarded-Proto": {"https"},
 		"X-Forwarded-Host": {"evil.example"}, "X-Real-Ip": {"6.6.6.6"}, "Forwarded": {"for=6.6.6.6"}}
 	t.Run("untrusted peers are not believed", func(t *testing.T) {
-		f := startFerry(t, fixture(t, "wsgi/echo"))
+		// Loopback is trusted by default (the local hop); none: no one.
+		f := startFerry(t, fixture(t, "wsgi/echo"), "--trusted-proxies", "none")
 		_, out := f.do("GET", "/echo", nil, spoof)
 		e := decodeEcho(t, out)
 		if e.RemoteAddr != "127.0.0.1" || e.URLScheme != "http" {

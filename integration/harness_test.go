@@ -46,6 +46,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build ferry:", err)
 		os.Exit(1)
 	}
+	// Every ferry the tests start stops at once on SIGTERM, unless a test
+	// asks for a drain delay (flags win over the environment).
+	os.Setenv("FERRY_DRAIN_DELAY", "0")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -577,7 +577,8 @@ func TestHeaderNameCollisions(t *testing.T) {
 	} {
 		t.Run(app.name, func(t *testing.T) {
 			needInterp(t, app.interp)
-			f := startFerry(t, fixture(t, app.fixture))
+			// This loopback client is no proxy: trust no one.
+			f := startFerry(t, fixture(t, app.fixture), "--trusted-proxies", "none")
 			c, err := net.Dial("tcp", strings.TrimPrefix(f.URL, "http://"))
 			if err != nil {
 				t.Fatal(err)

@@ -132,8 +132,8 @@ func TestStatus(t *testing.T) {
 		}
 		// Options as users write them: keys of Passengerfile.json, seconds.
 		if !strings.Contains(out, "Configuration in effect") || !regexp.MustCompile(`\napp\[0\]\.min_instances\s+2\n`).MatchString(out) ||
-			!regexp.MustCompile(`\nshutdown_timeout\s+30\n`).MatchString(out) {
-			t.Errorf("no configuration with app[0].min_instances 2 and shutdown_timeout 30 in:\n%s", out)
+			!regexp.MustCompile(`\nshutdown_timeout\s+20\n`).MatchString(out) {
+			t.Errorf("no configuration with app[0].min_instances 2 and shutdown_timeout 20 in:\n%s", out)
 		}
 	})
 

@@ -87,7 +87,7 @@ func daemonize(cfg *config.Config, args []string) error {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
-		case <-time.After(cfg.ShutdownTimeout + 5*time.Second):
+		case <-time.After(cfg.DrainDelay + cfg.ShutdownTimeout + cfg.AppStopTimeout + 5*time.Second):
 			cmd.Process.Kill()
 		}
 		return fmt.Errorf("start: %v; ferry stopped again (log: %s)", err, logFile)

@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/core"
 	"github.com/ferry-server/ferry/internal/logs"
+	"github.com/ferry-server/ferry/internal/pid1"
 )
 
 const startHelp = `Usage: ferry start [APP_DIR] [options]
@@ -36,6 +37,11 @@ func start(ctx context.Context, args []string) error {
 		config.PrintStartUsage(os.Stdout)
 		return flag.ErrHelp
 	}
+	if pid1.Needed() {
+		// A container's first process: reap orphans and forward signals
+		// to the core, which runs as our child.
+		os.Exit(pid1.Run())
+	}
 	environ := os.Environ()
 	cfg, err := config.Load(args, environ)
 	if err != nil {
@@ -51,8 +57,21 @@ func start(ctx context.Context, args []string) error {
 	}
 	defer out.Close()
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// SIGTERM drains (readiness off, --drain-delay, then no new
+	// connections); SIGINT skips the delay; a second signal ends it.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	stopSigs := make(chan os.Signal, 2)
+	// Never stopped: a stop signal that comes while Ferry exits (say,
+	// after it printed why it could not start) must not kill it by the
+	// default action and lose its exit status.
+	signal.Notify(stopSigs, syscall.SIGINT, syscall.SIGTERM)
+	hurry := make(chan struct{})
+	go func() {
+		stop(core.StopSignal{Signal: <-stopSigs})
+		<-stopSigs
+		close(hurry)
+	}()
 	// A client that vanishes mid-write must not kill the core.
 	signal.Ignore(syscall.SIGPIPE)
 	// logrotate: SIGUSR1 reopens the log files.
@@ -97,6 +116,7 @@ func start(ctx context.Context, args []string) error {
 	}()
 	err = core.Run(ctx, core.Options{
 		Upgrades: upgrades,
+		Hurry:    hurry,
 		Config:   cfg,
 		Logs:     out,
 		Version:  version,

@@ -61,7 +61,10 @@ type Source interface {
 	Apps() []App
 	// Requests lists the requests in flight.
 	Requests() any
-	// Ready is false while the core drains for shutdown.
+	// Probes serves GET /health (liveness) and GET /ready (readiness);
+	// the same answers as on the --metrics-address listener.
+	Probes() http.Handler
+	// Ready is the readiness /ready reports, as a bool.
 	Ready() bool
 	// Metrics serves the Prometheus exposition.
 	Metrics() http.Handler
@@ -122,8 +125,8 @@ func Listen(dir string, src Source, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /logs", read(http.HandlerFunc(s.logsHandler)))
 	// Health answers without a token: load balancers and probes have none,
 	// and it reveals nothing.
-	mux.Handle("GET /health", s.handle(s.health))
-	mux.Handle("GET /ready", http.HandlerFunc(s.ready))
+	mux.Handle("GET /health", src.Probes())
+	mux.Handle("GET /ready", src.Probes())
 	// Signals app processes, and shows their code's paths: admin only.
 	mux.Handle("GET /backtraces", admin(s.handle(s.backtraces)))
 	mux.Handle("POST /apps/{name}/restart", admin(s.handle(s.restart)))
@@ -307,20 +310,6 @@ func PoolOf(apps []App, cpu *procstat.Tracker) PoolStatus {
 
 func (s *Server) requests(*http.Request) (any, error) {
 	return map[string]any{"requests": s.src.Requests()}, nil
-}
-
-func (s *Server) health(*http.Request) (any, error) {
-	return map[string]any{"live": true, "ready": s.src.Ready()}, nil
-}
-
-// ready answers 200 while the core takes traffic and 503 while it drains,
-// for load balancers and Kubernetes readiness probes.
-func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
-	if s.src.Ready() {
-		writeJSON(w, http.StatusOK, map[string]bool{"ready": true})
-		return
-	}
-	writeJSON(w, http.StatusServiceUnavailable, map[string]bool{"ready": false})
 }
 
 func (s *Server) group(r *http.Request) (*pool.Group, error) {

@@ -51,7 +51,9 @@ type Server struct {
 	Daemonize bool
 	// InstanceRegistryDir is where instance directories are created.
 	InstanceRegistryDir string
-	// ShutdownTimeout bounds graceful shutdown.
+	// ShutdownTimeout bounds how long requests in flight may take to
+	// finish once the core stops accepting (after --drain-delay); then
+	// their connections are closed and the apps stopped. Default 20 s.
 	ShutdownTimeout time.Duration
 	// RequestBufferMemory is how much of a request body stays in memory.
 	RequestBufferMemory int64
@@ -64,11 +66,15 @@ type Server struct {
 	TurbocacheMaxEntries   int
 	TurbocacheMaxBytes     int64
 	TurbocacheMaxEntrySize int64
+	// TurbocacheMaxVariants and TurbocacheStaleIfUnreachable: turbocache.go.
+	TurbocacheMaxVariants        int
+	TurbocacheStaleIfUnreachable time.Duration
 	// Ignored records options that are accepted for Passenger compatibility
 	// but have no effect in Ferry (name → why).
 	Ignored map[string]string
 
 	Front        // front.go
+	Drain        // drain.go
 	Security     // security.go
 	Passenger    // passenger.go
 	SocketAccess // socketaccess.go

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,10 +42,11 @@ type Front struct {
 	// HTTP2 offers HTTP/2 to TLS clients (ALPN "h2") (--http2). Default
 	// true. Requests reach apps as HTTP/1.1 either way.
 	HTTP2 bool
-	// FastPath answers static files and turbocache hits on plain HTTP/1.1
-	// connections (TCP and --socket) with Ferry's lean HTTP/1.1 reader and
-	// writer rather than net/http (--fast-path). Default true.
-	FastPath bool
+	// LeanPath serves plain GET and HEAD requests on plain HTTP/1.1
+	// connections (TCP and --socket) with Ferry's lean HTTP/1.1 engine
+	// rather than net/http (--lean-path, or its old name --fast-path).
+	// Default true.
+	LeanPath bool
 
 	// Socket listens on this Unix socket, instead of TCP unless
 	// SocketAndTCP is set (--socket; Passenger's socket_file). Default "":
@@ -88,10 +90,12 @@ type Front struct {
 	MaxConnections int
 
 	// TrustedProxies are the peers whose X-Forwarded-For and
-	// X-Forwarded-Proto are believed (--trusted-proxies): CIDRs, addresses,
-	// "loopback", "private", or "unix" for the Unix socket. From any other
-	// peer those headers (and X-Forwarded-Host, -Port, -Prefix, X-Real-IP,
-	// Forwarded) are dropped. Default: none.
+	// X-Forwarded-Proto (or Forwarded) are believed (--trusted-proxies):
+	// CIDRs, addresses, "loopback", "private", or "unix" for the Unix
+	// socket; "none" trusts no one. From any other peer those headers (and
+	// X-Forwarded-Host, -Port, -Prefix, X-Real-IP) are dropped. Default:
+	// loopback and unix, the local hop (a web server on the same machine),
+	// as gunicorn's forwarded_allow_ips and Rails' trusted proxies do.
 	TrustedProxies []string
 	// TrustedNets and TrustUnix are TrustedProxies, parsed.
 	TrustedNets []netip.Prefix `json:"-"`
@@ -209,7 +213,6 @@ func init() {
 		frontOpt("ssl-port", "0", "serve HTTPS on this `PORT` and plain HTTP on --port (0: --ssl makes --port HTTPS)", func(f *Front) flag.Value { return (*intValue)(&f.SSLPort) }),
 		frontOpt("ssl-redirect", "false", "answer plain HTTP on --port with a redirect to HTTPS on --ssl-port", func(f *Front) flag.Value { return (*boolValue)(&f.SSLRedirect) }),
 		frontOpt("ssl-min-version", "1.2", "oldest TLS `VERSION` accepted: 1.2 or 1.3", func(f *Front) flag.Value { return (*strValue)(&f.SSLMinVersion) }),
-		frontOpt("fast-path", "true", "answer static files and cache hits on plain HTTP/1.1 connections without net/http (--fast-path=false: net/http serves every request)", func(f *Front) flag.Value { return (*boolValue)(&f.FastPath) }),
 		frontOpt("http2", "true", "offer HTTP/2 to HTTPS clients (--http2=false: HTTP/1.1 only)", func(f *Front) flag.Value { return (*boolValue)(&f.HTTP2) }),
 		frontOpt("socket", "", "listen on this Unix socket `FILE` instead of TCP (with --socket-and-tcp: beside it)", func(f *Front) flag.Value { return (*strValue)(&f.Socket) }).withKey("socket_file").short("S"),
 		frontOpt("socket-mode", "0660", "permission `MODE` of --socket (octal)", func(f *Front) flag.Value { return (*modeValue)(&f.SocketMode) }),
@@ -223,7 +226,7 @@ func init() {
 		frontOpt("max-header-size", "64k", "largest request line and headers together (`BYTES`); larger ones get 431", func(f *Front) flag.Value { return (*bytesValue)(&f.MaxHeaderSize) }),
 		frontOpt("max-uri-length", "8k", "longest request target (`BYTES`); longer ones get 414", func(f *Front) flag.Value { return (*bytesValue)(&f.MaxURILength) }),
 		frontOpt("max-connections", "10000", "most client connections open at once (`N`; 0 = unlimited); more wait in the backlog", func(f *Front) flag.Value { return (*intValue)(&f.MaxConnections) }),
-		frontOpt("trusted-proxies", "", "believe X-Forwarded-For/-Proto from these peers (`CIDR`s, addresses, loopback, private, unix; repeatable or comma-separated; default none)", func(f *Front) flag.Value { return (*listValue)(&f.TrustedProxies) }),
+		frontOpt("trusted-proxies", "", "believe X-Forwarded-For/-Proto/-Host and Forwarded from these peers (`CIDR`s, addresses, loopback, private, unix, or none; repeatable or comma-separated; default loopback,unix)", func(f *Front) flag.Value { return (*listValue)(&f.TrustedProxies) }),
 		frontOpt("access-log", "", "write the access log to this `FILE`, - (standard error) or off (default: Ferry's log)", func(f *Front) flag.Value { return (*strValue)(&f.AccessLog) }),
 		frontOpt("access-log-format", "text", "access log `FORMAT`: text, combined or json", func(f *Front) flag.Value { return (*strValue)(&f.AccessLogFormat) }),
 		frontOpt("gzip", "true", "gzip responses of --gzip-types for clients that accept it (--gzip=false: never)", func(f *Front) flag.Value { return (*boolValue)(&f.Gzip) }),
@@ -372,12 +375,27 @@ var namedNets = map[string][]netip.Prefix{
 		netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("fc00::/7")},
 }
 
+// DefaultTrustedProxies are trusted when --trusted-proxies is not given:
+// the local hop, which only this machine's own processes can be.
+var DefaultTrustedProxies = []string{"loopback", "unix"}
+
 // ParseTrustedProxies reads --trusted-proxies: CIDRs ("10.0.0.0/8"),
 // addresses ("192.0.2.7", a /32 or /128), "loopback", "private" (RFC 1918
-// and unique local addresses) and "unix" (connections on --socket).
+// and unique local addresses), "unix" (connections on --socket), or "none"
+// alone. Nothing given means DefaultTrustedProxies.
 func ParseTrustedProxies(vs []string) (nets []netip.Prefix, unix bool, err error) {
+	toks := splitList(vs)
+	if len(toks) == 0 {
+		toks = DefaultTrustedProxies
+	}
+	if slices.ContainsFunc(toks, func(s string) bool { return strings.EqualFold(s, "none") }) {
+		if len(toks) > 1 {
+			return nil, false, fmt.Errorf("none trusts no one and cannot be combined with %q", slices.DeleteFunc(slices.Clone(toks), func(s string) bool { return strings.EqualFold(s, "none") }))
+		}
+		return nil, false, nil
+	}
 	var errs []error
-	for _, tok := range splitList(vs) {
+	for _, tok := range toks {
 		switch t := strings.ToLower(tok); {
 		case t == "unix":
 			unix = true
@@ -393,7 +411,7 @@ func ParseTrustedProxies(vs []string) (nets []netip.Prefix, unix bool, err error
 		default:
 			a, aerr := netip.ParseAddr(t)
 			if aerr != nil || a.Zone() != "" {
-				errs = append(errs, fmt.Errorf("%q is not an address, a CIDR, loopback, private or unix", tok))
+				errs = append(errs, fmt.Errorf("%q is not an address, a CIDR, loopback, private, unix or none", tok))
 				continue
 			}
 			a = a.Unmap()

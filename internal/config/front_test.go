@@ -23,7 +23,7 @@ func TestFrontDefaults(t *testing.T) {
 	if f.SSL || f.SSLPort != 0 || f.SSLMinVersion != "1.2" || !f.HTTP2 || f.Socket != "" || f.SocketMode != 0o660 ||
 		f.SocketBacklog != 2048 || f.ClientMaxBodySize != 1<<30 || f.ClientHeaderTimeout != 30*time.Second ||
 		f.ClientBodyTimeout != 60*time.Second || f.ClientWriteTimeout != 60*time.Second || f.KeepaliveTimeout != 120*time.Second ||
-		f.MaxHeaderSize != 64<<10 || f.MaxURILength != 8<<10 || f.MaxConnections != 10000 || len(f.TrustedNets) != 0 || f.TrustUnix ||
+		f.MaxHeaderSize != 64<<10 || f.MaxURILength != 8<<10 || f.MaxConnections != 10000 || !slices.Equal(f.TrustedNets, namedNets["loopback"]) || !f.TrustUnix ||
 		f.AccessLog != "" || f.AccessLogFormat != "text" || !f.Gzip || f.GzipLevel != 5 || f.GzipMinSize != 512 ||
 		!slices.Equal(f.GzipTypes, DefaultGzipTypes) {
 		t.Fatalf("front defaults: %+v", f)
@@ -122,4 +122,28 @@ func selfSigned(t *testing.T) (cert, key string) {
 	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return cert, key
+}
+
+// TestLeanPathOldName: --fast-path, the old name of --lean-path, still
+// sets it, from every source; an explicit false is not undone by the
+// default of the new name.
+func TestLeanPathOldName(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want bool
+	}{
+		{nil, nil, true},
+		{nil, []string{"--lean-path=false"}, false},
+		{nil, []string{"--fast-path=false"}, false},
+		{nil, []string{"--fast-path=false", "--lean-path"}, true},
+		{[]string{"FERRY_FAST_PATH=false"}, nil, false},
+		{[]string{"FERRY_LEAN_PATH=false"}, nil, false},
+	} {
+		dir := wsgiApp(t)
+		c := load(t, tc.env, append([]string{dir}, tc.args...)...)
+		if c.Front.LeanPath != tc.want {
+			t.Errorf("%v %v: lean path %v, want %v", tc.env, tc.args, c.Front.LeanPath, tc.want)
+		}
+	}
 }

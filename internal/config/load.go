@@ -23,13 +23,18 @@ func DefaultServer() Server {
 		Address:                     "0.0.0.0",
 		Port:                        3000,
 		LogFormat:                   "text",
-		ShutdownTimeout:             30 * time.Second,
+		ShutdownTimeout:             DefaultShutdownTimeout,
+		Drain:                       Drain{DrainDelay: DefaultDrainDelay, AppStopTimeout: DefaultAppStopTimeout},
 		RequestBufferMemory:         128 << 10,
 		ResponseBufferMemory:        1 << 20,
 		ResponseBufferHighWatermark: 128 << 20,
 		TurbocacheMaxEntries:        10000,
 		TurbocacheMaxBytes:          64 << 20,
 		TurbocacheMaxEntrySize:      1 << 20,
+
+		// turbocache.go
+		TurbocacheMaxVariants:        32,
+		TurbocacheStaleIfUnreachable: 10 * time.Second,
 	}
 }
 

@@ -82,7 +82,7 @@ func init() {
 		srv("metrics-address", "also serve Prometheus metrics (only) at http://`HOST:PORT`/metrics", func(s *Server) flag.Value { return (*strValue)(&s.MetricsAddress) }),
 		srv("daemonize", "run in the background once serving and each app with --min-instances has a process; if one cannot start, say why, stop, and exit 1 (log: APP_DIR/ferry.PORT.log unless --log-file)", func(s *Server) flag.Value { return (*boolValue)(&s.Daemonize) }).short("d"),
 		srv("instance-registry-dir", "`DIR` where instance directories are created (default: /run/ferry as root, else $XDG_RUNTIME_DIR/ferry)", func(s *Server) flag.Value { return (*strValue)(&s.InstanceRegistryDir) }),
-		srv("shutdown-timeout", "`SECONDS` graceful shutdown may take before processes are killed", func(s *Server) flag.Value { return (*secondsValue)(&s.ShutdownTimeout) }),
+		srv("shutdown-timeout", "`SECONDS` requests in flight may take to finish once accepting stops (default 20)", func(s *Server) flag.Value { return (*secondsValue)(&s.ShutdownTimeout) }),
 		srv("request-buffer-memory", "`BYTES` of a request body kept in memory before spilling to disk", func(s *Server) flag.Value { return (*bytesValue)(&s.RequestBufferMemory) }),
 		srv("response-buffer-memory", "`BYTES` of a response kept in memory before spilling to disk", func(s *Server) flag.Value { return (*bytesValue)(&s.ResponseBufferMemory) }),
 		srv("response-buffer-high-watermark", "`BYTES` of a response held for a slow client before reading from the app pauses", func(s *Server) flag.Value { return (*bytesValue)(&s.ResponseBufferHighWatermark) }),

@@ -105,6 +105,7 @@ func (s *Server) finish(p *problems) {
 		s.InstanceRegistryDir = DefaultRegistryDir()
 	}
 	s.Front.finish(p)
+	s.Drain.finish(p)
 	s.Security.finish(p)
 	s.Dashboard.finish(p)
 	s.SocketAccess.finish(p, s.Socket)

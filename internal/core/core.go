@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +29,7 @@ import (
 	"github.com/ferry-server/ferry/internal/certs"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/dashboard"
+	"github.com/ferry-server/ferry/internal/health"
 	"github.com/ferry-server/ferry/internal/identity"
 	"github.com/ferry-server/ferry/internal/instance"
 	"github.com/ferry-server/ferry/internal/loaders"
@@ -59,7 +58,16 @@ type Options struct {
 	Reloads <-chan struct{}
 	// Upgrades delivers binary upgrade requests (SIGUSR2).
 	Upgrades <-chan struct{}
+	// Hurry is closed by a second stop signal: skip what is left of the
+	// drain delay (requests in flight still get --shutdown-timeout).
+	Hurry <-chan struct{}
 }
+
+// StopSignal is the cause of Run's context ending on a signal. SIGTERM
+// drains with --drain-delay; SIGINT (Ctrl-C at a terminal) skips it.
+type StopSignal struct{ Signal os.Signal }
+
+func (s StopSignal) Error() string { return s.Signal.String() + " received" }
 
 // Run serves the configuration until ctx ends, then shuts down gracefully:
 // stop accepting, let in-flight requests finish, stop app processes, remove
@@ -116,6 +124,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		st.apps = append(st.apps, a)
 	}
 	st.reg.RegisterPoolCollector(poolSnapshots(st.current))
+	probes := health.New(st.groups, version, 0)
+	defer probes.Close()
 
 	bufferDir := inst.BufferDir()
 	if cfg.DataBufferDir != "" {
@@ -144,15 +154,20 @@ func Run(ctx context.Context, o Options) (err error) {
 	src := &source{
 		info: admin.Info{Version: version, PID: os.Getpid(), StartedAt: started,
 			Listen: front.URLs(), Instance: inst.Path(), Config: configMap(cfg)},
-		st: st, metrics: st.reg, logs: out, certs: cm,
+		st: st, metrics: st.reg, logs: out, probes: probes, certs: cm,
 	}
-	src.ready.Store(true)
 	adm, err := admin.Listen(inst.Path(), src, log)
 	if err != nil {
 		return err
 	}
 
-	if cfg.MetricsAddress != "" {
+	var ms *metricsServer
+	if cfg.MetricsAddress == "" {
+		// Handed over by an upgrade, but no longer asked for.
+		if ln, _ := inheritedMetrics(); ln != nil {
+			ln.Close()
+		}
+	} else {
 		var dash http.Handler
 		if !cfg.DashboardOff {
 			d := dashboard.New(dashboard.Options{Source: src, Auth: adm, Actions: adm.Handler(),
@@ -160,20 +175,34 @@ func Run(ctx context.Context, o Options) (err error) {
 			go d.Run(ctx)
 			dash = d.Handler()
 		}
-		stopMetrics, err := serveMetrics(cfg.MetricsAddress, st.reg, dash, log)
+		ms, err = serveMetrics(cfg.MetricsAddress, st.reg, probes.Handler(), dash, log)
 		if err != nil {
 			return err
 		}
-		defer stopMetrics()
+		defer ms.stop()
 	}
 	for _, a := range st.apps {
 		a.group.Start()
 	}
 	errc := make(chan error, 2)
+	probes.SetListening()
 	go func() { errc <- front.Serve() }()
 	go func() { errc <- adm.Serve() }()
 	for _, a := range cfg.Apps {
 		logApp(log, a)
+	}
+	_, upgrading := os.LookupEnv(supervisorNotify)
+	if !upgrading {
+		ms.start()
+	} else {
+		// The old ferry stops accepting, and leaves the probes to us, when
+		// we say READY: say it once our apps can serve, so that neither
+		// requests nor a balancer's checks meet an app still booting. An
+		// app that cannot start ends this upgrade; the old ferry serves on.
+		if err := waitAppsReady(ctx, probes, upgradeReadyTimeout(cfg)); err != nil {
+			return fmt.Errorf("upgrade: %w", err)
+		}
+		ms.start()
 	}
 	// A systemd Type=notify unit, or `ferry start --daemonize`, waits for this.
 	ready := "READY=1\nSTATUS=serving " + strconv.Itoa(len(st.apps)) + " apps on " + front.Addr().String() + "\nMAINPID=" + strconv.Itoa(os.Getpid())
@@ -204,12 +233,15 @@ wait:
 			}
 			sdnotify.Notify("READY=1")
 		case <-o.Upgrades:
-			pid, uerr := upgrade(front, log)
+			pid, uerr := upgrade(front, ms, log)
 			if uerr != nil {
 				log.Error("upgrade failed; this ferry keeps serving", "error", uerr)
 				continue
 			}
 			log.Info("upgrade: the new ferry serves; this one drains and exits", "new_pid", pid)
+			// The new ferry answers the probes on the same socket from
+			// now on; this one would only say it is draining.
+			ms.stop()
 			upgraded = true
 			break wait
 		}
@@ -220,19 +252,31 @@ wait:
 		// finish what is in flight, stop this ferry's apps.
 		log.Info("handing over to the new ferry")
 	}
-	// Load balancers asking /ready learn at once that we are leaving.
-	src.ready.Store(false)
+	// Load balancers asking /ready learn at once that we are leaving. The
+	// three steps are each bounded (docs/deploying.md has the arithmetic):
+	// serve on for --drain-delay, then stop accepting and let requests in
+	// flight finish within --shutdown-timeout, then stop the apps within
+	// --app-stop-timeout.
+	probes.StartDrain()
 	sdnotify.Notify("STOPPING=1")
-	// Requests in flight finish first, then the processes serving them stop;
-	// --shutdown-timeout bounds the whole, with a short grace for SIGTERM
-	// even when draining used it all up.
-	deadline := time.Now().Add(cfg.ShutdownTimeout)
-	drain, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	if serr := front.Shutdown(drain); serr != nil {
-		log.Warn("in-flight requests did not finish in time", "error", serr)
+	if delay := drainDelay(ctx, cfg, upgraded); delay > 0 {
+		handler.CloseConnections()
+		log.Info("draining: /ready answers 503; serving on while load balancers notice", "drain_delay", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-o.Hurry:
+			log.Info("second stop signal: ending the drain delay")
+		}
+		t.Stop()
 	}
-	stop, cancelStop := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(2*time.Second)))
+	log.Info("stopping: no new connections; requests in flight finish", "shutdown_timeout", cfg.ShutdownTimeout)
+	drain, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := front.Shutdown(drain); serr != nil || drain.Err() != nil {
+		log.Warn("in-flight requests did not finish in time; their connections are closed", "error", errors.Join(serr, drain.Err()))
+	}
+	stop, cancelStop := context.WithTimeout(context.Background(), cfg.AppStopTimeout)
 	defer cancelStop()
 	var wg sync.WaitGroup
 	for _, a := range st.current() {
@@ -265,6 +309,15 @@ type state struct {
 
 	mu   sync.Mutex
 	apps []*app
+}
+
+// groups are the pools of the current apps, for the probes.
+func (st *state) groups() []*pool.Group {
+	var out []*pool.Group
+	for _, a := range st.current() {
+		out = append(out, a.group)
+	}
+	return out
 }
 
 func (st *state) current() []*app {
@@ -436,7 +489,7 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 		MaxConnectFailures: ac.MaxConnectFailures,
 		OutOfBand:          proxy.OutOfBand,
 		Events: func(e pool.Event) {
-			if e.Kind == "restarted" || e.Kind == "rolling_restart_finished" {
+			if e.Kind == pool.EventRestarted || e.Kind == pool.EventRollingRestartFinished {
 				am.Restart()
 			}
 			fireHook(hk, ac.Name, e)
@@ -505,6 +558,9 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 			MaxBytes:     cfg.TurbocacheMaxBytes,
 			MaxEntrySize: cfg.TurbocacheMaxEntrySize,
 			VaryByCookie: ac.VaryTurbocacheByCookie,
+
+			MaxVariants:        cfg.TurbocacheMaxVariants,
+			StaleIfUnreachable: cfg.TurbocacheStaleIfUnreachable,
 		})
 	}
 	return &app{
@@ -522,13 +578,13 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 }
 
 // hookEvents maps the pool's events to hook events.
-var hookEvents = map[string]string{
-	"process_attached":         hooks.AttachedProcess,
-	"process_detached":         hooks.DetachedProcess,
-	"spawn_failed":             hooks.SpawnFailed,
-	"queue_full":               hooks.QueueFullError,
-	"restarted":                hooks.AppRestarted,
-	"rolling_restart_finished": hooks.RollingRestartFinished,
+var hookEvents = map[pool.EventKind]string{
+	pool.EventProcessAttached:        hooks.AttachedProcess,
+	pool.EventProcessDetached:        hooks.DetachedProcess,
+	pool.EventSpawnFailed:            hooks.SpawnFailed,
+	pool.EventQueueFull:              hooks.QueueFullError,
+	pool.EventRestarted:              hooks.AppRestarted,
+	pool.EventRollingRestartFinished: hooks.RollingRestartFinished,
 }
 
 // fireHook runs the hooks of a pool event with its details: FERRY_APP,
@@ -546,28 +602,6 @@ func fireHook(hk *hooks.Runner, app string, e pool.Event) {
 		d["error"] = e.Err.Error()
 	}
 	hk.Fire(ev, d)
-}
-
-// serveMetrics serves the metrics, and the dashboard unless nil, on a TCP
-// address.
-func serveMetrics(addr string, reg *metrics.Metrics, dash http.Handler, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, listenError(err, "--metrics-address", addr, "")
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", reg.Handler())
-	if dash != nil {
-		mux.Handle("/dashboard/", dash)
-	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	go hs.Serve(ln)
-	log.Info("serving metrics", "address", "http://"+ln.Addr().String()+"/metrics")
-	if dash != nil {
-		log.Info("serving the dashboard", "address", "http://"+ln.Addr().String()+"/dashboard/")
-	}
-	return func() { hs.Close() }, nil
 }
 
 // writePidFile writes the core's pid without following a symlink planted
@@ -588,11 +622,18 @@ func writePidFile(path string) error {
 	return err
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
+// drainDelay is how long to serve on after readiness went off: the
+// configured delay when the core was told to stop (SIGTERM, or its context
+// ended otherwise); none for Ctrl-C, an upgrade (the new core already
+// accepts on the same sockets) or a failed front.
+func drainDelay(ctx context.Context, cfg *config.Config, upgraded bool) time.Duration {
+	if upgraded || ctx.Err() == nil {
+		return 0
 	}
-	return b
+	if sig, ok := errors.AsType[StopSignal](context.Cause(ctx)); ok && sig.Signal == os.Interrupt {
+		return 0
+	}
+	return cfg.DrainDelay
 }
 
 // directSpawner and smartSpawner adapt the spawn package to the pool; the
@@ -650,8 +691,8 @@ type source struct {
 	st      *state
 	metrics *metrics.Metrics
 	logs    *logs.Outputs
+	probes  *health.Checker
 	certs   *certs.Manager // nil: no automatic HTTPS
-	ready   atomic.Bool
 }
 
 func (s *source) Info() admin.Info {
@@ -668,8 +709,11 @@ func (s *source) Apps() []admin.App {
 	}
 	return out
 }
-func (s *source) Requests() any         { return s.st.handler.Requests() }
-func (s *source) Ready() bool           { return s.ready.Load() }
+func (s *source) Requests() any        { return s.st.handler.Requests() }
+func (s *source) Probes() http.Handler { return s.probes.Handler() }
+func (s *source) Ready() bool {
+	return s.probes.Readiness(context.Background()).Ready
+}
 func (s *source) Metrics() http.Handler { return s.metrics.Handler() }
 func (s *source) ReopenLogs() error     { return s.logs.Reopen() }
 func (s *source) Reload() error         { return s.st.reload() }

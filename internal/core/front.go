@@ -64,7 +64,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 		IdleTimeout:    f.KeepaliveTimeout,
 		MaxHeaderBytes: int(f.MaxHeaderSize),
 		WriteTimeout:   f.ClientWriteTimeout,
-		FastPath:       f.FastPath,
+		Lean:           f.LeanPath,
 	}
 	if f.Socket == "" || f.SocketAndTCP {
 		sc.Addr = cfg.ListenAddr()

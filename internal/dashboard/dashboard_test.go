@@ -128,6 +128,7 @@ func (s *source) Info() admin.Info {
 func (s *source) Apps() []admin.App     { return s.apps }
 func (s *source) Requests() any         { return []any{} }
 func (s *source) Ready() bool           { return true }
+func (s *source) Probes() http.Handler  { return http.NotFoundHandler() }
 func (s *source) Metrics() http.Handler { return http.NotFoundHandler() }
 func (s *source) ReopenLogs() error     { return nil }
 func (s *source) Reload() error         { return nil }

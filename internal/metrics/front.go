@@ -8,7 +8,7 @@ import "github.com/prometheus/client_golang/prometheus"
 func (m *Metrics) RegisterFront(lean func() (requests, handoffs uint64)) {
 	m.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_http_lean_requests_total",
-			Help: "Requests served on the lean HTTP/1.1 path of plain listeners (--fast-path); the rest of ferry_http_requests_total went through Go's net/http."},
+			Help: "Requests served on the lean HTTP/1.1 path of plain listeners (--lean-path); the rest of ferry_http_requests_total went through Go's net/http."},
 			func() float64 { r, _ := lean(); return float64(r) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_http_lean_handoffs_total",
 			Help: "Connections the lean HTTP/1.1 path handed to net/http, at a request it does not take (a body, HTTP/1.0, Upgrade, a malformed or long head, ...)."},

@@ -108,15 +108,9 @@ type Config struct {
 	// BackoffBase and BackoffMax bound the wait after failed spawns, which
 	// doubles from base to max. Defaults 1s and 60s.
 	BackoffBase, BackoffMax time.Duration
-	// Events, if set, is told of lifecycle events (for hooks and metrics).
+	// Events, if set, is told of lifecycle events (for hooks and metrics),
+	// in order, on a goroutine of the pool's (see notifier).
 	Events func(Event)
-}
-
-// Event is something that happened to the group.
-type Event struct {
-	Kind string // "process_attached", "process_detached", "spawn_failed", "queue_full", "restarted", "rolling_restart_finished", "rolling_restart_failed"
-	PID  int
-	Err  error
 }
 
 // Errors a checkout can return besides a spawn error and the ctx's error.
@@ -150,9 +144,18 @@ type Group struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu        sync.Mutex
-	procs     []*Process // every process not yet gone, in any state
+	events notifier
+
+	mu    sync.Mutex
+	procs []*Process // every process not yet gone, in any state
+	// members is the policy's view of procs, index for index: each
+	// process's own member (no copy on the hot path).
+	members []*member
+	// spawning counts spawns under way, and a restart holding spawns off
+	// while the spawner resets; spawnIdle, when not nil, is closed when it
+	// drops to 0 (a rolling restart waits on it for its turn).
 	spawning  int
+	spawnIdle chan struct{}
 	waiters   waitQueue
 	closed    bool
 	failures  int       // consecutive failed spawns
@@ -208,7 +211,8 @@ func NewGroup(cfg Config, sp Spawner, log *slog.Logger) *Group {
 		cfg.MemoryCheckInterval = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Group{cfg: cfg, spawner: sp, log: log.With("app", cfg.Name), ctx: ctx, cancel: cancel}
+	return &Group{cfg: cfg, spawner: sp, log: log.With("app", cfg.Name), ctx: ctx, cancel: cancel,
+		events: notifier{deliver: cfg.Events}}
 }
 
 // Name is the app's name.
@@ -230,11 +234,8 @@ func (g *Group) Start() {
 	}
 }
 
-func (g *Group) emit(e Event) {
-	if g.cfg.Events != nil {
-		g.cfg.Events(e)
-	}
-}
+// emit queues e for Config.Events; safe under the lock.
+func (g *Group) emit(e Event) { g.events.emit(e) }
 
 // CheckoutOptions refine a checkout.
 type CheckoutOptions struct {
@@ -278,8 +279,8 @@ func (g *Group) CheckoutWith(ctx context.Context, o CheckoutOptions) (*Session, 
 		g.mu.Unlock()
 		return s, nil
 	}
-	if g.countLocked() == 0 && g.spawning == 0 && g.lastErr != nil {
-		if wait := time.Until(g.retryAt); wait > 0 {
+	if g.lastErr != nil { // only after a failed spawn: spares the clock
+		if wait, refuse := backoffRefusal(g.countLocked(), g.spawning, time.Now(), g.retryAt); refuse {
 			err := &BackoffError{Err: g.lastErr, RetryAfter: wait}
 			g.mu.Unlock()
 			return nil, err
@@ -287,8 +288,8 @@ func (g *Group) CheckoutWith(ctx context.Context, o CheckoutOptions) (*Session, 
 	}
 	if g.cfg.MaxQueue > 0 && g.waiters.len() >= g.cfg.MaxQueue {
 		g.stats.QueueFull++
+		g.emit(Event{Kind: EventQueueFull})
 		g.mu.Unlock()
-		g.emit(Event{Kind: "queue_full"})
 		return nil, ErrQueueFull
 	}
 	w := &waiter{ready: make(chan checkout, 1), want: want, unlimited: o.Unlimited}
@@ -327,30 +328,21 @@ func (g *Group) CheckoutWith(ctx context.Context, o CheckoutOptions) (*Session, 
 	}
 }
 
-// leastBusyLocked picks the serving process with the fewest sessions that
-// has room for one more, but the one of pid skip; among equals, the most
-// recently used, so that under light load the others go idle and can be
-// stopped.
-func (g *Group) leastBusyLocked(skip int) *Process {
-	var best *Process
-	for _, p := range g.procs {
-		if p.state != serving || (skip != 0 && p.proc.PID() == skip) {
-			continue
-		}
-		if c := g.capacity(p); c > 0 && p.sessions >= c {
-			continue
-		}
+// membersLocked is the policy's view of the processes, index for index
+// with g.procs.
+func (g *Group) membersLocked() []*member { return g.members }
+
+// noteExit reports that p's process has exited, which the watcher may not
+// have seen yet, and records it in p's member for the policy.
+func (p *Process) noteExit() bool {
+	if !p.exited {
 		select {
-		case <-p.proc.Done(): // exited; watch will remove it
-			continue
+		case <-p.done:
+			p.exited = true
 		default:
 		}
-		if best == nil || p.sessions < best.sessions ||
-			(p.sessions == best.sessions && p.lastUsed.After(best.lastUsed)) {
-			best = p
-		}
 	}
-	return best
+	return p.exited
 }
 
 // routeLocked finds the serving process with a route id; nil if none.
@@ -367,32 +359,26 @@ func (g *Group) routeLocked(route string) *Process {
 }
 
 // pickLocked is the wanted process if it has room, else (without a wish)
-// the least busy one, another than pid avoid if one has room.
+// the policy's pick; nil if none has room.
 func (g *Group) pickLocked(want *Process, avoid int) *Process {
-	if want == nil {
-		p := g.leastBusyLocked(avoid)
-		if p == nil && avoid != 0 {
-			p = g.leastBusyLocked(0)
+	if want != nil {
+		if !want.noteExit() && want.hasRoom() {
+			return want
 		}
-		return p
+		return nil
 	}
-	if g.hasRoomLocked(want) {
-		return want
+	// Exits are noted for the pick only: a process picked that has exited
+	// is marked so and the pick is made again without it, which is the
+	// pick among the live ones, at one look at a channel per checkout.
+	for {
+		i := pick(g.membersLocked(), avoid)
+		if i < 0 {
+			return nil
+		}
+		if p := g.procs[i]; !p.noteExit() {
+			return p
+		}
 	}
-	return nil
-}
-
-func (g *Group) hasRoomLocked(p *Process) bool {
-	if p.state != serving {
-		return false
-	}
-	select {
-	case <-p.proc.Done():
-		return false
-	default:
-	}
-	c := g.capacity(p)
-	return c == 0 || p.sessions < c
 }
 
 // anyServingLocked is a serving process for an unlimited session: the
@@ -401,77 +387,54 @@ func (g *Group) anyServingLocked(want *Process) *Process {
 	if want != nil {
 		return want
 	}
-	var best *Process
-	for _, p := range g.procs {
-		if p.state != serving {
-			continue
-		}
-		if best == nil || p.sessions < best.sessions {
-			best = p
-		}
+	if i := fewestSessions(g.membersLocked()); i >= 0 {
+		return g.procs[i]
 	}
-	return best
+	return nil
 }
 
-// capacity is how many sessions p may have at once; 0 means any number.
-func (g *Group) capacity(p *Process) int {
-	c := p.proc.Concurrency()
-	if cap := g.cfg.ConcurrencyCap; cap > 0 && (c == 0 || c > cap) {
-		return cap
-	}
-	return c
-}
-
-// countLocked is how many processes count toward Min and Max: those serving
-// or coming back from out-of-band work, not those on their way out.
+// countLocked is how many processes count toward Min and Max.
 func (g *Group) countLocked() int {
 	n := 0
 	for _, p := range g.procs {
-		if p.state == serving || p.state == oob {
+		if counts(p.state) {
 			n++
 		}
 	}
 	return n
 }
 
-// busyLocked reports that every process of unbounded capacity is at or past
-// the concurrency target: time for another.
-func (g *Group) busyLocked() bool {
-	if g.cfg.ConcurrencyTarget <= 0 {
-		return false
-	}
-	any := false
-	for _, p := range g.procs {
-		if p.state != serving {
-			continue
-		}
-		if g.capacity(p) != 0 || p.sessions < g.cfg.ConcurrencyTarget {
-			return false
-		}
-		any = true
-	}
-	return any
-}
-
 // maybeSpawnLocked starts a spawn when the group is below its minimum, or
 // requests wait (or all processes are past the concurrency target) and it is
 // below its maximum; one spawn at a time, and none while backing off.
 func (g *Group) maybeSpawnLocked() {
-	if g.closed || g.spawning > 0 {
+	if g.closed || g.spawning > 0 { // needSpawn's answer, without the counting
 		return
 	}
-	n := g.countLocked()
-	want := n < g.cfg.Min || ((g.waiters.len() > 0 || g.busyLocked()) && n < g.cfg.Max)
-	if !want {
+	s := sizing{count: g.countLocked(), min: g.cfg.Min, max: g.cfg.Max, waiting: g.waiters.len()}
+	if s.waiting == 0 && s.count < s.max && g.cfg.ConcurrencyTarget > 0 {
+		s.busy = pastTarget(g.membersLocked(), g.cfg.ConcurrencyTarget)
+	}
+	if !needSpawn(s) {
 		return
 	}
-	if wait := time.Until(g.retryAt); wait > 0 {
+	if wait := spawnDelay(time.Now(), g.retryAt); wait > 0 {
 		g.scheduleRetryLocked(wait)
 		return
 	}
 	g.spawning++
 	g.wg.Add(1)
 	go g.spawn(g.gen)
+}
+
+// spawnEndedLocked gives back the spawn slot taken by spawning++, and wakes
+// a rolling restart waiting for its turn.
+func (g *Group) spawnEndedLocked() {
+	g.spawning--
+	if g.spawning == 0 && g.spawnIdle != nil {
+		close(g.spawnIdle)
+		g.spawnIdle = nil
+	}
 }
 
 func (g *Group) scheduleRetryLocked(wait time.Duration) {
@@ -493,7 +456,7 @@ func (g *Group) spawn(gen int) {
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.spawning--
+	g.spawnEndedLocked()
 	if err != nil {
 		g.spawnFailedLocked(err)
 		g.maybeSpawnLocked()
@@ -510,12 +473,11 @@ func (g *Group) spawnFailedLocked(err error) {
 	}
 	g.stats.SpawnFailed++
 	g.failures++
-	backoff := g.cfg.BackoffBase << min(g.failures-1, 16)
-	backoff = min(backoff, g.cfg.BackoffMax)
-	g.retryAt = time.Now().Add(backoff)
+	wait := backoff(g.failures, g.cfg.BackoffBase, g.cfg.BackoffMax)
+	g.retryAt = time.Now().Add(wait)
 	g.lastErr = err
-	g.log.Error("spawn failed, backing off", "error", err, "failures", g.failures, "retry_in", backoff)
-	go g.emit(Event{Kind: "spawn_failed", Err: err})
+	g.log.Error("spawn failed, backing off", "error", err, "failures", g.failures, "retry_in", wait)
+	g.emit(Event{Kind: EventSpawnFailed, Err: err})
 	if g.countLocked() == 0 {
 		// Nothing will serve the waiters soon: tell them why.
 		for w := g.waiters.pop(); w != nil; w = g.waiters.pop() {
@@ -539,17 +501,18 @@ func (g *Group) attachLocked(proc Proc, gen int) *Process {
 	g.lastErr = nil
 	g.retryAt = time.Time{}
 	now := time.Now()
-	p := &Process{group: g, proc: proc, gen: gen, lastUsed: now, started: now, route: newRoute(), closing: make(chan struct{})}
-	if g.cfg.MaxRequests > 0 {
-		p.limit = g.cfg.MaxRequests
-		if j := g.cfg.MaxRequestsJitter; j > 0 {
-			p.limit += rand.Uint64N(j + 1)
-		}
+	p := &Process{group: g, proc: proc, done: proc.Done(), gen: gen, started: now, route: newRoute(), closing: make(chan struct{})}
+	p.member = member{pid: proc.PID(), capacity: capacityOf(proc.Concurrency(), g.cfg.ConcurrencyCap), lastUsed: now}
+	var draw uint64
+	if j := g.cfg.MaxRequestsJitter; j > 0 && g.cfg.MaxRequests > 0 {
+		draw = rand.Uint64N(j + 1)
 	}
+	p.limit = requestLimit(g.cfg.MaxRequests, draw)
 	g.procs = append(g.procs, p)
+	g.members = append(g.members, &p.member)
 	g.wg.Add(1)
 	go g.watch(p)
-	go g.emit(Event{Kind: "process_attached", PID: proc.PID()})
+	g.emit(Event{Kind: EventProcessAttached, PID: proc.PID()})
 	if gen < g.gen {
 		// Spawned before a restart began: old code must not linger.
 		g.retireLocked(p, "started before a restart")
@@ -566,7 +529,7 @@ func (g *Group) dispatchLocked() {
 	}
 	if g.waiters.sticky == 0 {
 		for g.waiters.len() > 0 {
-			p := g.leastBusyLocked(0)
+			p := g.pickLocked(nil, 0)
 			if p == nil {
 				return
 			}
@@ -634,7 +597,7 @@ func (g *Group) releaseLocked(p *Process, conn io.Closer, ok bool) {
 	}
 	switch p.state {
 	case serving:
-		if p.limit > 0 && p.served >= p.limit {
+		if usedUp(p.served, p.limit) {
 			g.recycleLocked(p, fmt.Sprintf("served %d requests (--max-requests)", p.served))
 		}
 		if p.oobPending {
@@ -685,7 +648,7 @@ func (g *Group) stopLocked(p *Process, reason string) {
 // time, so recycling never takes the whole pool down: it returns false while
 // another recycle is under way (callers try again later).
 func (g *Group) recycleLocked(p *Process, reason string) bool {
-	if g.closed || g.recycling > 0 || p.recycled || p.state != serving {
+	if !mayRecycle(g.closed, g.recycling, p.recycled, p.state) {
 		return false
 	}
 	g.recycling++
@@ -717,6 +680,7 @@ func (g *Group) watch(p *Process) {
 	for i, q := range g.procs {
 		if q == p {
 			g.procs = append(g.procs[:i], g.procs[i+1:]...)
+			g.members = append(g.members[:i], g.members[i+1:]...)
 			break
 		}
 	}
@@ -725,7 +689,7 @@ func (g *Group) watch(p *Process) {
 	g.startOOBLocked()
 	g.mu.Unlock()
 	p.proc.Reap()
-	go g.emit(Event{Kind: "process_detached", PID: p.proc.PID()})
+	g.emit(Event{Kind: EventProcessDetached, PID: p.proc.PID()})
 }
 
 // reapIdle stops processes idle longer than IdleTime, down to Min.
@@ -740,30 +704,15 @@ func (g *Group) reapIdle() {
 			return
 		case now := <-t.C:
 			g.mu.Lock()
-			for g.countLocked() > g.cfg.Min {
-				victim := g.oldestIdleLocked(now)
-				if victim == nil {
-					break
-				}
+			// stopLocked leaves g.procs as it is: the indexes hold.
+			for _, i := range idleVictims(g.membersLocked(), now, g.cfg.IdleTime, g.cfg.Min) {
+				victim := g.procs[i]
 				g.stats.IdleStopped++
 				g.stopLocked(victim, fmt.Sprintf("idle for %s", now.Sub(victim.lastUsed).Round(time.Second)))
 			}
 			g.mu.Unlock()
 		}
 	}
-}
-
-func (g *Group) oldestIdleLocked(now time.Time) *Process {
-	var victim *Process
-	for _, p := range g.procs {
-		if p.state != serving || p.sessions > 0 || p.unlimited > 0 || now.Sub(p.lastUsed) < g.cfg.IdleTime {
-			continue
-		}
-		if victim == nil || p.lastUsed.Before(victim.lastUsed) {
-			victim = p
-		}
-	}
-	return victim
 }
 
 func (g *Group) stopProc(p Proc) {
@@ -809,6 +758,7 @@ func (g *Group) Close(ctx context.Context) {
 	wg.Wait()
 	g.cancel() // ends spawns in progress and the periodic work
 	g.wg.Wait()
+	g.events.wait()
 }
 
 // checkout is what a waiting request is handed.

@@ -292,11 +292,11 @@ func TestSpawnFailureBacksOff(t *testing.T) {
 
 		// Back-off doubles, capped.
 		for _, want := range []time.Duration{2 * time.Second, 4 * time.Second, 4 * time.Second} {
-			time.Sleep(time.Until(g.retryAtForTest()) + time.Millisecond)
+			time.Sleep(time.Until(retryAt(t, g)) + time.Millisecond)
 			if _, err := g.Checkout(t.Context()); !errors.Is(err, boom) {
 				t.Fatalf("checkout after back-off: %v", err)
 			}
-			if got := time.Until(g.retryAtForTest()); got != want {
+			if got := time.Until(retryAt(t, g)); got != want {
 				t.Fatalf("next back-off %s, want %s", got, want)
 			}
 		}
@@ -317,10 +317,14 @@ func TestSpawnFailureBacksOff(t *testing.T) {
 	})
 }
 
-func (g *Group) retryAtForTest() time.Time {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.retryAt
+// retryAt is when the group's back-off ends, as its status tells.
+func retryAt(t *testing.T, g *Group) time.Time {
+	t.Helper()
+	st := g.Status()
+	if st.RetryAt == nil {
+		t.Fatalf("no back-off in the status: %+v", st)
+	}
+	return *st.RetryAt
 }
 
 func TestMinIsRestoredAfterFailure(t *testing.T) {
@@ -367,7 +371,7 @@ func TestDeadProcessIsNotHandedOut(t *testing.T) {
 		// Dead, but the watcher has not run yet: hold the lock so it cannot.
 		g.mu.Lock()
 		sp.proc(0).die()
-		p := g.leastBusyLocked(0)
+		p := g.pickLocked(nil, 0)
 		g.mu.Unlock()
 		if p != nil {
 			t.Fatal("an exited process was picked")

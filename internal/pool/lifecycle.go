@@ -54,15 +54,39 @@ func (r *Restart) Done() <-chan struct{} { return r.done }
 // version fails to start, the rest of the old processes keep serving and
 // the restart ends with a *DeployError; it is not retried.
 //
-// It returns at once; the returned Restart tells when it is done.
+// It returns at once (after resetting the spawner, for a blocking
+// restart); the returned Restart tells when it is done.
 func (g *Group) Restart(rolling bool) (*Restart, error) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	r, old, err := g.beginRestartLocked(rolling)
+	g.mu.Unlock()
+	if err != nil {
+		return r, err
+	}
+	if !rolling {
+		g.resetSpawner()
+		g.mu.Lock()
+		g.endResetLocked()
+		for _, p := range old {
+			g.retireLocked(p, "restart")
+		}
+		g.maybeSpawnLocked()
+		g.mu.Unlock()
+	}
+	go g.finishRestart(r, old) // g.wg counted it in beginRestartLocked
+	return r, nil
+}
+
+// beginRestartLocked starts a new generation and returns the processes of
+// the old ones. If the spawner resets, it takes the spawn slot meanwhile
+// (resetSpawner gives it back), in the same critical section as the new
+// generation: no spawn can start before the reset.
+func (g *Group) beginRestartLocked(rolling bool) (*Restart, []*Process, error) {
 	if g.closed {
-		return nil, ErrShuttingDown
+		return nil, nil, ErrShuttingDown
 	}
 	if g.restart != nil {
-		return g.restart, ErrRestarting
+		return g.restart, nil, ErrRestarting
 	}
 	g.gen++
 	r := &Restart{Rolling: rolling, Gen: g.gen, done: make(chan struct{})}
@@ -77,86 +101,74 @@ func (g *Group) Restart(rolling bool) (*Restart, error) {
 	// New code deserves a fresh start: forget past failures.
 	g.failures, g.lastErr, g.retryAt = 0, nil, time.Time{}
 	g.log.Info("restarting", "rolling", rolling, "generation", g.gen, "processes", len(old))
-
-	if !rolling {
-		g.resetSpawnerLocked()
-		for _, p := range old {
-			g.retireLocked(p, "restart")
-		}
-		g.maybeSpawnLocked()
+	if _, ok := g.spawner.(Resetter); ok {
+		g.spawning++
 	}
 	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		var err error
-		if rolling {
-			err = g.roll(r, old)
-		} else {
-			err = g.waitGone(old)
-		}
-		g.mu.Lock()
-		r.err = err
-		g.restart = nil
-		g.mu.Unlock()
-		close(r.done)
-		kind := "restarted"
-		switch {
-		case rolling && err == nil:
-			kind = "rolling_restart_finished"
-		case rolling:
-			kind = "rolling_restart_failed"
-		}
-		g.emit(Event{Kind: kind, Err: err})
-	}()
-	return r, nil
+	return r, old, nil
 }
 
-// resetSpawnerLocked makes the next spawn load the app afresh. The spawner's
-// Reset runs without the lock (it may wait for a preloader to exit), but
-// before any spawn of the new generation: spawns are one at a time and none
-// is started until it returns.
-func (g *Group) resetSpawnerLocked() {
-	rs, ok := g.spawner.(Resetter)
-	if !ok {
-		return
+// resetSpawner makes the next spawn load the app afresh. It runs without
+// the lock (it may wait for a preloader to exit), holding the spawn slot
+// beginRestartLocked took; endResetLocked gives it back.
+func (g *Group) resetSpawner() {
+	if rs, ok := g.spawner.(Resetter); ok {
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.StopTimeout)
+		rs.Reset(ctx)
+		cancel()
 	}
-	g.spawning++ // holds off other spawns meanwhile
-	g.mu.Unlock()
-	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.StopTimeout)
-	rs.Reset(ctx)
-	cancel()
+}
+
+// endResetLocked gives back the spawn slot held for the spawner's reset.
+func (g *Group) endResetLocked() {
+	if _, ok := g.spawner.(Resetter); ok {
+		g.spawnEndedLocked()
+	}
+}
+
+// finishRestart waits for the restart to end (a rolling one does its work
+// here), records its outcome and tells of it.
+func (g *Group) finishRestart(r *Restart, old []*Process) {
+	defer g.wg.Done()
+	var err error
+	if r.Rolling {
+		g.resetSpawner()
+		g.mu.Lock()
+		g.endResetLocked()
+		g.mu.Unlock()
+		err = g.roll(r, old)
+	} else {
+		err = g.waitGone(old)
+	}
 	g.mu.Lock()
-	g.spawning--
+	r.err = err
+	g.restart = nil
+	g.mu.Unlock()
+	close(r.done)
+	kind := EventRestarted
+	switch {
+	case r.Rolling && err == nil:
+		kind = EventRollingRestartFinished
+	case r.Rolling:
+		kind = EventRollingRestartFailed
+	}
+	g.emit(Event{Kind: kind, Err: err})
 }
 
 // roll replaces old processes one by one, new before old.
 func (g *Group) roll(r *Restart, old []*Process) error {
-	g.mu.Lock()
-	g.resetSpawnerLocked()
-	g.mu.Unlock()
 	for _, p := range old {
-		g.mu.Lock()
-		if p.state >= stopping || g.closed {
-			g.mu.Unlock()
+		turn, err := g.awaitSpawnTurn(p)
+		if err != nil {
+			return err
+		}
+		if !turn {
 			continue
 		}
-		// Wait for any other spawn to finish, then hold off others.
-		for g.spawning > 0 {
-			g.mu.Unlock()
-			select {
-			case <-time.After(10 * time.Millisecond):
-			case <-g.ctx.Done():
-				return ErrShuttingDown
-			}
-			g.mu.Lock()
-		}
-		g.spawning++
-		g.mu.Unlock()
-
 		proc, err := g.spawner.Spawn(g.ctx)
 
 		g.mu.Lock()
-		g.spawning--
+		g.spawnEndedLocked()
 		if err != nil {
 			g.stats.SpawnFailed++
 			g.deployErr = err
@@ -180,6 +192,34 @@ func (g *Group) roll(r *Restart, old []*Process) error {
 	return nil
 }
 
+// awaitSpawnTurn waits until no other spawn is under way, then takes the
+// spawn slot to replace p (spawnEndedLocked gives it back). false: p needs
+// no replacing (on its way out already, or the group closed). It fails
+// with ErrShuttingDown if the group shuts down while it waits.
+func (g *Group) awaitSpawnTurn(p *Process) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p.state >= stopping || g.closed {
+		return false, nil
+	}
+	for g.spawning > 0 {
+		if g.spawnIdle == nil {
+			g.spawnIdle = make(chan struct{})
+		}
+		idle := g.spawnIdle
+		g.mu.Unlock()
+		select {
+		case <-idle:
+		case <-g.ctx.Done():
+			g.mu.Lock()
+			return false, ErrShuttingDown
+		}
+		g.mu.Lock()
+	}
+	g.spawning++
+	return true, nil
+}
+
 // waitGone waits for processes to exit.
 func (g *Group) waitGone(ps []*Process) error {
 	for _, p := range ps {
@@ -200,22 +240,11 @@ func (g *Group) startOOBLocked() {
 	if g.cfg.OutOfBand == nil || g.closed {
 		return
 	}
-	var next *Process
-	for _, p := range g.procs {
-		if p.state == oob {
-			if p.oobRunning || p.sessions > 0 {
-				return // one at a time; this one is waiting or working
-			}
-			next = p
-			break
-		}
-		if next == nil && p.state == serving && p.oobPending {
-			next = p
-		}
-	}
-	if next == nil {
+	i := oobNext(g.membersLocked())
+	if i < 0 {
 		return
 	}
+	next := g.procs[i]
 	next.state, next.oobPending = oob, false
 	if next.sessions > 0 {
 		return // runs when they end (releaseLocked)
@@ -258,30 +287,26 @@ func (g *Group) checkMemory() {
 		case <-t.C:
 		}
 		g.mu.Lock()
-		var pids []*Process
+		var candidates []*Process
 		for _, p := range g.procs {
 			if p.state == serving {
-				pids = append(pids, p)
+				candidates = append(candidates, p)
 			}
 		}
 		g.mu.Unlock()
-		var worst *Process
-		var worstMem int64
-		for _, p := range pids {
-			mem, err := g.cfg.Memory(p.proc.PID())
-			if err != nil {
-				continue
-			}
-			if mem > g.cfg.MemoryLimit && mem > worstMem {
-				worst, worstMem = p, mem
+		mem := make([]int64, len(candidates)) // read from /proc: outside the lock
+		for i, p := range candidates {
+			if m, err := g.cfg.Memory(p.proc.PID()); err == nil {
+				mem[i] = m
 			}
 		}
-		if worst == nil {
+		i := memoryVictim(mem, g.cfg.MemoryLimit)
+		if i < 0 {
 			continue
 		}
 		g.mu.Lock()
-		if g.recycleLocked(worst, fmt.Sprintf("memory %d MiB over --memory-limit %d MiB (proportional set size)",
-			worstMem>>20, g.cfg.MemoryLimit>>20)) {
+		if g.recycleLocked(candidates[i], fmt.Sprintf("memory %d MiB over --memory-limit %d MiB (proportional set size)",
+			mem[i]>>20, g.cfg.MemoryLimit>>20)) {
 			g.stats.RecycledMem++
 		}
 		g.mu.Unlock()

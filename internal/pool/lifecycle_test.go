@@ -341,3 +341,70 @@ func TestDetachAndKill(t *testing.T) {
 		}
 	})
 }
+
+// oneAtATime fails the test if two spawns ever run at once, and counts
+// resets; each spawn takes a second.
+type oneAtATime struct {
+	*fakeSpawner
+	t        *testing.T
+	running  atomic.Int32
+	resetRan atomic.Int32 // resets under way
+}
+
+func (s *oneAtATime) Spawn(ctx context.Context) (Proc, error) {
+	if s.running.Add(1) > 1 || s.resetRan.Load() > 0 {
+		s.t.Error("a spawn started while another spawn or the reset ran")
+	}
+	defer s.running.Add(-1)
+	return s.fakeSpawner.Spawn(ctx)
+}
+
+func (s *oneAtATime) Reset(context.Context) {
+	// A spawn of the old code under way may go on (its process is retired
+	// on arrival); none may start until the reset is done.
+	s.resetRan.Add(1)
+	time.Sleep(100 * time.Millisecond) // a preloader taking its time to exit
+	s.resetRan.Add(-1)
+}
+
+// TestRollingRestartTakesItsTurn: a rolling restart begun while a spawn is
+// under way waits for it (and for the spawner's reset) before spawning
+// its own, and spawns stay one at a time throughout.
+func TestRollingRestartTakesItsTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp := &oneAtATime{fakeSpawner: &fakeSpawner{concurrency: 1, delay: time.Second}, t: t}
+		g := newTestGroup(t, Config{Min: 2, Max: 3}, sp)
+		time.Sleep(5 * time.Second)
+		var held []*Session
+		for range 2 {
+			s, err := g.Checkout(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, s)
+		}
+		w := checkoutAsync(t.Context(), g) // both busy: a third is spawned
+		synctest.Wait()
+		if st := g.Status(); st.Spawning != 1 {
+			t.Fatalf("spawning %d, want the third process under way", st.Spawning)
+		}
+		r, err := g.Restart(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := <-w
+		if c.err != nil {
+			t.Fatal(c.err)
+		}
+		for _, s := range append(held, c.s) {
+			s.Release(true)
+		}
+		if err := r.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := gens(g); got[0] != 0 || got[1] < 2 {
+			t.Fatalf("generations after a rolling restart: %v, want only generation 1", got)
+		}
+	})
+}

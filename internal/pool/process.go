@@ -53,16 +53,16 @@ func (s state) String() string {
 
 // Process is a pool member: a running process and its use.
 type Process struct {
-	group     *Group
-	proc      Proc
-	gen       int // the restart generation it belongs to
-	state     state
-	started   time.Time
-	sessions  int // open sessions
-	unlimited int // open unlimited sessions (not counted in sessions)
-	served    uint64
-	limit     uint64 // served requests after which it is recycled; 0 = never
-	lastUsed  time.Time
+	// member is what the policy decides on (state, sessions, capacity,
+	// last use, out-of-band work, exit).
+	member
+	group   *Group
+	proc    Proc
+	done    <-chan struct{} // proc.Done()
+	gen     int             // the restart generation it belongs to
+	started time.Time
+	served  uint64
+	limit   uint64 // served requests after which it is recycled; 0 = never
 	// why it is retiring or stopping, for logs and status.
 	reason string
 	// recycled: retiring to be replaced for its health (max requests,
@@ -76,10 +76,7 @@ type Process struct {
 	connectFailures int
 	// misframed: the app broke HTTP framing once already (logged once).
 	misframed bool
-	// oobPending: the app asked for out-of-band work after a response.
-	oobPending bool
-	oobRunning bool
-	idle       []io.Closer // kept-alive connections, owned by the proxy
+	idle      []io.Closer // kept-alive connections, owned by the proxy
 	// route is the process's sticky-session id: random, revealing nothing.
 	route string
 	// closing is closed when the process starts to leave (for tunnels that
@@ -213,22 +210,24 @@ func (s *Session) Failed(connect bool, err error) {
 		p.sessions++ // releaseLocked takes one off
 	}
 	pid := p.proc.PID()
-	switch {
-	case dying:
-		g.log.Warn("process is exiting; taking it out of rotation", "pid", pid, "error", err)
-		g.unreachableLocked(p, "exited")
-	case connect:
+	if connect && !dying {
 		g.stats.ConnectFailures++
 		p.connectFailures++
-		if p.connectFailures >= g.cfg.MaxConnectFailures {
-			g.log.Warn("connects to process keep failing; replacing it", "pid", pid, "failures", p.connectFailures, "error", err)
-			g.unreachableLocked(p, "unreachable")
-		} else {
+	}
+	switch onFailure(dying, connect, p.connectFailures, g.cfg.MaxConnectFailures) {
+	case exited:
+		g.log.Warn("process is exiting; taking it out of rotation", "pid", pid, "error", err)
+		g.unreachableLocked(p, "exited")
+	case unreachable:
+		g.log.Warn("connects to process keep failing; replacing it", "pid", pid, "failures", p.connectFailures, "error", err)
+		g.unreachableLocked(p, "unreachable")
+	case keep:
+		if connect {
 			g.log.Warn("could not connect to process", "pid", pid, "failures", p.connectFailures, "error", err)
+		} else {
+			g.stats.DroppedConnections++
+			g.log.Warn("app closed a connection without answering; the process stays in rotation", "pid", pid, "error", err)
 		}
-	default:
-		g.stats.DroppedConnections++
-		g.log.Warn("app closed a connection without answering; the process stays in rotation", "pid", pid, "error", err)
 	}
 	g.releaseLocked(p, nil, false)
 	g.maybeSpawnLocked()

@@ -69,7 +69,7 @@ func (g *Group) Status() GroupStatus {
 			Sessions:    p.sessions,
 			Unlimited:   p.unlimited,
 			Concurrency: p.proc.Concurrency(),
-			Capacity:    g.capacity(p),
+			Capacity:    capacityOf(p.proc.Concurrency(), g.cfg.ConcurrencyCap),
 			Processed:   p.served,
 			Started:     p.started,
 			LastUsed:    p.lastUsed,

@@ -35,7 +35,7 @@ func TestACMEHooks(t *testing.T) {
 					next.ServeHTTP(w, r)
 				})
 			}
-			c := Config{Addr: "127.0.0.1:0", SSLAddr: "127.0.0.1:0", Redirect: redirect, FastPath: true,
+			c := Config{Addr: "127.0.0.1:0", SSLAddr: "127.0.0.1:0", Redirect: redirect, Lean: true,
 				HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, HTTPChallenge: hook,
 				TLS: &TLSConfig{HTTP2: true, GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 					mu.Lock()

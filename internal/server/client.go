@@ -43,9 +43,14 @@ func (t *Trusted) peer(remote string) bool {
 
 // client settles the client's address (r.RemoteAddr) and the scheme the
 // app is told. From a trusted peer, X-Forwarded-For and X-Forwarded-Proto
-// are believed and consumed; from any other, every header by which a proxy
-// describes the client is dropped, so that no app is misled by what a
-// client says of itself.
+// are believed and consumed, or, from a proxy that sends neither, RFC 7239
+// Forwarded (for=, proto=); from any other peer, every header by which a
+// proxy describes the client is dropped, so that no app is misled by what
+// a client says of itself.
+//
+// Forwarded is consumed either way: a proxy that writes X-Forwarded-* but
+// passes Forwarded through untouched (nginx, by default) would otherwise
+// let a client's own Forwarded reach apps that prefer it (Rack 3 does).
 func (t *Trusted) client(r *http.Request) (scheme string) {
 	scheme = "http"
 	if r.TLS != nil {
@@ -56,9 +61,13 @@ func (t *Trusted) client(r *http.Request) (scheme string) {
 		dropForwarded(h)
 		return scheme
 	}
-	xff, xfp := h["X-Forwarded-For"], h["X-Forwarded-Proto"]
+	xff, xfp, fwd := h["X-Forwarded-For"], h["X-Forwarded-Proto"], h["Forwarded"]
 	delete(h, "X-Forwarded-For")
 	delete(h, "X-Forwarded-Proto")
+	delete(h, "Forwarded")
+	if len(xff) == 0 && len(xfp) == 0 && len(fwd) > 0 {
+		xff, xfp = fromForwarded(fwd)
+	}
 	if a, ok := clientFromXFF(xff, t.addr); ok {
 		r.RemoteAddr = netip.AddrPortFrom(a, 0).String()
 	}
@@ -117,6 +126,61 @@ func clientFromXFF(xff []string, trusted func(netip.Addr) bool) (client netip.Ad
 		}
 	}
 	return client, ok
+}
+
+// fromForwarded reads RFC 7239 Forwarded as the X-Forwarded-For and
+// X-Forwarded-Proto it stands for: each element's for= in order, and the
+// last element's proto= (what the nearest proxy saw). Quoted values are
+// unquoted ("[2001:db8::1]:4711"); obfuscated and "unknown" nodes stay as
+// they are, which clientFromXFF does not believe.
+func fromForwarded(vs []string) (xff, xfp []string) {
+	var proto string
+	for _, v := range vs {
+		for _, elem := range splitQuoted(v, ',') {
+			proto = ""
+			for _, pair := range splitQuoted(elem, ';') {
+				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if !ok {
+					continue
+				}
+				val = strings.TrimSpace(val)
+				if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
+					val = strings.ReplaceAll(val[1:len(val)-1], `\"`, `"`)
+				}
+				switch strings.ToLower(strings.TrimSpace(k)) {
+				case "for":
+					if strings.HasPrefix(val, "[") && strings.HasSuffix(val, "]") {
+						val = val[1 : len(val)-1] // an IPv6 node without a port
+					}
+					xff = append(xff, val)
+				case "proto":
+					proto = val
+				}
+			}
+		}
+	}
+	if proto != "" {
+		xfp = []string{proto}
+	}
+	return xff, xfp
+}
+
+// splitQuoted splits s at sep outside double quotes.
+func splitQuoted(s string, sep byte) []string {
+	var out []string
+	quoted, start := false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == sep && !quoted:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 // parseHop reads one X-Forwarded-For entry: an address, possibly with a

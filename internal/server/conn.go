@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/lean"
 )
 
 // What the front accepts, before net/http sees it:
@@ -444,9 +446,9 @@ type listener struct {
 	tlsConf   *tls.Config // nil: plain
 	hsTimeout time.Duration
 	log       *slog.Logger
-	// fast, on a plain listener, serves connections on the lean HTTP/1.1
-	// path first (fast.go); nil: net/http serves them all.
-	fast     *fastEngine
+	// lean, on a plain listener, serves connections on the lean HTTP/1.1
+	// engine first; nil: net/http serves them all.
+	lean     *lean.Engine
 	stopping atomic.Bool // stopAccepting was called
 
 	ready chan net.Conn
@@ -455,7 +457,7 @@ type listener struct {
 	once  sync.Once
 }
 
-func newListener(ln net.Listener, t *tracker, tlsConf *tls.Config, hsTimeout time.Duration, fast *fastEngine, log *slog.Logger) *listener {
+func newListener(ln net.Listener, t *tracker, tlsConf *tls.Config, hsTimeout time.Duration, le *lean.Engine, log *slog.Logger) *listener {
 	l := &listener{Listener: ln, t: t, tlsConf: tlsConf, hsTimeout: hsTimeout, log: log, done: make(chan struct{})}
 	switch {
 	case tlsConf != nil:
@@ -464,15 +466,15 @@ func newListener(ln net.Listener, t *tracker, tlsConf *tls.Config, hsTimeout tim
 		}
 		l.ready, l.errc = make(chan net.Conn), make(chan error, 1)
 		go l.acceptLoop(l.handshake)
-	case fast != nil:
-		l.fast = fast
+	case le != nil:
+		l.lean = le
 		l.ready, l.errc = make(chan net.Conn), make(chan error, 1)
-		go l.acceptLoop(func(raw *slotConn) { fast.serve(raw, l.handoff) })
+		go l.acceptLoop(func(raw *slotConn) { le.Serve(raw, l.handoff) })
 	}
 	return l
 }
 
-// handoff gives net/http a connection the lean path will not serve.
+// handoff gives net/http a connection the lean engine will not serve.
 func (l *listener) handoff(c net.Conn) {
 	select {
 	case l.ready <- &httpConn{Conn: c, t: l.t}:
@@ -489,7 +491,7 @@ func (l *listener) stopAccepting() {
 }
 
 func (l *listener) Accept() (net.Conn, error) {
-	if l.tlsConf == nil && l.fast == nil {
+	if l.tlsConf == nil && l.lean == nil {
 		raw, err := l.acceptRaw()
 		if err != nil {
 			return nil, err

@@ -102,6 +102,8 @@ type Handler struct {
 	opts     Options
 	log      *slog.Logger
 	inflight inflightSet
+	// closeConns: every response says Connection: close (draining).
+	closeConns atomic.Bool
 }
 
 // Requests lists the requests in flight, oldest first.
@@ -119,6 +121,13 @@ func NewHandler(apps []*App, opts Options, log *slog.Logger) *Handler {
 // SetApps replaces the apps requests are routed to (a configuration
 // reload); requests already routed finish with the app they got.
 func (h *Handler) SetApps(apps []*App) { h.router.Store(newRouter(apps)) }
+
+// CloseConnections makes every response from now on close its connection
+// (HTTP/2: a graceful GOAWAY). While the core drains, a client's next
+// request then opens a new connection, which the balancer or Kubernetes
+// Service, told by readiness, sends to another host; a kept-alive one
+// would come back here. Upgrades are left alone.
+func (h *Handler) CloseConnections() { h.closeConns.Store(true) }
 
 // request is the request path's state of one request, pooled.
 type request struct {
@@ -138,6 +147,8 @@ type request struct {
 	// client must see the response truncated.
 	abort bool
 	done  bool // the request path returned normally
+	// fill: the turbocache's, when the response may be stored.
+	fill *turbocache.Fill
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}
@@ -166,6 +177,9 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *request {
 	}
 	rq.w.ae = r.Header["Accept-Encoding"]
 	rq.w.coding = rq.w.policy.Negotiate(rq.w.ae)
+	if h.closeConns.Load() && len(r.Header["Upgrade"]) == 0 {
+		w.Header()["Connection"] = []string{"close"}
+	}
 	return rq
 }
 
@@ -220,11 +234,14 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 		rq.w.immutable = false
 		if served {
 			app.Metrics.CacheHit()
+			if f != nil { // stale-while-revalidate: one background revalidation
+				go h.revalidate(app, f.Request(r), f, rq.scheme)
+			}
 			return
 		}
 		if f != nil {
 			app.Metrics.CacheMiss()
-			fill = f
+			fill, rq.fill = f, f
 			defer fill.Done()
 		}
 	}
@@ -354,12 +371,19 @@ func (h *Handler) serveVariant(rq *request, r *http.Request, app *App, ct string
 	return served
 }
 
+// clientWatcher is a ResponseWriter that notices a client leaving only
+// while asked to (the lean engine's): forward asks for the time an app has
+// the request. net/http's own background read needs no asking.
+type clientWatcher interface {
+	WatchClient() (stop func())
+}
+
 // forward sends the request to one process and the response to the client.
 // It returns true when the request may be sent to another process.
 func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *turbocache.Fill, attempt int) (retry bool) {
 	app := rq.app
 	if cw, ok := rq.w.w.(clientWatcher); ok {
-		defer cw.watchClient()() // the lean path: notice a client that leaves
+		defer cw.WatchClient()() // the lean engine: notice a client that leaves
 	}
 	rq.info.set(&stateQueued)
 	queued := time.Now()
@@ -382,15 +406,18 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	rq.info.set(&stateApp)
 	var timedOut atomic.Bool
 	if app.MaxRequestTime > 0 {
-		start := rq.start
+		// The timer may fire as the request ends, and Stop does not wait
+		// for it: it reads copies, never r or rq, which the next request
+		// may be using by then.
+		start, method, path := rq.start, r.Method, rq.info.path
 		t := time.AfterFunc(app.MaxRequestTime, func() {
 			timedOut.Store(true)
 			h.log.LogAttrs(context.Background(), slog.LevelError, "request ran longer than --max-request-time; killing its process",
-				slog.String("method", r.Method), slog.String("path", r.URL.RequestURI()),
+				slog.String("method", method), slog.String("path", path),
 				slog.Duration("duration", time.Since(start)), slog.Int("pid", pid))
 			sess.Abort("a request ran longer than --max-request-time")
 			if app.OnMaxRequestTime != nil {
-				app.OnMaxRequestTime(pid, r.Method, r.URL.RequestURI())
+				app.OnMaxRequestTime(pid, method, path)
 			}
 		})
 		defer t.Stop()
@@ -423,6 +450,9 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	}
 	if app.Cache != nil {
 		app.Cache.Invalidate(r, x.Resp.StatusCode, x.Resp.Header) // unsafe methods only
+	}
+	if fill != nil && h.cacheAnswered(rq, fill, x) {
+		return false
 	}
 	var capture *proxy.Capture
 	if fill != nil {
@@ -514,6 +544,9 @@ func (h *Handler) checkRestart(r *http.Request, app *App) {
 func (h *Handler) fail(rq *request, r *http.Request, err error) {
 	if errors.Is(err, errClientGone) || (errors.Is(err, context.Canceled) && r.Context().Err() != nil) {
 		rq.status = StatusClientClosed
+		return
+	}
+	if h.staleOnError(rq, err) {
 		return
 	}
 	dev := rq.app != nil && rq.app.Development

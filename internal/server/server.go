@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/lean"
 )
 
 // Config says where the front listens and what a connection may do before
@@ -58,9 +60,9 @@ type Config struct {
 	// long (each response has its own deadline too: Options.WriteTimeout).
 	// 0 = no limit.
 	WriteTimeout time.Duration
-	// FastPath answers static files and cache hits on plain (TCP and Unix)
-	// listeners without net/http: the lean HTTP/1.1 path (fast.go).
-	FastPath bool
+	// Lean serves plain GET and HEAD requests on plain (TCP and Unix)
+	// listeners without net/http: the lean HTTP/1.1 engine (internal/lean).
+	Lean bool
 	// HTTPChallenge, if set, wraps what plain HTTP on Addr serves beside
 	// HTTPS on SSLAddr (the redirect, or the app): automatic HTTPS answers
 	// the CA's HTTP-01 requests there. That listener then has no lean path.
@@ -90,7 +92,7 @@ type Server struct {
 	app      *http.Server // the request path
 	redirect *http.Server // plain HTTP beside HTTPS when not s.app's: the redirect, or the ACME hook; else nil
 	lns      []served
-	fast     *fastEngine // nil: no lean path
+	lean     *lean.Engine // nil: no lean path
 	t        *tracker
 	log      *slog.Logger
 }
@@ -138,8 +140,11 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 	s.app.Protocols.SetHTTP1(true)
 	s.app.Protocols.SetHTTP2(c.TLS != nil && c.TLS.HTTP2)
 	s.app.HTTP2 = &http.HTTP2Config{WriteByteTimeout: c.WriteTimeout}
-	if c.FastPath {
-		s.fast = newFastEngine(h, c.HeaderTimeout, c.IdleTimeout, log)
+	if c.Lean {
+		s.lean = lean.New(h, lean.Options{HeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout, Log: log,
+			Rejected: func(rj lean.Rejection) {
+				h.logRejected(rejection{client: rj.Client, line: rj.Line, status: rj.Status, reason: rj.Reason})
+			}})
 	}
 
 	add := func(network, addr, scheme string, conf *tls.Config, hs *http.Server) (*listener, error) {
@@ -148,11 +153,11 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 			return nil, fmt.Errorf("listen on %s: %w", addr, err)
 		}
 		setBacklog(ln, c.Backlog)
-		var fast *fastEngine
+		var le *lean.Engine
 		if conf == nil && hs == s.app {
-			fast = s.fast
+			le = s.lean
 		}
-		l := newListener(ln, s.t, conf, c.HeaderTimeout, fast, log)
+		l := newListener(ln, s.t, conf, c.HeaderTimeout, le, log)
 		url := scheme + "://" + ln.Addr().String()
 		if network == "unix" {
 			url = "unix:" + addr
@@ -251,10 +256,10 @@ func removeStaleSocket(path string) error {
 // LeanStats are the lean HTTP/1.1 path's counters: requests it served, and
 // connections it handed to net/http. Zero when it is off.
 func (s *Server) LeanStats() (requests, handoffs uint64) {
-	if s.fast == nil {
+	if s.lean == nil {
 		return 0, 0
 	}
-	return s.fast.answered.Load(), s.fast.handedOver.Load()
+	return s.lean.Stats()
 }
 
 // Addr is the first listener's address.
@@ -291,15 +296,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if n := s.t.closeHijacked(); n > 0 {
 		s.log.Info("closed upgraded (WebSocket) connections", "count", n)
 	}
-	if s.fast != nil {
-		// First the lean path's connections, while net/http still takes
+	if s.lean != nil {
+		// First the lean engine's connections, while net/http still takes
 		// the requests they hand over.
 		for _, l := range s.lns {
-			if l.ln.fast != nil {
+			if l.ln.lean != nil {
 				l.ln.stopAccepting()
 			}
 		}
-		s.fast.shutdown(ctx)
+		s.lean.Shutdown(ctx)
 	}
 	servers := []*http.Server{s.app}
 	if s.redirect != nil {

@@ -194,6 +194,8 @@ server {
         proxy_set_header Host $http_host;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
+        # Set, not passed on: a client's own would reach the app as trusted.
+        proxy_set_header X-Forwarded-Host $host;
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Connection $ferry_connection_upgrade;
         # Ferry already shields the app from slow clients; stream through.

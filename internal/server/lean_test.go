@@ -24,10 +24,10 @@ import (
 
 const cacheableResp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: public, max-age=60\r\nContent-Length: 11\r\n\r\nhello world"
 
-// fastServer serves an app answering cacheableResp, with a public/
+// leanServer serves an app answering cacheableResp, with a public/
 // directory holding small.txt and big.bin (1 MiB), its lean path on or
 // off.
-func fastServer(t *testing.T, fast bool) (*Server, []byte) {
+func leanServer(t *testing.T, lean bool) (*Server, []byte) {
 	t.Helper()
 	h, app := benchHandler(t, cacheableResp, true, Options{})
 	dir := t.TempDir()
@@ -41,13 +41,13 @@ func fastServer(t *testing.T, fast bool) (*Server, []byte) {
 	}
 	app.Static = st
 	h.SetApps([]*App{app})
-	return listen(t, h, fast), big
+	return listen(t, h, lean), big
 }
 
 // listen serves h on a loopback port until the test ends.
-func listen(t *testing.T, h *Handler, fast bool) *Server {
+func listen(t *testing.T, h *Handler, lean bool) *Server {
 	t.Helper()
-	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, FastPath: fast},
+	s, err := Listen(Config{Addr: "127.0.0.1:0", HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, Lean: lean},
 		h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -92,25 +92,26 @@ func exchange(t *testing.T, s *Server, raw string, n int, methods ...string) []*
 
 func bodyOf(r *http.Response) string { b, _ := io.ReadAll(r.Body); return string(b) }
 
-// TestFastPathAnswersAndHandsOver: plain GET and HEAD requests are answered
+// TestLeanPathAnswersAndHandsOver: plain GET and HEAD requests are answered
 // on the lean path (app, static file, cache hit), pipelined or not;
 // anything else (here a POST) goes to net/http with the bytes already
 // read, and later requests on that connection are still answered.
-func TestFastPathAnswersAndHandsOver(t *testing.T) {
-	s, big := fastServer(t, true)
-	e := s.fast
+func TestLeanPathAnswersAndHandsOver(t *testing.T) {
+	s, big := leanServer(t, true)
+	answered := func() uint64 { n, _ := s.LeanStats(); return n }
+	handedOver := func() uint64 { _, n := s.LeanStats(); return n }
 
 	// A miss goes to the app, and fills the cache.
 	r := exchange(t, s, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n", 1)[0]
-	if r.StatusCode != 200 || bodyOf(r) != "hello world" || e.handedOver.Load() != 0 || e.answered.Load() != 1 {
-		t.Fatalf("miss: %d, handed over %d, answered %d", r.StatusCode, e.handedOver.Load(), e.answered.Load())
+	if r.StatusCode != 200 || bodyOf(r) != "hello world" || handedOver() != 0 || answered() != 1 {
+		t.Fatalf("miss: %d, handed over %d, answered %d", r.StatusCode, handedOver(), answered())
 	}
 
 	// Pipelined: a static file, a HEAD of it, a cache hit, the big file.
-	before := e.answered.Load()
+	before := answered()
 	rs := exchange(t, s, "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\nHEAD /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"+
 		"GET /c HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n", 4, "GET", "HEAD")
-	if got := e.answered.Load() - before; got != 4 {
+	if got := answered() - before; got != 4 {
 		t.Fatalf("answered %d of 4 on the lean path", got)
 	}
 	if b := bodyOf(rs[0]); b != "small file\n" || rs[0].ContentLength != 11 || rs[0].Header.Get("Date") == "" ||
@@ -129,14 +130,14 @@ func TestFastPathAnswersAndHandsOver(t *testing.T) {
 
 	// One connection: a static file (lean), a POST (net/http from here on),
 	// then a static file again.
-	handed := e.handedOver.Load()
+	handed := handedOver()
 	rs = exchange(t, s, "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\nPOST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"+
 		"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n", 3)
 	if bodyOf(rs[0]) != "small file\n" || bodyOf(rs[1]) != "hello world" || bodyOf(rs[2]) != "small file\n" {
 		t.Fatal("mixed connection: wrong bodies")
 	}
-	if e.handedOver.Load() != handed+1 {
-		t.Fatalf("handed over %d, want 1", e.handedOver.Load()-handed)
+	if handedOver() != handed+1 {
+		t.Fatalf("handed over %d, want 1", handedOver()-handed)
 	}
 
 	// Connection: close is honoured.
@@ -150,12 +151,12 @@ func TestFastPathAnswersAndHandsOver(t *testing.T) {
 	}
 }
 
-// TestFastPathSameAnswers sends the same raw requests to a front with and
+// TestLeanPathSameAnswers sends the same raw requests to a front with and
 // without the lean path: every status, body and framing must be the same
 // (malformed or unusual heads are net/http's to answer either way).
-func TestFastPathSameAnswers(t *testing.T) {
-	fast, _ := fastServer(t, true)
-	slow, _ := fastServer(t, false)
+func TestLeanPathSameAnswers(t *testing.T) {
+	lean, _ := leanServer(t, true)
+	slow, _ := leanServer(t, false)
 	reqs := []string{
 		"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /small.txt?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -186,7 +187,7 @@ func TestFastPathSameAnswers(t *testing.T) {
 	}
 	for _, raw := range reqs {
 		method := strings.Fields(raw)[0]
-		a := exchange(t, fast, raw, 1, method)[0]
+		a := exchange(t, lean, raw, 1, method)[0]
 		b := exchange(t, slow, raw, 1, method)[0]
 		ab, bb := bodyOf(a), bodyOf(b)
 		if a.StatusCode != b.StatusCode || ab != bb || a.ContentLength != b.ContentLength ||
@@ -197,9 +198,9 @@ func TestFastPathSameAnswers(t *testing.T) {
 	}
 }
 
-// TestFastPathShutdown: Shutdown closes idle lean connections and returns.
-func TestFastPathShutdown(t *testing.T) {
-	s, _ := fastServer(t, true)
+// TestLeanPathShutdown: Shutdown closes idle lean connections and returns.
+func TestLeanPathShutdown(t *testing.T) {
+	s, _ := leanServer(t, true)
 	c, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -222,52 +223,6 @@ func TestFastPathShutdown(t *testing.T) {
 	if _, err := net.Dial("tcp", s.Addr().String()); err == nil {
 		t.Fatal("still accepting after Shutdown")
 	}
-}
-
-// FuzzFastParse: a head the lean path takes is one net/http reads the same
-// way: method, target, host, and every field.
-func FuzzFastParse(f *testing.F) {
-	for _, s := range []string{
-		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-		"HEAD /a?b=c HTTP/1.1\r\nHost: example.com:80\r\nAccept: */*\r\nUser-Agent: x y\r\n\r\n",
-		"GET /%41 HTTP/1.1\r\nHost: [::1]:8080\r\nCookie: a=b\r\nCookie: c=d\r\nConnection: close\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: x\r\nx-lower: \t v \t\r\n\r\n",
-		"GET / HTTP/1.1\r\nhost: x\r\nHOST: y\r\n\r\n",
-		"GET /? HTTP/1.1\r\nHost: x\r\n\r\n",
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, head string) {
-		end := headEnd([]byte(head))
-		if end < 0 {
-			return
-		}
-		c := &fastConn{remote: "192.0.2.1:1"}
-		c.req = new(http.Request)
-		if !c.parse([]byte(head[:end])) {
-			return
-		}
-		want, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head[:end])))
-		if err != nil {
-			t.Fatalf("the lean path took a head net/http refuses (%v): %q", err, head)
-		}
-		got := c.req
-		if got.Method != want.Method || got.RequestURI != want.RequestURI || got.Host != want.Host ||
-			got.URL.Path != want.URL.Path || got.URL.RawQuery != want.URL.RawQuery || got.URL.RawPath != want.URL.RawPath ||
-			got.Close != want.Close || got.ContentLength != want.ContentLength {
-			t.Fatalf("%q: lean %s %q host %q path %q query %q close %v; net/http %s %q host %q path %q query %q close %v",
-				head, got.Method, got.RequestURI, got.Host, got.URL.Path, got.URL.RawQuery, got.Close,
-				want.Method, want.RequestURI, want.Host, want.URL.Path, want.URL.RawQuery, want.Close)
-		}
-		if len(got.Header) != len(want.Header) {
-			t.Fatalf("%q: fields %v, net/http %v", head, got.Header, want.Header)
-		}
-		for k, v := range want.Header {
-			if strings.Join(got.Header[k], "\x00") != strings.Join(v, "\x00") {
-				t.Fatalf("%q: field %s = %q, net/http %q", head, k, got.Header[k], v)
-			}
-		}
-	})
 }
 
 // singleProc serves one request at a time: others queue.
@@ -303,10 +258,10 @@ func gatedApp(t *testing.T) (h *Handler, received chan struct{}, release chan st
 	return h, received, release
 }
 
-// TestFastPathPipelinedWhileAtApp: a request that arrives while the one
+// TestLeanPathPipelinedWhileAtApp: a request that arrives while the one
 // before it is at the app (the client-close watcher reads its first byte)
 // is answered whole, after it.
-func TestFastPathPipelinedWhileAtApp(t *testing.T) {
+func TestLeanPathPipelinedWhileAtApp(t *testing.T) {
 	h, received, release := gatedApp(t)
 	s := listen(t, h, true)
 	c, err := net.Dial("tcp", s.Addr().String())
@@ -330,14 +285,14 @@ func TestFastPathPipelinedWhileAtApp(t *testing.T) {
 			t.Fatalf("response %d: %d %q", i+1, resp.StatusCode, b)
 		}
 	}
-	if s.fast.answered.Load() != 2 || s.fast.handedOver.Load() != 0 {
-		t.Fatalf("answered %d, handed over %d; want 2 and 0", s.fast.answered.Load(), s.fast.handedOver.Load())
+	if answered, handedOver := s.LeanStats(); answered != 2 || handedOver != 0 {
+		t.Fatalf("answered %d, handed over %d; want 2 and 0", answered, handedOver)
 	}
 }
 
-// TestFastPathClientLeavesQueue: a client that leaves while its request
+// TestLeanPathClientLeavesQueue: a client that leaves while its request
 // waits for a process is noticed, and its request never reaches the app.
-func TestFastPathClientLeavesQueue(t *testing.T) {
+func TestLeanPathClientLeavesQueue(t *testing.T) {
 	h, received, release := gatedApp(t)
 	s := listen(t, h, true)
 	busy, _ := net.Dial("tcp", s.Addr().String())
@@ -380,9 +335,9 @@ func TestFastPathClientLeavesQueue(t *testing.T) {
 // proxied to an app over a Unix socket. Allocations are the server's (the
 // client reads into a fixed buffer).
 func BenchmarkFront(b *testing.B) {
-	for _, fast := range []bool{true, false} {
+	for _, lean := range []bool{true, false} {
 		name := "nethttp"
-		if fast {
+		if lean {
 			name = "lean"
 		}
 		for _, target := range []string{"/c", "/4k.bin", "/app"} {
@@ -396,7 +351,7 @@ func BenchmarkFront(b *testing.B) {
 				st, _ := static.New(dir, static.Options{})
 				app.Static = st
 				h.SetApps([]*App{app})
-				s, err := Listen(Config{Addr: "127.0.0.1:0", IdleTimeout: time.Minute, HeaderTimeout: time.Minute, FastPath: fast},
+				s, err := Listen(Config{Addr: "127.0.0.1:0", IdleTimeout: time.Minute, HeaderTimeout: time.Minute, Lean: lean},
 					h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 				if err != nil {
 					b.Fatal(err)

@@ -24,7 +24,7 @@ func DefaultServer() Server {
 		Port:                        3000,
 		LogFormat:                   "text",
 		ShutdownTimeout:             DefaultShutdownTimeout,
-		Drain:                       Drain{DrainDelay: DefaultDrainDelay, AppStopTimeout: DefaultAppStopTimeout},
+		Drain:                       Drain{DrainDelay: DefaultDrainDelay, AppStopTimeout: DefaultAppStopTimeout, FirstRequestGrace: DefaultFirstRequestGrace},
 		RequestBufferMemory:         128 << 10,
 		ResponseBufferMemory:        1 << 20,
 		ResponseBufferHighWatermark: 128 << 20,

@@ -66,6 +66,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 		WriteTimeout:   f.ClientWriteTimeout,
 		Lean:           f.LeanPath,
 	}
+	sc.FirstRequestGrace = cfg.FirstRequestGrace
 	if f.Socket == "" || f.SocketAndTCP {
 		sc.Addr = cfg.ListenAddr()
 	}

@@ -51,13 +51,37 @@ import inspect
 import json
 import os
 import signal
-import socket
 import struct
 import sys
-import threading
 import traceback
 
+
+def _import_common():
+    """_ferry_common, which loaders.Write puts beside this file, by its path:
+    an app's user may pass through that directory without listing it, and
+    then sys.path finds nothing there."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ferry_common.py")
+    spec = spec_from_file_location("_ferry_common", path)
+    mod = module_from_spec(spec)
+    sys.modules["_ferry_common"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_common = _import_common()
+_cached = _common.cached
+_dump_on_sigquit = _common.dump_on_sigquit
+_fail = _common.fail
+_install_ferry = _common.install_ferry
+_log = _common.log
+_start_lifeline = _common.start_lifeline
+_summary = _common.summary
+
 from urllib.parse import unquote_to_bytes
+
+_common.TAG = "ferry asgi"
 
 MAX_HEAD = 64 * 1024  # request line + headers
 READ_SIZE = 64 * 1024  # reads while waiting for a head
@@ -78,14 +102,6 @@ class ClientDisconnected(OSError):
     """send() on a connection that the core has closed."""
 
 
-def _log(msg):
-    try:
-        sys.stderr.write("[ferry asgi] %s\n" % msg)
-        sys.stderr.flush()
-    except Exception:
-        pass
-
-
 def _log_exc(msg):
     try:
         sys.stderr.write("[ferry asgi] %s\n%s" % (msg, traceback.format_exc()))
@@ -95,20 +111,6 @@ def _log_exc(msg):
 
 
 # ------------------------------------------------------------- SIGQUIT ---
-
-
-def _dump_on_sigquit(chain=False):
-    """SIGQUIT: the stack of every thread on stderr, and carry on.
-
-    faulthandler's handler is C: it works while the event loop is blocked
-    in C code or in a loop that never reaches a Python signal handler. With
-    chain, it then passes the signal on to the handler that was there
-    before (the event loop's, for the tasks' stacks).
-    """
-    try:
-        faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=chain)
-    except Exception as e:  # no usable stderr fd
-        _log("SIGQUIT backtraces unavailable: %s" % e)
 
 
 def _coro_frames(coro):
@@ -140,37 +142,16 @@ def _dump_tasks():
 
 # ------------------------------------------------- backtraces on demand ---
 
-# Ends each dump on the status pipe; the core reads up to it.
-_BT_END = "-- ferry: end of backtraces --\n"
-
 
 def _backtraces_on(loop, fd):
-    """SIGWINCH: the stack of every thread and of every asyncio task on fd,
-    and carry on.
-
-    fd is the status pipe, which a ready process keeps: the core signals
-    and reads the dump there (ferry status --show=backtraces), so it never
-    mixes with the app's output. SIGWINCH is ignored by default, so a
-    signal that comes before this is installed harms nothing.
-    faulthandler's C handler writes the threads' stacks at once, even while
-    the event loop is blocked; the loop's handler it chains to adds the
-    tasks' stacks (where the requests are) and the end marker once the loop
-    runs again.
-    """
-    if fd < 0:
-        return
-    try:
-        faulthandler.unregister(signal.SIGWINCH)
-        loop.add_signal_handler(signal.SIGWINCH, _bt_tail, fd)
-        faulthandler.register(signal.SIGWINCH, file=fd, all_threads=True, chain=True)
-    except Exception as e:
-        _log("backtraces on demand unavailable: %s" % e)
+    """SIGWINCH: the stack of every thread and of every asyncio task on fd
+    (see _ferry_common); the loop's handler adds the tasks' stacks (where
+    the requests are) once the loop runs again."""
+    _common.backtraces_on(fd, lambda: loop.add_signal_handler(signal.SIGWINCH, _bt_tail, fd))
 
 
 def _bt_tail(fd):
-    out = ["Thread names:\n"]
-    for t in threading.enumerate():
-        out.append("  0x%016x %s%s\n" % (t.ident or 0, t.name, " (daemon)" if t.daemon else ""))
+    out = _common.thread_names()
     try:
         tasks = [t for t in asyncio.all_tasks() if not t.done()]
         out.append("%d asyncio tasks:\n" % len(tasks))
@@ -179,116 +160,27 @@ def _bt_tail(fd):
             out.extend(traceback.StackSummary.extract(_coro_frames(t.get_coro())).format())
     except Exception as e:
         out.append("(cannot list the asyncio tasks: %s)\n" % e)
-    out.append(_BT_END)
-    data = "".join(out).encode("utf-8", "backslashreplace")
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    except OSError:
-        pass
-
-
-def _watch_lifeline(fd):
-    # The core holds the only write end: EOF (or an error) means it is gone.
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BaseException:
-        pass
-    os._exit(0)
+    _common.write_tail(fd, out)
 
 
 # ----------------------------------------------------- out-of-band work ---
 
-_oob_hooks = []  # ferry.on_out_of_band_work
-
-
-def on_out_of_band_work(fn):
-    """Registers fn, called with no arguments, for out-of-band work.
-
-    fn may be a plain function or an ``async def`` (awaited on the event
-    loop). The core asks for it between requests (after a response with the
-    header X-Ferry-Request-OOB-Work: true). Returns fn, so it works as a
-    decorator. Without any hook the runner does gc.collect().
-    """
-    if not callable(fn):
-        raise TypeError("ferry.on_out_of_band_work: %r is not callable" % (fn,))
-    _oob_hooks.append(fn)
-    return fn
-
-
-def out_of_band_hooks():
-    """The registered out-of-band hooks, in order (the list itself)."""
-    return _oob_hooks
-
-
-def _own_ferry():
-    """Where the app's own module or package named ferry is, or None.
-
-    Looked for on sys.path (the app directory first, then site-packages);
-    a plain directory named ferry (a namespace package) does not count.
-    """
-    from importlib.machinery import PathFinder
-
-    try:
-        spec = PathFinder.find_spec("ferry", sys.path)
-    except Exception:
-        return None
-    if spec is None or spec.origin in (None, "namespace"):
-        return None
-    return spec.origin
-
-
-def _install_ferry():
-    """Puts the ferry module (out-of-band hooks) into sys.modules."""
-    own = _own_ferry()
-    if own is None and "ferry" in sys.modules:
-        own = getattr(sys.modules["ferry"], "__file__", None) or "sys.modules"
-    if own is not None:
-        _log(
-            "the app has its own 'ferry' module (%s): Ferry's is not installed, "
-            "so ferry.on_out_of_band_work is not available and out-of-band work is gc.collect()" % own
-        )
-        return
-    import types
-
-    mod = types.ModuleType("ferry", "Ferry's loader API: out-of-band work hooks.")
-    for fn in (on_out_of_band_work, out_of_band_hooks):
-        fn.__module__ = "ferry"
-        setattr(mod, fn.__name__, fn)
-    mod.__all__ = ["on_out_of_band_work", "out_of_band_hooks"]
-    sys.modules["ferry"] = mod
-
-
-def _hook_name(fn):
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
 
 async def _out_of_band():
     """Runs the out-of-band hooks (or gc.collect()); the whole response."""
-    hooks = list(_oob_hooks)
+    hooks = list(_common.out_of_band_hooks())
     errors = []
     if not hooks:
         gc.collect()
-        done = "gc.collect()"
-    else:
-        for fn in hooks:
-            try:
-                r = fn()
-                if inspect.isawaitable(r):
-                    await r
-            except Exception as exc:
-                _log_exc("error in out-of-band hook %s:" % _hook_name(fn))
-                msg = str(exc).strip().replace("\n", " ")
-                errors.append("%s: %s%s" % (_hook_name(fn), type(exc).__name__, ": " + msg if msg else ""))
-        done = "%d hook%s" % (len(hooks), "" if len(hooks) == 1 else "s")
-    if errors:
-        code = 500
-        body = "out-of-band work failed: %s\n" % "; ".join(errors)
-    else:
-        code = 200
-        body = "out-of-band work done: %s\n" % done
-    data = body.encode("utf-8", "replace")
+    for fn in hooks:
+        try:
+            r = fn()
+            if inspect.isawaitable(r):
+                await r
+        except Exception as exc:
+            _log_exc("error in out-of-band hook %s:" % _common.hook_name(fn))
+            errors.append(_common.hook_error(fn, exc))
+    code, data = _common.oob_body(hooks, errors)
     return b"%sContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
         _status_line(code),
         len(data),
@@ -303,18 +195,7 @@ _hosts = {}  # (Host header, scheme) -> ("name", port)
 
 def _split_host(host, scheme):
     default = 443 if scheme in ("https", "wss") else 80
-    if not host:
-        return ("localhost", default)
-    if host[0] == "[":
-        i = host.find("]")
-        if i < 0:
-            return (host, default)
-        name, rest = host[: i + 1], host[i + 1 :]
-        port = rest[1:] if rest[:1] == ":" else ""
-    else:
-        name, sep, port = host.rpartition(":")
-        if not sep:
-            name, port = host, ""
+    name, port = _common.split_host(host, "")
     try:
         return (name, int(port) if port else default)
     except ValueError:
@@ -325,31 +206,13 @@ _peers = {}  # X-Ferry-Client-Addr -> (ip, port) or None
 
 
 def _split_peer(addr):
-    if addr[:1] == "[":
-        i = addr.find("]")
-        if i >= 0:
-            rest = addr[i + 1 :]
-            ip, port = addr[1:i], rest[1:] if rest[:1] == ":" else ""
-        else:
-            ip, port = addr, ""
-    else:
-        ip, sep, port = addr.rpartition(":")
-        if not sep or ":" in ip:  # no port, or a bare IPv6 address
-            ip, port = addr, ""
+    if addr[:1] == "[" and "]" not in addr:
+        return (addr, 0)
+    ip, port = _common.split_peer(addr)
     try:
         return (ip, int(port) if port else 0)
     except ValueError:
         return (ip, 0)
-
-
-def _cached(cache, key, fn, *args):
-    v = cache.get(key)
-    if v is None:
-        v = fn(*args)
-        if len(cache) >= 512:
-            cache.clear()
-        cache[key] = v
-    return v
 
 
 _paths = {}  # raw path -> decoded path
@@ -1329,22 +1192,9 @@ class _Lifespan(object):
 # ---------------------------------------------------------------- startup ---
 
 
-def _summary(exc):
-    msg = str(exc).strip().replace("\n", " ")
-    return type(exc).__name__ + (": " + msg if msg else "")
-
-
 def _app_traceback(exc):
     # Leave out the loader's, asyncio's and importlib's own frames at the top.
-    me = os.path.abspath(__file__)
-    aio = os.path.dirname(asyncio.__file__) + os.sep
-    tb = exc.__traceback__
-    while tb is not None:
-        fn = tb.tb_frame.f_code.co_filename
-        if fn != me and fn != __file__ and not fn.startswith("<frozen") and not fn.startswith(aio):
-            break
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    return _common.app_traceback(exc, __file__, (os.path.dirname(asyncio.__file__) + os.sep,))
 
 
 def _asgi2(cls):
@@ -1399,48 +1249,13 @@ def _load_app(root, startup):
 
 
 def _listen(path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-    except OSError:
-        # A stale socket file from an earlier process with the same path.
-        import stat
-
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise
-        os.unlink(path)
-        sock.bind(path)
-    sock.listen(1024)
+    sock = _common.listen(path)
     sock.setblocking(False)
     return sock
 
 
 def _report(fd, obj, keep=False):
-    """Writes the handshake line on fd and closes it, unless keep (a ready
-    process keeps it for backtraces on demand)."""
-    if fd < 0:
-        return
-    data = (json.dumps(obj) + "\n").encode()
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    finally:
-        if not keep:
-            os.close(fd)
-
-
-def _fail(status_fd, summary, details):
-    """Reports the error handshake and exits 1."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.write(details if details.endswith("\n") else details + "\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
-    try:
-        _report(status_fd, {"status": "error", "summary": summary, "details": details})
-    finally:
-        os._exit(1)
+    _common.report(fd, json.dumps(obj) + "\n", keep)
 
 
 async def _main(status_fd, root, startup, base, sock_path):
@@ -1496,8 +1311,7 @@ def main():
     for fd in (status_fd, lifeline_fd):
         if fd >= 0:
             os.set_inheritable(fd, False)  # not for the app's children
-    if lifeline_fd >= 0:
-        threading.Thread(target=_watch_lifeline, args=(lifeline_fd,), name="ferry-lifeline", daemon=True).start()
+    _start_lifeline(lifeline_fd)
 
     root = env.get("FERRY_APP_ROOT") or os.getcwd()
     startup = env.get("FERRY_STARTUP_FILE") or "asgi.py"

@@ -617,6 +617,20 @@ func TestWrite(t *testing.T) {
 	if !bytes.Equal(got, wsgiPy) || len(got) == 0 {
 		t.Errorf("written loader differs from the embedded one")
 	}
+	// The Python loaders import the module they share from beside them.
+	for _, name := range []string{"wsgi.py", "asgi.py"} {
+		if _, err := Write(dir, name); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, "_ferry_common.py"))
+		if err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: _ferry_common.py: %v %v", name, fi, err)
+		}
+		got, _ := os.ReadFile(filepath.Join(dir, "_ferry_common.py"))
+		if !bytes.Equal(got, ferryCommonPy) {
+			t.Errorf("%s: written _ferry_common.py differs from the embedded one", name)
+		}
+	}
 	if _, err := Write(dir, "cobol.cob"); err == nil || !strings.Contains(err.Error(), "cobol.cob") {
 		t.Errorf("unknown loader: err %v", err)
 	}

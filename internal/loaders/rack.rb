@@ -1479,9 +1479,14 @@ module FerryLoader
         [head, cl, hijack, connection]
       end
 
+      # Writes the app's response. Returns true to keep the connection,
+      # false to close it, :hijacked if the app has it now. The head is
+      # emptied as it goes out (put_head): after that, an error can only
+      # close the connection, since a second response would be garbage on
+      # the wire.
       def write_response(conn, env, status, headers, body, is_head, keep, http10)
-        sent = false
         error = nil
+        head = nil
         begin
           code = status.instance_of?(Integer) ? status : Integer(status.to_s, 10)
           raise ArgumentError, "invalid response status #{status.inspect}" if code < 100 || code > 999
@@ -1492,209 +1497,30 @@ module FerryLoader
           rescue Encoding::CompatibilityError
             head, cl, hijack, connection = build_head(code, headers, true)
           end
-          if cl
-            cl = cl.first if cl.is_a?(Array)
-            cl = cl.to_s
-            raise ArgumentError, "invalid Content-Length #{cl.inspect}" unless cl.match?(/\A\d{1,18}\z/)
-
-            cl = cl.to_i
-          end
+          cl = content_length(cl) if cl
           if connection
             connection = connection.join(", ") if connection.is_a?(Array)
             keep = false if connection.match?(/close/i)
           end
+          return write_kept(conn, env, head, body, hijack, connection) if hijack || code == 101
 
-          # ---- the app keeps the connection: partial hijack, 101
-          if hijack || code == 101
-            head << "Connection: " << connection.to_s << CRLF if connection
-            head << CRLF
-            sent = true
-            put(conn, head)
-            if hijack
-              hijack.call(conn)
-              return :hijacked
-            end
-            if body.respond_to?(:call) && !body.respond_to?(:each)
-              body.call(BodyStream.new(conn, env["rack.input"], :raw, nil))
-              return :hijacked
-            end
-            return false
-          end
-
-          # ---- a file
           if !no_body && !body.instance_of?(Array) && body.respond_to?(:to_path)
-            path = body.to_path
-            st = path && (File.stat(path) rescue nil) # rubocop:disable Style/RescueModifier
-            if st&.file? && (cl.nil? || cl == st.size)
-              size = st.size
-              head << CL_LINE << size.to_s << CRLF
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-              copied = begin
-                File.open(path, "rb") { |f| IO.copy_stream(f, conn, size) }
-              rescue Errno::EPIPE, Errno::ECONNRESET, IOError
-                raise ClientGone
-              end
-              return copied == size ? keep : false
-            end
+            kept = write_file(conn, head, body, cl, keep)
+            return kept unless kept.nil?
           end
-
-          # ---- all of the body at once
-          arr = if body.instance_of?(Array)
-                  body
-                elsif body.respond_to?(:to_ary)
-                  a = body.to_ary
-                  a.is_a?(Array) ? a : nil
-                end
-          if arr
-            if arr.size == 1
-              total = arr[0].bytesize
-            else
-              total = 0
-              arr.each { |s| total += s.bytesize }
-            end
-            if no_body
-              # Not the length of a HEAD body: it may be empty (Rack::Head).
-              head << CL_LINE << cl.to_s << CRLF if cl
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-              return keep
-            end
-            if cl && cl != total
-              data = arr.size == 1 ? arr[0].b : arr.map(&:b).join
-              if cl < total
-                data = data.byteslice(0, cl)
-              else
-                keep = false # short of its Content-Length
-              end
-              arr = [data]
-              total = cl
-            end
-            head << CL_LINE << (cl || total).to_s << CRLF
-            head << CLOSE_LINE unless keep
-            head << CRLF
-            sent = true
-            if arr.size == 1
-              data = arr[0]
-              begin
-                if data.bytesize <= 16_384
-                  conn.write(head << data)
-                else
-                  conn.write(head, data)
-                end
-              rescue SystemCallError, IOError
-                raise ClientGone
-              rescue Encoding::CompatibilityError
-                put(conn, data) # head is out: only the body is left
-              end
-            elsif arr.size <= 32
-              put(conn, head, *arr)
-            else
-              put(conn, head)
-              arr.each_slice(32) { |slice| put(conn, *slice) }
-            end
+          arr = body_array(body)
+          if no_body && (arr || body.respond_to?(:each) || body.respond_to?(:call))
+            # Not the length of a HEAD body: it may be empty (Rack::Head).
+            put_head(conn, end_head(head, cl, keep))
             return keep
           end
+          return write_array(conn, head, arr, cl, keep) if arr
 
-          # ---- a body to iterate: streamed as it comes
           if body.respond_to?(:each)
-            if no_body
-              head << CL_LINE << cl.to_s << CRLF if cl
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-              return keep
-            end
-            chunked = cl.nil? && !http10
             keep = false if cl.nil? && http10 # the body ends with the connection
-            nsent = 0
-            body.each do |piece|
-              raise TypeError, "response body yielded #{piece.class}, not a String" unless piece.is_a?(String)
-
-              len = piece.bytesize
-              next if len.zero?
-
-              if cl
-                room = cl - nsent
-                next if room <= 0
-
-                if len > room
-                  piece = piece.byteslice(0, room)
-                  len = room
-                end
-              end
-              nsent += len
-              if sent
-                if chunked
-                  put(conn, len.to_s(16), CRLF, piece, CRLF)
-                else
-                  put(conn, piece)
-                end
-              else
-                if cl
-                  head << CL_LINE << cl.to_s << CRLF
-                elsif chunked
-                  head << CHUNKED_LINE
-                end
-                head << CLOSE_LINE unless keep
-                head << CRLF
-                sent = true
-                if chunked
-                  put(conn, head, len.to_s(16), CRLF, piece, CRLF)
-                else
-                  put(conn, head, piece)
-                end
-              end
-            end
-            if !sent
-              head << CL_LINE << (cl || 0).to_s << CRLF
-              keep = false if cl&.positive?
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-            elsif chunked
-              put(conn, LAST_CHUNK)
-            elsif cl && nsent < cl
-              keep = false # short of its Content-Length
-            end
-            return keep
+            return write_each(conn, head, body, cl, keep, http10)
           end
-
-          # ---- a Rack 3 streaming body
-          if body.respond_to?(:call)
-            if no_body
-              head << CL_LINE << cl.to_s << CRLF if cl
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-              return keep
-            end
-            if cl
-              mode = :fixed
-              head << CL_LINE << cl.to_s << CRLF
-            elsif http10
-              mode = :raw
-              keep = false
-            else
-              mode = :chunked
-              head << CHUNKED_LINE
-            end
-            head << CLOSE_LINE unless keep
-            head << CRLF
-            sent = true
-            put(conn, head)
-            stream = BodyStream.new(conn, env["rack.input"], mode, cl)
-            body.call(stream)
-            stream.close unless stream.closed?
-            return stream.short? ? false : keep
-          end
+          return write_stream(conn, env, head, body, cl, keep, http10) if body.respond_to?(:call)
 
           raise TypeError, "the response body (#{body.class}) responds to neither each nor call"
         rescue ClientGone => e
@@ -1705,7 +1531,7 @@ module FerryLoader
         rescue Exception => e # rubocop:disable Lint/RescueException
           error = e
           app_error(env, e)
-          return false if sent # a second response would be garbage on the wire
+          return false if head&.empty? # the head is out
 
           put(conn, error_response(500, keep, is_head))
           keep
@@ -1713,6 +1539,177 @@ module FerryLoader
           close_body(env, body)
           finished(env, status, headers, error)
         end
+      end
+
+      # The app's Content-Length header as an Integer.
+      def content_length(cl)
+        cl = cl.first if cl.is_a?(Array)
+        cl = cl.to_s
+        raise ArgumentError, "invalid Content-Length #{cl.inspect}" unless cl.match?(/\A\d{1,18}\z/)
+
+        cl.to_i
+      end
+
+      # Ends a response head: its framing (Content-Length: length, or
+      # chunked), "Connection: close" unless keep, and the blank line.
+      def end_head(head, length, keep, chunked = false)
+        if length
+          head << CL_LINE << length.to_s << CRLF
+        elsif chunked
+          head << CHUNKED_LINE
+        end
+        head << CLOSE_LINE unless keep
+        head << CRLF
+      end
+
+      # Writes the head (and more) and empties it: an empty head has gone
+      # out (see write_response).
+      def put_head(conn, head, *more)
+        put(conn, head, *more)
+      ensure
+        head.clear
+      end
+
+      # The app keeps the connection: a partial hijack, or a 101.
+      def write_kept(conn, env, head, body, hijack, connection)
+        head << "Connection: " << connection.to_s << CRLF if connection
+        head << CRLF
+        put_head(conn, head)
+        if hijack
+          hijack.call(conn)
+          return :hijacked
+        end
+        if body.respond_to?(:call) && !body.respond_to?(:each)
+          body.call(BodyStream.new(conn, env["rack.input"], :raw, nil))
+          return :hijacked
+        end
+        false
+      end
+
+      # A body that is a file, sent from it; nil if it is not a regular
+      # file of the announced length after all.
+      def write_file(conn, head, body, cl, keep)
+        path = body.to_path
+        st = path && (File.stat(path) rescue nil) # rubocop:disable Style/RescueModifier
+        return nil unless st&.file? && (cl.nil? || cl == st.size)
+
+        size = st.size
+        put_head(conn, end_head(head, size, keep))
+        copied = begin
+          File.open(path, "rb") { |f| IO.copy_stream(f, conn, size) }
+        rescue Errno::EPIPE, Errno::ECONNRESET, IOError
+          raise ClientGone
+        end
+        copied == size ? keep : false
+      end
+
+      # The body as an Array of its pieces, if it is one (or has one).
+      def body_array(body)
+        if body.instance_of?(Array)
+          body
+        elsif body.respond_to?(:to_ary)
+          a = body.to_ary
+          a.is_a?(Array) ? a : nil
+        end
+      end
+
+      # All of the body at once.
+      def write_array(conn, head, arr, cl, keep)
+        if arr.size == 1
+          total = arr[0].bytesize
+        else
+          total = 0
+          arr.each { |s| total += s.bytesize }
+        end
+        if cl && cl != total
+          data = arr.size == 1 ? arr[0].b : arr.map(&:b).join
+          if cl < total
+            data = data.byteslice(0, cl)
+          else
+            keep = false # short of its Content-Length
+          end
+          arr = [data]
+          total = cl
+        end
+        end_head(head, cl || total, keep)
+        if arr.size == 1
+          data = arr[0]
+          begin
+            if data.bytesize <= 16_384
+              conn.write(head << data)
+            else
+              conn.write(head, data)
+            end
+          rescue SystemCallError, IOError
+            raise ClientGone
+          rescue Encoding::CompatibilityError
+            put(conn, data) # head is out: only the body is left
+          ensure
+            head.clear
+          end
+        elsif arr.size <= 32
+          put_head(conn, head, *arr)
+        else
+          put_head(conn, head)
+          arr.each_slice(32) { |slice| put(conn, *slice) }
+        end
+        keep
+      end
+
+      # A body to iterate: streamed as it comes, the head with the first
+      # piece.
+      def write_each(conn, head, body, cl, keep, http10)
+        chunked = cl.nil? && !http10
+        nsent = 0
+        body.each do |piece|
+          raise TypeError, "response body yielded #{piece.class}, not a String" unless piece.is_a?(String)
+
+          len = piece.bytesize
+          next if len.zero?
+
+          if cl
+            room = cl - nsent
+            next if room <= 0
+
+            if len > room
+              piece = piece.byteslice(0, room)
+              len = room
+            end
+          end
+          nsent += len
+          if head.empty?
+            chunked ? put(conn, len.to_s(16), CRLF, piece, CRLF) : put(conn, piece)
+          else
+            end_head(head, cl, keep, chunked)
+            chunked ? put_head(conn, head, len.to_s(16), CRLF, piece, CRLF) : put_head(conn, head, piece)
+          end
+        end
+        if !head.empty?
+          keep = false if cl&.positive?
+          put_head(conn, end_head(head, cl || 0, keep))
+        elsif chunked
+          put(conn, LAST_CHUNK)
+        elsif cl && nsent < cl
+          keep = false # short of its Content-Length
+        end
+        keep
+      end
+
+      # A Rack 3 streaming body.
+      def write_stream(conn, env, head, body, cl, keep, http10)
+        if cl
+          mode = :fixed
+        elsif http10
+          mode = :raw
+          keep = false
+        else
+          mode = :chunked
+        end
+        put_head(conn, end_head(head, cl, keep, mode == :chunked))
+        stream = BodyStream.new(conn, env["rack.input"], mode, cl)
+        body.call(stream)
+        stream.close unless stream.closed?
+        stream.short? ? false : keep
       end
     end
 

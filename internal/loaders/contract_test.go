@@ -39,6 +39,9 @@ type contractLoader struct {
 	// oob: the fixture's startup file without hooks, the answer's body and
 	// the /count counter that the default work raises.
 	oobStartup, oobDone, oobCounter string
+	// backtraces are substrings of the backtraces on demand while a request
+	// sleeps in the echo app's /sleep.
+	backtraces []string
 }
 
 type contractBroken struct {
@@ -56,14 +59,17 @@ var contractLoaders = []contractLoader{
 			output:  []string{"about to fail", "ImportError: broken fixture"},
 		},
 		oobStartup: "default_wsgi.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
+		backtraces: []string{"(most recent call first)", "passenger_wsgi.py\", line", " in sleep\n", "Thread names:\n", " ferry-lifeline (daemon)\n"},
 	},
 	{
 		name: "wsgi-threads", kind: "wsgi", env: []string{"FERRY_THREADS=2"}, concurrency: 2,
 		oobStartup: "default_wsgi.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
+		backtraces: []string{"(most recent call first)", "passenger_wsgi.py\", line", " in sleep\n", "Thread names:\n", " ferry-lifeline (daemon)\n"},
 	},
 	{
 		name: "wsgi-smart", kind: "wsgi", smart: true, concurrency: 1,
 		oobStartup: "default_wsgi.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
+		backtraces: []string{"(most recent call first)", "passenger_wsgi.py\", line", " in sleep\n", "Thread names:\n", " ferry-lifeline (daemon)\n"},
 	},
 	{
 		name: "asgi", kind: "asgi", concurrency: 0,
@@ -73,6 +79,7 @@ var contractLoaders = []contractLoader{
 			output:  []string{"about to fail", "ImportError: broken asgi fixture"},
 		},
 		oobStartup: "default.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
+		backtraces: []string{"(most recent call first)", "Thread names:\n", " asyncio tasks:\n", "echo/asgi.py\", line", ", in sleep\n"},
 	},
 	{
 		name: "rack", kind: "rack", concurrency: 1,
@@ -82,14 +89,17 @@ var contractLoaders = []contractLoader{
 			output:  []string{"about to fail", "broken fixture: no frobnicate configured"},
 		},
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
+		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
 	},
 	{
 		name: "rack-threads", kind: "rack", env: []string{"FERRY_THREADS=4"}, concurrency: 4,
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
+		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
 	},
 	{
 		name: "rack-smart", kind: "rack", smart: true, concurrency: 1,
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
+		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
 	},
 	{
 		name: "node", kind: "node", concurrency: 0,
@@ -100,6 +110,7 @@ var contractLoaders = []contractLoader{
 			output:  []string{"about to fail", "Error: broken fixture: cannot load frobnicate", "app.js:3"},
 		},
 		oobStartup: "default.js", oobDone: "out-of-band work done: global.gc()\n", oobCounter: "gcs",
+		backtraces: []string{"Main thread (1 of 1), pid ", "Requests in progress: 1\n", "    GET /sleep?s=600 for "},
 	},
 }
 
@@ -141,6 +152,7 @@ var contractCases = []struct {
 	{"lifeline", false, contractLifeline},
 	{"SIGTERM", false, contractSIGTERM},
 	{"out-of-band default", true, contractOOBDefault},
+	{"backtraces on demand", true, contractBacktraces},
 }
 
 func TestLoaderContract(t *testing.T) {
@@ -345,5 +357,39 @@ func contractOOBDefault(t *testing.T, cl contractLoader) {
 	}
 	if after.n("requests") != before.n("requests")+1 {
 		t.Errorf("requests %d → %d: the out-of-band request reached the app", before.n("requests"), after.n("requests"))
+	}
+}
+
+// contractBacktraces: SIGWINCH writes the stack of every thread (and what
+// the language adds) on the status pipe, not the output, ended by the
+// marker, and the process carries on and answers the next SIGWINCH alike.
+// The request sleeping in the app shows once it is in the app: until then,
+// the test asks again.
+func contractBacktraces(t *testing.T, cl contractLoader) {
+	l := cl.start(t, cl.fixture("echo"))
+	c := l.dial()
+	c.send("GET", "/sleep?s=600", nil, nil)
+	var dump string
+	for deadline := time.Now().Add(wait); ; {
+		dump = l.backtraces()
+		missing := ""
+		for _, want := range cl.backtraces {
+			if !strings.Contains(dump, want) {
+				missing = want
+				break
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backtraces lack %q:\n%s", missing, dump)
+		}
+	}
+	if strings.Contains(l.out.String(), btEnd) {
+		t.Errorf("the backtraces went to the output too:\n%s", l.out)
+	}
+	if !alive(oobPID(l)) {
+		t.Errorf("the process is gone after its backtraces; output:\n%s", l.out)
 	}
 }

@@ -994,55 +994,12 @@ module FerryLoader
       # Serves requests on conn until it closes; returns :hijacked if the app
       # took the connection over.
       def serve_requests(conn)
-        keys = @keys
-        base = @base
-        base_len = @base_len
         watch = [conn, @listener, @wake_r]
         hijacker = Hijacker.new(conn)
         buf = nil
-        oob = false # set once: an out-of-band request ends the connection
         while true # rubocop:disable Style/InfiniteLoop
-          # ---- the request head
-          if buf.nil?
-            return false if @stopping
-
-            w = wait_request(conn, watch)
-            return w unless w == true
-
-            buf = conn.read_nonblock(READ_SIZE, exception: false)
-            return false if buf.nil?
-
-            if buf == :wait_readable
-              buf = nil
-              next
-            end
-          end
-          b0 = buf.getbyte(0)
-          if b0 == 13 || b0 == 10 # stray CRLF between requests
-            buf = buf.sub(/\A[\r\n]+/, "")
-            if buf.empty?
-              buf = nil
-              next
-            end
-          end
-          idx = buf.index(HEAD_END)
-          while idx.nil?
-            return bad_request(conn) if buf.bytesize > MAX_HEAD
-
-            begin
-              more = conn.readpartial(READ_SIZE)
-            rescue EOFError
-              return false
-            end
-            from = buf.bytesize - 3
-            buf << more
-            idx = buf.index(HEAD_END, from.negative? ? 0 : from)
-          end
-          return bad_request(conn) if idx > MAX_HEAD
-
-          head = buf.byteslice(0, idx)
-          rest = idx + 4
-          buf = rest < buf.bytesize ? buf.byteslice(rest, buf.bytesize - rest) : nil
+          head, buf = read_head(conn, watch, buf)
+          return head unless head.instance_of?(String)
 
           # ---- the env
           lines = head.split(CRLF)
@@ -1051,110 +1008,11 @@ module FerryLoader
 
           method, target, proto = parts
           env = @base_env.dup
-          peer = nil
-          scheme = nil
-          i = 1
-          n = lines.size
-          hl = @lines
-          while i < n
-            line = lines[i]
-            i += 1
-            pair = hl[line]
-            if pair
-              key = pair[0]
-              next unless key
+          seen = header_env(env, lines)
+          return bad_request(conn) unless seen
 
-              value = pair[1]
-            else
-              c = line.index(":")
-              return bad_request(conn) if c.nil? || c.zero?
-
-              name = line.byteslice(0, c)
-              key = keys[name]
-              if key.nil?
-                keys.clear if keys.size >= 1024
-                key = keys[name] = env_key(name)
-              end
-              if key
-                value = line.byteslice(c + 1, line.bytesize - c - 1)
-                value.strip!
-              else
-                value = nil
-              end
-              # Most header lines repeat from one request to the next.
-              if line.bytesize <= 200 && key != :peer && key != "HTTP_COOKIE" && key != "HTTP_AUTHORIZATION"
-                hl.clear if hl.size >= 2048
-                hl[line] = [key, value&.freeze].freeze
-              end
-              next unless key
-            end
-            if key.instance_of?(Symbol)
-              if key == :peer
-                peer = value
-              elsif key == :scheme
-                scheme = value
-              else
-                oob = true # the core's request: see below
-              end
-              next
-            end
-            value = value.dup if value.frozen?
-            old = env[key]
-            env[key] = if old.nil?
-                         value
-                       elsif key == "HTTP_COOKIE"
-                         "#{old}; #{value}"
-                       else
-                         "#{old}, #{value}"
-                       end
-          end
-          https = scheme == "https"
-          if https
-            env["rack.url_scheme"] = "https"
-            env["HTTPS"] = "on"
-          end
-          if peer
-            pv = @peers[peer]
-            unless pv
-              @peers.clear if @peers.size >= 512
-              pv = @peers[peer] = split_peer(peer)
-            end
-            env["REMOTE_ADDR"] = pv[0]
-            env["REMOTE_PORT"] = pv[1] if pv[1]
-          end
-          host = env["HTTP_HOST"] || ""
-          hosts = https ? @hostss : @hosts
-          hv = hosts[host]
-          unless hv
-            hosts.clear if hosts.size >= 512
-            hv = hosts[host] = split_host(host, https)
-          end
-          env["SERVER_NAME"] = hv[0]
-          env["SERVER_PORT"] = hv[1]
-          env["REQUEST_METHOD"] = method
-          env["SERVER_PROTOCOL"] = proto
-          env["REQUEST_URI"] = target
-          target = origin_form(target) unless target.getbyte(0) == 47 # '/'
-          q = target.index("?")
-          if q
-            path = target.byteslice(0, q)
-            env["QUERY_STRING"] = target.byteslice(q + 1, target.bytesize - q - 1)
-          else
-            path = target.dup
-            env["QUERY_STRING"] = String.new
-          end
-          if base_len.positive?
-            if path.start_with?(base) && (path.bytesize == base_len || path.getbyte(base_len) == 47)
-              path = path.byteslice(base_len, path.bytesize - base_len)
-            else
-              env["SCRIPT_NAME"] = ""
-            end
-          end
-          env["PATH_INFO"] = path
-          if (up = env["HTTP_UPGRADE"])
-            env["rack.protocol"] = up.split(",").map!(&:strip)
-          end
-
+          peer, scheme, oob = seen
+          request_env(env, method, target, proto, peer, scheme)
           ch = env["HTTP_CONNECTION"]
           if proto == "HTTP/1.1"
             keep = ch.nil? || !ch.match?(/close/i)
@@ -1169,43 +1027,10 @@ module FerryLoader
           # ---- the body
           return bad_request(conn, 501, "Not Implemented") if env.key?("HTTP_TRANSFER_ENCODING")
 
-          spool = nil
-          clen = env["CONTENT_LENGTH"]
-          if clen.nil?
-            len = 0
-          elsif clen.match?(/\A\d{1,18}\z/)
-            len = clen.to_i
-          else
-            return bad_request(conn)
-          end
-          if len.zero?
-            input = StringIO.new(EMPTY_BODY)
-          else
-            have = buf ? buf.bytesize : 0
-            if have >= len
-              input = StringIO.new(have == len ? buf : buf.byteslice(0, len))
-              buf = have == len ? nil : buf.byteslice(len, have - len)
-            elsif len <= SMALL_BODY
-              data = buf || String.new(capacity: len)
-              buf = nil
-              while data.bytesize < len
-                begin
-                  data << conn.readpartial(len - data.bytesize)
-                rescue EOFError
-                  return false # the body never came: nothing to answer
-                end
-              end
-              input = StringIO.new(data)
-            else
-              spool = input = spool_body(conn, buf, len)
-              buf = nil
-              return false unless input
-              if input == :error
-                put(conn, error_response(500, false, method == "HEAD"))
-                return false
-              end
-            end
-          end
+          body = read_body(conn, env["CONTENT_LENGTH"], buf, method)
+          return body unless body.instance_of?(Array)
+
+          input, spool, buf = body
           if oob
             # X-Ferry-Oob-Work: only the core can send it (it drops every
             # client X-Ferry-* header). Not the app's request: the hooks run,
@@ -1227,6 +1052,210 @@ module FerryLoader
           end
           return keep unless keep == true
         end
+      end
+
+      # Reads the next request head from conn, after what buf holds. Returns
+      # [head, the bytes after it or nil], or [what serve_requests returns,
+      # nil] when there is no request to serve.
+      def read_head(conn, watch, buf)
+        while true # rubocop:disable Style/InfiniteLoop
+          if buf.nil?
+            return [false, nil] if @stopping
+
+            w = wait_request(conn, watch)
+            return [w, nil] unless w == true
+
+            buf = conn.read_nonblock(READ_SIZE, exception: false)
+            return [false, nil] if buf.nil?
+
+            if buf == :wait_readable
+              buf = nil
+              next
+            end
+          end
+          b0 = buf.getbyte(0)
+          break unless b0 == 13 || b0 == 10
+
+          buf = buf.sub(/\A[\r\n]+/, "") # stray CRLF between requests
+          break unless buf.empty?
+
+          buf = nil
+        end
+        idx = buf.index(HEAD_END)
+        while idx.nil?
+          return [bad_request(conn), nil] if buf.bytesize > MAX_HEAD
+
+          begin
+            more = conn.readpartial(READ_SIZE)
+          rescue EOFError
+            return [false, nil]
+          end
+          from = buf.bytesize - 3
+          buf << more
+          idx = buf.index(HEAD_END, from.negative? ? 0 : from)
+        end
+        return [bad_request(conn), nil] if idx > MAX_HEAD
+
+        rest = idx + 4
+        [buf.byteslice(0, idx), rest < buf.bytesize ? buf.byteslice(rest, buf.bytesize - rest) : nil]
+      end
+
+      # Puts the header lines of a head (lines[1..]) into env. Returns
+      # [X-Ferry-Client-Addr, X-Ferry-Scheme, whether X-Ferry-Oob-Work came],
+      # or nil for a malformed line.
+      def header_env(env, lines)
+        keys = @keys
+        hl = @lines
+        peer = nil
+        scheme = nil
+        oob = false
+        i = 1
+        n = lines.size
+        while i < n
+          line = lines[i]
+          i += 1
+          pair = hl[line]
+          if pair
+            key = pair[0]
+            next unless key
+
+            value = pair[1]
+          else
+            c = line.index(":")
+            return nil if c.nil? || c.zero?
+
+            name = line.byteslice(0, c)
+            key = keys[name]
+            if key.nil?
+              keys.clear if keys.size >= 1024
+              key = keys[name] = env_key(name)
+            end
+            if key
+              value = line.byteslice(c + 1, line.bytesize - c - 1)
+              value.strip!
+            else
+              value = nil
+            end
+            # Most header lines repeat from one request to the next.
+            if line.bytesize <= 200 && key != :peer && key != "HTTP_COOKIE" && key != "HTTP_AUTHORIZATION"
+              hl.clear if hl.size >= 2048
+              hl[line] = [key, value&.freeze].freeze
+            end
+            next unless key
+          end
+          if key.instance_of?(Symbol)
+            if key == :peer
+              peer = value
+            elsif key == :scheme
+              scheme = value
+            else
+              oob = true # the core's request: see serve_requests
+            end
+            next
+          end
+          value = value.dup if value.frozen?
+          old = env[key]
+          env[key] = if old.nil?
+                       value
+                     elsif key == "HTTP_COOKIE"
+                       "#{old}; #{value}"
+                     else
+                       "#{old}, #{value}"
+                     end
+        end
+        [peer, scheme, oob]
+      end
+
+      # The rest of the env: scheme, peer, server, request line, path.
+      def request_env(env, method, target, proto, peer, scheme)
+        https = scheme == "https"
+        if https
+          env["rack.url_scheme"] = "https"
+          env["HTTPS"] = "on"
+        end
+        if peer
+          pv = @peers[peer]
+          unless pv
+            @peers.clear if @peers.size >= 512
+            pv = @peers[peer] = split_peer(peer)
+          end
+          env["REMOTE_ADDR"] = pv[0]
+          env["REMOTE_PORT"] = pv[1] if pv[1]
+        end
+        host = env["HTTP_HOST"] || ""
+        hosts = https ? @hostss : @hosts
+        hv = hosts[host]
+        unless hv
+          hosts.clear if hosts.size >= 512
+          hv = hosts[host] = split_host(host, https)
+        end
+        env["SERVER_NAME"] = hv[0]
+        env["SERVER_PORT"] = hv[1]
+        env["REQUEST_METHOD"] = method
+        env["SERVER_PROTOCOL"] = proto
+        env["REQUEST_URI"] = target
+        target = origin_form(target) unless target.getbyte(0) == 47 # '/'
+        q = target.index("?")
+        if q
+          path = target.byteslice(0, q)
+          env["QUERY_STRING"] = target.byteslice(q + 1, target.bytesize - q - 1)
+        else
+          path = target.dup
+          env["QUERY_STRING"] = String.new
+        end
+        base_len = @base_len
+        if base_len.positive?
+          base = @base
+          if path.start_with?(base) && (path.bytesize == base_len || path.getbyte(base_len) == 47)
+            path = path.byteslice(base_len, path.bytesize - base_len)
+          else
+            env["SCRIPT_NAME"] = ""
+          end
+        end
+        env["PATH_INFO"] = path
+        return unless (up = env["HTTP_UPGRADE"])
+
+        env["rack.protocol"] = up.split(",").map!(&:strip)
+      end
+
+      # Reads the request body of Content-Length clen; buf holds what came
+      # after the head. Returns [rack.input, the spool file or nil, the bytes
+      # after the body or nil], or what serve_requests returns when there is
+      # no body to serve.
+      def read_body(conn, clen, buf, method)
+        if clen.nil?
+          len = 0
+        elsif clen.match?(/\A\d{1,18}\z/)
+          len = clen.to_i
+        else
+          return bad_request(conn)
+        end
+        return [StringIO.new(EMPTY_BODY), nil, buf] if len.zero?
+
+        have = buf ? buf.bytesize : 0
+        if have >= len
+          return [StringIO.new(have == len ? buf : buf.byteslice(0, len)), nil, have == len ? nil : buf.byteslice(len, have - len)]
+        end
+
+        if len <= SMALL_BODY
+          data = buf || String.new(capacity: len)
+          while data.bytesize < len
+            begin
+              data << conn.readpartial(len - data.bytesize)
+            rescue EOFError
+              return false # the body never came: nothing to answer
+            end
+          end
+          return [StringIO.new(data), nil, nil]
+        end
+        input = spool_body(conn, buf, len)
+        return false unless input
+
+        if input == :error
+          put(conn, error_response(500, false, method == "HEAD"))
+          return false
+        end
+        [input, input, nil]
       end
 
       # Large bodies go to an unlinked temp file so that rack.input stays

@@ -588,57 +588,26 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
         poller.register(conn.fileno(), select.POLLIN)
         poller.register(lfd, select.POLLIN)
         poll = poller.poll
-    keys, peers, hosts = _keys, _peers, _hosts
+
+        def wait():
+            ready = poll()
+            return not (len(ready) == 1 and ready[0][0] == lfd)
+
     buf = b""
     while True:
         _idle = True
         if _stopping:
             return
-        # ---- the request head
-        if buf[:2] == b"\r\n":
-            buf = buf.lstrip(b"\r\n")
-        end = buf.find(b"\r\n\r\n")
-        while end < 0:
-            if len(buf) > MAX_HEAD:
-                send(_error_response(400, False))
-                return
-            if not buf:
-                if wait is None:
-                    ready = poll()
-                    if len(ready) == 1 and ready[0][0] == lfd:
-                        return
-                elif not wait():
-                    return
-            data = recv(RECV_SIZE)
-            if not data:
-                return
-            buf = buf + data if buf else data.lstrip(b"\r\n")
-            end = buf.find(b"\r\n\r\n")
+        head = _read_head(buf, recv, send, wait)
+        if head is None:
+            return
         _idle = False
-        lines = buf[:end].decode("latin-1").split("\r\n")
-        buf = buf[end + 4 :]
+        lines, buf = head
 
         # ---- the environ
         env = base_env.copy()
         try:
-            method, target, proto = lines[0].split(" ")
-            for i in range(1, len(lines)):
-                name, sep, value = lines[i].partition(":")
-                if not sep:
-                    raise ValueError("header line without a colon")
-                key = keys.get(name)
-                if not key:
-                    if key is None:
-                        if len(keys) >= 1024:
-                            keys.clear()
-                        key = keys[name] = _env_key(name)
-                    if not key:
-                        continue
-                value = value.strip()
-                if key in env:
-                    env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
-                else:
-                    env[key] = value
+            method, target, proto = _header_env(env, lines)
         except ValueError:
             send(_error_response(400, False))
             return
@@ -646,38 +615,7 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             # The core's, not the app's: the hooks, then the connection closes.
             send(_out_of_band())
             return
-        scheme = env.pop("HTTP_X_FERRY_SCHEME", "http")
-        if scheme == "https":
-            env["HTTPS"] = "on"
-        else:
-            scheme = "http"
-        env["wsgi.url_scheme"] = scheme
-        peer = env.pop("HTTP_X_FERRY_CLIENT_ADDR", None)
-        if peer:
-            v = peers.get(peer) or _cached(peers, peer, _split_peer, peer)
-            env["REMOTE_ADDR"], env["REMOTE_PORT"] = v
-        host = env.get("HTTP_HOST", "")
-        v = hosts.get(host + scheme) or _cached(hosts, host + scheme, _split_host, host, scheme)
-        env["SERVER_NAME"], env["SERVER_PORT"] = v
-        env["REQUEST_METHOD"] = method
-        env["SERVER_PROTOCOL"] = proto
-        if target[:1] != "/":
-            # Absolute form (origin form is what the core sends) or '*'.
-            i = target.find("://")
-            if i > 0:
-                j = target.find("/", i + 3)
-                q = target.find("?", i + 3)
-                target = target[j:] if j >= 0 and (q < 0 or j < q) else "/" + (target[q:] if q >= 0 else "")
-        path, _, env["QUERY_STRING"] = target.partition("?")
-        if base:
-            if path.startswith(base) and (len(path) == len(base) or path[len(base)] == "/"):
-                path = path[len(base) :]
-            else:
-                env["SCRIPT_NAME"] = ""
-        if "%" in path:
-            path = _unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
-        env["PATH_INFO"] = path
-
+        _request_env(env, method, target, proto, base)
         if proto == "HTTP/1.1":
             c = env.get("HTTP_CONNECTION")
             keep = not c or "close" not in c.lower()
@@ -691,41 +629,12 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             return
 
         # ---- the body
-        streaming = None
-        clen = env.get("CONTENT_LENGTH")
-        if "HTTP_TRANSFER_ENCODING" in env:
-            send(_error_response(501, False))  # the core always sends Content-Length
+        body = _read_body(env, buf, recv, send)
+        if body is None:
             return
-        if clen is None:
-            n = 0
-        else:
-            try:
-                n = int(clen)
-                if n < 0 or not clen.isdigit():
-                    raise ValueError
-            except ValueError:
-                send(_error_response(400, False))
-                return
-        if not n:
-            env["wsgi.input"] = io.BytesIO()
-        elif len(buf) >= n:
-            env["wsgi.input"] = io.BytesIO(buf[:n])
-            buf = buf[n:]
-        elif n <= SMALL_BODY:
-            parts = [buf]
-            got = len(buf)
-            while got < n:
-                data = recv(n - got)
-                if not data:
-                    keep = False
-                    break
-                parts.append(data)
-                got += len(data)
-            env["wsgi.input"] = io.BytesIO(b"".join(parts))
-            buf = b""
-        else:
-            streaming = env["wsgi.input"] = _Input(recv, buf, n)
-            buf = b""
+        buf, streaming, complete = body
+        if not complete:
+            keep = False
 
         # ---- the response
         keep = _process(app, env, send, method == "HEAD", keep, http10)
@@ -733,6 +642,129 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             keep = False
         if not keep:
             return
+
+
+def _read_head(buf, recv, send, wait):
+    """The next request head's lines and the bytes after it, reading after
+    what buf holds; None when the connection is done (closed, given up by
+    wait(), or a head too large, answered 400)."""
+    if buf[:2] == b"\r\n":
+        buf = buf.lstrip(b"\r\n")
+    end = buf.find(b"\r\n\r\n")
+    while end < 0:
+        if len(buf) > MAX_HEAD:
+            send(_error_response(400, False))
+            return None
+        if not buf and not wait():
+            return None
+        data = recv(RECV_SIZE)
+        if not data:
+            return None
+        buf = buf + data if buf else data.lstrip(b"\r\n")
+        end = buf.find(b"\r\n\r\n")
+    return buf[:end].decode("latin-1").split("\r\n"), buf[end + 4 :]
+
+
+def _header_env(env, lines):
+    """Puts the header lines (lines[1:]) into env; returns the request line's
+    method, target and protocol. ValueError: a malformed head."""
+    keys = _keys
+    method, target, proto = lines[0].split(" ")
+    for i in range(1, len(lines)):
+        name, sep, value = lines[i].partition(":")
+        if not sep:
+            raise ValueError("header line without a colon")
+        key = keys.get(name)
+        if not key:
+            if key is None:
+                if len(keys) >= 1024:
+                    keys.clear()
+                key = keys[name] = _env_key(name)
+            if not key:
+                continue
+        value = value.strip()
+        if key in env:
+            env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+        else:
+            env[key] = value
+    return method, target, proto
+
+
+def _request_env(env, method, target, proto, base):
+    """The rest of the environ: scheme, peer, server, request line, path."""
+    scheme = env.pop("HTTP_X_FERRY_SCHEME", "http")
+    if scheme == "https":
+        env["HTTPS"] = "on"
+    else:
+        scheme = "http"
+    env["wsgi.url_scheme"] = scheme
+    peer = env.pop("HTTP_X_FERRY_CLIENT_ADDR", None)
+    if peer:
+        v = _peers.get(peer) or _cached(_peers, peer, _split_peer, peer)
+        env["REMOTE_ADDR"], env["REMOTE_PORT"] = v
+    host = env.get("HTTP_HOST", "")
+    v = _hosts.get(host + scheme) or _cached(_hosts, host + scheme, _split_host, host, scheme)
+    env["SERVER_NAME"], env["SERVER_PORT"] = v
+    env["REQUEST_METHOD"] = method
+    env["SERVER_PROTOCOL"] = proto
+    if target[:1] != "/":
+        # Absolute form (origin form is what the core sends) or '*'.
+        i = target.find("://")
+        if i > 0:
+            j = target.find("/", i + 3)
+            q = target.find("?", i + 3)
+            target = target[j:] if j >= 0 and (q < 0 or j < q) else "/" + (target[q:] if q >= 0 else "")
+    path, _, env["QUERY_STRING"] = target.partition("?")
+    if base:
+        if path.startswith(base) and (len(path) == len(base) or path[len(base)] == "/"):
+            path = path[len(base) :]
+        else:
+            env["SCRIPT_NAME"] = ""
+    if "%" in path:
+        path = _unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+    env["PATH_INFO"] = path
+
+
+def _read_body(env, buf, recv, send):
+    """Sets wsgi.input from the Content-Length body, buf holding what came
+    after the head. Returns (the bytes after the body, the streaming input
+    or None, whether the body came whole), or None when the request is
+    answered already (a 400 or 501) and the connection is done."""
+    clen = env.get("CONTENT_LENGTH")
+    if "HTTP_TRANSFER_ENCODING" in env:
+        send(_error_response(501, False))  # the core always sends Content-Length
+        return None
+    if clen is None:
+        n = 0
+    else:
+        try:
+            n = int(clen)
+            if n < 0 or not clen.isdigit():
+                raise ValueError
+        except ValueError:
+            send(_error_response(400, False))
+            return None
+    if not n:
+        env["wsgi.input"] = io.BytesIO()
+        return buf, None, True
+    if len(buf) >= n:
+        env["wsgi.input"] = io.BytesIO(buf[:n])
+        return buf[n:], None, True
+    if n > SMALL_BODY:
+        streaming = env["wsgi.input"] = _Input(recv, buf, n)
+        return b"", streaming, True
+    parts = [buf]
+    got = len(buf)
+    complete = True
+    while got < n:
+        data = recv(n - got)
+        if not data:
+            complete = False
+            break
+        parts.append(data)
+        got += len(data)
+    env["wsgi.input"] = io.BytesIO(b"".join(parts))
+    return b"", None, complete
 
 
 def _base_env(base, threaded):

@@ -434,39 +434,53 @@ def _head(status, headers, total, no_body, keep, http10):
     return s.encode("latin-1"), cl, chunked, keep
 
 
-def _process(app, env, send, is_head, keep, http10):
-    """Runs the app for one request and writes its response.
+class _Response(object):
+    """One response being written: the state that start_response, write and
+    the end of the request share."""
 
-    Returns whether the connection may be kept open.
-    """
-    status = None
-    headers = None
-    sent = False  # head written
-    no_body = is_head
-    cl = None
-    chunked = False
-    nsent = 0
+    __slots__ = ("send", "keep", "http10", "status", "headers", "sent", "no_body", "cl", "chunked", "nsent")
 
-    def start_response(status_, headers_, exc_info=None):
-        nonlocal status, headers
+    def __init__(self, send, is_head, keep, http10):
+        self.send = send
+        self.keep = keep
+        self.http10 = http10
+        self.status = None
+        self.headers = None
+        self.sent = False  # head written
+        self.no_body = is_head
+        self.cl = None
+        self.chunked = False
+        self.nsent = 0
+
+    def start_response(self, status, headers, exc_info=None):
         if exc_info:
             try:
-                if sent:
+                if self.sent:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
-        elif status is not None:
+        elif self.status is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        if type(status_) is not str:
-            raise TypeError("status must be a str, not %s" % type(status_).__name__)
-        if type(headers_) is not list:
-            raise TypeError("headers must be a list, not %s" % type(headers_).__name__)
-        status = status_
-        headers = headers_
-        return write
+        if type(status) is not str:
+            raise TypeError("status must be a str, not %s" % type(status).__name__)
+        if type(headers) is not list:
+            raise TypeError("headers must be a list, not %s" % type(headers).__name__)
+        self.status = status
+        self.headers = headers
+        return self.write
 
-    def write(data):
-        nonlocal sent, no_body, cl, chunked, keep, nsent
+    def _start(self, length, missing):
+        """The head, for a body of length (None: not known yet); the
+        response counts as sent from here."""
+        if self.status is None:
+            raise AssertionError(missing)
+        code = _code(self.status)
+        self.no_body = self.no_body or code < 200 or code == 204 or code == 304
+        head, self.cl, self.chunked, self.keep = _head(self.status, self.headers, length, self.no_body, self.keep, self.http10)
+        self.sent = True
+        return head
+
+    def write(self, data):
         if type(data) is not bytes:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError("response body must be bytes, not %s" % type(data).__name__)
@@ -475,68 +489,69 @@ def _process(app, env, send, is_head, keep, http10):
         if not n:
             return
         head = b""
-        if not sent:
-            if status is None:
-                raise AssertionError("write() before start_response()")
-            code = _code(status)
-            no_body = no_body or code < 200 or code == 204 or code == 304
-            head, cl, chunked, keep = _head(status, headers, None, no_body, keep, http10)
-            sent = True
-            if no_body:
-                send(head)
+        if not self.sent:
+            head = self._start(None, "write() before start_response()")
+            if self.no_body:
+                self.send(head)
                 return
-        elif no_body:
+        elif self.no_body:
             return
+        cl = self.cl
         if cl is not None:
-            room = cl - nsent
+            room = cl - self.nsent
             if n > room:
                 if room <= 0:
                     return
                 data = data[:room]
                 n = room
-        elif chunked:
+        elif self.chunked:
             data = b"%x\r\n%s\r\n" % (n, data)
-        nsent += n
-        send(head + data if head else data)
+        self.nsent += n
+        self.send(head + data if head else data)
 
+    def whole(self, body):
+        """The whole body at once (the app returned a list): one write with
+        its length."""
+        head = self._start(len(body), "the application returned without calling start_response()")
+        cl = self.cl
+        if self.no_body:
+            self.send(head)
+        elif cl == len(body):
+            self.send(head + body)
+        elif cl > len(body):
+            self.send(head + body)
+            self.keep = False  # the body is short of its Content-Length
+        else:
+            self.send(head + body[:cl])
+
+    def end(self):
+        """After the last piece of an iterated body."""
+        if not self.sent:
+            self.send(self._start(0, "the application returned without calling start_response()"))
+        elif self.chunked:
+            self.send(b"0\r\n\r\n")
+        elif self.cl is not None and self.nsent < self.cl and not self.no_body:
+            self.keep = False  # the body is short of its Content-Length
+
+
+def _process(app, env, send, is_head, keep, http10):
+    """Runs the app for one request and writes its response.
+
+    Returns whether the connection may be kept open.
+    """
+    r = _Response(send, is_head, keep, http10)
     result = None
     try:
         try:
-            result = app(env, start_response)
-            if type(result) is list and not sent:
-                # The whole body is here: one write with its length.
-                body = b"".join(result)
-                if status is None:
-                    raise AssertionError("the application returned without calling start_response()")
-                code = _code(status)
-                no_body = no_body or code < 200 or code == 204 or code == 304
-                head, cl, chunked, keep = _head(status, headers, len(body), no_body, keep, http10)
-                sent = True
-                if no_body:
-                    send(head)
-                elif cl == len(body):
-                    send(head + body)
-                elif cl > len(body):
-                    send(head + body)
-                    keep = False  # the body is short of its Content-Length
-                else:
-                    send(head + body[:cl])
+            result = app(env, r.start_response)
+            if type(result) is list and not r.sent:
+                r.whole(b"".join(result))
             else:
+                write = r.write
                 for data in result:
                     if data:
                         write(data)
-                if not sent:
-                    if status is None:
-                        raise AssertionError("the application returned without calling start_response()")
-                    code = _code(status)
-                    no_body = no_body or code < 200 or code == 204 or code == 304
-                    head, cl, chunked, keep = _head(status, headers, 0, no_body, keep, http10)
-                    sent = True
-                    send(head)
-                elif chunked:
-                    send(b"0\r\n\r\n")
-                elif cl is not None and nsent < cl and not no_body:
-                    keep = False  # the body is short of its Content-Length
+                r.end()
         finally:
             if result is not None and type(result) is not list:
                 close = getattr(result, "close", None)
@@ -552,13 +567,13 @@ def _process(app, env, send, is_head, keep, http10):
         _log("error in application (%s %s):" % (env.get("REQUEST_METHOD"), env.get("PATH_INFO")))
         _print_exc()
         sys.stderr.flush()
-        if sent:
+        if r.sent:
             return False  # a second response would be garbage on the wire
         try:
-            send(_error_response(500, keep, is_head))
+            send(_error_response(500, r.keep, is_head))
         except _ClientGone:
             return False
-    return keep
+    return r.keep
 
 
 # ------------------------------------------------------------------ serve ---

@@ -837,6 +837,79 @@ class _Server(object):
             self._check_done()
 
 
+def _parse_headers(lines):
+    """The header lines of a request head: (the headers for the app, and
+    Content-Length, Connection, Upgrade, Host, X-Ferry-Client-Addr, scheme,
+    whether Transfer-Encoding and X-Ferry-Oob-Work came). ValueError: a
+    malformed line."""
+    names = _names
+    headers = []
+    clen = conn_h = upgrade = host = peer = None
+    scheme = "http"
+    te = oob = False
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise ValueError("header line without a colon")
+        name, kind = names.get(name) or _name_kind(name)
+        value = value.strip()
+        if kind:
+            if kind == _H_HOST:
+                host = value
+            elif kind == _H_CLEN:
+                if clen is not None and clen != value:
+                    raise ValueError("conflicting Content-Length")
+                clen = value
+            elif kind == _H_CONN:
+                conn_h = value if conn_h is None else conn_h + b", " + value
+            elif kind == _H_UPGRADE:
+                upgrade = value
+            elif kind == _H_TE:
+                te = True
+            else:
+                if kind == _H_PEER:
+                    peer = value
+                elif kind == _H_SCHEME and value == b"https":
+                    scheme = "https"
+                elif kind == _H_OOB:
+                    oob = True
+                continue  # X-Ferry-*: not for the app
+        headers.append((name, value))
+    return headers, clen, conn_h, upgrade, host, peer, scheme, te, oob
+
+
+def _keep_alive(proto, conn_h):
+    """(whether the connection may stay open, whether it is HTTP/1.0) by the
+    protocol and Connection header. ValueError: another protocol."""
+    if proto == b"HTTP/1.1":
+        return conn_h is None or b"close" not in conn_h.lower(), False
+    if proto == b"HTTP/1.0":
+        return conn_h is not None and b"keep-alive" in conn_h.lower(), True
+    raise ValueError("unsupported protocol")
+
+
+def _content_length(clen):
+    if not clen.isdigit():
+        raise ValueError("bad Content-Length")
+    return int(clen)
+
+
+def _under(raw_path, base_b):
+    """Whether raw_path is the base URI or under it."""
+    return raw_path.startswith(base_b) and (len(raw_path) == len(base_b) or raw_path[len(base_b)] == 47)
+
+
+def _origin_form(target):
+    """The origin form of an absolute-form target (origin form is what the
+    core sends) or '*'."""
+    i = target.find(b"://")
+    if i > 0:
+        j = target.find(b"/", i + 3)
+        q = target.find(b"?", i + 3)
+        target = target[j:] if j >= 0 and (q < 0 or j < q) else b"/" + (target[q:] if q >= 0 else b"")
+    return target
+
+
 class _Conn(object):
     __slots__ = ("server", "reader", "writer", "transport", "idle", "watch", "gone", "ws")
 
@@ -887,96 +960,27 @@ class _Conn(object):
 
     async def run(self):
         server = self.server
-        app = server.app
         base, base_b = server.base, server.base_b
-        hosts, peers, paths, names = _hosts, _peers, _paths, _names
+        paths = _paths
         transport = self.transport
-        reader = self.reader
         buf = b""
         while True:
-            # ---- the request head
-            if buf[:2] == b"\r\n":
-                buf = buf.lstrip(b"\r\n")
-            end = buf.find(b"\r\n\r\n")
-            while end < 0:
-                if len(buf) > MAX_HEAD:
-                    transport.write(_plain(431, False))
-                    return
-                if not buf:
-                    if server.stopping:
-                        return
-                    self.idle = True
-                if self.watch is None:
-                    data = await reader.read(READ_SIZE)
-                else:
-                    data = await self._read()
-                self.idle = False
-                if not data:
-                    return
-                buf = buf + data if buf else data.lstrip(b"\r\n")
-                end = buf.find(b"\r\n\r\n")
-            lines = buf[:end].split(b"\r\n")
-            buf = buf[end + 4 :]
+            head = await self._next_head(buf)
+            if head is None:
+                return
+            lines, buf = head
             self.gone = None
 
             # ---- parse it
             try:
                 method, target, proto = lines[0].split(b" ")
                 method = method.decode("ascii")
-                headers = []
-                clen = conn_h = upgrade = host = peer = None
-                scheme = "http"
-                te = oob = False
                 del lines[0]
-                for line in lines:
-                    name, sep, value = line.partition(b":")
-                    if not sep:
-                        raise ValueError("header line without a colon")
-                    name, kind = names.get(name) or _name_kind(name)
-                    value = value.strip()
-                    if kind:
-                        if kind == _H_HOST:
-                            host = value
-                        elif kind == _H_CLEN:
-                            if clen is not None and clen != value:
-                                raise ValueError("conflicting Content-Length")
-                            clen = value
-                        elif kind == _H_CONN:
-                            conn_h = value if conn_h is None else conn_h + b", " + value
-                        elif kind == _H_UPGRADE:
-                            upgrade = value
-                        elif kind == _H_TE:
-                            te = True
-                        else:
-                            if kind == _H_PEER:
-                                peer = value
-                            elif kind == _H_SCHEME and value == b"https":
-                                scheme = "https"
-                            elif kind == _H_OOB:
-                                oob = True
-                            continue  # X-Ferry-*: not for the app
-                    headers.append((name, value))
-                if proto == b"HTTP/1.1":
-                    keep = conn_h is None or b"close" not in conn_h.lower()
-                    http10 = False
-                elif proto == b"HTTP/1.0":
-                    keep = conn_h is not None and b"keep-alive" in conn_h.lower()
-                    http10 = True
-                else:
-                    raise ValueError("unsupported protocol")
-                if clen is None:
-                    n = 0
-                else:
-                    if not clen.isdigit():
-                        raise ValueError("bad Content-Length")
-                    n = int(clen)
+                headers, clen, conn_h, upgrade, host, peer, scheme, te, oob = _parse_headers(lines)
+                keep, http10 = _keep_alive(proto, conn_h)
+                n = 0 if clen is None else _content_length(clen)
                 if target[:1] != b"/":
-                    # Absolute form (origin form is what the core sends) or '*'.
-                    i = target.find(b"://")
-                    if i > 0:
-                        j = target.find(b"/", i + 3)
-                        q = target.find(b"?", i + 3)
-                        target = target[j:] if j >= 0 and (q < 0 or j < q) else b"/" + (target[q:] if q >= 0 else b"")
+                    target = _origin_form(target)
                 raw_path, _, query = target.partition(b"?")
                 path = paths.get(raw_path)
                 if path is None:
@@ -992,13 +996,10 @@ class _Conn(object):
                 transport.write(await _out_of_band())
                 return
 
-            if base and not (raw_path.startswith(base_b) and (len(raw_path) == len(base_b) or raw_path[len(base_b)] == 47)):
-                root = ""
-            else:
-                root = base
+            root = "" if base and not _under(raw_path, base_b) else base
             if peer is not None:
                 p = peer.decode("latin-1")
-                client = peers.get(p) or _cached(peers, p, _split_peer, p)
+                client = _peers.get(p) or _cached(_peers, p, _split_peer, p)
             else:
                 client = None
             h = host.decode("latin-1") if host is not None else ""
@@ -1019,7 +1020,7 @@ class _Conn(object):
                 "root_path": root,
                 "headers": headers,
                 "client": client,
-                "server": hosts.get((h, scheme)) or _cached(hosts, (h, scheme), _split_host, h, scheme),
+                "server": _hosts.get((h, scheme)) or _cached(_hosts, (h, scheme), _split_host, h, scheme),
                 "state": server.state.copy(),
             }
 
@@ -1029,52 +1030,88 @@ class _Conn(object):
             else:
                 body, buf, sock_left = buf, b"", n - len(buf)
             cycle = _HTTP(self, body, sock_left, keep, http10, method == "HEAD")
-
-            # ---- the app
-            try:
-                await app(scope, cycle.receive, cycle.send)
-            except ClientDisconnected:
+            if not await self._respond(scope, cycle, method, path):
                 return
-            except BaseException as exc:
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                if isinstance(exc, asyncio.CancelledError):
-                    return
-                if cycle.disconnected and isinstance(exc, (ConnectionError, OSError)):
-                    return
-                _log_exc("error in application (%s %s):" % (method, path))
-                if cycle.written or transport.is_closing():
-                    return  # a second response would be garbage on the wire
-                transport.write(_plain(500, cycle.keep, method == "HEAD"))
-                if cycle.keep:
-                    cycle.complete = True
-                else:
-                    return
-            if not cycle.complete:
-                if cycle.written:
-                    return  # truncated: the close tells the core
-                if transport.is_closing():
-                    return
-                _log("error in application (%s %s): it returned without %s" % (
-                    method, path, "a response body" if cycle.started else "starting a response"))
-                transport.write(_plain(500, cycle.keep, method == "HEAD"))
-                if not cycle.keep:
-                    return
-            if not cycle.keep or server.stopping:
+            if not await self._drain(cycle.sock_left):
                 return
-            # ---- whatever the app left of the body
-            left = cycle.sock_left
-            while left:
-                try:
-                    data = await self.reader.read(left if left < BODY_CHUNK else BODY_CHUNK)
-                except (ConnectionError, OSError):
-                    return
-                if not data:
-                    return
-                left -= len(data)
             if self.watch is not None and self.watch.done() and not self.watch.cancelled():
                 if self.watch.exception() is not None or not self.watch.result():
                     return
+
+    async def _next_head(self, buf):
+        """The next request head's lines and the bytes after it, reading
+        after what buf holds; None when the connection is done."""
+        server = self.server
+        transport = self.transport
+        reader = self.reader
+        if buf[:2] == b"\r\n":
+            buf = buf.lstrip(b"\r\n")
+        end = buf.find(b"\r\n\r\n")
+        while end < 0:
+            if len(buf) > MAX_HEAD:
+                transport.write(_plain(431, False))
+                return None
+            if not buf:
+                if server.stopping:
+                    return None
+                self.idle = True
+            if self.watch is None:
+                data = await reader.read(READ_SIZE)
+            else:
+                data = await self._read()
+            self.idle = False
+            if not data:
+                return None
+            buf = buf + data if buf else data.lstrip(b"\r\n")
+            end = buf.find(b"\r\n\r\n")
+        return buf[:end].split(b"\r\n"), buf[end + 4 :]
+
+    async def _respond(self, scope, cycle, method, path):
+        """Runs the app for one request; whether the connection goes on."""
+        transport = self.transport
+        try:
+            await self.server.app(scope, cycle.receive, cycle.send)
+        except ClientDisconnected:
+            return False
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(exc, asyncio.CancelledError):
+                return False
+            if cycle.disconnected and isinstance(exc, (ConnectionError, OSError)):
+                return False
+            _log_exc("error in application (%s %s):" % (method, path))
+            if cycle.written or transport.is_closing():
+                return False  # a second response would be garbage on the wire
+            transport.write(_plain(500, cycle.keep, method == "HEAD"))
+            if cycle.keep:
+                cycle.complete = True
+            else:
+                return False
+        if not cycle.complete:
+            if cycle.written:
+                return False  # truncated: the close tells the core
+            if transport.is_closing():
+                return False
+            _log("error in application (%s %s): it returned without %s" % (
+                method, path, "a response body" if cycle.started else "starting a response"))
+            transport.write(_plain(500, cycle.keep, method == "HEAD"))
+            if not cycle.keep:
+                return False
+        return cycle.keep and not self.server.stopping
+
+    async def _drain(self, left):
+        """Reads whatever the app left of the body; whether the connection
+        is still there."""
+        while left:
+            try:
+                data = await self.reader.read(left if left < BODY_CHUNK else BODY_CHUNK)
+            except (ConnectionError, OSError):
+                return False
+            if not data:
+                return False
+            left -= len(data)
+        return True
 
     async def _websocket(self, method, scheme, path, raw_path, query, root, headers, client, host, http10, buf):
         transport = self.transport

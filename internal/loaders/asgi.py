@@ -531,6 +531,16 @@ def _ws_frame(opcode, payload):
     return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
 
 
+def _ws_message(opcode, payload):
+    """The websocket.receive event of a whole text (1) or binary message."""
+    if opcode != 1:
+        return {"type": "websocket.receive", "bytes": payload}
+    try:
+        return {"type": "websocket.receive", "text": payload.decode("utf-8")}
+    except UnicodeDecodeError:
+        raise _WSClose(1007, "text message is not UTF-8") from None
+
+
 def _close_payload(code, reason):
     if code in (1005, 1006, 1015):  # never on the wire
         return b""
@@ -669,6 +679,23 @@ class _WebSocket(object):
         self.buf = b""
         return buf + await self.conn.reader.readexactly(n - len(buf))
 
+    def _closed_by_peer(self, payload):
+        """A close frame from the peer: echoed, then the connection is over."""
+        code, reason = 1005, ""
+        if len(payload) == 1:
+            raise _WSClose(1002, "bad close frame")
+        if len(payload) >= 2:
+            (code,) = struct.unpack("!H", payload[:2])
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _WSClose(1007, "close reason is not UTF-8") from None
+        if self.state == _WS_OPEN:
+            self.state = _WS_CLOSING
+            self.transport.write(_ws_frame(8, _close_payload(code if code != 1005 else 1000, "")))
+        self._finish(code, reason)
+        self.transport.close()
+
     async def _read_frames(self):
         exact = self._exact
         parts = None  # fragments of the message being assembled
@@ -715,21 +742,7 @@ class _WebSocket(object):
                         first_op = opcode
                         continue
                 elif opcode == 8:
-                    code, reason = 1005, ""
-                    if n == 1:
-                        raise _WSClose(1002, "bad close frame")
-                    if n >= 2:
-                        (code,) = struct.unpack("!H", payload[:2])
-                        try:
-                            reason = payload[2:].decode("utf-8")
-                        except UnicodeDecodeError:
-                            raise _WSClose(1007, "close reason is not UTF-8") from None
-                    if self.state == _WS_OPEN:
-                        # Echo it, then the connection is over.
-                        self.state = _WS_CLOSING
-                        self.transport.write(_ws_frame(8, _close_payload(code if code != 1005 else 1000, "")))
-                    self._finish(code, reason)
-                    self.transport.close()
+                    self._closed_by_peer(payload)
                     return
                 elif opcode == 9:
                     if self.state == _WS_OPEN:
@@ -739,13 +752,7 @@ class _WebSocket(object):
                     continue
                 else:
                     raise _WSClose(1002, "unknown opcode %d" % opcode)
-                if opcode == 1:
-                    try:
-                        msg = {"type": "websocket.receive", "text": payload.decode("utf-8")}
-                    except UnicodeDecodeError:
-                        raise _WSClose(1007, "text message is not UTF-8") from None
-                else:
-                    msg = {"type": "websocket.receive", "bytes": payload}
+                msg = _ws_message(opcode, payload)
                 if self.state == _WS_OPEN:
                     await self.queue.put(msg)
         except _WSClose as e:

@@ -79,6 +79,9 @@ func outOfBand(t *testing.T, l *loader) (int, string) {
 	if err != nil {
 		t.Fatalf("out-of-band answer: %v", err)
 	}
+	if !resp.Close {
+		t.Errorf("the out-of-band answer does not announce Connection: close")
+	}
 	if _, err := c.br.ReadByte(); err != io.EOF {
 		t.Errorf("after the out-of-band answer: read %v, want EOF (the connection closes)", err)
 	}
@@ -88,20 +91,26 @@ func outOfBand(t *testing.T, l *loader) (int, string) {
 // oobWaitOutput waits until the loader's output contains s.
 func oobWaitOutput(t *testing.T, l *loader, s string) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
+	oobWaitOutputN(t, l, s, 1)
+}
+
+// oobWaitOutputN waits until the loader's output contains s n times.
+func oobWaitOutputN(t *testing.T, l *loader, s string, n int) {
+	t.Helper()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for !strings.Contains(l.out.String(), s) {
+	for strings.Count(l.out.String(), s) < n {
 		select {
 		case <-l.done:
-			if strings.Contains(l.out.String(), s) {
+			if strings.Count(l.out.String(), s) >= n {
 				return
 			}
-			t.Fatalf("the process exited before writing %q; output:\n%s", s, l.out)
+			t.Fatalf("the process exited before writing %q (%d times); output:\n%s", s, n, l.out)
+		case <-deadline.C:
+			t.Fatalf("not %d× %q in the output after %v; output:\n%s", n, s, wait, l.out)
 		case <-tick.C:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the output after %v; output:\n%s", s, wait, l.out)
 		}
 	}
 }

@@ -39,6 +39,11 @@ type contractLoader struct {
 	// oob: the fixture's startup file without hooks, the answer's body and
 	// the /count counter that the default work raises.
 	oobStartup, oobDone, oobCounter string
+	// appError is what the echo app's /error raises, as the output shows it.
+	appError string
+	// appCatches: the app answers its own errors (Node: a throw in a
+	// request handler is the app's to catch; the echo app does).
+	appCatches bool
 	// backtraces are substrings of the backtraces on demand while a request
 	// sleeps in the echo app's /sleep.
 	backtraces []string
@@ -60,16 +65,19 @@ var contractLoaders = []contractLoader{
 		},
 		oobStartup: "default_wsgi.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
 		backtraces: []string{"(most recent call first)", "passenger_wsgi.py\", line", " in sleep\n", "Thread names:\n", " ferry-lifeline (daemon)\n"},
+		appError:   "boom from app",
 	},
 	{
 		name: "wsgi-threads", kind: "wsgi", env: []string{"FERRY_THREADS=2"}, concurrency: 2,
 		oobStartup: "default_wsgi.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
 		backtraces: []string{"(most recent call first)", "passenger_wsgi.py\", line", " in sleep\n", "Thread names:\n", " ferry-lifeline (daemon)\n"},
+		appError:   "boom from app",
 	},
 	{
 		name: "wsgi-smart", kind: "wsgi", smart: true, concurrency: 1,
 		oobStartup: "default_wsgi.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
 		backtraces: []string{"(most recent call first)", "passenger_wsgi.py\", line", " in sleep\n", "Thread names:\n", " ferry-lifeline (daemon)\n"},
+		appError:   "boom from app",
 	},
 	{
 		name: "asgi", kind: "asgi", concurrency: 0,
@@ -80,6 +88,7 @@ var contractLoaders = []contractLoader{
 		},
 		oobStartup: "default.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
 		backtraces: []string{"(most recent call first)", "Thread names:\n", " asyncio tasks:\n", "echo/asgi.py\", line", ", in sleep\n"},
+		appError:   "boom from asgi app",
 	},
 	{
 		name: "rack", kind: "rack", concurrency: 1,
@@ -90,19 +99,22 @@ var contractLoaders = []contractLoader{
 		},
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
 		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
+		appError:   "boom from app",
 	},
 	{
 		name: "rack-threads", kind: "rack", env: []string{"FERRY_THREADS=4"}, concurrency: 4,
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
 		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
+		appError:   "boom from app",
 	},
 	{
 		name: "rack-smart", kind: "rack", smart: true, concurrency: 1,
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
 		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
+		appError:   "boom from app",
 	},
 	{
-		name: "node", kind: "node", concurrency: 0,
+		name: "node", kind: "node", concurrency: 0, appCatches: true,
 		readyOutput: "echo app listening on port 3000",
 		broken: &contractBroken{
 			summary: "Error: broken fixture: cannot load frobnicate",
@@ -111,6 +123,7 @@ var contractLoaders = []contractLoader{
 		},
 		oobStartup: "default.js", oobDone: "out-of-band work done: global.gc()\n", oobCounter: "gcs",
 		backtraces: []string{"Main thread (1 of 1), pid ", "Requests in progress: 1\n", "    GET /sleep?s=600 for "},
+		appError:   "boom from app",
 	},
 }
 
@@ -149,6 +162,8 @@ var contractCases = []struct {
 	{"ready handshake", true, contractReady},
 	{"error handshake", false, contractError},
 	{"keep-alive", true, contractKeepAlive},
+	{"request bodies", true, contractBodies},
+	{"app error", true, contractAppError},
 	{"lifeline", false, contractLifeline},
 	{"SIGTERM", false, contractSIGTERM},
 	{"out-of-band default", true, contractOOBDefault},
@@ -392,4 +407,49 @@ func contractBacktraces(t *testing.T, cl contractLoader) {
 	if !alive(oobPID(l)) {
 		t.Errorf("the process is gone after its backtraces; output:\n%s", l.out)
 	}
+}
+
+// contractBodies: request bodies of every size (none, in the head's read,
+// at once, streamed to the app) arrive whole, and the connection goes on.
+func contractBodies(t *testing.T, cl contractLoader) {
+	l := cl.start(t, cl.fixture("echo"))
+	c := l.dial()
+	for _, n := range []int{0, 1, 1000, 64<<10 - 1, 64<<10 + 1, 1<<20 + 3} {
+		body := payload(n)
+		resp, data := c.do("POST", "/upload", []string{"Content-Type: application/octet-stream"}, body)
+		var got struct {
+			Len    int    `json:"len"`
+			SHA256 string `json:"sha256"`
+		}
+		if err := json.Unmarshal([]byte(data), &got); resp.StatusCode != 200 || err != nil {
+			t.Fatalf("%d bytes: %d %q: %v", n, resp.StatusCode, data, err)
+		}
+		if got.Len != n || got.SHA256 != sum(body) {
+			t.Errorf("%d bytes: the app read %d, sha256 %s, want %s", n, got.Len, got.SHA256, sum(body))
+		}
+	}
+	if body := c.get("/", 200); body != "hello world" {
+		t.Errorf("GET / after the bodies = %q", body)
+	}
+}
+
+// contractAppError: an app that raises answers 500 (its error on the
+// output, not to the client), and the process serves on.
+func contractAppError(t *testing.T, cl contractLoader) {
+	l := cl.start(t, cl.fixture("echo"))
+	c := l.dial()
+	resp, body := c.do("GET", "/error", nil, nil)
+	if resp.StatusCode != 500 {
+		t.Errorf("GET /error: %d %q, want 500", resp.StatusCode, body)
+	}
+	if !cl.appCatches && strings.Contains(body, cl.appError) {
+		t.Errorf("the app's error reached the client: %q", body)
+	}
+	if !resp.Close {
+		c.get("/", 200)
+	}
+	if body := l.dial().get("/", 200); body != "hello world" {
+		t.Errorf("GET / after the error = %q", body)
+	}
+	oobWaitOutput(t, l, cl.appError)
 }

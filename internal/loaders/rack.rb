@@ -404,7 +404,14 @@ module FerryLoader
     end
 
     def self.dump_threads(here)
-      out = String.new(QUIT_HEAD, encoding: Encoding::BINARY)
+      write_fd2(append_threads(String.new(QUIT_HEAD, encoding: Encoding::BINARY), here) << QUIT_TAIL)
+    rescue Exception # rubocop:disable Lint/RescueException
+      nil # never the app's problem
+    end
+
+    # Appends the backtrace of every Ruby thread to out and returns it; here
+    # is where the current thread was, without the trap handler's frames.
+    def self.append_threads(out, here)
       threads = Thread.list
       threads.each_with_index do |t, i|
         # No blank lines: the core logs stderr line by line.
@@ -418,16 +425,11 @@ module FerryLoader
           bt.each { |line| out << "    " << line.to_s.b << "\n" }
         end
       end
-      out << QUIT_TAIL
-      write_fd2(out)
-    rescue Exception # rubocop:disable Lint/RescueException
-      nil # never the app's problem
+      out
     end
 
     # Not IO#write: syswrite takes no lock, which a trap handler cannot.
-    # Straight to fd 2, whatever the app made of $stderr.
-    def self.write_fd2(data)
-      io = @fd2 or return
+    def self.syswrite_all(io, data)
       until data.empty?
         begin
           n = io.syswrite(data)
@@ -436,6 +438,12 @@ module FerryLoader
           return unless IO.select(nil, [io], nil, 1)
         end
       end
+    end
+
+    # Straight to fd 2, whatever the app made of $stderr.
+    def self.write_fd2(data)
+      io = @fd2 or return
+      syswrite_all(io, data)
     rescue SystemCallError, IOError
       nil
     end
@@ -461,28 +469,7 @@ module FerryLoader
 
     def self.write_backtraces(here)
       io = @bt_io or return
-      out = String.new(encoding: Encoding::BINARY)
-      threads = Thread.list
-      threads.each_with_index do |t, i|
-        out << "Thread #{i + 1} of #{threads.size}: ".b << t.inspect.b
-        out << " (main)" if t.equal?(Thread.main)
-        out << "\n"
-        bt = t.equal?(Thread.current) ? here : t.backtrace
-        if bt.nil? || bt.empty?
-          out << "    (no backtrace)\n"
-        else
-          bt.each { |line| out << "    " << line.to_s.b << "\n" }
-        end
-      end
-      out << BT_END
-      until out.empty?
-        begin
-          n = io.syswrite(out)
-          out = out.byteslice(n, out.bytesize - n)
-        rescue IO::WaitWritable, Errno::EINTR
-          return unless IO.select(nil, [io], nil, 1)
-        end
-      end
+      syswrite_all(io, append_threads(String.new(encoding: Encoding::BINARY), here) << BT_END)
     rescue Exception # rubocop:disable Lint/RescueException
       nil # never the app's problem
     end

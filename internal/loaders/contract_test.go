@@ -190,6 +190,9 @@ func contractReady(t *testing.T, cl contractLoader) {
 	if l.hs.Socket != l.sock || l.hs.Concurrency != cl.concurrency {
 		t.Fatalf("handshake %q, want ready on %s with concurrency %d", l.rawHS, l.sock, cl.concurrency)
 	}
+	if !strings.Contains(l.rawHS, `"concurrency":`) {
+		t.Errorf("handshake %q does not say its concurrency", l.rawHS)
+	}
 	if !strings.HasSuffix(l.rawHS, "}\n") || strings.Count(l.rawHS, "\n") != 1 {
 		t.Errorf("handshake %q is not one newline-terminated line", l.rawHS)
 	}

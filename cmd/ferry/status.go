@@ -22,7 +22,6 @@ import (
 
 	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/instance"
-	"github.com/ferry-server/ferry/internal/server"
 )
 
 const statusHelp = `Usage: ferry status [APP_DIR | --instance DIR | --pid-file FILE] [options]
@@ -138,7 +137,7 @@ func status(ctx context.Context, args []string) error {
 
 // requestsAnswer is the answer of GET /requests.
 type requestsAnswer struct {
-	Requests []server.RequestInfo `json:"requests"`
+	Requests []admin.RequestInfo `json:"requests"`
 }
 
 // targetFlags are how status, memory-stats and top find the instance: the
@@ -371,7 +370,7 @@ func processTable(procs []admin.ProcessStatus, now time.Time) []string {
 }
 
 // writeRequests writes the text of `ferry status --show=requests`.
-func writeRequests(w io.Writer, reqs []server.RequestInfo, pal palette) {
+func writeRequests(w io.Writer, reqs []admin.RequestInfo, pal palette) {
 	switch len(reqs) {
 	case 0:
 		fmt.Fprintln(w, "No requests in flight.")
@@ -387,7 +386,7 @@ func writeRequests(w io.Writer, reqs []server.RequestInfo, pal palette) {
 
 // requestTable lays out requests in flight, oldest first as the API gives
 // them; paths longer than pathWidth are cut.
-func requestTable(reqs []server.RequestInfo, pathWidth int) []string {
+func requestTable(reqs []admin.RequestInfo, pathWidth int) []string {
 	apps := map[string]bool{}
 	for _, r := range reqs {
 		apps[r.App] = true

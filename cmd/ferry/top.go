@@ -17,7 +17,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ferry-server/ferry/internal/admin"
-	"github.com/ferry-server/ferry/internal/server"
 )
 
 const topHelp = `Usage: ferry top [APP_DIR | --instance DIR | --pid-file FILE] [options]
@@ -195,7 +194,7 @@ type topFrame struct {
 	At       time.Time
 	Info     admin.Info
 	Pool     admin.PoolStatus
-	Requests []server.RequestInfo
+	Requests []admin.RequestInfo
 	// Err is why the API could not be read; the frame has nothing else.
 	Err error
 	// Loading is the frame before the first answer.

@@ -125,6 +125,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrorPage is what the error page shows of e in development: the server
+// package finds it through this method, without importing spawn.
+func (e *Error) ErrorPage() (summary, details, output string) {
+	return e.Summary, e.Details, e.Output
+}
+
 // handshake is the one JSON line a loader writes to the status pipe.
 type handshake struct {
 	Status      string `json:"status"`

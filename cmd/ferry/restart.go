@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 
 	"github.com/ferry-server/ferry/internal/admin"
@@ -20,21 +19,15 @@ in flight finish, new requests wait, then every process is replaced. With
 old one stops; if the new version fails to start, the old one keeps serving.
 `
 
-func restart(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("restart", flag.ContinueOnError)
+func restartCommand(fs *flag.FlagSet) func(context.Context, string) error {
 	var inst instanceFlags
 	inst.register(fs)
 	rolling := fs.Bool("rolling", false, "replace processes one at a time, never dropping capacity")
 	name := fs.String("name", "", "the app `NAME` (default: the instance's only app)")
-	if wantsHelp(args) {
-		fmt.Print(restartHelp, "\nOptions:\n")
-		config.PrintUsage(os.Stdout, fs)
-		return flag.ErrHelp
-	}
-	appDir, err := parseWithPositional(fs, args)
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
+	return func(ctx context.Context, appDir string) error { return restart(ctx, &inst, appDir, *name, *rolling) }
+}
+
+func restart(ctx context.Context, inst *instanceFlags, appDir, name string, rolling bool) error {
 	in, err := inst.pick(appDir)
 	if err != nil {
 		return fmt.Errorf("restart: %w", err)
@@ -42,7 +35,7 @@ func restart(ctx context.Context, args []string) error {
 	c := admin.NewClient(in.Dir)
 	ctx, cancel := context.WithTimeout(ctx, admin.Timeout)
 	defer cancel()
-	app := *name
+	app := name
 	if app == "" {
 		var pool struct {
 			Apps []struct {
@@ -58,7 +51,7 @@ func restart(ctx context.Context, args []string) error {
 		app = pool.Apps[0].Name
 	}
 	var res admin.RestartResult
-	path := "/apps/" + url.PathEscape(app) + "/restart?rolling=" + fmt.Sprint(*rolling)
+	path := "/apps/" + url.PathEscape(app) + "/restart?rolling=" + fmt.Sprint(rolling)
 	if err := c.Do(ctx, "POST", path, &res); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}

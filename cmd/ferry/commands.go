@@ -131,3 +131,20 @@ func printVersion(context.Context, []string) error {
 	fmt.Println(versionLine())
 	return nil
 }
+
+// parseWithPositional parses flags that may come before or after one
+// optional positional argument.
+func parseWithPositional(fs *flag.FlagSet, args []string) (string, error) {
+	fs.SetOutput(io.Discard)
+	positional, err := config.ParseInterleaved(fs, args)
+	if err != nil {
+		return "", config.FlagError(fs, "ferry "+fs.Name(), err, nil)
+	}
+	if len(positional) > 1 {
+		return "", fmt.Errorf("expected at most one APP_DIR, got %v", positional)
+	}
+	if len(positional) == 1 {
+		return positional[0], nil
+	}
+	return "", nil
+}

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/ferry-server/ferry/internal/admin"
-	"github.com/ferry-server/ferry/internal/config"
 )
 
 const restartHelp = `Usage: ferry restart [APP_DIR] [options]
@@ -65,32 +64,3 @@ func restart(ctx context.Context, inst *instanceFlags, appDir, name string, roll
 	fmt.Printf("restarted %s (%s), generation %d, instance %s\n", app, kind, res.Generation, filepath.Base(in.Dir))
 	return nil
 }
-
-// parseWithPositional parses flags that may come before or after one
-// optional positional argument.
-func parseWithPositional(fs *flag.FlagSet, args []string) (string, error) {
-	fs.SetOutput(new(discard))
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return "", config.FlagError(fs, "ferry "+fs.Name(), err, nil)
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
-	}
-	if len(positional) > 1 {
-		return "", fmt.Errorf("expected at most one APP_DIR, got %v", positional)
-	}
-	if len(positional) == 1 {
-		return positional[0], nil
-	}
-	return "", nil
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -109,7 +109,7 @@ func (c *Client) Do(ctx context.Context, method, path string, out any) error {
 		return fmt.Errorf("admin API: %w", err)
 	}
 	if resp.StatusCode >= 400 {
-		return answerError(resp, body)
+		return answerError(resp.Status, body)
 	}
 	if raw, ok := out.(*[]byte); ok {
 		*raw = body
@@ -121,7 +121,7 @@ func (c *Client) Do(ctx context.Context, method, path string, out any) error {
 	return nil
 }
 
-// send makes one call with the client's token.
+// send makes the request of Do and Stream, with the token if there is one.
 func (c *Client) send(ctx context.Context, method, path string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://ferry"+path, nil)
 	if err != nil {
@@ -137,13 +137,14 @@ func (c *Client) send(ctx context.Context, method, path string) (*http.Response,
 	return resp, nil
 }
 
-// answerError is an error answer's message (its JSON APIError), or its status.
-func answerError(resp *http.Response, body []byte) error {
+// answerError is the error of an error answer: its message (APIError), or
+// its status.
+func answerError(status string, body []byte) error {
 	var ae APIError
 	if json.Unmarshal(body, &ae) == nil && ae.Message != "" {
 		return fmt.Errorf("admin API: %s", ae.Message)
 	}
-	return fmt.Errorf("admin API: %s", resp.Status)
+	return fmt.Errorf("admin API: %s", status)
 }
 
 // Timeout for CLI calls that should not hang on a wedged core.

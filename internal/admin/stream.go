@@ -17,7 +17,7 @@ func (c *Client) Stream(ctx context.Context, path string, w io.Writer) error {
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return answerError(resp, body)
+		return answerError(resp.Status, body)
 	}
 	// Copy as it arrives: a follower wants each line when it is logged.
 	buf := make([]byte, 32<<10)

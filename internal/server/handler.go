@@ -106,9 +106,6 @@ type Handler struct {
 	closeConns atomic.Bool
 }
 
-// Requests lists the requests in flight, oldest first.
-func (h *Handler) Requests() []RequestInfo { return h.inflight.list() }
-
 var _ http.Handler = (*Handler)(nil)
 
 // NewHandler returns the request path for apps.

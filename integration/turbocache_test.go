@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // counted asks the echo app's /counted endpoint, whose body says how often
@@ -48,7 +49,7 @@ func TestTurbocache(t *testing.T) {
 		{"private", url.Values{"cc": {"private, max-age=60"}}, nil},
 		{"no-store", url.Values{"cc": {"no-store, max-age=60"}}, nil},
 		{"Set-Cookie", url.Values{"cc": {"max-age=60"}, "cookie": {"1"}}, nil},
-		{"Vary other than Accept-Encoding", url.Values{"cc": {"max-age=60"}, "vary": {"User-Agent"}}, nil},
+		{"Vary: *", url.Values{"cc": {"max-age=60"}, "vary": {"*"}}, nil},
 		{"Authorization", url.Values{"cc": {"max-age=60"}, "t": {"3"}}, http.Header{"Authorization": {"Bearer x"}}},
 		{"client no-cache", url.Values{"cc": {"max-age=60"}, "t": {"4"}}, http.Header{"Cache-Control": {"no-cache"}}},
 	} {
@@ -149,4 +150,79 @@ func TestTurbocacheDisabled(t *testing.T) {
 	if first == second {
 		t.Fatalf("--disable-turbocaching still cached: %q", first)
 	}
+}
+
+// TestTurbocacheStale drives what the cache does with stale entries through
+// the real binary and a real app: revalidation with one conditional request
+// and a 304, stale-if-error, stale-while-revalidate, must-revalidate, and
+// Vary on an arbitrary header.
+func TestTurbocacheStale(t *testing.T) {
+	f := startFerry(t, fixture(t, "wsgi/echo"), "--max-pool-size", "1")
+	stale := func() { time.Sleep(1100 * time.Millisecond) } // past max-age=1
+
+	t.Run("a stale entry with an ETag is revalidated and refreshed by a 304", func(t *testing.T) {
+		q := url.Values{"cc": {"max-age=1"}, "etag": {"v1"}, "t": {"reval"}}
+		_, first := counted(f, q, nil)
+		stale()
+		resp, second := counted(f, q, nil)
+		if resp.StatusCode != 200 || second != first {
+			t.Fatalf("after revalidation: %d %q, want 200 with the stored body %q", resp.StatusCode, second, first)
+		}
+		if got := resp.Header.Get("X-Count"); got != "2" {
+			t.Fatalf("X-Count = %q: want the app's 304 (its 2nd answer) to have updated the stored header", got)
+		}
+		resp, third := counted(f, q, nil)
+		if third != first || resp.Header.Get("X-Count") != "2" {
+			t.Fatalf("the refreshed entry is not fresh: %q, X-Count %q", third, resp.Header.Get("X-Count"))
+		}
+	})
+
+	t.Run("stale-if-error serves the stale entry when the app answers 503", func(t *testing.T) {
+		q := url.Values{"cc": {"max-age=1, stale-if-error=60"}, "fail_after": {"1"}, "t": {"sie"}}
+		_, first := counted(f, q, nil)
+		stale()
+		resp, second := counted(f, q, nil)
+		if resp.StatusCode != 200 || second != first {
+			t.Fatalf("app failing: %d %q, want the stale %q", resp.StatusCode, second, first)
+		}
+	})
+
+	t.Run("must-revalidate is never served stale", func(t *testing.T) {
+		q := url.Values{"cc": {"max-age=1, must-revalidate, stale-if-error=60"}, "fail_after": {"1"}, "t": {"mr"}}
+		counted(f, q, nil)
+		stale()
+		resp, body := counted(f, q, nil)
+		if resp.StatusCode != 503 {
+			t.Fatalf("must-revalidate with the app failing: %d %q, want the app's 503", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("stale-while-revalidate serves stale and refreshes in the background", func(t *testing.T) {
+		q := url.Values{"cc": {"max-age=1, stale-while-revalidate=60"}, "t": {"swr"}}
+		_, first := counted(f, q, nil)
+		stale()
+		resp, second := counted(f, q, nil)
+		if second != first || resp.Header.Get("Age") == "" || resp.Header.Get("Age") == "0" {
+			t.Fatalf("within stale-while-revalidate: %q (Age %q), want the stale %q at once", second, resp.Header.Get("Age"), first)
+		}
+		eventually(t, "the background revalidation stores the new response", func() bool {
+			_, body := counted(f, q, nil)
+			return strings.HasPrefix(body, "served 2 times")
+		})
+	})
+
+	t.Run("Vary on a request header keeps one variant per value", func(t *testing.T) {
+		q := url.Values{"cc": {"max-age=60"}, "vary": {"X-Variant"}, "t": {"vary"}}
+		_, a1 := counted(f, q, http.Header{"X-Variant": {"a"}})
+		_, a2 := counted(f, q, http.Header{"X-Variant": {"a"}})
+		_, b1 := counted(f, q, http.Header{"X-Variant": {"b"}})
+		_, b2 := counted(f, q, http.Header{"X-Variant": {"b"}})
+		_, none := counted(f, q, nil)
+		if a1 != a2 || b1 != b2 {
+			t.Fatalf("variants not served from the cache: %q %q, %q %q", a1, a2, b1, b2)
+		}
+		if a1 == b1 || none == a1 || none == b1 {
+			t.Fatalf("variants mixed up: a %q, b %q, none %q", a1, b1, none)
+		}
+	})
 }

@@ -10,7 +10,8 @@ missing=()
 for pkg in python3 python3-flask python3-starlette ruby ruby-rack ruby-sinatra curl tmux nginx apache2; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-command -v node >/dev/null || missing+=(nodejs npm)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm) # http-cache-tests comes from npm
 if ((${#missing[@]})); then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
@@ -36,6 +37,8 @@ go vet ./...
 ./scripts/monitoring.sh
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
+echo "== http-cache-tests (the turbocache against RFC 9111's third-party suite)"
+scripts/conformance/http-cache-tests.sh
 echo "== Debian package (build, lintian, dpkg -i, serve, purge)"
 ./scripts/deb.sh
 echo "== h2spec (HTTP/2 conformance of the TLS listener)"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -19,7 +20,7 @@ server-wide ones at the top and each app's in "app". Exits non-zero, naming ever
 valid. Starts nothing.
 `
 
-func configCmd(args []string) error {
+func configCmd(_ context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "check" || wantsHelp(args) {
 		fmt.Print(configHelp)
 		if len(args) > 0 && args[0] == "check" {

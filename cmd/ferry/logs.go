@@ -25,38 +25,39 @@ the instance stops. The instance is the one serving APP's directory, the
 one given, or the only one running.
 `
 
-func logsCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
-	var target targetFlags
-	target.register(fs)
-	var follow bool
-	fs.BoolVar(&follow, "follow", false, "print new lines as they are logged, until interrupted")
-	fs.BoolVar(&follow, "f", false, "short for --follow")
-	lines := fs.Int("lines", 100, "how many of the latest lines to print first (`N`; 0: all kept)")
-	fs.IntVar(lines, "n", 100, "short for --lines")
-	pid := fs.Int("pid", 0, "only the lines of the app process with this `PID`")
-	asJSON := fs.Bool("json", false, "print one JSON object per line (seq, time, level, app, pid, line)")
-	if wantsHelp(args) {
-		fmt.Print(logsHelp, "\nOptions:\n")
-		printFlags(os.Stdout, fs)
-		return flag.ErrHelp
+func logsCommand(fs *flag.FlagSet) func(context.Context, string) error {
+	var o logsOptions
+	o.target.register(fs)
+	fs.BoolVar(&o.follow, "follow", false, "print new lines as they are logged, until interrupted")
+	fs.BoolVar(&o.follow, "f", false, "short for --follow")
+	fs.IntVar(&o.lines, "lines", 100, "how many of the latest lines to print first (`N`; 0: all kept)")
+	fs.IntVar(&o.lines, "n", 100, "short for --lines")
+	fs.IntVar(&o.pid, "pid", 0, "only the lines of the app process with this `PID`")
+	fs.BoolVar(&o.asJSON, "json", false, "print one JSON object per line (seq, time, level, app, pid, line)")
+	return func(ctx context.Context, appArg string) error { return logsCmd(ctx, &o, appArg) }
+}
+
+// logsOptions are the options of ferry logs.
+type logsOptions struct {
+	target     targetFlags
+	follow     bool
+	lines, pid int
+	asJSON     bool
+}
+
+func logsCmd(ctx context.Context, o *logsOptions, appArg string) error {
+	if o.lines < 0 {
+		return fmt.Errorf("logs: --lines must be 0 (all kept) or more, not %d", o.lines)
 	}
-	appArg, err := parseWithPositional(fs, args)
-	if err != nil {
-		return fmt.Errorf("logs: %w", err)
-	}
-	if *lines < 0 {
-		return fmt.Errorf("logs: --lines must be 0 (all kept) or more, not %d", *lines)
-	}
-	if *pid < 0 {
-		return fmt.Errorf("logs: --pid must be a process id, not %d", *pid)
+	if o.pid < 0 {
+		return fmt.Errorf("logs: --pid must be a process id, not %d", o.pid)
 	}
 	// APP is a directory when it looks like a path, else an app's name.
 	appDir, appName := "", appArg
 	if isPathArg(appArg) {
 		appDir, appName = appArg, ""
 	}
-	in, err := target.pick(appDir)
+	in, err := o.target.pick(appDir)
 	if err != nil {
 		return fmt.Errorf("logs: %w", err)
 	}
@@ -70,14 +71,14 @@ func logsCmd(ctx context.Context, args []string) error {
 	if appName != "" {
 		q.Set("app", appName)
 	}
-	if *pid != 0 {
-		q.Set("pid", strconv.Itoa(*pid))
+	if o.pid != 0 {
+		q.Set("pid", strconv.Itoa(o.pid))
 	}
-	q.Set("lines", strconv.Itoa(*lines))
-	if follow {
+	q.Set("lines", strconv.Itoa(o.lines))
+	if o.follow {
 		q.Set("follow", "true")
 	}
-	if *asJSON {
+	if o.asJSON {
 		q.Set("format", "json")
 	}
 	err = c.Stream(ctx, "/logs?"+q.Encode(), os.Stdout)

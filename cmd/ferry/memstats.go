@@ -31,20 +31,14 @@ App processes are found by the FERRY_INSTANCE variable in their environment.
 PSS is the figure to add up: it counts each shared page once in all.
 `
 
-func memoryStats(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("memory-stats", flag.ContinueOnError)
+func memoryStatsCommand(fs *flag.FlagSet) func(context.Context, string) error {
 	var target targetFlags
 	target.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if wantsHelp(args) {
-		fmt.Print(memoryStatsHelp, "\nOptions:\n")
-		printFlags(os.Stdout, fs)
-		return flag.ErrHelp
-	}
-	appDir, err := parseWithPositional(fs, args)
-	if err != nil {
-		return fmt.Errorf("memory-stats: %w", err)
-	}
+	return func(_ context.Context, appDir string) error { return memoryStats(&target, appDir, *asJSON) }
+}
+
+func memoryStats(target *targetFlags, appDir string, asJSON bool) error {
 	in, err := target.pick(appDir)
 	if err != nil {
 		return fmt.Errorf("memory-stats: %w", err)
@@ -60,7 +54,7 @@ func memoryStats(_ context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("memory-stats: %w", err)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)

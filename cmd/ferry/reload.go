@@ -4,10 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/ferry-server/ferry/internal/admin"
-	"github.com/ferry-server/ferry/internal/config"
 )
 
 const reloadHelp = `Usage: ferry reload [APP_DIR] [options]
@@ -18,19 +16,13 @@ keep their processes. Connections are not dropped. Listeners and other
 server-wide settings take effect only when Ferry restarts.
 `
 
-func reload(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+func reloadCommand(fs *flag.FlagSet) func(context.Context, string) error {
 	var inst instanceFlags
 	inst.register(fs)
-	if wantsHelp(args) {
-		fmt.Print(reloadHelp, "\nOptions:\n")
-		config.PrintUsage(os.Stdout, fs)
-		return flag.ErrHelp
-	}
-	appDir, err := parseWithPositional(fs, args)
-	if err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
+	return func(ctx context.Context, appDir string) error { return reload(ctx, &inst, appDir) }
+}
+
+func reload(ctx context.Context, inst *instanceFlags, appDir string) error {
 	in, err := inst.pick(appDir)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)

@@ -5,11 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 
 	"github.com/ferry-server/ferry/internal/admin"
-	"github.com/ferry-server/ferry/internal/config"
 )
 
 const restartHelp = `Usage: ferry restart [APP_DIR] [options]
@@ -20,21 +18,15 @@ in flight finish, new requests wait, then every process is replaced. With
 old one stops; if the new version fails to start, the old one keeps serving.
 `
 
-func restart(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("restart", flag.ContinueOnError)
+func restartCommand(fs *flag.FlagSet) func(context.Context, string) error {
 	var inst instanceFlags
 	inst.register(fs)
 	rolling := fs.Bool("rolling", false, "replace processes one at a time, never dropping capacity")
 	name := fs.String("name", "", "the app `NAME` (default: the instance's only app)")
-	if wantsHelp(args) {
-		fmt.Print(restartHelp, "\nOptions:\n")
-		config.PrintUsage(os.Stdout, fs)
-		return flag.ErrHelp
-	}
-	appDir, err := parseWithPositional(fs, args)
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
+	return func(ctx context.Context, appDir string) error { return restart(ctx, &inst, appDir, *name, *rolling) }
+}
+
+func restart(ctx context.Context, inst *instanceFlags, appDir, name string, rolling bool) error {
 	in, err := inst.pick(appDir)
 	if err != nil {
 		return fmt.Errorf("restart: %w", err)
@@ -42,7 +34,7 @@ func restart(ctx context.Context, args []string) error {
 	c := admin.NewClient(in.Dir)
 	ctx, cancel := context.WithTimeout(ctx, admin.Timeout)
 	defer cancel()
-	app := *name
+	app := name
 	if app == "" {
 		var pool struct {
 			Apps []struct {
@@ -58,7 +50,7 @@ func restart(ctx context.Context, args []string) error {
 		app = pool.Apps[0].Name
 	}
 	var res admin.RestartResult
-	path := "/apps/" + url.PathEscape(app) + "/restart?rolling=" + fmt.Sprint(*rolling)
+	path := "/apps/" + url.PathEscape(app) + "/restart?rolling=" + fmt.Sprint(rolling)
 	if err := c.Do(ctx, "POST", path, &res); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
@@ -72,32 +64,3 @@ func restart(ctx context.Context, args []string) error {
 	fmt.Printf("restarted %s (%s), generation %d, instance %s\n", app, kind, res.Generation, filepath.Base(in.Dir))
 	return nil
 }
-
-// parseWithPositional parses flags that may come before or after one
-// optional positional argument.
-func parseWithPositional(fs *flag.FlagSet, args []string) (string, error) {
-	fs.SetOutput(new(discard))
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return "", config.FlagError(fs, "ferry "+fs.Name(), err, nil)
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
-	}
-	if len(positional) > 1 {
-		return "", fmt.Errorf("expected at most one APP_DIR, got %v", positional)
-	}
-	if len(positional) == 1 {
-		return positional[0], nil
-	}
-	return "", nil
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -57,10 +57,50 @@ func start(ctx context.Context, args []string) error {
 	}
 	defer out.Close()
 
-	// SIGTERM drains (readiness off, --drain-delay, then no new
-	// connections); SIGINT skips the delay; a second signal ends it.
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	sigs := watchSignals(stop, out)
+	defer sigs.stop()
+	err = core.Run(ctx, core.Options{
+		Upgrades: sigs.upgrades,
+		Hurry:    sigs.hurry,
+		Config:   cfg,
+		Logs:     out,
+		Version:  version,
+		Reload:   func() (*config.Config, error) { return config.Load(args, environ) },
+		Reloads:  sigs.reloads,
+	})
+	return startError(cfg, err)
+}
+
+// startError is what ferry start says when the core ends with err: a port
+// in use by another Ferry names it.
+func startError(cfg *config.Config, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		if in, ok := servingOn(cfg); ok {
+			return fmt.Errorf("start: Ferry already serves %s on %s (pid %d); stop it first (ferry stop %s), or choose another --port", in.AppRoot, in.Listen, in.PID, in.AppRoot)
+		}
+	}
+	return fmt.Errorf("start: %w", err)
+}
+
+// startSignals are the signals of a running core, turned into its inputs.
+type startSignals struct {
+	hurry    chan struct{} // closed by a second stop signal
+	reloads  chan struct{} // SIGHUP (or ferry reload)
+	upgrades chan struct{} // SIGUSR2 (or ferry upgrade)
+	stop     func()        // stops the watching, but never of the stop signals
+}
+
+// watchSignals wires the core's signals: SIGTERM and SIGINT call stop
+// (with core.StopSignal), SIGUSR1 reopens out's files, SIGHUP and SIGUSR2
+// ask for a reload and an upgrade, SIGPIPE is ignored.
+func watchSignals(stop context.CancelCauseFunc, out *logs.Outputs) startSignals {
+	// SIGTERM drains (readiness off, --drain-delay, then no new
+	// connections); SIGINT skips the delay; a second signal ends it.
 	stopSigs := make(chan os.Signal, 2)
 	// Never stopped: a stop signal that comes while Ferry exits (say,
 	// after it printed why it could not start) must not kill it by the
@@ -77,7 +117,6 @@ func start(ctx context.Context, args []string) error {
 	// logrotate: SIGUSR1 reopens the log files.
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
 	go func() {
 		for range usr1 {
 			if err := out.Reopen(); err != nil {
@@ -88,50 +127,32 @@ func start(ctx context.Context, args []string) error {
 		}
 	}()
 	// SIGHUP (or ferry reload) loads the configuration again, from the same
-	// arguments and environment.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reloads := make(chan struct{}, 1)
+	// arguments and environment; SIGUSR2 (or ferry upgrade) hands the
+	// sockets to the binary now on disk.
+	hup, reloads := requests(syscall.SIGHUP)
+	usr2, upgrades := requests(syscall.SIGUSR2)
+	return startSignals{hurry: hurry, reloads: reloads, upgrades: upgrades, stop: func() {
+		signal.Stop(usr1)
+		signal.Stop(hup)
+		signal.Stop(usr2)
+	}}
+}
+
+// requests turns sig into requests on a channel that holds one: signals
+// that come while one is pending ask for nothing more.
+func requests(sig os.Signal) (chan os.Signal, chan struct{}) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, sig)
+	out := make(chan struct{}, 1)
 	go func() {
-		for range hup {
+		for range c {
 			select {
-			case reloads <- struct{}{}:
+			case out <- struct{}{}:
 			default:
 			}
 		}
 	}()
-	// SIGUSR2 (or ferry upgrade): hand the sockets to the binary now on disk.
-	usr2 := make(chan os.Signal, 1)
-	signal.Notify(usr2, syscall.SIGUSR2)
-	defer signal.Stop(usr2)
-	upgrades := make(chan struct{}, 1)
-	go func() {
-		for range usr2 {
-			select {
-			case upgrades <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	err = core.Run(ctx, core.Options{
-		Upgrades: upgrades,
-		Hurry:    hurry,
-		Config:   cfg,
-		Logs:     out,
-		Version:  version,
-		Reload:   func() (*config.Config, error) { return config.Load(args, environ) },
-		Reloads:  reloads,
-	})
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			if in, ok := servingOn(cfg); ok {
-				return fmt.Errorf("start: Ferry already serves %s on %s (pid %d); stop it first (ferry stop %s), or choose another --port", in.AppRoot, in.Listen, in.PID, in.AppRoot)
-			}
-		}
-		return fmt.Errorf("start: %w", err)
-	}
-	return nil
+	return c, out
 }
 
 // servingOn finds a running instance of the registry listening on cfg's

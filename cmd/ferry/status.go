@@ -22,7 +22,6 @@ import (
 
 	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/instance"
-	"github.com/ferry-server/ferry/internal/server"
 )
 
 const statusHelp = `Usage: ferry status [APP_DIR | --instance DIR | --pid-file FILE] [options]
@@ -44,35 +43,38 @@ each app with its processes. --show picks another view:
 // must not hang them (memory-stats works without the core).
 const statusTimeout = 15 * time.Second
 
-func status(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	var target targetFlags
-	target.register(fs)
-	show := fs.String("show", "pool", "the `VIEW` to show: pool, requests, server or metrics")
-	asJSON := fs.Bool("json", false, "print the admin API's JSON answer instead of text")
-	pid := fs.Int("pid", 0, "with --show=backtraces: only the app process with this `PID`")
-	if wantsHelp(args) {
-		fmt.Print(statusHelp, "\nOptions:\n")
-		printFlags(os.Stdout, fs)
-		return flag.ErrHelp
+func statusCommand(fs *flag.FlagSet) func(context.Context, string) error {
+	var o statusOptions
+	o.target.register(fs)
+	fs.StringVar(&o.show, "show", "pool", "the `VIEW` to show: pool, requests, server or metrics")
+	fs.BoolVar(&o.asJSON, "json", false, "print the admin API's JSON answer instead of text")
+	fs.IntVar(&o.pid, "pid", 0, "with --show=backtraces: only the app process with this `PID`")
+	return func(ctx context.Context, appDir string) error { return status(ctx, &o, appDir) }
+}
+
+// statusOptions are the options of ferry status.
+type statusOptions struct {
+	target targetFlags
+	show   string
+	asJSON bool
+	pid    int
+}
+
+func status(ctx context.Context, o *statusOptions, appDir string) error {
+	paths := map[string]string{"pool": "/pool", "requests": "/requests", "server": "/server", "metrics": "/metrics",
+		"backtraces": "/backtraces"}
+	path, ok := paths[o.show]
+	if !ok {
+		return fmt.Errorf("status: --show must be pool, requests, server, metrics or backtraces, not %q", o.show)
 	}
-	appDir, err := parseWithPositional(fs, args)
+	path, err := backtracesPath(path, o.show, o.pid)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	paths := map[string]string{"pool": "/pool", "requests": "/requests", "server": "/server", "metrics": "/metrics",
-		"backtraces": "/backtraces"}
-	path, ok := paths[*show]
-	if !ok {
-		return fmt.Errorf("status: --show must be pool, requests, server, metrics or backtraces, not %q", *show)
-	}
-	if path, err = backtracesPath(path, *show, *pid); err != nil {
-		return fmt.Errorf("status: %w", err)
-	}
-	if *show == "metrics" && *asJSON {
+	if o.show == "metrics" && o.asJSON {
 		return fmt.Errorf("status: the metrics are Prometheus text, not JSON; drop --json")
 	}
-	in, err := target.pick(appDir)
+	in, err := o.target.pick(appDir)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
@@ -94,13 +96,13 @@ func status(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON || *show == "metrics" {
+	if o.asJSON || o.show == "metrics" {
 		_, err := os.Stdout.Write(raw)
 		return err
 	}
 	pal := paletteFor(os.Stdout)
 	var out bytes.Buffer
-	switch *show {
+	switch o.show {
 	case "pool":
 		var ps admin.PoolStatus
 		if err := json.Unmarshal(raw, &ps); err != nil {
@@ -138,7 +140,7 @@ func status(ctx context.Context, args []string) error {
 
 // requestsAnswer is the answer of GET /requests.
 type requestsAnswer struct {
-	Requests []server.RequestInfo `json:"requests"`
+	Requests []admin.RequestInfo `json:"requests"`
 }
 
 // targetFlags are how status, memory-stats and top find the instance: the
@@ -371,7 +373,7 @@ func processTable(procs []admin.ProcessStatus, now time.Time) []string {
 }
 
 // writeRequests writes the text of `ferry status --show=requests`.
-func writeRequests(w io.Writer, reqs []server.RequestInfo, pal palette) {
+func writeRequests(w io.Writer, reqs []admin.RequestInfo, pal palette) {
 	switch len(reqs) {
 	case 0:
 		fmt.Fprintln(w, "No requests in flight.")
@@ -387,7 +389,7 @@ func writeRequests(w io.Writer, reqs []server.RequestInfo, pal palette) {
 
 // requestTable lays out requests in flight, oldest first as the API gives
 // them; paths longer than pathWidth are cut.
-func requestTable(reqs []server.RequestInfo, pathWidth int) []string {
+func requestTable(reqs []admin.RequestInfo, pathWidth int) []string {
 	apps := map[string]bool{}
 	for _, r := range reqs {
 		apps[r.App] = true

@@ -15,7 +15,6 @@ import (
 	"github.com/ferry-server/ferry/internal/admin"
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/pool"
-	"github.com/ferry-server/ferry/internal/server"
 	"github.com/ferry-server/ferry/internal/turbocache"
 )
 
@@ -84,7 +83,7 @@ var fixturePool = admin.PoolStatus{Apps: []admin.AppStatus{
 	},
 }}
 
-var fixtureRequests = []server.RequestInfo{
+var fixtureRequests = []admin.RequestInfo{
 	{App: "shop", Method: "POST", Path: "/cart/checkout?step=2", Client: "203.0.113.7:51234", State: "forwarding", AgeMS: 12345, PID: 5001},
 	{App: "shop", Method: "GET", Path: "/search?q=" + strings.Repeat("very+long+query+", 8), Client: "[2001:db8::1]:40000", State: "queued", AgeMS: 250},
 }

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/instance"
 )
 
@@ -22,33 +21,27 @@ requests in flight finish, stops its app processes, and exits. Waits until it
 has exited, up to --timeout.
 `
 
-func stop(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
+func stopCommand(fs *flag.FlagSet) func(context.Context, string) error {
 	var inst instanceFlags
 	inst.register(fs)
 	pidFile := fs.String("pid-file", "", "the pid file `FILE` of the instance (as given to ferry start --pid-file)")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the instance to exit")
-	if wantsHelp(args) {
-		fmt.Print(stopHelp, "\nOptions:\n")
-		config.PrintUsage(os.Stdout, fs)
-		return flag.ErrHelp
-	}
-	appDir, err := parseWithPositional(fs, args)
-	if err != nil {
-		return fmt.Errorf("stop: %w", err)
-	}
+	return func(ctx context.Context, appDir string) error { return stop(ctx, &inst, appDir, *pidFile, *timeout) }
+}
+
+func stop(ctx context.Context, inst *instanceFlags, appDir, pidFile string, timeout time.Duration) error {
 	var pid int
 	dir := "" // the instance directory, when known: its removal means stopped
-	if *pidFile != "" {
-		b, err := os.ReadFile(*pidFile)
+	if pidFile != "" {
+		b, err := os.ReadFile(pidFile)
 		if err != nil {
 			return fmt.Errorf("stop: --pid-file: %w", err)
 		}
 		if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil || pid <= 0 {
-			return fmt.Errorf("stop: --pid-file: %s does not hold a pid", *pidFile)
+			return fmt.Errorf("stop: --pid-file: %s does not hold a pid", pidFile)
 		}
 		if !instance.Running(pid, 0) {
-			return fmt.Errorf("stop: ferry (pid %d, from %s) is not running; nothing to stop", pid, *pidFile)
+			return fmt.Errorf("stop: ferry (pid %d, from %s) is not running; nothing to stop", pid, pidFile)
 		}
 	} else {
 		in, err := inst.pick(appDir)
@@ -69,7 +62,7 @@ func stop(ctx context.Context, args []string) error {
 		}
 		return fmt.Errorf("stop: signal %d: %w", pid, err)
 	}
-	deadline := time.Now().Add(*timeout)
+	deadline := time.Now().Add(timeout)
 	for {
 		// Not our child: all we can do is look until it is gone. A zombie
 		// (exited, its parent has not reaped it yet) is gone, and so is a
@@ -80,7 +73,7 @@ func stop(ctx context.Context, args []string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("stop: ferry (pid %d) still running after --timeout %s; look at its log, or kill -9 %d", pid, *timeout, pid)
+			return fmt.Errorf("stop: ferry (pid %d) still running after --timeout %s; look at its log, or kill -9 %d", pid, timeout, pid)
 		}
 		select {
 		case <-ctx.Done():

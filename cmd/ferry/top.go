@@ -17,7 +17,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ferry-server/ferry/internal/admin"
-	"github.com/ferry-server/ferry/internal/server"
 )
 
 const topHelp = `Usage: ferry top [APP_DIR | --instance DIR | --pid-file FILE] [options]
@@ -39,22 +38,16 @@ const (
 	clearBelow   = "\x1b[J" // to the end of the screen
 )
 
-func top(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("top", flag.ContinueOnError)
+func topCommand(fs *flag.FlagSet) func(context.Context, string) error {
 	var target targetFlags
 	target.register(fs)
 	interval := fs.Duration("interval", time.Second, "how often to refresh, as a `DURATION` (500ms, 2s)")
-	if wantsHelp(args) {
-		fmt.Print(topHelp, "\nOptions:\n")
-		printFlags(os.Stdout, fs)
-		return flag.ErrHelp
-	}
-	appDir, err := parseWithPositional(fs, args)
-	if err != nil {
-		return fmt.Errorf("top: %w", err)
-	}
-	if *interval < 100*time.Millisecond {
-		return fmt.Errorf("top: --interval must be at least 100ms (got %s)", *interval)
+	return func(ctx context.Context, appDir string) error { return top(ctx, &target, appDir, *interval) }
+}
+
+func top(ctx context.Context, target *targetFlags, appDir string, interval time.Duration) error {
+	if interval < 100*time.Millisecond {
+		return fmt.Errorf("top: --interval must be at least 100ms (got %s)", interval)
 	}
 	in, err := target.pick(appDir)
 	if err != nil {
@@ -76,7 +69,7 @@ func top(ctx context.Context, args []string) error {
 		_, err := out.Write(buf.Bytes())
 		return err
 	}
-	return runTop(ctx, c, out, *interval)
+	return runTop(ctx, c, out, interval)
 }
 
 // runTop draws frames on the terminal out until q, Ctrl-C or a signal.
@@ -195,7 +188,7 @@ type topFrame struct {
 	At       time.Time
 	Info     admin.Info
 	Pool     admin.PoolStatus
-	Requests []server.RequestInfo
+	Requests []admin.RequestInfo
 	// Err is why the API could not be read; the frame has nothing else.
 	Err error
 	// Loading is the frame before the first answer.

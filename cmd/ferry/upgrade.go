@@ -4,10 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"syscall"
-
-	"github.com/ferry-server/ferry/internal/config"
 )
 
 const upgradeHelp = `Usage: ferry upgrade [APP_DIR | --instance DIR] [options]
@@ -19,19 +16,13 @@ finishes its requests in flight and exits. If the new one fails to start,
 the old one keeps serving.
 `
 
-func upgradeCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("upgrade", flag.ContinueOnError)
+func upgradeCommand(fs *flag.FlagSet) func(context.Context, string) error {
 	var inst instanceFlags
 	inst.register(fs)
-	if wantsHelp(args) {
-		fmt.Print(upgradeHelp, "\nOptions:\n")
-		config.PrintUsage(os.Stdout, fs)
-		return flag.ErrHelp
-	}
-	appDir, err := parseWithPositional(fs, args)
-	if err != nil {
-		return fmt.Errorf("upgrade: %w", err)
-	}
+	return func(_ context.Context, appDir string) error { return upgrade(&inst, appDir) }
+}
+
+func upgrade(inst *instanceFlags, appDir string) error {
 	in, err := inst.pick(appDir)
 	if err != nil {
 		return fmt.Errorf("upgrade: %w", err)

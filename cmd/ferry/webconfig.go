@@ -27,8 +27,14 @@ server does not restart any app.
   %-21[6]s the web server's configuration directory (default %[5]s)
 `
 
-// webConfig implements `ferry nginx-config` and `ferry apache-config`.
-func webConfig(kind string, args []string) error {
+// webConfigCommand is `ferry nginx-config` (kind "nginx") or `ferry
+// apache-config` ("apache"). They read their arguments themselves, as
+// start's options go through to config.Load.
+func webConfigCommand(kind string) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error { return webConfig(ctx, kind, args) }
+}
+
+func webConfig(ctx context.Context, kind string, args []string) error {
 	name := map[string]string{"nginx": "nginx", "apache": "Apache httpd"}[kind]
 	dir := map[string]string{"nginx": webconfig.NginxDir, "apache": webconfig.ApacheDir}[kind]
 	if kind == "apache" && os.Getenv("APACHE_CONFDIR") != "" {
@@ -86,9 +92,9 @@ func webConfig(kind string, args []string) error {
 		return err
 	}
 	if kind == "nginx" {
-		err = webconfig.InstallNginx(context.Background(), b.Bytes(), dir, os.Stdout)
+		err = webconfig.InstallNginx(ctx, b.Bytes(), dir, os.Stdout)
 	} else {
-		err = webconfig.InstallApache(context.Background(), b.Bytes(), dir, os.Stdout)
+		err = webconfig.InstallApache(ctx, b.Bytes(), dir, os.Stdout)
 	}
 	if err != nil {
 		return fmt.Errorf("%s-config --install: %w", kind, err)

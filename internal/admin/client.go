@@ -99,16 +99,9 @@ func (c *Client) WithToken(token string) *Client {
 // Do calls the API and decodes a JSON answer into out (if non-nil). An
 // error answer becomes an error with its message.
 func (c *Client) Do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://ferry"+path, nil)
+	resp, err := c.send(ctx, method, path)
 	if err != nil {
 		return err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -116,11 +109,7 @@ func (c *Client) Do(ctx context.Context, method, path string, out any) error {
 		return fmt.Errorf("admin API: %w", err)
 	}
 	if resp.StatusCode >= 400 {
-		var ae APIError
-		if json.Unmarshal(body, &ae) == nil && ae.Message != "" {
-			return fmt.Errorf("admin API: %s", ae.Message)
-		}
-		return fmt.Errorf("admin API: %s", resp.Status)
+		return answerError(resp.Status, body)
 	}
 	if raw, ok := out.(*[]byte); ok {
 		*raw = body
@@ -130,6 +119,32 @@ func (c *Client) Do(ctx context.Context, method, path string, out any) error {
 		return json.Unmarshal(body, out)
 	}
 	return nil
+}
+
+// send makes the request of Do and Stream, with the token if there is one.
+func (c *Client) send(ctx context.Context, method, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://ferry"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	return resp, nil
+}
+
+// answerError is the error of an error answer: its message (APIError), or
+// its status.
+func answerError(status string, body []byte) error {
+	var ae APIError
+	if json.Unmarshal(body, &ae) == nil && ae.Message != "" {
+		return fmt.Errorf("admin API: %s", ae.Message)
+	}
+	return fmt.Errorf("admin API: %s", status)
 }
 
 // Timeout for CLI calls that should not hang on a wedged core.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/ferry-server/ferry/internal/logs"
@@ -22,76 +23,89 @@ const (
 // core goes away, ?format=json one JSON object per line instead of the
 // text lines.
 func (s *Server) logsHandler(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	bad := func(msg string, args ...any) {
-		writeJSON(w, http.StatusBadRequest, &APIError{Message: fmt.Sprintf(msg, args...)})
-	}
-	f := logs.Filter{App: q.Get("app")}
-	if v := q.Get("pid"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			bad("pid must be a process id, not %q", v)
-			return
-		}
-		f.PID = n
-	}
-	lines := DefaultLogLines
-	if v := q.Get("lines"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			bad("lines must be 0 (all kept) or more, not %q", v)
-			return
-		}
-		lines = n
-	}
-	follow := false
-	if v := q.Get("follow"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			bad("follow must be true or false, not %q", v)
-			return
-		}
-		follow = b
-	}
-	asJSON := false
-	switch v := q.Get("format"); v {
-	case "", "text":
-	case "json":
-		asJSON = true
-	default:
-		bad("format must be text or json, not %q", v)
+	q, err := parseLogsQuery(r.URL.Query())
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, &APIError{Message: err.Error()})
 		return
 	}
-	if f.App != "" && !s.hasApp(f.App) {
-		writeJSON(w, http.StatusNotFound, &APIError{Message: fmt.Sprintf("no app named %q", f.App)})
+	if q.filter.App != "" && !s.hasApp(q.filter.App) {
+		writeJSON(w, http.StatusNotFound, &APIError{Message: fmt.Sprintf("no app named %q", q.filter.App)})
 		return
 	}
-
 	rec := s.src.Logs()
-	enc := json.NewEncoder(w)
-	write := func(e logs.Entry) {
-		if asJSON {
-			enc.Encode(e)
-		} else {
-			io.WriteString(w, e.Line)
-		}
-	}
-	if asJSON {
-		w.Header().Set("Content-Type", "application/x-ndjson")
-	} else {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	}
+	write := logEntryWriter(w, q.asJSON)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if !follow {
-		for _, e := range rec.Last(f, lines) {
+	if !q.follow {
+		for _, e := range rec.Last(q.filter, q.lines) {
 			write(e)
 		}
 		return
 	}
+	s.followLogs(w, r, rec, q, write)
+}
+
+// logsQuery is what GET /logs was asked for.
+type logsQuery struct {
+	filter logs.Filter
+	lines  int
+	follow bool
+	asJSON bool
+}
+
+// parseLogsQuery reads GET /logs's query, or says which parameter is bad.
+func parseLogsQuery(v url.Values) (logsQuery, error) {
+	q := logsQuery{filter: logs.Filter{App: v.Get("app")}, lines: DefaultLogLines}
+	if p := v.Get("pid"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 {
+			return q, fmt.Errorf("pid must be a process id, not %q", p)
+		}
+		q.filter.PID = n
+	}
+	if l := v.Get("lines"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			return q, fmt.Errorf("lines must be 0 (all kept) or more, not %q", l)
+		}
+		q.lines = n
+	}
+	if f := v.Get("follow"); f != "" {
+		b, err := strconv.ParseBool(f)
+		if err != nil {
+			return q, fmt.Errorf("follow must be true or false, not %q", f)
+		}
+		q.follow = b
+	}
+	switch f := v.Get("format"); f {
+	case "", "text":
+	case "json":
+		q.asJSON = true
+	default:
+		return q, fmt.Errorf("format must be text or json, not %q", f)
+	}
+	return q, nil
+}
+
+// logEntryWriter sets w's content type and returns what writes one entry
+// to it: its line, or (asJSON) the entry as one line of JSON.
+func logEntryWriter(w http.ResponseWriter, asJSON bool) func(logs.Entry) {
+	if asJSON {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		return func(e logs.Entry) { enc.Encode(e) }
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	return func(e logs.Entry) { io.WriteString(w, e.Line) }
+}
+
+// followLogs writes the latest entries, then new ones as they come, until
+// the client, the log or the admin server goes away.
+func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, rec *logs.Recent, q logsQuery, write func(logs.Entry)) {
+	lines := q.lines
 	if lines == 0 {
 		lines = -1 // all kept, as without follow
 	}
-	last, fl := rec.Follow(f, lines)
+	last, fl := rec.Follow(q.filter, lines)
 	defer fl.Stop()
 	for _, e := range last {
 		write(e)

@@ -66,6 +66,9 @@ type Server struct {
 	TurbocacheMaxEntries   int
 	TurbocacheMaxBytes     int64
 	TurbocacheMaxEntrySize int64
+	// TurbocacheMaxVariants and TurbocacheStaleIfUnreachable: turbocache.go.
+	TurbocacheMaxVariants        int
+	TurbocacheStaleIfUnreachable time.Duration
 	// Ignored records options that are accepted for Passenger compatibility
 	// but have no effect in Ferry (name → why).
 	Ignored map[string]string

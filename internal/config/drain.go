@@ -22,6 +22,8 @@ type Drain struct {
 	// AppStopTimeout is how long app processes have between SIGTERM and
 	// SIGKILL when the core stops (--app-stop-timeout). Default 3 s.
 	AppStopTimeout time.Duration
+	// FirstRequestGrace: see firstrequest.go.
+	FirstRequestGrace time.Duration
 }
 
 // Drain defaults; DefaultShutdownTimeout is Server.ShutdownTimeout's.
@@ -49,4 +51,5 @@ func (d *Drain) finish(p *problems) {
 	if d.AppStopTimeout <= 0 {
 		p.bad("app-stop-timeout", "must be more than 0 (got %s)", d.AppStopTimeout)
 	}
+	d.finishFirstRequestGrace(p)
 }

@@ -123,6 +123,8 @@ type Front struct {
 	// GzipMinSize: responses known to be smaller are sent as they are
 	// (--gzip-min-size). Default 512.
 	GzipMinSize int64
+	// Compression: the codings besides gzip and their levels.
+	Compression // compression.go
 
 	// explicit names the options a source set; finish gives the others
 	// their defaults.
@@ -252,6 +254,26 @@ func (v *modeValue) Set(s string) error {
 // finish applies the defaults of options no source set, validates the
 // front's settings and derives the parsed forms.
 func (f *Front) finish(p *problems) {
+	f.applyDefaults()
+	f.checkTLS(p)
+	f.checkSocket(p)
+	f.checkLimits(p)
+	nets, unix, err := ParseTrustedProxies(f.TrustedProxies)
+	if err != nil {
+		p.bad("trusted-proxies", "%v", err)
+	}
+	f.TrustedNets, f.TrustUnix = nets, unix
+	switch f.AccessLogFormat {
+	case "text", "combined", "json":
+	default:
+		p.bad("access-log-format", "must be text, combined or json (got %q)", f.AccessLogFormat)
+	}
+	f.checkGzip(p)
+	f.finishHTTP3(p)
+}
+
+// applyDefaults sets the options no source set to their defaults.
+func (f *Front) applyDefaults() {
 	for _, d := range frontDefaults {
 		if d.value == "" || f.explicit[d.name] {
 			continue // "" is the zero value the field has already
@@ -264,8 +286,11 @@ func (f *Front) finish(p *problems) {
 		f.GzipTypes = DefaultGzipTypes
 	}
 	f.acmeFrontDefaults()
-	f.finishHTTP3(p)
+}
 
+// checkTLS checks the HTTPS options: a certificate that loads, and the
+// listeners they need.
+func (f *Front) checkTLS(p *problems) {
 	if f.SSL && !f.managedTLS {
 		switch {
 		case f.SSLCertificate == "" || f.SSLCertificateKey == "":
@@ -299,6 +324,11 @@ func (f *Front) finish(p *problems) {
 	default:
 		p.bad("ssl-min-version", "must be 1.2 or 1.3 (got %q)", f.SSLMinVersion)
 	}
+}
+
+// checkSocket makes --socket absolute and checks it fits a Unix socket's
+// path.
+func (f *Front) checkSocket(p *problems) {
 	if f.Socket != "" {
 		if abs, err := filepath.Abs(f.Socket); err == nil {
 			f.Socket = abs
@@ -310,6 +340,11 @@ func (f *Front) finish(p *problems) {
 	} else if f.SocketAndTCP {
 		p.bad("socket-and-tcp", "has no effect without --socket")
 	}
+}
+
+// checkLimits checks the front's limits on connections, heads, bodies and
+// time.
+func (f *Front) checkLimits(p *problems) {
 	if f.SocketBacklog < 1 {
 		p.bad("socket-backlog", "must be at least 1 (got %d)", f.SocketBacklog)
 	}
@@ -336,16 +371,10 @@ func (f *Front) finish(p *problems) {
 	if f.MaxConnections < 0 {
 		p.bad("max-connections", "must be 0 (unlimited) or more (got %d)", f.MaxConnections)
 	}
-	nets, unix, err := ParseTrustedProxies(f.TrustedProxies)
-	if err != nil {
-		p.bad("trusted-proxies", "%v", err)
-	}
-	f.TrustedNets, f.TrustUnix = nets, unix
-	switch f.AccessLogFormat {
-	case "text", "combined", "json":
-	default:
-		p.bad("access-log-format", "must be text, combined or json (got %q)", f.AccessLogFormat)
-	}
+}
+
+// checkGzip checks the compression options and parses --gzip-types.
+func (f *Front) checkGzip(p *problems) {
 	if f.GzipLevel < 1 || f.GzipLevel > 9 {
 		p.bad("gzip-level", "must be between 1 and 9 (got %d)", f.GzipLevel)
 	}
@@ -357,6 +386,7 @@ func (f *Front) finish(p *problems) {
 		p.bad("gzip-types", "%v", err)
 	}
 	f.GzipTypes = types
+	f.finishCompression(p)
 }
 
 // splitList splits repeated and comma- or space-separated values.

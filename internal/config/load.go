@@ -24,13 +24,17 @@ func DefaultServer() Server {
 		Port:                        3000,
 		LogFormat:                   "text",
 		ShutdownTimeout:             DefaultShutdownTimeout,
-		Drain:                       Drain{DrainDelay: DefaultDrainDelay, AppStopTimeout: DefaultAppStopTimeout},
+		Drain:                       Drain{DrainDelay: DefaultDrainDelay, AppStopTimeout: DefaultAppStopTimeout, FirstRequestGrace: DefaultFirstRequestGrace},
 		RequestBufferMemory:         128 << 10,
 		ResponseBufferMemory:        1 << 20,
 		ResponseBufferHighWatermark: 128 << 20,
 		TurbocacheMaxEntries:        10000,
 		TurbocacheMaxBytes:          64 << 20,
 		TurbocacheMaxEntrySize:      1 << 20,
+
+		// turbocache.go
+		TurbocacheMaxVariants:        32,
+		TurbocacheStaleIfUnreachable: 10 * time.Second,
 	}
 }
 
@@ -109,17 +113,9 @@ func StartFlags(args []string) (settings []setting, appDir, configFile string, e
 			fs.Var(rec, o.Short, "shorthand for --"+o.Name)
 		}
 	}
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, "", "", FlagError(fs, "ferry start", err, valueErr)
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
+	positional, err := ParseInterleaved(fs, args)
+	if err != nil {
+		return nil, "", "", FlagError(fs, "ferry start", err, valueErr)
 	}
 	if len(positional) > 1 {
 		return nil, "", "", fmt.Errorf("expected one APP_DIR, got %d: %s", len(positional), strings.Join(positional, " "))
@@ -523,4 +519,21 @@ func jsonError(b []byte, err error) string {
 	line := 1 + bytes.Count(b[:off], []byte("\n"))
 	col := int(off) - bytes.LastIndexByte(b[:off], '\n')
 	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
+}
+
+// ParseInterleaved parses the options of fs in args, where they may come
+// before and after positional arguments, and returns those in order.
+func ParseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
 }

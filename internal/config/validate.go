@@ -112,7 +112,30 @@ func (s *Server) finish(p *problems) {
 	s.finishACME(p)
 }
 
+// finish validates an app's settings and derives what follows from them:
+// its root, paths, type, startup file and spawn method. The type is
+// looked at only once everything else is valid.
 func (a *App) finish(p *problems) {
+	rootOK := a.resolveRoot(p)
+	a.checkLimits(p)
+	a.checkRouting(p)
+	a.AppSecurity.finish(p)
+	a.AppPassenger.finish(p)
+	a.AppUpstream.finish(p)
+	a.resolvePaths(p)
+	if len(p.errs) > 0 || !rootOK {
+		return
+	}
+	if !a.resolveType(p) {
+		return
+	}
+	a.checkStartupFile(p)
+	a.resolveSpawnMethod(p)
+}
+
+// resolveRoot makes the app's root absolute and names the app after it
+// by default; false when the root cannot serve.
+func (a *App) resolveRoot(p *problems) bool {
 	if a.Root == "" {
 		a.Root = "."
 	}
@@ -127,6 +150,12 @@ func (a *App) finish(p *problems) {
 	if a.Name == "" {
 		a.Name = filepath.Base(a.Root)
 	}
+	return rootOK
+}
+
+// checkLimits checks the pool's sizes, times and concurrency, and the
+// environment given to the app.
+func (a *App) checkLimits(p *problems) {
 	if a.Environment == "" {
 		p.bad("environment", "must not be empty")
 	}
@@ -182,6 +211,11 @@ func (a *App) finish(p *problems) {
 			p.bad("envvar", "invalid variable name %q", k)
 		}
 	}
+}
+
+// checkRouting checks and cleans what routes requests to the app: its
+// base URI and host names.
+func (a *App) checkRouting(p *problems) {
 	if a.BaseURI != "" {
 		if !strings.HasPrefix(a.BaseURI, "/") || strings.ContainsAny(a.BaseURI, "?#") {
 			p.bad("base_uri", "must be a path starting with / (got %q)", a.BaseURI)
@@ -194,9 +228,11 @@ func (a *App) finish(p *problems) {
 			p.bad("server_names", "invalid host name %q", n)
 		}
 	}
-	a.AppSecurity.finish(p)
-	a.AppPassenger.finish(p)
-	a.AppUpstream.finish(p)
+}
+
+// resolvePaths makes the app's files relative to its root (the startup
+// file) or absolute (static files, the restart directory).
+func (a *App) resolvePaths(p *problems) {
 	if a.Rackup != "" {
 		a.AppType, a.StartupFile = AppTypeRack, a.Rackup
 	}
@@ -216,10 +252,11 @@ func (a *App) finish(p *problems) {
 	} else if !filepath.IsAbs(a.RestartDir) {
 		a.RestartDir = filepath.Join(a.Root, a.RestartDir)
 	}
-	if len(p.errs) > 0 || !rootOK {
-		return
-	}
+}
 
+// resolveType detects the app's type unless given, and turns a raw Meteor
+// app into a generic one; false when there is none to serve.
+func (a *App) resolveType(p *problems) bool {
 	if a.AppType == "" && a.AppStartCommand != "" {
 		a.AppType = AppTypeGeneric
 	}
@@ -227,13 +264,13 @@ func (a *App) finish(p *problems) {
 		t, err := detect(a.Root, a.StartupFile)
 		if err != nil {
 			p.add(err)
-			return
+			return false
 		}
 		a.AppType = t
 	}
 	if !slices.Contains(appTypes, a.AppType) {
 		p.bad("app-type", "unknown app type %q (supported: %s)", a.AppType, strings.Join(appTypes, ", "))
-		return
+		return false
 	}
 	if a.AppType == AppTypeMeteor {
 		// A raw Meteor app: meteor itself runs it on the port Ferry picks.
@@ -241,7 +278,7 @@ func (a *App) finish(p *problems) {
 			p.add(fmt.Errorf("%s is a raw Meteor app (it has .meteor/), and the meteor command is not installed. "+
 				"Bundle it instead: `meteor build ../build --directory`, `cd ../build/bundle/programs/server && npm install`, "+
 				"then run ../build/bundle as a Node.js app (ferry start ../build/bundle --startup-file main.js)", a.Root))
-			return
+			return false
 		}
 		if a.AppStartCommand == "" {
 			a.AppStartCommand = "meteor run --production --port $PORT"
@@ -251,6 +288,12 @@ func (a *App) finish(p *problems) {
 	if a.AppType == AppTypeGeneric && strings.TrimSpace(a.AppStartCommand) == "" {
 		p.bad("app-start-command", "a generic app needs a command that listens on $PORT")
 	}
+	return true
+}
+
+// checkStartupFile defaults the startup file by the app's type and checks
+// it is there, inside the app.
+func (a *App) checkStartupFile(p *problems) {
 	if a.StartupFile == "" {
 		a.StartupFile = defaultStartupFile(a.Root, a.AppType)
 	}
@@ -261,8 +304,11 @@ func (a *App) finish(p *problems) {
 			p.bad("startup-file", "%s not found in %s", a.StartupFile, a.Root)
 		}
 	}
+}
 
-	// Spawn method and concurrency follow from the type.
+// resolveSpawnMethod chooses the spawn method by the app's type unless
+// given, and checks it and the concurrency model fit the type.
+func (a *App) resolveSpawnMethod(p *problems) {
 	preloadable := a.AppType == AppTypeRack || a.AppType == AppTypeWSGI
 	switch a.SpawnMethod {
 	case "":

@@ -558,6 +558,9 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 			MaxBytes:     cfg.TurbocacheMaxBytes,
 			MaxEntrySize: cfg.TurbocacheMaxEntrySize,
 			VaryByCookie: ac.VaryTurbocacheByCookie,
+
+			MaxVariants:        cfg.TurbocacheMaxVariants,
+			StaleIfUnreachable: cfg.TurbocacheStaleIfUnreachable,
 		})
 	}
 	return &app{

@@ -51,7 +51,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 		opts.Trusted = &server.Trusted{Nets: f.TrustedNets, Unix: f.TrustUnix}
 	}
 	if f.Gzip {
-		opts.Compression = compress.New(compress.Config{Level: f.GzipLevel, Types: f.GzipTypes, MinSize: f.GzipMinSize})
+		opts.Compression = compress.New(f.CompressionConfig())
 	}
 	h = server.NewHandler(apps, opts, log)
 
@@ -67,6 +67,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 		WriteTimeout:   f.ClientWriteTimeout,
 		Lean:           f.LeanPath,
 	}
+	sc.FirstRequestGrace = cfg.FirstRequestGrace
 	if f.Socket == "" || f.SocketAndTCP {
 		sc.Addr = cfg.ListenAddr()
 	}

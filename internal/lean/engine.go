@@ -49,6 +49,10 @@ type Options struct {
 	// Rejected, if set, is told of a request head that never arrived
 	// whole: the client timed out or left in the middle of it.
 	Rejected func(Rejection)
+	// FirstRequest, if set, is called with the connection Serve was given
+	// when its first request head has been read here, before it is
+	// answered (a shutdown waits for connections to get that far).
+	FirstRequest func(net.Conn)
 }
 
 // Rejection is a request head that never arrived whole.
@@ -69,7 +73,8 @@ type Engine struct {
 	// connections handed to net/http.
 	answered, handedOver atomic.Uint64
 
-	closing atomic.Bool // set under mu, read without it
+	closing  atomic.Bool // set under mu, read without it
+	draining atomic.Bool // Drain was called: every response closes its connection
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -108,6 +113,11 @@ func (e *Engine) remove(c *conn) {
 	e.wg.Done()
 }
 
+// Drain makes every response from now on close its connection
+// (Connection: close), before a Shutdown: a connection that has not sent
+// its first request yet is still answered, once.
+func (e *Engine) Drain() { e.draining.Store(true) }
+
 // Shutdown ends the engine's connections as net/http's Shutdown ends its
 // own: idle ones at once, busy ones after their response. It waits for
 // them (a busy one may still hand its request over, so the handoff's
@@ -142,6 +152,7 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	idle   atomic.Bool // waiting for a request head: shutdown may close it
+	first  bool        // its first request head was read
 	// A byte the client-close watcher read: the start of the next request.
 	pre    [1]byte
 	hasPre bool
@@ -211,6 +222,12 @@ func (e *Engine) Serve(raw net.Conn, handoff func(net.Conn)) {
 		case r == nil:
 			raw.Close()
 			return
+		}
+		if !c.first {
+			c.first = true
+			if e.opts.FirstRequest != nil {
+				e.opts.FirstRequest(raw)
+			}
 		}
 		if !c.answer(r, n) {
 			raw.Close()
@@ -315,7 +332,7 @@ func (c *conn) answer(r *http.Request, n int) (keep bool) {
 	if c.ctx.Err() != nil {
 		return false // the client left: nothing to answer
 	}
-	return !w.finish() && !r.Close && !c.e.closing.Load()
+	return !w.finish() && !r.Close && !c.e.closing.Load() && !c.e.draining.Load()
 }
 
 // run calls the handler, as net/http would: a panic ends the connection

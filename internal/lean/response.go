@@ -383,7 +383,7 @@ func (w *response) sendHead(final bool, next []byte) error {
 	if w.chunked {
 		out = append(out, "Transfer-Encoding: chunked\r\n"...)
 	}
-	if w.c.e.closing.Load() {
+	if w.c.e.closing.Load() || w.c.e.draining.Load() {
 		w.close = true
 	}
 	switch {

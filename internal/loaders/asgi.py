@@ -51,13 +51,37 @@ import inspect
 import json
 import os
 import signal
-import socket
 import struct
 import sys
-import threading
 import traceback
 
+
+def _import_common():
+    """_ferry_common, which loaders.Write puts beside this file, by its path:
+    an app's user may pass through that directory without listing it, and
+    then sys.path finds nothing there."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ferry_common.py")
+    spec = spec_from_file_location("_ferry_common", path)
+    mod = module_from_spec(spec)
+    sys.modules["_ferry_common"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_common = _import_common()
+_cached = _common.cached
+_dump_on_sigquit = _common.dump_on_sigquit
+_fail = _common.fail
+_install_ferry = _common.install_ferry
+_log = _common.log
+_start_lifeline = _common.start_lifeline
+_summary = _common.summary
+
 from urllib.parse import unquote_to_bytes
+
+_common.TAG = "ferry asgi"
 
 MAX_HEAD = 64 * 1024  # request line + headers
 READ_SIZE = 64 * 1024  # reads while waiting for a head
@@ -78,14 +102,6 @@ class ClientDisconnected(OSError):
     """send() on a connection that the core has closed."""
 
 
-def _log(msg):
-    try:
-        sys.stderr.write("[ferry asgi] %s\n" % msg)
-        sys.stderr.flush()
-    except Exception:
-        pass
-
-
 def _log_exc(msg):
     try:
         sys.stderr.write("[ferry asgi] %s\n%s" % (msg, traceback.format_exc()))
@@ -95,20 +111,6 @@ def _log_exc(msg):
 
 
 # ------------------------------------------------------------- SIGQUIT ---
-
-
-def _dump_on_sigquit(chain=False):
-    """SIGQUIT: the stack of every thread on stderr, and carry on.
-
-    faulthandler's handler is C: it works while the event loop is blocked
-    in C code or in a loop that never reaches a Python signal handler. With
-    chain, it then passes the signal on to the handler that was there
-    before (the event loop's, for the tasks' stacks).
-    """
-    try:
-        faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=chain)
-    except Exception as e:  # no usable stderr fd
-        _log("SIGQUIT backtraces unavailable: %s" % e)
 
 
 def _coro_frames(coro):
@@ -140,37 +142,16 @@ def _dump_tasks():
 
 # ------------------------------------------------- backtraces on demand ---
 
-# Ends each dump on the status pipe; the core reads up to it.
-_BT_END = "-- ferry: end of backtraces --\n"
-
 
 def _backtraces_on(loop, fd):
-    """SIGWINCH: the stack of every thread and of every asyncio task on fd,
-    and carry on.
-
-    fd is the status pipe, which a ready process keeps: the core signals
-    and reads the dump there (ferry status --show=backtraces), so it never
-    mixes with the app's output. SIGWINCH is ignored by default, so a
-    signal that comes before this is installed harms nothing.
-    faulthandler's C handler writes the threads' stacks at once, even while
-    the event loop is blocked; the loop's handler it chains to adds the
-    tasks' stacks (where the requests are) and the end marker once the loop
-    runs again.
-    """
-    if fd < 0:
-        return
-    try:
-        faulthandler.unregister(signal.SIGWINCH)
-        loop.add_signal_handler(signal.SIGWINCH, _bt_tail, fd)
-        faulthandler.register(signal.SIGWINCH, file=fd, all_threads=True, chain=True)
-    except Exception as e:
-        _log("backtraces on demand unavailable: %s" % e)
+    """SIGWINCH: the stack of every thread and of every asyncio task on fd
+    (see _ferry_common); the loop's handler adds the tasks' stacks (where
+    the requests are) once the loop runs again."""
+    _common.backtraces_on(fd, lambda: loop.add_signal_handler(signal.SIGWINCH, _bt_tail, fd))
 
 
 def _bt_tail(fd):
-    out = ["Thread names:\n"]
-    for t in threading.enumerate():
-        out.append("  0x%016x %s%s\n" % (t.ident or 0, t.name, " (daemon)" if t.daemon else ""))
+    out = _common.thread_names()
     try:
         tasks = [t for t in asyncio.all_tasks() if not t.done()]
         out.append("%d asyncio tasks:\n" % len(tasks))
@@ -179,116 +160,27 @@ def _bt_tail(fd):
             out.extend(traceback.StackSummary.extract(_coro_frames(t.get_coro())).format())
     except Exception as e:
         out.append("(cannot list the asyncio tasks: %s)\n" % e)
-    out.append(_BT_END)
-    data = "".join(out).encode("utf-8", "backslashreplace")
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    except OSError:
-        pass
-
-
-def _watch_lifeline(fd):
-    # The core holds the only write end: EOF (or an error) means it is gone.
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BaseException:
-        pass
-    os._exit(0)
+    _common.write_tail(fd, out)
 
 
 # ----------------------------------------------------- out-of-band work ---
 
-_oob_hooks = []  # ferry.on_out_of_band_work
-
-
-def on_out_of_band_work(fn):
-    """Registers fn, called with no arguments, for out-of-band work.
-
-    fn may be a plain function or an ``async def`` (awaited on the event
-    loop). The core asks for it between requests (after a response with the
-    header X-Ferry-Request-OOB-Work: true). Returns fn, so it works as a
-    decorator. Without any hook the runner does gc.collect().
-    """
-    if not callable(fn):
-        raise TypeError("ferry.on_out_of_band_work: %r is not callable" % (fn,))
-    _oob_hooks.append(fn)
-    return fn
-
-
-def out_of_band_hooks():
-    """The registered out-of-band hooks, in order (the list itself)."""
-    return _oob_hooks
-
-
-def _own_ferry():
-    """Where the app's own module or package named ferry is, or None.
-
-    Looked for on sys.path (the app directory first, then site-packages);
-    a plain directory named ferry (a namespace package) does not count.
-    """
-    from importlib.machinery import PathFinder
-
-    try:
-        spec = PathFinder.find_spec("ferry", sys.path)
-    except Exception:
-        return None
-    if spec is None or spec.origin in (None, "namespace"):
-        return None
-    return spec.origin
-
-
-def _install_ferry():
-    """Puts the ferry module (out-of-band hooks) into sys.modules."""
-    own = _own_ferry()
-    if own is None and "ferry" in sys.modules:
-        own = getattr(sys.modules["ferry"], "__file__", None) or "sys.modules"
-    if own is not None:
-        _log(
-            "the app has its own 'ferry' module (%s): Ferry's is not installed, "
-            "so ferry.on_out_of_band_work is not available and out-of-band work is gc.collect()" % own
-        )
-        return
-    import types
-
-    mod = types.ModuleType("ferry", "Ferry's loader API: out-of-band work hooks.")
-    for fn in (on_out_of_band_work, out_of_band_hooks):
-        fn.__module__ = "ferry"
-        setattr(mod, fn.__name__, fn)
-    mod.__all__ = ["on_out_of_band_work", "out_of_band_hooks"]
-    sys.modules["ferry"] = mod
-
-
-def _hook_name(fn):
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
 
 async def _out_of_band():
     """Runs the out-of-band hooks (or gc.collect()); the whole response."""
-    hooks = list(_oob_hooks)
+    hooks = list(_common.out_of_band_hooks())
     errors = []
     if not hooks:
         gc.collect()
-        done = "gc.collect()"
-    else:
-        for fn in hooks:
-            try:
-                r = fn()
-                if inspect.isawaitable(r):
-                    await r
-            except Exception as exc:
-                _log_exc("error in out-of-band hook %s:" % _hook_name(fn))
-                msg = str(exc).strip().replace("\n", " ")
-                errors.append("%s: %s%s" % (_hook_name(fn), type(exc).__name__, ": " + msg if msg else ""))
-        done = "%d hook%s" % (len(hooks), "" if len(hooks) == 1 else "s")
-    if errors:
-        code = 500
-        body = "out-of-band work failed: %s\n" % "; ".join(errors)
-    else:
-        code = 200
-        body = "out-of-band work done: %s\n" % done
-    data = body.encode("utf-8", "replace")
+    for fn in hooks:
+        try:
+            r = fn()
+            if inspect.isawaitable(r):
+                await r
+        except Exception as exc:
+            _log_exc("error in out-of-band hook %s:" % _common.hook_name(fn))
+            errors.append(_common.hook_error(fn, exc))
+    code, data = _common.oob_body(hooks, errors)
     return b"%sContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
         _status_line(code),
         len(data),
@@ -303,18 +195,7 @@ _hosts = {}  # (Host header, scheme) -> ("name", port)
 
 def _split_host(host, scheme):
     default = 443 if scheme in ("https", "wss") else 80
-    if not host:
-        return ("localhost", default)
-    if host[0] == "[":
-        i = host.find("]")
-        if i < 0:
-            return (host, default)
-        name, rest = host[: i + 1], host[i + 1 :]
-        port = rest[1:] if rest[:1] == ":" else ""
-    else:
-        name, sep, port = host.rpartition(":")
-        if not sep:
-            name, port = host, ""
+    name, port = _common.split_host(host, "")
     try:
         return (name, int(port) if port else default)
     except ValueError:
@@ -325,31 +206,13 @@ _peers = {}  # X-Ferry-Client-Addr -> (ip, port) or None
 
 
 def _split_peer(addr):
-    if addr[:1] == "[":
-        i = addr.find("]")
-        if i >= 0:
-            rest = addr[i + 1 :]
-            ip, port = addr[1:i], rest[1:] if rest[:1] == ":" else ""
-        else:
-            ip, port = addr, ""
-    else:
-        ip, sep, port = addr.rpartition(":")
-        if not sep or ":" in ip:  # no port, or a bare IPv6 address
-            ip, port = addr, ""
+    if addr[:1] == "[" and "]" not in addr:
+        return (addr, 0)
+    ip, port = _common.split_peer(addr)
     try:
         return (ip, int(port) if port else 0)
     except ValueError:
         return (ip, 0)
-
-
-def _cached(cache, key, fn, *args):
-    v = cache.get(key)
-    if v is None:
-        v = fn(*args)
-        if len(cache) >= 512:
-            cache.clear()
-        cache[key] = v
-    return v
 
 
 _paths = {}  # raw path -> decoded path
@@ -668,6 +531,16 @@ def _ws_frame(opcode, payload):
     return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
 
 
+def _ws_message(opcode, payload):
+    """The websocket.receive event of a whole text (1) or binary message."""
+    if opcode != 1:
+        return {"type": "websocket.receive", "bytes": payload}
+    try:
+        return {"type": "websocket.receive", "text": payload.decode("utf-8")}
+    except UnicodeDecodeError:
+        raise _WSClose(1007, "text message is not UTF-8") from None
+
+
 def _close_payload(code, reason):
     if code in (1005, 1006, 1015):  # never on the wire
         return b""
@@ -806,6 +679,23 @@ class _WebSocket(object):
         self.buf = b""
         return buf + await self.conn.reader.readexactly(n - len(buf))
 
+    def _closed_by_peer(self, payload):
+        """A close frame from the peer: echoed, then the connection is over."""
+        code, reason = 1005, ""
+        if len(payload) == 1:
+            raise _WSClose(1002, "bad close frame")
+        if len(payload) >= 2:
+            (code,) = struct.unpack("!H", payload[:2])
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _WSClose(1007, "close reason is not UTF-8") from None
+        if self.state == _WS_OPEN:
+            self.state = _WS_CLOSING
+            self.transport.write(_ws_frame(8, _close_payload(code if code != 1005 else 1000, "")))
+        self._finish(code, reason)
+        self.transport.close()
+
     async def _read_frames(self):
         exact = self._exact
         parts = None  # fragments of the message being assembled
@@ -852,21 +742,7 @@ class _WebSocket(object):
                         first_op = opcode
                         continue
                 elif opcode == 8:
-                    code, reason = 1005, ""
-                    if n == 1:
-                        raise _WSClose(1002, "bad close frame")
-                    if n >= 2:
-                        (code,) = struct.unpack("!H", payload[:2])
-                        try:
-                            reason = payload[2:].decode("utf-8")
-                        except UnicodeDecodeError:
-                            raise _WSClose(1007, "close reason is not UTF-8") from None
-                    if self.state == _WS_OPEN:
-                        # Echo it, then the connection is over.
-                        self.state = _WS_CLOSING
-                        self.transport.write(_ws_frame(8, _close_payload(code if code != 1005 else 1000, "")))
-                    self._finish(code, reason)
-                    self.transport.close()
+                    self._closed_by_peer(payload)
                     return
                 elif opcode == 9:
                     if self.state == _WS_OPEN:
@@ -876,13 +752,7 @@ class _WebSocket(object):
                     continue
                 else:
                     raise _WSClose(1002, "unknown opcode %d" % opcode)
-                if opcode == 1:
-                    try:
-                        msg = {"type": "websocket.receive", "text": payload.decode("utf-8")}
-                    except UnicodeDecodeError:
-                        raise _WSClose(1007, "text message is not UTF-8") from None
-                else:
-                    msg = {"type": "websocket.receive", "bytes": payload}
+                msg = _ws_message(opcode, payload)
                 if self.state == _WS_OPEN:
                     await self.queue.put(msg)
         except _WSClose as e:
@@ -974,6 +844,79 @@ class _Server(object):
             self._check_done()
 
 
+def _parse_headers(lines):
+    """The header lines of a request head: (the headers for the app, and
+    Content-Length, Connection, Upgrade, Host, X-Ferry-Client-Addr, scheme,
+    whether Transfer-Encoding and X-Ferry-Oob-Work came). ValueError: a
+    malformed line."""
+    names = _names
+    headers = []
+    clen = conn_h = upgrade = host = peer = None
+    scheme = "http"
+    te = oob = False
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise ValueError("header line without a colon")
+        name, kind = names.get(name) or _name_kind(name)
+        value = value.strip()
+        if kind:
+            if kind == _H_HOST:
+                host = value
+            elif kind == _H_CLEN:
+                if clen is not None and clen != value:
+                    raise ValueError("conflicting Content-Length")
+                clen = value
+            elif kind == _H_CONN:
+                conn_h = value if conn_h is None else conn_h + b", " + value
+            elif kind == _H_UPGRADE:
+                upgrade = value
+            elif kind == _H_TE:
+                te = True
+            else:
+                if kind == _H_PEER:
+                    peer = value
+                elif kind == _H_SCHEME and value == b"https":
+                    scheme = "https"
+                elif kind == _H_OOB:
+                    oob = True
+                continue  # X-Ferry-*: not for the app
+        headers.append((name, value))
+    return headers, clen, conn_h, upgrade, host, peer, scheme, te, oob
+
+
+def _keep_alive(proto, conn_h):
+    """(whether the connection may stay open, whether it is HTTP/1.0) by the
+    protocol and Connection header. ValueError: another protocol."""
+    if proto == b"HTTP/1.1":
+        return conn_h is None or b"close" not in conn_h.lower(), False
+    if proto == b"HTTP/1.0":
+        return conn_h is not None and b"keep-alive" in conn_h.lower(), True
+    raise ValueError("unsupported protocol")
+
+
+def _content_length(clen):
+    if not clen.isdigit():
+        raise ValueError("bad Content-Length")
+    return int(clen)
+
+
+def _under(raw_path, base_b):
+    """Whether raw_path is the base URI or under it."""
+    return raw_path.startswith(base_b) and (len(raw_path) == len(base_b) or raw_path[len(base_b)] == 47)
+
+
+def _origin_form(target):
+    """The origin form of an absolute-form target (origin form is what the
+    core sends) or '*'."""
+    i = target.find(b"://")
+    if i > 0:
+        j = target.find(b"/", i + 3)
+        q = target.find(b"?", i + 3)
+        target = target[j:] if j >= 0 and (q < 0 or j < q) else b"/" + (target[q:] if q >= 0 else b"")
+    return target
+
+
 class _Conn(object):
     __slots__ = ("server", "reader", "writer", "transport", "idle", "watch", "gone", "ws")
 
@@ -1024,96 +967,27 @@ class _Conn(object):
 
     async def run(self):
         server = self.server
-        app = server.app
         base, base_b = server.base, server.base_b
-        hosts, peers, paths, names = _hosts, _peers, _paths, _names
+        paths = _paths
         transport = self.transport
-        reader = self.reader
         buf = b""
         while True:
-            # ---- the request head
-            if buf[:2] == b"\r\n":
-                buf = buf.lstrip(b"\r\n")
-            end = buf.find(b"\r\n\r\n")
-            while end < 0:
-                if len(buf) > MAX_HEAD:
-                    transport.write(_plain(431, False))
-                    return
-                if not buf:
-                    if server.stopping:
-                        return
-                    self.idle = True
-                if self.watch is None:
-                    data = await reader.read(READ_SIZE)
-                else:
-                    data = await self._read()
-                self.idle = False
-                if not data:
-                    return
-                buf = buf + data if buf else data.lstrip(b"\r\n")
-                end = buf.find(b"\r\n\r\n")
-            lines = buf[:end].split(b"\r\n")
-            buf = buf[end + 4 :]
+            head = await self._next_head(buf)
+            if head is None:
+                return
+            lines, buf = head
             self.gone = None
 
             # ---- parse it
             try:
                 method, target, proto = lines[0].split(b" ")
                 method = method.decode("ascii")
-                headers = []
-                clen = conn_h = upgrade = host = peer = None
-                scheme = "http"
-                te = oob = False
                 del lines[0]
-                for line in lines:
-                    name, sep, value = line.partition(b":")
-                    if not sep:
-                        raise ValueError("header line without a colon")
-                    name, kind = names.get(name) or _name_kind(name)
-                    value = value.strip()
-                    if kind:
-                        if kind == _H_HOST:
-                            host = value
-                        elif kind == _H_CLEN:
-                            if clen is not None and clen != value:
-                                raise ValueError("conflicting Content-Length")
-                            clen = value
-                        elif kind == _H_CONN:
-                            conn_h = value if conn_h is None else conn_h + b", " + value
-                        elif kind == _H_UPGRADE:
-                            upgrade = value
-                        elif kind == _H_TE:
-                            te = True
-                        else:
-                            if kind == _H_PEER:
-                                peer = value
-                            elif kind == _H_SCHEME and value == b"https":
-                                scheme = "https"
-                            elif kind == _H_OOB:
-                                oob = True
-                            continue  # X-Ferry-*: not for the app
-                    headers.append((name, value))
-                if proto == b"HTTP/1.1":
-                    keep = conn_h is None or b"close" not in conn_h.lower()
-                    http10 = False
-                elif proto == b"HTTP/1.0":
-                    keep = conn_h is not None and b"keep-alive" in conn_h.lower()
-                    http10 = True
-                else:
-                    raise ValueError("unsupported protocol")
-                if clen is None:
-                    n = 0
-                else:
-                    if not clen.isdigit():
-                        raise ValueError("bad Content-Length")
-                    n = int(clen)
+                headers, clen, conn_h, upgrade, host, peer, scheme, te, oob = _parse_headers(lines)
+                keep, http10 = _keep_alive(proto, conn_h)
+                n = 0 if clen is None else _content_length(clen)
                 if target[:1] != b"/":
-                    # Absolute form (origin form is what the core sends) or '*'.
-                    i = target.find(b"://")
-                    if i > 0:
-                        j = target.find(b"/", i + 3)
-                        q = target.find(b"?", i + 3)
-                        target = target[j:] if j >= 0 and (q < 0 or j < q) else b"/" + (target[q:] if q >= 0 else b"")
+                    target = _origin_form(target)
                 raw_path, _, query = target.partition(b"?")
                 path = paths.get(raw_path)
                 if path is None:
@@ -1129,13 +1003,10 @@ class _Conn(object):
                 transport.write(await _out_of_band())
                 return
 
-            if base and not (raw_path.startswith(base_b) and (len(raw_path) == len(base_b) or raw_path[len(base_b)] == 47)):
-                root = ""
-            else:
-                root = base
+            root = "" if base and not _under(raw_path, base_b) else base
             if peer is not None:
                 p = peer.decode("latin-1")
-                client = peers.get(p) or _cached(peers, p, _split_peer, p)
+                client = _peers.get(p) or _cached(_peers, p, _split_peer, p)
             else:
                 client = None
             h = host.decode("latin-1") if host is not None else ""
@@ -1156,7 +1027,7 @@ class _Conn(object):
                 "root_path": root,
                 "headers": headers,
                 "client": client,
-                "server": hosts.get((h, scheme)) or _cached(hosts, (h, scheme), _split_host, h, scheme),
+                "server": _hosts.get((h, scheme)) or _cached(_hosts, (h, scheme), _split_host, h, scheme),
                 "state": server.state.copy(),
             }
 
@@ -1166,52 +1037,88 @@ class _Conn(object):
             else:
                 body, buf, sock_left = buf, b"", n - len(buf)
             cycle = _HTTP(self, body, sock_left, keep, http10, method == "HEAD")
-
-            # ---- the app
-            try:
-                await app(scope, cycle.receive, cycle.send)
-            except ClientDisconnected:
+            if not await self._respond(scope, cycle, method, path):
                 return
-            except BaseException as exc:
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                if isinstance(exc, asyncio.CancelledError):
-                    return
-                if cycle.disconnected and isinstance(exc, (ConnectionError, OSError)):
-                    return
-                _log_exc("error in application (%s %s):" % (method, path))
-                if cycle.written or transport.is_closing():
-                    return  # a second response would be garbage on the wire
-                transport.write(_plain(500, cycle.keep, method == "HEAD"))
-                if cycle.keep:
-                    cycle.complete = True
-                else:
-                    return
-            if not cycle.complete:
-                if cycle.written:
-                    return  # truncated: the close tells the core
-                if transport.is_closing():
-                    return
-                _log("error in application (%s %s): it returned without %s" % (
-                    method, path, "a response body" if cycle.started else "starting a response"))
-                transport.write(_plain(500, cycle.keep, method == "HEAD"))
-                if not cycle.keep:
-                    return
-            if not cycle.keep or server.stopping:
+            if not await self._drain(cycle.sock_left):
                 return
-            # ---- whatever the app left of the body
-            left = cycle.sock_left
-            while left:
-                try:
-                    data = await self.reader.read(left if left < BODY_CHUNK else BODY_CHUNK)
-                except (ConnectionError, OSError):
-                    return
-                if not data:
-                    return
-                left -= len(data)
             if self.watch is not None and self.watch.done() and not self.watch.cancelled():
                 if self.watch.exception() is not None or not self.watch.result():
                     return
+
+    async def _next_head(self, buf):
+        """The next request head's lines and the bytes after it, reading
+        after what buf holds; None when the connection is done."""
+        server = self.server
+        transport = self.transport
+        reader = self.reader
+        if buf[:2] == b"\r\n":
+            buf = buf.lstrip(b"\r\n")
+        end = buf.find(b"\r\n\r\n")
+        while end < 0:
+            if len(buf) > MAX_HEAD:
+                transport.write(_plain(431, False))
+                return None
+            if not buf:
+                if server.stopping:
+                    return None
+                self.idle = True
+            if self.watch is None:
+                data = await reader.read(READ_SIZE)
+            else:
+                data = await self._read()
+            self.idle = False
+            if not data:
+                return None
+            buf = buf + data if buf else data.lstrip(b"\r\n")
+            end = buf.find(b"\r\n\r\n")
+        return buf[:end].split(b"\r\n"), buf[end + 4 :]
+
+    async def _respond(self, scope, cycle, method, path):
+        """Runs the app for one request; whether the connection goes on."""
+        transport = self.transport
+        try:
+            await self.server.app(scope, cycle.receive, cycle.send)
+        except ClientDisconnected:
+            return False
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(exc, asyncio.CancelledError):
+                return False
+            if cycle.disconnected and isinstance(exc, (ConnectionError, OSError)):
+                return False
+            _log_exc("error in application (%s %s):" % (method, path))
+            if cycle.written or transport.is_closing():
+                return False  # a second response would be garbage on the wire
+            transport.write(_plain(500, cycle.keep, method == "HEAD"))
+            if cycle.keep:
+                cycle.complete = True
+            else:
+                return False
+        if not cycle.complete:
+            if cycle.written:
+                return False  # truncated: the close tells the core
+            if transport.is_closing():
+                return False
+            _log("error in application (%s %s): it returned without %s" % (
+                method, path, "a response body" if cycle.started else "starting a response"))
+            transport.write(_plain(500, cycle.keep, method == "HEAD"))
+            if not cycle.keep:
+                return False
+        return cycle.keep and not self.server.stopping
+
+    async def _drain(self, left):
+        """Reads whatever the app left of the body; whether the connection
+        is still there."""
+        while left:
+            try:
+                data = await self.reader.read(left if left < BODY_CHUNK else BODY_CHUNK)
+            except (ConnectionError, OSError):
+                return False
+            if not data:
+                return False
+            left -= len(data)
+        return True
 
     async def _websocket(self, method, scheme, path, raw_path, query, root, headers, client, host, http10, buf):
         transport = self.transport
@@ -1329,22 +1236,9 @@ class _Lifespan(object):
 # ---------------------------------------------------------------- startup ---
 
 
-def _summary(exc):
-    msg = str(exc).strip().replace("\n", " ")
-    return type(exc).__name__ + (": " + msg if msg else "")
-
-
 def _app_traceback(exc):
     # Leave out the loader's, asyncio's and importlib's own frames at the top.
-    me = os.path.abspath(__file__)
-    aio = os.path.dirname(asyncio.__file__) + os.sep
-    tb = exc.__traceback__
-    while tb is not None:
-        fn = tb.tb_frame.f_code.co_filename
-        if fn != me and fn != __file__ and not fn.startswith("<frozen") and not fn.startswith(aio):
-            break
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    return _common.app_traceback(exc, __file__, (os.path.dirname(asyncio.__file__) + os.sep,))
 
 
 def _asgi2(cls):
@@ -1399,48 +1293,13 @@ def _load_app(root, startup):
 
 
 def _listen(path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-    except OSError:
-        # A stale socket file from an earlier process with the same path.
-        import stat
-
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise
-        os.unlink(path)
-        sock.bind(path)
-    sock.listen(1024)
+    sock = _common.listen(path)
     sock.setblocking(False)
     return sock
 
 
 def _report(fd, obj, keep=False):
-    """Writes the handshake line on fd and closes it, unless keep (a ready
-    process keeps it for backtraces on demand)."""
-    if fd < 0:
-        return
-    data = (json.dumps(obj) + "\n").encode()
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    finally:
-        if not keep:
-            os.close(fd)
-
-
-def _fail(status_fd, summary, details):
-    """Reports the error handshake and exits 1."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.write(details if details.endswith("\n") else details + "\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
-    try:
-        _report(status_fd, {"status": "error", "summary": summary, "details": details})
-    finally:
-        os._exit(1)
+    _common.report(fd, json.dumps(obj) + "\n", keep)
 
 
 async def _main(status_fd, root, startup, base, sock_path):
@@ -1496,8 +1355,7 @@ def main():
     for fd in (status_fd, lifeline_fd):
         if fd >= 0:
             os.set_inheritable(fd, False)  # not for the app's children
-    if lifeline_fd >= 0:
-        threading.Thread(target=_watch_lifeline, args=(lifeline_fd,), name="ferry-lifeline", daemon=True).start()
+    _start_lifeline(lifeline_fd)
 
     root = env.get("FERRY_APP_ROOT") or os.getcwd()
     startup = env.get("FERRY_STARTUP_FILE") or "asgi.py"

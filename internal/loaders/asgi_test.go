@@ -82,44 +82,6 @@ func (c *client) asgiEcho(method, target string, headers []string, body []byte) 
 	return e
 }
 
-func TestASGIHandshakeReady(t *testing.T) {
-	l := startASGI(t, asgiFixture("echo"))
-	if l.hs.Socket != l.sock || l.hs.Concurrency != 0 || !strings.Contains(l.rawHS, `"concurrency": 0`) {
-		t.Fatalf("handshake %q, want ready on %s with concurrency 0", l.rawHS, l.sock)
-	}
-	if !strings.HasSuffix(l.rawHS, "}\n") {
-		t.Errorf("handshake %q is not one newline-terminated line", l.rawHS)
-	}
-	c := l.dial()
-	if body := c.get("/", 200); body != "hello world" {
-		t.Errorf("GET / = %q", body)
-	}
-	if pid := c.get("/pid", 200); pid != strconv.Itoa(l.cmd.Process.Pid) {
-		t.Errorf("/pid = %s, want %d", pid, l.cmd.Process.Pid)
-	}
-}
-
-func TestASGIHandshakeErrorBroken(t *testing.T) {
-	l := startKind(t, "asgi", asgiFixture("broken"))
-	if l.hs.Status != "error" {
-		t.Fatalf("handshake %q, want an error", l.rawHS)
-	}
-	if want := "ImportError: broken asgi fixture: no module named frobnicate"; l.hs.Summary != want {
-		t.Errorf("summary %q, want %q", l.hs.Summary, want)
-	}
-	for _, want := range []string{"Traceback (most recent call last)", "asgi.py\", line 3", "raise ImportError"} {
-		if !strings.Contains(l.hs.Details, want) {
-			t.Errorf("details lack %q:\n%s", want, l.hs.Details)
-		}
-	}
-	if code := l.exitCode(); code != 1 {
-		t.Errorf("exit code %d, want 1", code)
-	}
-	if out := l.out.String(); !strings.Contains(out, "about to fail") || !strings.Contains(out, "ImportError: broken asgi fixture") {
-		t.Errorf("output:\n%s", out)
-	}
-}
-
 func TestASGIHandshakeErrors(t *testing.T) {
 	cases := []struct {
 		name, src, summary, details string
@@ -528,17 +490,6 @@ func TestASGILifespan(t *testing.T) {
 		t.Errorf("socket left behind")
 	}
 	quietAsyncio(t, l.out.String())
-}
-
-func TestASGILifeline(t *testing.T) {
-	l := startASGI(t, asgiFixture("echo"))
-	c := l.dial()
-	c.get("/", 200)
-	c.send("GET", "/sleep?s=600", nil, nil)
-	l.lifeline.Close()
-	if code := l.exitCode(); code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
 }
 
 // quietAsyncio fails on asyncio's complaints in a runner's output: each is

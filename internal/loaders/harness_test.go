@@ -66,6 +66,9 @@ type loader struct {
 	out      *syncBuffer
 	done     chan struct{} // closed when the process has exited
 	pid      int           // of a smart-spawned worker (cmd is nil then)
+	// status reads the status pipe after the handshake (backtraces on
+	// demand), as the core does.
+	status *bufio.Reader
 }
 
 // kind is how to run one loader.
@@ -123,9 +126,9 @@ func startKind(tb testing.TB, k, appDir string, env ...string) *loader {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer statusR.Close()
+	tb.Cleanup(func() { statusR.Close() })
 
-	l := &loader{tb: tb, sock: sock, lifeline: lifeW, out: &syncBuffer{}, done: make(chan struct{})}
+	l := &loader{tb: tb, sock: sock, lifeline: lifeW, out: &syncBuffer{}, done: make(chan struct{}), status: bufio.NewReader(statusR)}
 	cmd := exec.Command(kd.interpreter[0], append(kd.interpreter[1:], script)...)
 	cmd.Dir = root
 	base := []string{
@@ -171,7 +174,7 @@ func startKind(tb testing.TB, k, appDir string, env ...string) *loader {
 
 	line := make(chan string, 1)
 	go func() {
-		b, _ := bufio.NewReader(statusR).ReadString('\n')
+		b, _ := l.status.ReadString('\n')
 		line <- b
 	}()
 	select {
@@ -374,8 +377,8 @@ func (l *loader) spawnWorker() *loader {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer statusR.Close()
-	w := &loader{tb: tb, sock: wsock, out: &syncBuffer{}, done: make(chan struct{})}
+	tb.Cleanup(func() { statusR.Close() })
+	w := &loader{tb: tb, sock: wsock, out: &syncBuffer{}, done: make(chan struct{}), status: bufio.NewReader(statusR)}
 	go func() {
 		io.Copy(w.out, outR)
 		outR.Close()
@@ -396,7 +399,7 @@ func (l *loader) spawnWorker() *loader {
 
 	hs := make(chan string, 1)
 	go func() {
-		b, _ := bufio.NewReader(statusR).ReadString('\n')
+		b, _ := w.status.ReadString('\n')
 		hs <- b
 	}()
 	select {
@@ -465,6 +468,37 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
+
+// backtraces asks the process for its backtraces on demand (SIGWINCH) and
+// reads them from the status pipe up to their end marker, as the core does.
+func (l *loader) backtraces() string {
+	l.tb.Helper()
+	if err := syscall.Kill(oobPID(l), syscall.SIGWINCH); err != nil {
+		l.tb.Fatal(err)
+	}
+	dump := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		for {
+			line, err := l.status.ReadString('\n')
+			b.WriteString(line)
+			if err != nil || line == btEnd {
+				dump <- b.String()
+				return
+			}
+		}
+	}()
+	select {
+	case d := <-dump:
+		return d
+	case <-time.After(wait):
+		l.tb.Fatalf("no backtraces on the status pipe after %v; output:\n%s", wait, l.out)
+		return ""
+	}
+}
+
+// btEnd ends each dump of backtraces on demand (spawn.BacktraceEnd).
+const btEnd = "-- ferry: end of backtraces --\n"
 
 // gone waits until a worker has exited.
 func (l *loader) gone() {

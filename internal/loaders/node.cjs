@@ -467,9 +467,10 @@ function track(req, res) {
 // SIGWINCH: the JavaScript stacks on the status fd (kept open after the
 // handshake), and carry on: the core signals and reads the dump there
 // (ferry status --show=backtraces), apart from the app's output. SIGWINCH
-// is ignored by default, so an early signal harms nothing. The fd is
-// reopened through /proc so that the copy kept is close-on-exec (Node opens
-// files so), not inherited by the app's children.
+// is ignored by default, so an early signal harms nothing; ready() adds
+// the listener before it writes the handshake. The fd is reopened through
+// /proc so that the copy kept is close-on-exec (Node opens files so), not
+// inherited by the app's children.
 function backtracesOn(fd) {
   if (fd < 0) return;
   btFd = fd;
@@ -479,7 +480,6 @@ function backtracesOn(fd) {
   } catch (e) {
     btFd = fd;
   }
-  process.on('SIGWINCH', onBacktraces);
 }
 
 // Node runs a signal listener only when the event loop is free, so the main
@@ -588,6 +588,9 @@ function ready() {
   process.removeListener('uncaughtException', onStartupException);
   process.removeListener('exit', onExitBeforeReady);
   const fd = statusFd;
+  // The listener before the handshake: a SIGWINCH that comes as soon as
+  // the core has read it gets its dump (it runs after this function).
+  if (fd >= 0) process.on('SIGWINCH', onBacktraces);
   report({ status: 'ready', socket: env.FERRY_SOCKET, concurrency: 0 }, true);
   backtracesOn(fd);
 }

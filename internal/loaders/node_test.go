@@ -15,7 +15,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -112,53 +111,6 @@ func nodeStr(p *string) string {
 }
 
 // ------------------------------------------------------------ handshake ---
-
-func TestNodeHandshakeReady(t *testing.T) {
-	l := nodeStart(t, nodeFixture("echo"))
-	if l.hs.Status != "ready" || l.hs.Socket != l.sock || l.hs.Concurrency != 0 {
-		t.Fatalf("handshake %q, want ready on %s with concurrency 0; output:\n%s", l.rawHS, l.sock, l.out)
-	}
-	if !strings.HasSuffix(l.rawHS, "}\n") || strings.Count(l.rawHS, "\n") != 1 {
-		t.Errorf("handshake %q is not one newline-terminated line", l.rawHS)
-	}
-	if body := l.dial().get("/", 200); body != "hello world" {
-		t.Errorf("GET / = %q", body)
-	}
-	// The app's listen callback ran as usual.
-	if code := l.stop(); code != 0 {
-		t.Errorf("exit code %d after the lifeline closed", code)
-	}
-	if out := l.out.String(); !strings.Contains(out, "echo app listening on port 3000") {
-		t.Errorf("the app's listen callback did not run; output:\n%s", out)
-	}
-}
-
-func TestNodeHandshakeErrorBroken(t *testing.T) {
-	l := nodeStart(t, nodeFixture("broken"))
-	if l.hs.Status != "error" {
-		t.Fatalf("handshake %q, want an error", l.rawHS)
-	}
-	if want := "Error: broken fixture: cannot load frobnicate"; l.hs.Summary != want {
-		t.Errorf("summary %q, want %q", l.hs.Summary, want)
-	}
-	for _, want := range []string{"Error: broken fixture", "app.js:3"} {
-		if !strings.Contains(l.hs.Details, want) {
-			t.Errorf("details lack %q:\n%s", want, l.hs.Details)
-		}
-	}
-	if strings.Contains(l.hs.Details, "node.cjs") {
-		t.Errorf("details show the loader's frames:\n%s", l.hs.Details)
-	}
-	if code := l.exitCode(); code != 1 {
-		t.Errorf("exit code %d, want 1", code)
-	}
-	out := l.out.String()
-	for _, want := range []string{"about to fail", "Error: broken fixture: cannot load frobnicate", "app.js:3"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
-}
 
 func TestNodeHandshakeErrors(t *testing.T) {
 	cases := []struct {
@@ -319,37 +271,16 @@ tlsServer.listen(0, '127.0.0.1', () => {
 
 // ------------------------------------------------------------- requests ---
 
-func TestNodeKeepAlive(t *testing.T) {
+// The peer of each request on a kept-alive connection is its own
+// X-Ferry-Client-Addr (the rest of keep-alive is TestLoaderContract).
+func TestNodeKeepAlivePeers(t *testing.T) {
 	l := nodeReady(t, nodeFixture("echo"))
 	c := l.dial()
-	pid := c.get("/pid", 200)
-	if pid != strconv.Itoa(l.cmd.Process.Pid) {
-		t.Errorf("/pid = %q, want %d", pid, l.cmd.Process.Pid)
-	}
-	for i := range 300 {
-		switch i % 3 {
-		case 0:
-			if body := c.get("/", 200); body != "hello world" {
-				t.Fatalf("request %d: %q", i, body)
-			}
-		case 1:
-			if body := c.get("/pid", 200); body != pid {
-				t.Fatalf("request %d: pid %q, want %q", i, body, pid)
-			}
-		case 2:
-			e := c.nodeEcho("POST", "/echo?i="+strconv.Itoa(i), []string{"X-Ferry-Client-Addr: 192.0.2.1:" + strconv.Itoa(1000+i)}, []byte("ping"))
-			if e.QueryString != "i="+strconv.Itoa(i) || e.BodyLen != 4 || e.RemotePort == nil || *e.RemotePort != 1000+i {
-				t.Fatalf("request %d: %+v", i, e)
-			}
+	for i := range 100 {
+		e := c.nodeEcho("POST", "/echo?i="+strconv.Itoa(i), []string{"X-Ferry-Client-Addr: 192.0.2.1:" + strconv.Itoa(1000+i)}, []byte("ping"))
+		if e.QueryString != "i="+strconv.Itoa(i) || e.BodyLen != 4 || e.RemotePort == nil || *e.RemotePort != 1000+i {
+			t.Fatalf("request %d: %+v", i, e)
 		}
-	}
-	resp, _ := c.do("GET", "/", []string{"Connection: close"}, nil)
-	if !resp.Close {
-		t.Errorf("answer to Connection: close does not announce the close")
-	}
-	c.c.SetDeadline(time.Now().Add(wait))
-	if n, err := c.br.ReadByte(); err != io.EOF {
-		t.Errorf("after Connection: close: read %q, %v; want EOF", n, err)
 	}
 }
 
@@ -923,31 +854,14 @@ first.keepAliveTimeout = 65000;
 
 // -------------------------------------------------------- process life ---
 
-func TestNodeLifeline(t *testing.T) {
-	t.Run("idle", func(t *testing.T) {
-		l := nodeReady(t, nodeFixture("echo"))
-		l.dial().get("/", 200)
-		if code := l.stop(); code != 0 {
-			t.Errorf("exit code %d, want 0", code)
-		}
-	})
-	t.Run("busy", func(t *testing.T) {
-		l := nodeReady(t, nodeFixture("echo"))
-		c := l.dial()
-		c.send("GET", "/sleep?s=600&early=1", nil, nil)
-		c.head("GET")
-		if code := l.stop(); code != 0 {
-			t.Errorf("exit code %d, want 0", code)
-		}
-	})
-	t.Run("before listening", func(t *testing.T) {
-		// No handshake to wait for: start the process by hand.
-		l := nodeStartNoHandshake(t, nodeFixture("nolisten"))
-		l.lifeline.Close()
-		if code := l.exitCode(); code != 0 {
-			t.Errorf("exit code %d, want 0; output:\n%s", code, l.out)
-		}
-	})
+// The lifeline before the app listens (after, it is TestLoaderContract).
+func TestNodeLifelineBeforeListening(t *testing.T) {
+	// No handshake to wait for: start the process by hand.
+	l := nodeStartNoHandshake(t, nodeFixture("nolisten"))
+	l.lifeline.Close()
+	if code := l.exitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0; output:\n%s", code, l.out)
+	}
 }
 
 // nodeStartNoHandshake starts node.cjs like startKind, for an app that will
@@ -1003,52 +917,6 @@ func nodeStartNoHandshake(t *testing.T, appDir string) *loader {
 		<-l.done
 	})
 	return l
-}
-
-func TestNodeSIGTERM(t *testing.T) {
-	t.Run("idle", func(t *testing.T) {
-		l := nodeReady(t, nodeFixture("echo"))
-		c := l.dial()
-		c.get("/", 200) // and the connection stays open, idle
-		if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if code := l.exitCode(); code != 0 {
-			t.Errorf("exit code %d, want 0; output:\n%s", code, l.out)
-		}
-		if _, err := os.Stat(l.sock); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("socket left behind: %v", err)
-		}
-	})
-	t.Run("busy", func(t *testing.T) {
-		l := nodeReady(t, nodeFixture("echo"))
-		idle := l.dial()
-		idle.get("/", 200)
-		c := l.dial()
-		// early=1: the head comes at once, so the request is known to be
-		// in the app when the signal goes.
-		c.send("GET", "/sleep?s=1&early=1", nil, nil)
-		resp := c.head("GET")
-		if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil || string(body) != strconv.Itoa(l.cmd.Process.Pid) {
-			t.Errorf("in-flight request: %q %v", body, err)
-		}
-		if code := l.exitCode(); code != 0 {
-			t.Errorf("exit code %d, want 0; output:\n%s", code, l.out)
-		}
-		for _, cl := range []*client{idle, c} {
-			cl.c.SetDeadline(time.Now().Add(wait))
-			if _, err := cl.br.ReadByte(); err != io.EOF {
-				t.Errorf("connection after the exit: %v, want EOF", err)
-			}
-		}
-		if _, err := os.Stat(l.sock); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("socket left behind: %v", err)
-		}
-	})
 }
 
 func TestNodeCrash(t *testing.T) {

@@ -404,7 +404,14 @@ module FerryLoader
     end
 
     def self.dump_threads(here)
-      out = String.new(QUIT_HEAD, encoding: Encoding::BINARY)
+      write_fd2(append_threads(String.new(QUIT_HEAD, encoding: Encoding::BINARY), here) << QUIT_TAIL)
+    rescue Exception # rubocop:disable Lint/RescueException
+      nil # never the app's problem
+    end
+
+    # Appends the backtrace of every Ruby thread to out and returns it; here
+    # is where the current thread was, without the trap handler's frames.
+    def self.append_threads(out, here)
       threads = Thread.list
       threads.each_with_index do |t, i|
         # No blank lines: the core logs stderr line by line.
@@ -418,16 +425,11 @@ module FerryLoader
           bt.each { |line| out << "    " << line.to_s.b << "\n" }
         end
       end
-      out << QUIT_TAIL
-      write_fd2(out)
-    rescue Exception # rubocop:disable Lint/RescueException
-      nil # never the app's problem
+      out
     end
 
     # Not IO#write: syswrite takes no lock, which a trap handler cannot.
-    # Straight to fd 2, whatever the app made of $stderr.
-    def self.write_fd2(data)
-      io = @fd2 or return
+    def self.syswrite_all(io, data)
       until data.empty?
         begin
           n = io.syswrite(data)
@@ -436,6 +438,12 @@ module FerryLoader
           return unless IO.select(nil, [io], nil, 1)
         end
       end
+    end
+
+    # Straight to fd 2, whatever the app made of $stderr.
+    def self.write_fd2(data)
+      io = @fd2 or return
+      syswrite_all(io, data)
     rescue SystemCallError, IOError
       nil
     end
@@ -461,28 +469,7 @@ module FerryLoader
 
     def self.write_backtraces(here)
       io = @bt_io or return
-      out = String.new(encoding: Encoding::BINARY)
-      threads = Thread.list
-      threads.each_with_index do |t, i|
-        out << "Thread #{i + 1} of #{threads.size}: ".b << t.inspect.b
-        out << " (main)" if t.equal?(Thread.main)
-        out << "\n"
-        bt = t.equal?(Thread.current) ? here : t.backtrace
-        if bt.nil? || bt.empty?
-          out << "    (no backtrace)\n"
-        else
-          bt.each { |line| out << "    " << line.to_s.b << "\n" }
-        end
-      end
-      out << BT_END
-      until out.empty?
-        begin
-          n = io.syswrite(out)
-          out = out.byteslice(n, out.bytesize - n)
-        rescue IO::WaitWritable, Errno::EINTR
-          return unless IO.select(nil, [io], nil, 1)
-        end
-      end
+      syswrite_all(io, append_threads(String.new(encoding: Encoding::BINARY), here) << BT_END)
     rescue Exception # rubocop:disable Lint/RescueException
       nil # never the app's problem
     end
@@ -994,55 +981,12 @@ module FerryLoader
       # Serves requests on conn until it closes; returns :hijacked if the app
       # took the connection over.
       def serve_requests(conn)
-        keys = @keys
-        base = @base
-        base_len = @base_len
         watch = [conn, @listener, @wake_r]
         hijacker = Hijacker.new(conn)
         buf = nil
-        oob = false # set once: an out-of-band request ends the connection
         while true # rubocop:disable Style/InfiniteLoop
-          # ---- the request head
-          if buf.nil?
-            return false if @stopping
-
-            w = wait_request(conn, watch)
-            return w unless w == true
-
-            buf = conn.read_nonblock(READ_SIZE, exception: false)
-            return false if buf.nil?
-
-            if buf == :wait_readable
-              buf = nil
-              next
-            end
-          end
-          b0 = buf.getbyte(0)
-          if b0 == 13 || b0 == 10 # stray CRLF between requests
-            buf = buf.sub(/\A[\r\n]+/, "")
-            if buf.empty?
-              buf = nil
-              next
-            end
-          end
-          idx = buf.index(HEAD_END)
-          while idx.nil?
-            return bad_request(conn) if buf.bytesize > MAX_HEAD
-
-            begin
-              more = conn.readpartial(READ_SIZE)
-            rescue EOFError
-              return false
-            end
-            from = buf.bytesize - 3
-            buf << more
-            idx = buf.index(HEAD_END, from.negative? ? 0 : from)
-          end
-          return bad_request(conn) if idx > MAX_HEAD
-
-          head = buf.byteslice(0, idx)
-          rest = idx + 4
-          buf = rest < buf.bytesize ? buf.byteslice(rest, buf.bytesize - rest) : nil
+          head, buf = read_head(conn, watch, buf)
+          return head unless head.instance_of?(String)
 
           # ---- the env
           lines = head.split(CRLF)
@@ -1051,110 +995,11 @@ module FerryLoader
 
           method, target, proto = parts
           env = @base_env.dup
-          peer = nil
-          scheme = nil
-          i = 1
-          n = lines.size
-          hl = @lines
-          while i < n
-            line = lines[i]
-            i += 1
-            pair = hl[line]
-            if pair
-              key = pair[0]
-              next unless key
+          seen = header_env(env, lines)
+          return bad_request(conn) unless seen
 
-              value = pair[1]
-            else
-              c = line.index(":")
-              return bad_request(conn) if c.nil? || c.zero?
-
-              name = line.byteslice(0, c)
-              key = keys[name]
-              if key.nil?
-                keys.clear if keys.size >= 1024
-                key = keys[name] = env_key(name)
-              end
-              if key
-                value = line.byteslice(c + 1, line.bytesize - c - 1)
-                value.strip!
-              else
-                value = nil
-              end
-              # Most header lines repeat from one request to the next.
-              if line.bytesize <= 200 && key != :peer && key != "HTTP_COOKIE" && key != "HTTP_AUTHORIZATION"
-                hl.clear if hl.size >= 2048
-                hl[line] = [key, value&.freeze].freeze
-              end
-              next unless key
-            end
-            if key.instance_of?(Symbol)
-              if key == :peer
-                peer = value
-              elsif key == :scheme
-                scheme = value
-              else
-                oob = true # the core's request: see below
-              end
-              next
-            end
-            value = value.dup if value.frozen?
-            old = env[key]
-            env[key] = if old.nil?
-                         value
-                       elsif key == "HTTP_COOKIE"
-                         "#{old}; #{value}"
-                       else
-                         "#{old}, #{value}"
-                       end
-          end
-          https = scheme == "https"
-          if https
-            env["rack.url_scheme"] = "https"
-            env["HTTPS"] = "on"
-          end
-          if peer
-            pv = @peers[peer]
-            unless pv
-              @peers.clear if @peers.size >= 512
-              pv = @peers[peer] = split_peer(peer)
-            end
-            env["REMOTE_ADDR"] = pv[0]
-            env["REMOTE_PORT"] = pv[1] if pv[1]
-          end
-          host = env["HTTP_HOST"] || ""
-          hosts = https ? @hostss : @hosts
-          hv = hosts[host]
-          unless hv
-            hosts.clear if hosts.size >= 512
-            hv = hosts[host] = split_host(host, https)
-          end
-          env["SERVER_NAME"] = hv[0]
-          env["SERVER_PORT"] = hv[1]
-          env["REQUEST_METHOD"] = method
-          env["SERVER_PROTOCOL"] = proto
-          env["REQUEST_URI"] = target
-          target = origin_form(target) unless target.getbyte(0) == 47 # '/'
-          q = target.index("?")
-          if q
-            path = target.byteslice(0, q)
-            env["QUERY_STRING"] = target.byteslice(q + 1, target.bytesize - q - 1)
-          else
-            path = target.dup
-            env["QUERY_STRING"] = String.new
-          end
-          if base_len.positive?
-            if path.start_with?(base) && (path.bytesize == base_len || path.getbyte(base_len) == 47)
-              path = path.byteslice(base_len, path.bytesize - base_len)
-            else
-              env["SCRIPT_NAME"] = ""
-            end
-          end
-          env["PATH_INFO"] = path
-          if (up = env["HTTP_UPGRADE"])
-            env["rack.protocol"] = up.split(",").map!(&:strip)
-          end
-
+          peer, scheme, oob = seen
+          request_env(env, method, target, proto, peer, scheme)
           ch = env["HTTP_CONNECTION"]
           if proto == "HTTP/1.1"
             keep = ch.nil? || !ch.match?(/close/i)
@@ -1169,43 +1014,10 @@ module FerryLoader
           # ---- the body
           return bad_request(conn, 501, "Not Implemented") if env.key?("HTTP_TRANSFER_ENCODING")
 
-          spool = nil
-          clen = env["CONTENT_LENGTH"]
-          if clen.nil?
-            len = 0
-          elsif clen.match?(/\A\d{1,18}\z/)
-            len = clen.to_i
-          else
-            return bad_request(conn)
-          end
-          if len.zero?
-            input = StringIO.new(EMPTY_BODY)
-          else
-            have = buf ? buf.bytesize : 0
-            if have >= len
-              input = StringIO.new(have == len ? buf : buf.byteslice(0, len))
-              buf = have == len ? nil : buf.byteslice(len, have - len)
-            elsif len <= SMALL_BODY
-              data = buf || String.new(capacity: len)
-              buf = nil
-              while data.bytesize < len
-                begin
-                  data << conn.readpartial(len - data.bytesize)
-                rescue EOFError
-                  return false # the body never came: nothing to answer
-                end
-              end
-              input = StringIO.new(data)
-            else
-              spool = input = spool_body(conn, buf, len)
-              buf = nil
-              return false unless input
-              if input == :error
-                put(conn, error_response(500, false, method == "HEAD"))
-                return false
-              end
-            end
-          end
+          body = read_body(conn, env["CONTENT_LENGTH"], buf, method)
+          return body unless body.instance_of?(Array)
+
+          input, spool, buf = body
           if oob
             # X-Ferry-Oob-Work: only the core can send it (it drops every
             # client X-Ferry-* header). Not the app's request: the hooks run,
@@ -1227,6 +1039,210 @@ module FerryLoader
           end
           return keep unless keep == true
         end
+      end
+
+      # Reads the next request head from conn, after what buf holds. Returns
+      # [head, the bytes after it or nil], or [what serve_requests returns,
+      # nil] when there is no request to serve.
+      def read_head(conn, watch, buf)
+        while true # rubocop:disable Style/InfiniteLoop
+          if buf.nil?
+            return [false, nil] if @stopping
+
+            w = wait_request(conn, watch)
+            return [w, nil] unless w == true
+
+            buf = conn.read_nonblock(READ_SIZE, exception: false)
+            return [false, nil] if buf.nil?
+
+            if buf == :wait_readable
+              buf = nil
+              next
+            end
+          end
+          b0 = buf.getbyte(0)
+          break unless b0 == 13 || b0 == 10
+
+          buf = buf.sub(/\A[\r\n]+/, "") # stray CRLF between requests
+          break unless buf.empty?
+
+          buf = nil
+        end
+        idx = buf.index(HEAD_END)
+        while idx.nil?
+          return [bad_request(conn), nil] if buf.bytesize > MAX_HEAD
+
+          begin
+            more = conn.readpartial(READ_SIZE)
+          rescue EOFError
+            return [false, nil]
+          end
+          from = buf.bytesize - 3
+          buf << more
+          idx = buf.index(HEAD_END, from.negative? ? 0 : from)
+        end
+        return [bad_request(conn), nil] if idx > MAX_HEAD
+
+        rest = idx + 4
+        [buf.byteslice(0, idx), rest < buf.bytesize ? buf.byteslice(rest, buf.bytesize - rest) : nil]
+      end
+
+      # Puts the header lines of a head (lines[1..]) into env. Returns
+      # [X-Ferry-Client-Addr, X-Ferry-Scheme, whether X-Ferry-Oob-Work came],
+      # or nil for a malformed line.
+      def header_env(env, lines)
+        keys = @keys
+        hl = @lines
+        peer = nil
+        scheme = nil
+        oob = false
+        i = 1
+        n = lines.size
+        while i < n
+          line = lines[i]
+          i += 1
+          pair = hl[line]
+          if pair
+            key = pair[0]
+            next unless key
+
+            value = pair[1]
+          else
+            c = line.index(":")
+            return nil if c.nil? || c.zero?
+
+            name = line.byteslice(0, c)
+            key = keys[name]
+            if key.nil?
+              keys.clear if keys.size >= 1024
+              key = keys[name] = env_key(name)
+            end
+            if key
+              value = line.byteslice(c + 1, line.bytesize - c - 1)
+              value.strip!
+            else
+              value = nil
+            end
+            # Most header lines repeat from one request to the next.
+            if line.bytesize <= 200 && key != :peer && key != "HTTP_COOKIE" && key != "HTTP_AUTHORIZATION"
+              hl.clear if hl.size >= 2048
+              hl[line] = [key, value&.freeze].freeze
+            end
+            next unless key
+          end
+          if key.instance_of?(Symbol)
+            if key == :peer
+              peer = value
+            elsif key == :scheme
+              scheme = value
+            else
+              oob = true # the core's request: see serve_requests
+            end
+            next
+          end
+          value = value.dup if value.frozen?
+          old = env[key]
+          env[key] = if old.nil?
+                       value
+                     elsif key == "HTTP_COOKIE"
+                       "#{old}; #{value}"
+                     else
+                       "#{old}, #{value}"
+                     end
+        end
+        [peer, scheme, oob]
+      end
+
+      # The rest of the env: scheme, peer, server, request line, path.
+      def request_env(env, method, target, proto, peer, scheme)
+        https = scheme == "https"
+        if https
+          env["rack.url_scheme"] = "https"
+          env["HTTPS"] = "on"
+        end
+        if peer
+          pv = @peers[peer]
+          unless pv
+            @peers.clear if @peers.size >= 512
+            pv = @peers[peer] = split_peer(peer)
+          end
+          env["REMOTE_ADDR"] = pv[0]
+          env["REMOTE_PORT"] = pv[1] if pv[1]
+        end
+        host = env["HTTP_HOST"] || ""
+        hosts = https ? @hostss : @hosts
+        hv = hosts[host]
+        unless hv
+          hosts.clear if hosts.size >= 512
+          hv = hosts[host] = split_host(host, https)
+        end
+        env["SERVER_NAME"] = hv[0]
+        env["SERVER_PORT"] = hv[1]
+        env["REQUEST_METHOD"] = method
+        env["SERVER_PROTOCOL"] = proto
+        env["REQUEST_URI"] = target
+        target = origin_form(target) unless target.getbyte(0) == 47 # '/'
+        q = target.index("?")
+        if q
+          path = target.byteslice(0, q)
+          env["QUERY_STRING"] = target.byteslice(q + 1, target.bytesize - q - 1)
+        else
+          path = target.dup
+          env["QUERY_STRING"] = String.new
+        end
+        base_len = @base_len
+        if base_len.positive?
+          base = @base
+          if path.start_with?(base) && (path.bytesize == base_len || path.getbyte(base_len) == 47)
+            path = path.byteslice(base_len, path.bytesize - base_len)
+          else
+            env["SCRIPT_NAME"] = ""
+          end
+        end
+        env["PATH_INFO"] = path
+        return unless (up = env["HTTP_UPGRADE"])
+
+        env["rack.protocol"] = up.split(",").map!(&:strip)
+      end
+
+      # Reads the request body of Content-Length clen; buf holds what came
+      # after the head. Returns [rack.input, the spool file or nil, the bytes
+      # after the body or nil], or what serve_requests returns when there is
+      # no body to serve.
+      def read_body(conn, clen, buf, method)
+        if clen.nil?
+          len = 0
+        elsif clen.match?(/\A\d{1,18}\z/)
+          len = clen.to_i
+        else
+          return bad_request(conn)
+        end
+        return [StringIO.new(EMPTY_BODY), nil, buf] if len.zero?
+
+        have = buf ? buf.bytesize : 0
+        if have >= len
+          return [StringIO.new(have == len ? buf : buf.byteslice(0, len)), nil, have == len ? nil : buf.byteslice(len, have - len)]
+        end
+
+        if len <= SMALL_BODY
+          data = buf || String.new(capacity: len)
+          while data.bytesize < len
+            begin
+              data << conn.readpartial(len - data.bytesize)
+            rescue EOFError
+              return false # the body never came: nothing to answer
+            end
+          end
+          return [StringIO.new(data), nil, nil]
+        end
+        input = spool_body(conn, buf, len)
+        return false unless input
+
+        if input == :error
+          put(conn, error_response(500, false, method == "HEAD"))
+          return false
+        end
+        [input, input, nil]
       end
 
       # Large bodies go to an unlinked temp file so that rack.input stays
@@ -1479,9 +1495,14 @@ module FerryLoader
         [head, cl, hijack, connection]
       end
 
+      # Writes the app's response. Returns true to keep the connection,
+      # false to close it, :hijacked if the app has it now. The head is
+      # emptied as it goes out (put_head): after that, an error can only
+      # close the connection, since a second response would be garbage on
+      # the wire.
       def write_response(conn, env, status, headers, body, is_head, keep, http10)
-        sent = false
         error = nil
+        head = nil
         begin
           code = status.instance_of?(Integer) ? status : Integer(status.to_s, 10)
           raise ArgumentError, "invalid response status #{status.inspect}" if code < 100 || code > 999
@@ -1492,209 +1513,30 @@ module FerryLoader
           rescue Encoding::CompatibilityError
             head, cl, hijack, connection = build_head(code, headers, true)
           end
-          if cl
-            cl = cl.first if cl.is_a?(Array)
-            cl = cl.to_s
-            raise ArgumentError, "invalid Content-Length #{cl.inspect}" unless cl.match?(/\A\d{1,18}\z/)
-
-            cl = cl.to_i
-          end
+          cl = content_length(cl) if cl
           if connection
             connection = connection.join(", ") if connection.is_a?(Array)
             keep = false if connection.match?(/close/i)
           end
+          return write_kept(conn, env, head, body, hijack, connection) if hijack || code == 101
 
-          # ---- the app keeps the connection: partial hijack, 101
-          if hijack || code == 101
-            head << "Connection: " << connection.to_s << CRLF if connection
-            head << CRLF
-            sent = true
-            put(conn, head)
-            if hijack
-              hijack.call(conn)
-              return :hijacked
-            end
-            if body.respond_to?(:call) && !body.respond_to?(:each)
-              body.call(BodyStream.new(conn, env["rack.input"], :raw, nil))
-              return :hijacked
-            end
-            return false
-          end
-
-          # ---- a file
           if !no_body && !body.instance_of?(Array) && body.respond_to?(:to_path)
-            path = body.to_path
-            st = path && (File.stat(path) rescue nil) # rubocop:disable Style/RescueModifier
-            if st&.file? && (cl.nil? || cl == st.size)
-              size = st.size
-              head << CL_LINE << size.to_s << CRLF
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-              copied = begin
-                File.open(path, "rb") { |f| IO.copy_stream(f, conn, size) }
-              rescue Errno::EPIPE, Errno::ECONNRESET, IOError
-                raise ClientGone
-              end
-              return copied == size ? keep : false
-            end
+            kept = write_file(conn, head, body, cl, keep)
+            return kept unless kept.nil?
           end
-
-          # ---- all of the body at once
-          arr = if body.instance_of?(Array)
-                  body
-                elsif body.respond_to?(:to_ary)
-                  a = body.to_ary
-                  a.is_a?(Array) ? a : nil
-                end
-          if arr
-            if arr.size == 1
-              total = arr[0].bytesize
-            else
-              total = 0
-              arr.each { |s| total += s.bytesize }
-            end
-            if no_body
-              # Not the length of a HEAD body: it may be empty (Rack::Head).
-              head << CL_LINE << cl.to_s << CRLF if cl
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-              return keep
-            end
-            if cl && cl != total
-              data = arr.size == 1 ? arr[0].b : arr.map(&:b).join
-              if cl < total
-                data = data.byteslice(0, cl)
-              else
-                keep = false # short of its Content-Length
-              end
-              arr = [data]
-              total = cl
-            end
-            head << CL_LINE << (cl || total).to_s << CRLF
-            head << CLOSE_LINE unless keep
-            head << CRLF
-            sent = true
-            if arr.size == 1
-              data = arr[0]
-              begin
-                if data.bytesize <= 16_384
-                  conn.write(head << data)
-                else
-                  conn.write(head, data)
-                end
-              rescue SystemCallError, IOError
-                raise ClientGone
-              rescue Encoding::CompatibilityError
-                put(conn, data) # head is out: only the body is left
-              end
-            elsif arr.size <= 32
-              put(conn, head, *arr)
-            else
-              put(conn, head)
-              arr.each_slice(32) { |slice| put(conn, *slice) }
-            end
+          arr = body_array(body)
+          if no_body && (arr || body.respond_to?(:each) || body.respond_to?(:call))
+            # Not the length of a HEAD body: it may be empty (Rack::Head).
+            put_head(conn, end_head(head, cl, keep))
             return keep
           end
+          return write_array(conn, head, arr, cl, keep) if arr
 
-          # ---- a body to iterate: streamed as it comes
           if body.respond_to?(:each)
-            if no_body
-              head << CL_LINE << cl.to_s << CRLF if cl
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-              return keep
-            end
-            chunked = cl.nil? && !http10
             keep = false if cl.nil? && http10 # the body ends with the connection
-            nsent = 0
-            body.each do |piece|
-              raise TypeError, "response body yielded #{piece.class}, not a String" unless piece.is_a?(String)
-
-              len = piece.bytesize
-              next if len.zero?
-
-              if cl
-                room = cl - nsent
-                next if room <= 0
-
-                if len > room
-                  piece = piece.byteslice(0, room)
-                  len = room
-                end
-              end
-              nsent += len
-              if sent
-                if chunked
-                  put(conn, len.to_s(16), CRLF, piece, CRLF)
-                else
-                  put(conn, piece)
-                end
-              else
-                if cl
-                  head << CL_LINE << cl.to_s << CRLF
-                elsif chunked
-                  head << CHUNKED_LINE
-                end
-                head << CLOSE_LINE unless keep
-                head << CRLF
-                sent = true
-                if chunked
-                  put(conn, head, len.to_s(16), CRLF, piece, CRLF)
-                else
-                  put(conn, head, piece)
-                end
-              end
-            end
-            if !sent
-              head << CL_LINE << (cl || 0).to_s << CRLF
-              keep = false if cl&.positive?
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-            elsif chunked
-              put(conn, LAST_CHUNK)
-            elsif cl && nsent < cl
-              keep = false # short of its Content-Length
-            end
-            return keep
+            return write_each(conn, head, body, cl, keep, http10)
           end
-
-          # ---- a Rack 3 streaming body
-          if body.respond_to?(:call)
-            if no_body
-              head << CL_LINE << cl.to_s << CRLF if cl
-              head << CLOSE_LINE unless keep
-              head << CRLF
-              sent = true
-              put(conn, head)
-              return keep
-            end
-            if cl
-              mode = :fixed
-              head << CL_LINE << cl.to_s << CRLF
-            elsif http10
-              mode = :raw
-              keep = false
-            else
-              mode = :chunked
-              head << CHUNKED_LINE
-            end
-            head << CLOSE_LINE unless keep
-            head << CRLF
-            sent = true
-            put(conn, head)
-            stream = BodyStream.new(conn, env["rack.input"], mode, cl)
-            body.call(stream)
-            stream.close unless stream.closed?
-            return stream.short? ? false : keep
-          end
+          return write_stream(conn, env, head, body, cl, keep, http10) if body.respond_to?(:call)
 
           raise TypeError, "the response body (#{body.class}) responds to neither each nor call"
         rescue ClientGone => e
@@ -1705,7 +1547,7 @@ module FerryLoader
         rescue Exception => e # rubocop:disable Lint/RescueException
           error = e
           app_error(env, e)
-          return false if sent # a second response would be garbage on the wire
+          return false if head&.empty? # the head is out
 
           put(conn, error_response(500, keep, is_head))
           keep
@@ -1713,6 +1555,177 @@ module FerryLoader
           close_body(env, body)
           finished(env, status, headers, error)
         end
+      end
+
+      # The app's Content-Length header as an Integer.
+      def content_length(cl)
+        cl = cl.first if cl.is_a?(Array)
+        cl = cl.to_s
+        raise ArgumentError, "invalid Content-Length #{cl.inspect}" unless cl.match?(/\A\d{1,18}\z/)
+
+        cl.to_i
+      end
+
+      # Ends a response head: its framing (Content-Length: length, or
+      # chunked), "Connection: close" unless keep, and the blank line.
+      def end_head(head, length, keep, chunked = false)
+        if length
+          head << CL_LINE << length.to_s << CRLF
+        elsif chunked
+          head << CHUNKED_LINE
+        end
+        head << CLOSE_LINE unless keep
+        head << CRLF
+      end
+
+      # Writes the head (and more) and empties it: an empty head has gone
+      # out (see write_response).
+      def put_head(conn, head, *more)
+        put(conn, head, *more)
+      ensure
+        head.clear
+      end
+
+      # The app keeps the connection: a partial hijack, or a 101.
+      def write_kept(conn, env, head, body, hijack, connection)
+        head << "Connection: " << connection.to_s << CRLF if connection
+        head << CRLF
+        put_head(conn, head)
+        if hijack
+          hijack.call(conn)
+          return :hijacked
+        end
+        if body.respond_to?(:call) && !body.respond_to?(:each)
+          body.call(BodyStream.new(conn, env["rack.input"], :raw, nil))
+          return :hijacked
+        end
+        false
+      end
+
+      # A body that is a file, sent from it; nil if it is not a regular
+      # file of the announced length after all.
+      def write_file(conn, head, body, cl, keep)
+        path = body.to_path
+        st = path && (File.stat(path) rescue nil) # rubocop:disable Style/RescueModifier
+        return nil unless st&.file? && (cl.nil? || cl == st.size)
+
+        size = st.size
+        put_head(conn, end_head(head, size, keep))
+        copied = begin
+          File.open(path, "rb") { |f| IO.copy_stream(f, conn, size) }
+        rescue Errno::EPIPE, Errno::ECONNRESET, IOError
+          raise ClientGone
+        end
+        copied == size ? keep : false
+      end
+
+      # The body as an Array of its pieces, if it is one (or has one).
+      def body_array(body)
+        if body.instance_of?(Array)
+          body
+        elsif body.respond_to?(:to_ary)
+          a = body.to_ary
+          a.is_a?(Array) ? a : nil
+        end
+      end
+
+      # All of the body at once.
+      def write_array(conn, head, arr, cl, keep)
+        if arr.size == 1
+          total = arr[0].bytesize
+        else
+          total = 0
+          arr.each { |s| total += s.bytesize }
+        end
+        if cl && cl != total
+          data = arr.size == 1 ? arr[0].b : arr.map(&:b).join
+          if cl < total
+            data = data.byteslice(0, cl)
+          else
+            keep = false # short of its Content-Length
+          end
+          arr = [data]
+          total = cl
+        end
+        end_head(head, cl || total, keep)
+        if arr.size == 1
+          data = arr[0]
+          begin
+            if data.bytesize <= 16_384
+              conn.write(head << data)
+            else
+              conn.write(head, data)
+            end
+          rescue SystemCallError, IOError
+            raise ClientGone
+          rescue Encoding::CompatibilityError
+            put(conn, data) # head is out: only the body is left
+          ensure
+            head.clear
+          end
+        elsif arr.size <= 32
+          put_head(conn, head, *arr)
+        else
+          put_head(conn, head)
+          arr.each_slice(32) { |slice| put(conn, *slice) }
+        end
+        keep
+      end
+
+      # A body to iterate: streamed as it comes, the head with the first
+      # piece.
+      def write_each(conn, head, body, cl, keep, http10)
+        chunked = cl.nil? && !http10
+        nsent = 0
+        body.each do |piece|
+          raise TypeError, "response body yielded #{piece.class}, not a String" unless piece.is_a?(String)
+
+          len = piece.bytesize
+          next if len.zero?
+
+          if cl
+            room = cl - nsent
+            next if room <= 0
+
+            if len > room
+              piece = piece.byteslice(0, room)
+              len = room
+            end
+          end
+          nsent += len
+          if head.empty?
+            chunked ? put(conn, len.to_s(16), CRLF, piece, CRLF) : put(conn, piece)
+          else
+            end_head(head, cl, keep, chunked)
+            chunked ? put_head(conn, head, len.to_s(16), CRLF, piece, CRLF) : put_head(conn, head, piece)
+          end
+        end
+        if !head.empty?
+          keep = false if cl&.positive?
+          put_head(conn, end_head(head, cl || 0, keep))
+        elsif chunked
+          put(conn, LAST_CHUNK)
+        elsif cl && nsent < cl
+          keep = false # short of its Content-Length
+        end
+        keep
+      end
+
+      # A Rack 3 streaming body.
+      def write_stream(conn, env, head, body, cl, keep, http10)
+        if cl
+          mode = :fixed
+        elsif http10
+          mode = :raw
+          keep = false
+        else
+          mode = :chunked
+        end
+        put_head(conn, end_head(head, cl, keep, mode == :chunked))
+        stream = BodyStream.new(conn, env["rack.input"], mode, cl)
+        body.call(stream)
+        stream.close unless stream.closed?
+        stream.short? ? false : keep
       end
     end
 

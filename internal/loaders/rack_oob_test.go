@@ -9,7 +9,6 @@ package loaders
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -54,107 +53,12 @@ var rackOOBVariants = []rackOOBVariant{
 	}},
 }
 
-// rackOOBPID is the pid of a loader, direct or smart-spawned.
-func rackOOBPID(l *loader) int {
-	if l.cmd != nil {
-		return l.cmd.Process.Pid
-	}
-	return l.pid
-}
-
 // rackOOBDo makes one request on a connection of its own.
 func rackOOBDo(t *testing.T, l *loader, method, target string, headers ...string) (*http.Response, string) {
 	t.Helper()
 	c := l.dial()
 	defer c.c.Close()
 	return c.do(method, target, append([]string{"Connection: close"}, headers...), nil)
-}
-
-// rackOOBCount is what /count answers.
-type rackOOBCount map[string]any
-
-func (c rackOOBCount) n(k string) int {
-	v, _ := c[k].(float64)
-	return int(v)
-}
-
-func rackOOBCounts(t *testing.T, l *loader) rackOOBCount {
-	t.Helper()
-	resp, body := rackOOBDo(t, l, "GET", "/count")
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /count: %d %q; output:\n%s", resp.StatusCode, body, l.out)
-	}
-	var c rackOOBCount
-	if err := json.Unmarshal([]byte(body), &c); err != nil {
-		t.Fatalf("GET /count: %v in %q", err, body)
-	}
-	return c
-}
-
-// rackOutOfBand sends the core's out-of-band request on a fresh connection,
-// byte for byte as proxy.OutOfBand does; the loader must close the
-// connection after its answer.
-func rackOutOfBand(t *testing.T, l *loader) (int, string) {
-	t.Helper()
-	c := l.dial()
-	defer c.c.Close()
-	c.c.SetDeadline(time.Now().Add(wait))
-	if _, err := fmt.Fprintf(c.c, "POST /__ferry/oob HTTP/1.1\r\nHost: ferry\r\n%s: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", proxy.HeaderOOBRequest); err != nil {
-		t.Fatal(err)
-	}
-	resp := c.head("POST")
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatalf("out-of-band answer: %v", err)
-	}
-	if !resp.Close {
-		t.Errorf("the out-of-band answer does not announce Connection: close")
-	}
-	if b, err := c.br.ReadByte(); err != io.EOF {
-		t.Errorf("after the out-of-band answer: read %q, %v; want EOF", b, err)
-	}
-	return resp.StatusCode, string(body)
-}
-
-// rackWaitOutput waits until the loader's output contains s.
-func rackWaitOutput(t *testing.T, l *loader, s string) {
-	t.Helper()
-	rackWaitOutputN(t, l, s, 1)
-}
-
-// rackWaitOutputN waits until the loader's output contains s n times.
-func rackWaitOutputN(t *testing.T, l *loader, s string, n int) {
-	t.Helper()
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for strings.Count(l.out.String(), s) < n {
-		select {
-		case <-l.done:
-			if strings.Count(l.out.String(), s) >= n {
-				return
-			}
-			t.Fatalf("the process exited before writing %q (%d times); output:\n%s", s, n, l.out)
-		case <-deadline.C:
-			t.Fatalf("not %d× %q in the output after %v; output:\n%s", n, s, wait, l.out)
-		case <-tick.C:
-		}
-	}
-}
-
-// rackAlive fails the test unless the process runs.
-func rackAlive(t *testing.T, l *loader) {
-	t.Helper()
-	select {
-	case <-l.done:
-		t.Fatalf("the process exited; output:\n%s", l.out)
-	default:
-	}
-	if !alive(rackOOBPID(l)) {
-		t.Fatalf("pid %d is gone; output:\n%s", rackOOBPID(l), l.out)
-	}
 }
 
 func TestRackOutOfBand(t *testing.T) {
@@ -167,20 +71,20 @@ func TestRackOutOfBand(t *testing.T) {
 			idle := l.dial()
 			idle.get("/count", 200)
 
-			before := rackOOBCounts(t, l)
-			code, body := rackOutOfBand(t, l)
+			before := oobCount(t, l)
+			code, body := outOfBand(t, l)
 			if code != 200 || body != "out-of-band work done: 2 hooks\n" {
 				t.Fatalf("out-of-band: %d %q, want 200 after 2 hooks; output:\n%s", code, body, l.out)
 			}
-			after := rackOOBCounts(t, l)
+			after := oobCount(t, l)
 			if after.n("requests") != before.n("requests")+1 {
 				t.Errorf("requests %d → %d: the out-of-band request reached the app", before.n("requests"), after.n("requests"))
 			}
 			if after.n("hooks") != before.n("hooks")+1 || after.n("hooks2") != before.n("hooks2")+1 {
 				t.Errorf("hooks %v → %v, want each hook run once", before, after)
 			}
-			if after.n("pid") != rackOOBPID(l) {
-				t.Errorf("pid %d, want %d", after.n("pid"), rackOOBPID(l))
+			if after.n("pid") != oobPID(l) {
+				t.Errorf("pid %d, want %d", after.n("pid"), oobPID(l))
 			}
 			if th, _ := after["hook_thread"].(string); v.name == "threads" && !strings.HasPrefix(th, "ferry-worker-") {
 				t.Errorf("hook ran in thread %q, want a connection's (ferry-worker-N)", th)
@@ -198,7 +102,7 @@ func TestRackOutOfBand(t *testing.T) {
 			if err := proxy.OutOfBand(ctx, &net.UnixAddr{Name: l.sock, Net: "unix"}); err != nil {
 				t.Fatalf("proxy.OutOfBand: %v; output:\n%s", err, l.out)
 			}
-			last := rackOOBCounts(t, l)
+			last := oobCount(t, l)
 			if last.n("hooks") != after.n("hooks")+2 || last.n("hooks2") != after.n("hooks2")+2 || last.n("requests") != after.n("requests")+1 {
 				t.Errorf("after two more out-of-band requests: %v → %v", after, last)
 			}
@@ -207,21 +111,21 @@ func TestRackOutOfBand(t *testing.T) {
 			// backtrace on stderr, the other hook still runs, and the
 			// process serves on.
 			rackOOBDo(t, l, "GET", "/fail-next")
-			code, body = rackOutOfBand(t, l)
+			code, body = outOfBand(t, l)
 			if want := regexp.MustCompile(`^out-of-band work failed: config\.ru:\d+: RuntimeError: hook failed on purpose\n$`); code != 500 || !want.MatchString(body) {
 				t.Fatalf("out-of-band with a failing hook: %d %q, want 500 naming the hook and the error", code, body)
 			}
-			rackWaitOutput(t, l, "hook failed on purpose (RuntimeError)")
+			oobWaitOutput(t, l, "hook failed on purpose (RuntimeError)")
 			out := l.out.String()
 			if !strings.Contains(out, "[ferry rack] error in out-of-band hook config.ru:") ||
 				!regexp.MustCompile(`config\.ru:\d+:in .*block`).MatchString(out) {
 				t.Errorf("no error with a backtrace for the failing hook; output:\n%s", out)
 			}
-			end := rackOOBCounts(t, l)
+			end := oobCount(t, l)
 			if end.n("hooks") != last.n("hooks")+1 || end.n("hooks2") != last.n("hooks2")+1 {
 				t.Errorf("after a failing hook: %v → %v, want both hooks run", last, end)
 			}
-			if code, body := rackOutOfBand(t, l); code != 200 {
+			if code, body := outOfBand(t, l); code != 200 {
 				t.Errorf("out-of-band after a failure: %d %q", code, body)
 			}
 			if v.name == "threads" {
@@ -230,29 +134,20 @@ func TestRackOutOfBand(t *testing.T) {
 					t.Errorf("idle connection: %q", body)
 				}
 			}
-			rackAlive(t, l)
+			oobAlive(t, l)
 		})
 	}
 }
 
-func TestRackOutOfBandDefault(t *testing.T) {
+// A config.ru sees both Ferry's and Passenger's out-of-band APIs (the
+// default work itself is TestLoaderContract).
+func TestRackOutOfBandAPIs(t *testing.T) {
 	for _, v := range rackOOBVariants {
 		t.Run(v.name, func(t *testing.T) {
 			l := v.start(t, rackFixture("oob"), "FERRY_STARTUP_FILE=default.ru")
-			before := rackOOBCounts(t, l)
+			before := oobCount(t, l)
 			if before["ferry_api"] != true || before["passenger_api"] != true {
 				t.Errorf("config.ru saw Ferry.on_out_of_band_work %v, PhusionPassenger.on_event %v; want both", before["ferry_api"], before["passenger_api"])
-			}
-			code, body := rackOutOfBand(t, l)
-			if code != 200 || body != "out-of-band work done: GC.start\n" {
-				t.Fatalf("out-of-band: %d %q, want 200 after GC.start; output:\n%s", code, body, l.out)
-			}
-			after := rackOOBCounts(t, l)
-			if after.n("major_gc_count") <= before.n("major_gc_count") {
-				t.Errorf("major GCs %d → %d: GC.start did not run", before.n("major_gc_count"), after.n("major_gc_count"))
-			}
-			if after.n("requests") != before.n("requests")+1 {
-				t.Errorf("requests %d → %d: the out-of-band request reached the app", before.n("requests"), after.n("requests"))
 			}
 		})
 	}
@@ -262,18 +157,18 @@ func TestRackOutOfBandPassenger(t *testing.T) {
 	for _, v := range rackOOBVariants {
 		t.Run(v.name, func(t *testing.T) {
 			l := v.start(t, rackFixture("oob-passenger"))
-			before := rackOOBCounts(t, l)
+			before := oobCount(t, l)
 			forked := v.name == "smart"
-			if s, _ := before["starting"].([]any); len(s) != 1 || s[0] != forked || before.n("starting_pid") != rackOOBPID(l) {
+			if s, _ := before["starting"].([]any); len(s) != 1 || s[0] != forked || before.n("starting_pid") != oobPID(l) {
 				t.Errorf(":starting_worker_process ran with %v in pid %d, want once with %v in pid %d",
-					before["starting"], before.n("starting_pid"), forked, rackOOBPID(l))
+					before["starting"], before.n("starting_pid"), forked, oobPID(l))
 			}
 			if v.name == "threads" {
 				// Each thread runs it as it starts, which may be after the
 				// first requests (served by the other thread).
 				deadline := time.Now().Add(wait)
 				for before.n("handler_threads") < 2 && time.Now().Before(deadline) {
-					before = rackOOBCounts(t, l)
+					before = oobCount(t, l)
 				}
 				if before.n("handler_threads") != 2 {
 					t.Errorf(":starting_request_handler_thread ran %d times, want 2", before.n("handler_threads"))
@@ -288,33 +183,33 @@ func TestRackOutOfBandPassenger(t *testing.T) {
 				t.Errorf("PhusionPassenger.advertised_concurrency_level = %v, want the 0 the app set", before["concurrency_level"])
 			}
 
-			code, body := rackOutOfBand(t, l)
+			code, body := outOfBand(t, l)
 			if code != 200 || body != "out-of-band work done: 1 hook\n" {
 				t.Fatalf("out-of-band: %d %q, want 200 after 1 hook; output:\n%s", code, body, l.out)
 			}
-			after := rackOOBCounts(t, l)
+			after := oobCount(t, l)
 			if after.n("oob") != before.n("oob")+1 || after.n("requests") != before.n("requests")+1 {
 				t.Errorf("%v → %v: want the :oob_work hook run once and the app not to see the request", before, after)
 			}
 
 			rackOOBDo(t, l, "GET", "/fail-next")
-			code, body = rackOutOfBand(t, l)
+			code, body = outOfBand(t, l)
 			if want := regexp.MustCompile(`^out-of-band work failed: config\.ru:\d+: ArgumentError: passenger hook failed on purpose\n$`); code != 500 || !want.MatchString(body) {
 				t.Fatalf("out-of-band with a failing hook: %d %q, want 500 naming the error", code, body)
 			}
-			rackWaitOutput(t, l, "passenger hook failed on purpose (ArgumentError)")
-			if code, _ := rackOutOfBand(t, l); code != 200 {
+			oobWaitOutput(t, l, "passenger hook failed on purpose (ArgumentError)")
+			if code, _ := outOfBand(t, l); code != 200 {
 				t.Errorf("out-of-band after a failure: %d", code)
 			}
-			rackAlive(t, l)
+			oobAlive(t, l)
 
 			// SIGTERM: the current request finishes, :stopping_worker_process
 			// runs, the process exits.
-			pid := rackOOBPID(l)
+			pid := oobPID(l)
 			if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			rackWaitOutput(t, l, fmt.Sprintf("oob-passenger fixture: stopping %d\n", pid))
+			oobWaitOutput(t, l, fmt.Sprintf("oob-passenger fixture: stopping %d\n", pid))
 			if l.cmd != nil {
 				if code := l.exitCode(); code != 0 {
 					t.Errorf("exit code %d after SIGTERM; output:\n%s", code, l.out)
@@ -353,7 +248,7 @@ func TestRackOwnFerryClass(t *testing.T) {
 	if !strings.Contains(l.out.String(), "the app has its own app/models/ferry.rb") {
 		t.Errorf("nothing on stderr about the app's own Ferry; output:\n%s", l.out)
 	}
-	if code, body := rackOutOfBand(t, l); code != 200 || body != "out-of-band work done: GC.start\n" {
+	if code, body := outOfBand(t, l); code != 200 || body != "out-of-band work done: GC.start\n" {
 		t.Errorf("out-of-band: %d %q, want 200 after GC.start", code, body)
 	}
 }
@@ -368,14 +263,14 @@ func TestRackSIGQUIT(t *testing.T) {
 			release := filepath.Join(t.TempDir(), "release")
 			c := l.dial()
 			c.send("GET", "/sleep?s=120&release="+release, nil, nil)
-			rackWaitOutput(t, l, "oob fixture: asleep\n")
+			oobWaitOutput(t, l, "oob fixture: asleep\n")
 
 			// To the process group, as the core signals it.
-			pid := rackOOBPID(l)
+			pid := oobPID(l)
 			if err := syscall.Kill(-pid, syscall.SIGQUIT); err != nil {
 				t.Fatal(err)
 			}
-			rackWaitOutput(t, l, "ferry: SIGQUIT: end of backtraces\n")
+			oobWaitOutput(t, l, "ferry: SIGQUIT: end of backtraces\n")
 			out := l.out.String()
 			dump := out[strings.Index(out, "ferry: SIGQUIT: backtrace of every thread\n"):]
 			if !regexp.MustCompile(`(?m)^    \S*config\.ru:\d+:in .*stuck_in_sleep`).MatchString(dump) {
@@ -391,7 +286,7 @@ func TestRackSIGQUIT(t *testing.T) {
 			if n := strings.Count(dump, "\nThread "); n != wantThreads {
 				t.Errorf("%d threads in the dump, want %d:\n%s", n, wantThreads, dump)
 			}
-			rackAlive(t, l)
+			oobAlive(t, l)
 
 			// The request was not disturbed: let it finish.
 			if err := os.WriteFile(release, nil, 0o644); err != nil {
@@ -412,8 +307,8 @@ func TestRackSIGQUIT(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.get("/count", 200)
-			rackWaitOutputN(t, l, "ferry: SIGQUIT: end of backtraces\n", 2)
-			rackAlive(t, l)
+			oobWaitOutputN(t, l, "ferry: SIGQUIT: end of backtraces\n", 2)
+			oobAlive(t, l)
 		})
 	}
 }
@@ -458,7 +353,7 @@ Ferry.on_out_of_band_work { RUNS[0] += 1 }
 run ->(_env) { [200, {}, ["#{Ferry.mine} #{RUNS[0]}"]] }
 `})
 	l := rackReady(t, dir)
-	if code, body := rackOutOfBand(t, l); code != 200 || body != "out-of-band work done: 1 hook\n" {
+	if code, body := outOfBand(t, l); code != 200 || body != "out-of-band work done: 1 hook\n" {
 		t.Errorf("out-of-band: %d %q", code, body)
 	}
 	if _, body := rackOOBDo(t, l, "GET", "/"); body != "mine 1" {
@@ -475,8 +370,8 @@ func TestRackSIGQUITPreloader(t *testing.T) {
 	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGQUIT); err != nil {
 		t.Fatal(err)
 	}
-	rackWaitOutput(t, p, "ferry: SIGQUIT: end of backtraces\n")
-	rackAlive(t, p)
+	oobWaitOutput(t, p, "ferry: SIGQUIT: end of backtraces\n")
+	oobAlive(t, p)
 	w := p.spawnWorker()
 	if w.hs.Status != "ready" {
 		t.Fatalf("worker handshake %q after SIGQUIT; preloader output:\n%s", w.rawHS, p.out)

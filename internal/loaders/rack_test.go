@@ -67,46 +67,6 @@ func rackApp(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-func TestRackHandshakeReady(t *testing.T) {
-	l := rackStart(t, rackFixture("echo"))
-	if l.hs.Status != "ready" || l.hs.Socket != l.sock || l.hs.Concurrency != 1 {
-		t.Fatalf("handshake %q, want ready on %s with concurrency 1; output:\n%s", l.rawHS, l.sock, l.out)
-	}
-	if !strings.HasSuffix(l.rawHS, "}\n") || strings.Count(l.rawHS, "\n") != 1 {
-		t.Errorf("handshake %q is not one newline-terminated line", l.rawHS)
-	}
-	if body := l.dial().get("/", 200); body != "hello world" {
-		t.Errorf("GET / = %q", body)
-	}
-}
-
-func TestRackHandshakeErrorBroken(t *testing.T) {
-	l := rackStart(t, rackFixture("broken"))
-	if l.hs.Status != "error" {
-		t.Fatalf("handshake %q, want an error", l.rawHS)
-	}
-	if want := "ArgumentError: broken fixture: no frobnicate configured"; l.hs.Summary != want {
-		t.Errorf("summary %q, want %q", l.hs.Summary, want)
-	}
-	for _, want := range []string{"config.ru:5", "broken fixture: no frobnicate configured (ArgumentError)"} {
-		if !strings.Contains(l.hs.Details, want) {
-			t.Errorf("details lack %q:\n%s", want, l.hs.Details)
-		}
-	}
-	if strings.Contains(l.hs.Details, "rack.rb:") {
-		t.Errorf("details show the loader's own frames:\n%s", l.hs.Details)
-	}
-	if code := l.exitCode(); code != 1 {
-		t.Errorf("exit code %d, want 1", code)
-	}
-	out := l.out.String()
-	for _, want := range []string{"about to fail", "broken fixture: no frobnicate configured"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
-}
-
 func TestRackHandshakeErrorGemfileMissing(t *testing.T) {
 	l := rackStart(t, rackFixture("gemfile-missing"))
 	if l.hs.Status != "error" {
@@ -188,30 +148,11 @@ run ->(e) { [200, {"content-type" => "text/plain"}, ["bundled=#{bundled.inspect}
 	}
 }
 
-func TestRackKeepAlive(t *testing.T) {
+// Pipelining and HTTP/1.0 (the rest of keep-alive is TestLoaderContract).
+func TestRackPipeliningAndHTTP10(t *testing.T) {
 	l := rackReady(t, rackFixture("echo"))
 	c := l.dial()
 	pid := c.get("/pid", 200)
-	if pid != strconv.Itoa(l.cmd.Process.Pid) {
-		t.Errorf("/pid = %q, want %d", pid, l.cmd.Process.Pid)
-	}
-	for i := range 300 {
-		switch i % 3 {
-		case 0:
-			if body := c.get("/", 200); body != "hello world" {
-				t.Fatalf("request %d: %q", i, body)
-			}
-		case 1:
-			if body := c.get("/pid", 200); body != pid {
-				t.Fatalf("request %d: pid %q, want %q", i, body, pid)
-			}
-		case 2:
-			e := c.echo("POST", "/echo?i="+strconv.Itoa(i), nil, []byte("ping"))
-			if e.QueryString != "i="+strconv.Itoa(i) || e.BodyLen != 4 {
-				t.Fatalf("request %d: %+v", i, e)
-			}
-		}
-	}
 	// Pipelined: two requests in one write.
 	c.c.SetDeadline(time.Now().Add(wait))
 	if _, err := c.c.Write([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /pid HTTP/1.1\r\nHost: a\r\n\r\n")); err != nil {
@@ -223,14 +164,6 @@ func TestRackKeepAlive(t *testing.T) {
 		if string(b) != want {
 			t.Errorf("pipelined: %q, want %q", b, want)
 		}
-	}
-	resp, _ := c.do("GET", "/", []string{"Connection: close"}, nil)
-	if !resp.Close {
-		t.Errorf("answer to Connection: close does not announce the close")
-	}
-	c.c.SetDeadline(time.Now().Add(wait))
-	if n, err := c.br.ReadByte(); err != io.EOF {
-		t.Errorf("after Connection: close: read %q, %v; want EOF", n, err)
 	}
 
 	// HTTP/1.0 without keep-alive: the connection closes after the answer.
@@ -1117,62 +1050,6 @@ func TestRackCrash(t *testing.T) {
 	}
 	if code := l.exitCode(); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
-	}
-}
-
-func TestRackLifeline(t *testing.T) {
-	l := rackReady(t, rackFixture("echo"))
-	l.dial().get("/", 200)
-	l.lifeline.Close()
-	if code := l.exitCode(); code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
-}
-
-func TestRackLifelineWhileBusy(t *testing.T) {
-	l := rackReady(t, rackFixture("echo"))
-	c := l.dial()
-	c.send("GET", "/sleep?s=600", nil, nil)
-	l.lifeline.Close()
-	l.exitCode()
-}
-
-func TestRackSIGTERM(t *testing.T) {
-	for _, threads := range []string{"1", "4"} {
-		t.Run("idle threads="+threads, func(t *testing.T) {
-			l := rackReady(t, rackFixture("echo"), "FERRY_THREADS="+threads)
-			l.dial().get("/", 200) // and the connection stays open, idle
-			if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			if code := l.exitCode(); code != 0 {
-				t.Errorf("exit code %d, want 0; output:\n%s", code, l.out)
-			}
-			if _, err := os.Stat(l.sock); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("socket left behind: %v", err)
-			}
-		})
-		t.Run("busy threads="+threads, func(t *testing.T) {
-			l := rackReady(t, rackFixture("echo"), "FERRY_THREADS="+threads)
-			c := l.dial()
-			c.send("GET", "/stream?n=3&delay=0.2", nil, nil)
-			resp := c.head("GET")
-			first := make([]byte, len("chunk 0\n"))
-			if _, err := io.ReadFull(resp.Body, first); err != nil {
-				t.Fatal(err)
-			}
-			// The app is between chunks now: the request must still complete.
-			if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			rest, err := io.ReadAll(resp.Body)
-			if err != nil || string(first)+string(rest) != "chunk 0\nchunk 1\nchunk 2\n" {
-				t.Errorf("body %q %q, %v", first, rest, err)
-			}
-			if code := l.exitCode(); code != 0 {
-				t.Errorf("exit code %d, want 0; output:\n%s", code, l.out)
-			}
-		})
 	}
 }
 

@@ -42,7 +42,6 @@ process carries on. A smart-spawned worker registers it anew after fork.
 Standard library only; Python 3.9+.
 """
 
-import faulthandler
 import gc
 import io
 import os
@@ -52,6 +51,32 @@ import socket
 import sys
 import threading
 import warnings
+
+
+def _import_common():
+    """_ferry_common, which loaders.Write puts beside this file, by its path:
+    an app's user may pass through that directory without listing it, and
+    then sys.path finds nothing there."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ferry_common.py")
+    spec = spec_from_file_location("_ferry_common", path)
+    mod = module_from_spec(spec)
+    sys.modules["_ferry_common"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_common = _import_common()
+_cached = _common.cached
+_dump_on_sigquit = _common.dump_on_sigquit
+_install_ferry = _common.install_ferry
+_listen = _common.listen
+_log = _common.log
+_split_peer = _common.split_peer
+_start_lifeline = _common.start_lifeline
+
+_common.TAG = "ferry wsgi"
 
 # Not json, traceback or urllib.parse (which bring re, enum's friends and
 # more: milliseconds at every start, before the app is even loaded): the
@@ -93,177 +118,47 @@ def _on_term_threaded(signum, frame):
         pass
 
 
-def _watch_lifeline(fd):
-    # The core holds the only write end: EOF (or an error) means it is gone.
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BaseException:
-        pass
-    os._exit(0)
-
-
-def _log(msg):
-    try:
-        sys.stderr.write("[ferry wsgi] %s\n" % msg)
-        sys.stderr.flush()
-    except Exception:
-        pass
-
-
-def _dump_on_sigquit():
-    """SIGQUIT: the stack of every thread on stderr, and carry on.
-
-    faulthandler's handler is C: it works while the main thread is stuck in
-    C code or in a loop that never reaches a Python signal handler.
-    """
-    try:
-        faulthandler.unregister(signal.SIGQUIT)  # a stale one (fork, new stderr)
-        faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=False)
-    except Exception as e:  # no usable stderr fd
-        _log("SIGQUIT backtraces unavailable: %s" % e)
-
-
 # ------------------------------------------------- backtraces on demand ---
 
-# Ends each dump on the status pipe; the core reads up to it.
-_BT_END = "-- ferry: end of backtraces --\n"
 _bt_fd = -1
 
 
 def _backtraces_on(fd):
-    """SIGWINCH: the stack of every thread on fd, and carry on.
-
-    fd is the status pipe, which a ready process keeps: the core signals
-    and reads the dump there (ferry status --show=backtraces), so it never
-    mixes with the app's output. SIGWINCH is ignored by default, so a
-    signal that comes before this is installed harms nothing.
-    faulthandler's C handler writes the stacks at once, even while the main
-    thread is stuck in C code; the Python handler it chains to adds the
-    threads' names and the end marker once the main thread runs Python.
-    """
+    """SIGWINCH: the stack of every thread on fd (see _ferry_common)."""
     global _bt_fd
-    if fd < 0:
-        return
     _bt_fd = fd
-    try:
-        faulthandler.unregister(signal.SIGWINCH)
-        signal.signal(signal.SIGWINCH, _bt_tail)
-        faulthandler.register(signal.SIGWINCH, file=fd, all_threads=True, chain=True)
-    except Exception as e:
-        _log("backtraces on demand unavailable: %s" % e)
+    _common.backtraces_on(fd, lambda: signal.signal(signal.SIGWINCH, _bt_tail))
 
 
 def _bt_tail(signum, frame):
-    out = ["Thread names:\n"]
-    for t in threading.enumerate():
-        out.append("  0x%016x %s%s\n" % (t.ident or 0, t.name, " (daemon)" if t.daemon else ""))
-    out.append(_BT_END)
-    data = "".join(out).encode("utf-8", "backslashreplace")
-    try:
-        while data:
-            data = data[os.write(_bt_fd, data) :]
-    except OSError:
-        pass
+    _common.write_tail(_bt_fd, _common.thread_names())
 
 
 # ----------------------------------------------------- out-of-band work ---
 
-_oob_hooks = []  # ferry.on_out_of_band_work
-
-
-def on_out_of_band_work(fn):
-    """Registers fn, called with no arguments, for out-of-band work.
-
-    The core asks for it between requests (after a response with the header
-    X-Ferry-Request-OOB-Work: true). Returns fn, so it works as a decorator.
-    Without any hook the loader runs gc.collect().
-    """
-    if not callable(fn):
-        raise TypeError("ferry.on_out_of_band_work: %r is not callable" % (fn,))
-    _oob_hooks.append(fn)
-    return fn
-
-
-def out_of_band_hooks():
-    """The registered out-of-band hooks, in order (the list itself)."""
-    return _oob_hooks
-
-
-def _own_ferry():
-    """Where the app's own module or package named ferry is, or None.
-
-    Looked for on sys.path (the app directory first, then site-packages);
-    a plain directory named ferry (a namespace package) does not count.
-    """
-    from importlib.machinery import PathFinder
-
-    try:
-        spec = PathFinder.find_spec("ferry", sys.path)
-    except Exception:
-        return None
-    if spec is None or spec.origin in (None, "namespace"):
-        return None
-    return spec.origin
-
-
-def _install_ferry():
-    """Puts the ferry module (out-of-band hooks) into sys.modules."""
-    own = _own_ferry()
-    if own is None and "ferry" in sys.modules:
-        own = getattr(sys.modules["ferry"], "__file__", None) or "sys.modules"
-    if own is not None:
-        _log(
-            "the app has its own 'ferry' module (%s): Ferry's is not installed, "
-            "so ferry.on_out_of_band_work is not available and out-of-band work is gc.collect()" % own
-        )
-        return
-    import types
-
-    mod = types.ModuleType("ferry", "Ferry's loader API: out-of-band work hooks.")
-    for fn in (on_out_of_band_work, out_of_band_hooks):
-        fn.__module__ = "ferry"
-        setattr(mod, fn.__name__, fn)
-    mod.__all__ = ["on_out_of_band_work", "out_of_band_hooks"]
-    sys.modules["ferry"] = mod
-
-
-def _hook_name(fn):
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
 
 def _out_of_band():
     """Runs the out-of-band hooks (or gc.collect()); the whole response."""
-    hooks = list(_oob_hooks)
+    hooks = list(_common.out_of_band_hooks())
     errors = []
     if not hooks:
         gc.collect()
-        done = "gc.collect()"
-    else:
-        for fn in hooks:
-            try:
-                r = fn()
-                if hasattr(r, "__await__"):
-                    close = getattr(r, "close", None)
-                    if close is not None:
-                        close()  # no "never awaited" warning
-                    raise TypeError("it returned an awaitable: async hooks need the ASGI runner")
-            except Exception as exc:
-                _log("error in out-of-band hook %s:" % _hook_name(fn))
-                _print_exc()
-                msg = str(exc).strip().replace("\n", " ")
-                errors.append("%s: %s%s" % (_hook_name(fn), type(exc).__name__, ": " + msg if msg else ""))
-        done = "%d hook%s" % (len(hooks), "" if len(hooks) == 1 else "s")
-    if errors:
-        code, reason = 500, "Internal Server Error"
-        body = "out-of-band work failed: %s\n" % "; ".join(errors)
-    else:
-        code, reason = 200, "OK"
-        body = "out-of-band work done: %s\n" % done
-    data = body.encode("utf-8", "replace")
+    for fn in hooks:
+        try:
+            r = fn()
+            if hasattr(r, "__await__"):
+                close = getattr(r, "close", None)
+                if close is not None:
+                    close()  # no "never awaited" warning
+                raise TypeError("it returned an awaitable: async hooks need the ASGI runner")
+        except Exception as exc:
+            _log("error in out-of-band hook %s:" % _common.hook_name(fn))
+            _print_exc()
+            errors.append(_common.hook_error(fn, exc))
+    code, data = _common.oob_body(hooks, errors)
     head = "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
         code,
-        reason,
+        "OK" if code == 200 else "Internal Server Error",
         len(data),
     )
     return head.encode("latin-1") + data
@@ -458,45 +353,10 @@ _hosts = {}  # Host header + scheme ("http"/"https": unambiguous) -> (SERVER_NAM
 
 
 def _split_host(host, scheme):
-    default = "443" if scheme == "https" else "80"
-    if not host:
-        return "localhost", default
-    if host[0] == "[":
-        i = host.find("]")
-        if i < 0:
-            return host, default
-        name, rest = host[: i + 1], host[i + 1 :]
-        port = rest[1:] if rest[:1] == ":" else ""
-    else:
-        name, sep, port = host.rpartition(":")
-        if not sep:
-            name, port = host, ""
-    return name, port or default
+    return _common.split_host(host, "443" if scheme == "https" else "80")
 
 
 _peers = {}  # X-Ferry-Client-Addr -> (REMOTE_ADDR, REMOTE_PORT)
-
-
-def _split_peer(addr):
-    if addr[:1] == "[":
-        i = addr.find("]")
-        if i >= 0:
-            rest = addr[i + 1 :]
-            return addr[1:i], rest[1:] if rest[:1] == ":" else ""
-    ip, sep, port = addr.rpartition(":")
-    if not sep or ":" in ip:  # no port, or a bare IPv6 address
-        return addr, ""
-    return ip, port
-
-
-def _cached(cache, key, fn, *args):
-    v = cache.get(key)
-    if v is None:
-        v = fn(*args)
-        if len(cache) >= 512:
-            cache.clear()
-        cache[key] = v
-    return v
 
 
 # --------------------------------------------------------------- response ---
@@ -574,39 +434,53 @@ def _head(status, headers, total, no_body, keep, http10):
     return s.encode("latin-1"), cl, chunked, keep
 
 
-def _process(app, env, send, is_head, keep, http10):
-    """Runs the app for one request and writes its response.
+class _Response(object):
+    """One response being written: the state that start_response, write and
+    the end of the request share."""
 
-    Returns whether the connection may be kept open.
-    """
-    status = None
-    headers = None
-    sent = False  # head written
-    no_body = is_head
-    cl = None
-    chunked = False
-    nsent = 0
+    __slots__ = ("send", "keep", "http10", "status", "headers", "sent", "no_body", "cl", "chunked", "nsent")
 
-    def start_response(status_, headers_, exc_info=None):
-        nonlocal status, headers
+    def __init__(self, send, is_head, keep, http10):
+        self.send = send
+        self.keep = keep
+        self.http10 = http10
+        self.status = None
+        self.headers = None
+        self.sent = False  # head written
+        self.no_body = is_head
+        self.cl = None
+        self.chunked = False
+        self.nsent = 0
+
+    def start_response(self, status, headers, exc_info=None):
         if exc_info:
             try:
-                if sent:
+                if self.sent:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
-        elif status is not None:
+        elif self.status is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        if type(status_) is not str:
-            raise TypeError("status must be a str, not %s" % type(status_).__name__)
-        if type(headers_) is not list:
-            raise TypeError("headers must be a list, not %s" % type(headers_).__name__)
-        status = status_
-        headers = headers_
-        return write
+        if type(status) is not str:
+            raise TypeError("status must be a str, not %s" % type(status).__name__)
+        if type(headers) is not list:
+            raise TypeError("headers must be a list, not %s" % type(headers).__name__)
+        self.status = status
+        self.headers = headers
+        return self.write
 
-    def write(data):
-        nonlocal sent, no_body, cl, chunked, keep, nsent
+    def _start(self, length, missing):
+        """The head, for a body of length (None: not known yet); the
+        response counts as sent from here."""
+        if self.status is None:
+            raise AssertionError(missing)
+        code = _code(self.status)
+        self.no_body = self.no_body or code < 200 or code == 204 or code == 304
+        head, self.cl, self.chunked, self.keep = _head(self.status, self.headers, length, self.no_body, self.keep, self.http10)
+        self.sent = True
+        return head
+
+    def write(self, data):
         if type(data) is not bytes:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError("response body must be bytes, not %s" % type(data).__name__)
@@ -615,68 +489,69 @@ def _process(app, env, send, is_head, keep, http10):
         if not n:
             return
         head = b""
-        if not sent:
-            if status is None:
-                raise AssertionError("write() before start_response()")
-            code = _code(status)
-            no_body = no_body or code < 200 or code == 204 or code == 304
-            head, cl, chunked, keep = _head(status, headers, None, no_body, keep, http10)
-            sent = True
-            if no_body:
-                send(head)
+        if not self.sent:
+            head = self._start(None, "write() before start_response()")
+            if self.no_body:
+                self.send(head)
                 return
-        elif no_body:
+        elif self.no_body:
             return
+        cl = self.cl
         if cl is not None:
-            room = cl - nsent
+            room = cl - self.nsent
             if n > room:
                 if room <= 0:
                     return
                 data = data[:room]
                 n = room
-        elif chunked:
+        elif self.chunked:
             data = b"%x\r\n%s\r\n" % (n, data)
-        nsent += n
-        send(head + data if head else data)
+        self.nsent += n
+        self.send(head + data if head else data)
 
+    def whole(self, body):
+        """The whole body at once (the app returned a list): one write with
+        its length."""
+        head = self._start(len(body), "the application returned without calling start_response()")
+        cl = self.cl
+        if self.no_body:
+            self.send(head)
+        elif cl == len(body):
+            self.send(head + body)
+        elif cl > len(body):
+            self.send(head + body)
+            self.keep = False  # the body is short of its Content-Length
+        else:
+            self.send(head + body[:cl])
+
+    def end(self):
+        """After the last piece of an iterated body."""
+        if not self.sent:
+            self.send(self._start(0, "the application returned without calling start_response()"))
+        elif self.chunked:
+            self.send(b"0\r\n\r\n")
+        elif self.cl is not None and self.nsent < self.cl and not self.no_body:
+            self.keep = False  # the body is short of its Content-Length
+
+
+def _process(app, env, send, is_head, keep, http10):
+    """Runs the app for one request and writes its response.
+
+    Returns whether the connection may be kept open.
+    """
+    r = _Response(send, is_head, keep, http10)
     result = None
     try:
         try:
-            result = app(env, start_response)
-            if type(result) is list and not sent:
-                # The whole body is here: one write with its length.
-                body = b"".join(result)
-                if status is None:
-                    raise AssertionError("the application returned without calling start_response()")
-                code = _code(status)
-                no_body = no_body or code < 200 or code == 204 or code == 304
-                head, cl, chunked, keep = _head(status, headers, len(body), no_body, keep, http10)
-                sent = True
-                if no_body:
-                    send(head)
-                elif cl == len(body):
-                    send(head + body)
-                elif cl > len(body):
-                    send(head + body)
-                    keep = False  # the body is short of its Content-Length
-                else:
-                    send(head + body[:cl])
+            result = app(env, r.start_response)
+            if type(result) is list and not r.sent:
+                r.whole(b"".join(result))
             else:
+                write = r.write
                 for data in result:
                     if data:
                         write(data)
-                if not sent:
-                    if status is None:
-                        raise AssertionError("the application returned without calling start_response()")
-                    code = _code(status)
-                    no_body = no_body or code < 200 or code == 204 or code == 304
-                    head, cl, chunked, keep = _head(status, headers, 0, no_body, keep, http10)
-                    sent = True
-                    send(head)
-                elif chunked:
-                    send(b"0\r\n\r\n")
-                elif cl is not None and nsent < cl and not no_body:
-                    keep = False  # the body is short of its Content-Length
+                r.end()
         finally:
             if result is not None and type(result) is not list:
                 close = getattr(result, "close", None)
@@ -692,13 +567,13 @@ def _process(app, env, send, is_head, keep, http10):
         _log("error in application (%s %s):" % (env.get("REQUEST_METHOD"), env.get("PATH_INFO")))
         _print_exc()
         sys.stderr.flush()
-        if sent:
+        if r.sent:
             return False  # a second response would be garbage on the wire
         try:
-            send(_error_response(500, keep, is_head))
+            send(_error_response(500, r.keep, is_head))
         except _ClientGone:
             return False
-    return keep
+    return r.keep
 
 
 # ------------------------------------------------------------------ serve ---
@@ -728,57 +603,26 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
         poller.register(conn.fileno(), select.POLLIN)
         poller.register(lfd, select.POLLIN)
         poll = poller.poll
-    keys, peers, hosts = _keys, _peers, _hosts
+
+        def wait():
+            ready = poll()
+            return not (len(ready) == 1 and ready[0][0] == lfd)
+
     buf = b""
     while True:
         _idle = True
         if _stopping:
             return
-        # ---- the request head
-        if buf[:2] == b"\r\n":
-            buf = buf.lstrip(b"\r\n")
-        end = buf.find(b"\r\n\r\n")
-        while end < 0:
-            if len(buf) > MAX_HEAD:
-                send(_error_response(400, False))
-                return
-            if not buf:
-                if wait is None:
-                    ready = poll()
-                    if len(ready) == 1 and ready[0][0] == lfd:
-                        return
-                elif not wait():
-                    return
-            data = recv(RECV_SIZE)
-            if not data:
-                return
-            buf = buf + data if buf else data.lstrip(b"\r\n")
-            end = buf.find(b"\r\n\r\n")
+        head = _read_head(buf, recv, send, wait)
+        if head is None:
+            return
         _idle = False
-        lines = buf[:end].decode("latin-1").split("\r\n")
-        buf = buf[end + 4 :]
+        lines, buf = head
 
         # ---- the environ
         env = base_env.copy()
         try:
-            method, target, proto = lines[0].split(" ")
-            for i in range(1, len(lines)):
-                name, sep, value = lines[i].partition(":")
-                if not sep:
-                    raise ValueError("header line without a colon")
-                key = keys.get(name)
-                if not key:
-                    if key is None:
-                        if len(keys) >= 1024:
-                            keys.clear()
-                        key = keys[name] = _env_key(name)
-                    if not key:
-                        continue
-                value = value.strip()
-                if key in env:
-                    env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
-                else:
-                    env[key] = value
+            method, target, proto = _header_env(env, lines)
         except ValueError:
             send(_error_response(400, False))
             return
@@ -786,38 +630,7 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             # The core's, not the app's: the hooks, then the connection closes.
             send(_out_of_band())
             return
-        scheme = env.pop("HTTP_X_FERRY_SCHEME", "http")
-        if scheme == "https":
-            env["HTTPS"] = "on"
-        else:
-            scheme = "http"
-        env["wsgi.url_scheme"] = scheme
-        peer = env.pop("HTTP_X_FERRY_CLIENT_ADDR", None)
-        if peer:
-            v = peers.get(peer) or _cached(peers, peer, _split_peer, peer)
-            env["REMOTE_ADDR"], env["REMOTE_PORT"] = v
-        host = env.get("HTTP_HOST", "")
-        v = hosts.get(host + scheme) or _cached(hosts, host + scheme, _split_host, host, scheme)
-        env["SERVER_NAME"], env["SERVER_PORT"] = v
-        env["REQUEST_METHOD"] = method
-        env["SERVER_PROTOCOL"] = proto
-        if target[:1] != "/":
-            # Absolute form (origin form is what the core sends) or '*'.
-            i = target.find("://")
-            if i > 0:
-                j = target.find("/", i + 3)
-                q = target.find("?", i + 3)
-                target = target[j:] if j >= 0 and (q < 0 or j < q) else "/" + (target[q:] if q >= 0 else "")
-        path, _, env["QUERY_STRING"] = target.partition("?")
-        if base:
-            if path.startswith(base) and (len(path) == len(base) or path[len(base)] == "/"):
-                path = path[len(base) :]
-            else:
-                env["SCRIPT_NAME"] = ""
-        if "%" in path:
-            path = _unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
-        env["PATH_INFO"] = path
-
+        _request_env(env, method, target, proto, base)
         if proto == "HTTP/1.1":
             c = env.get("HTTP_CONNECTION")
             keep = not c or "close" not in c.lower()
@@ -831,41 +644,12 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             return
 
         # ---- the body
-        streaming = None
-        clen = env.get("CONTENT_LENGTH")
-        if "HTTP_TRANSFER_ENCODING" in env:
-            send(_error_response(501, False))  # the core always sends Content-Length
+        body = _read_body(env, buf, recv, send)
+        if body is None:
             return
-        if clen is None:
-            n = 0
-        else:
-            try:
-                n = int(clen)
-                if n < 0 or not clen.isdigit():
-                    raise ValueError
-            except ValueError:
-                send(_error_response(400, False))
-                return
-        if not n:
-            env["wsgi.input"] = io.BytesIO()
-        elif len(buf) >= n:
-            env["wsgi.input"] = io.BytesIO(buf[:n])
-            buf = buf[n:]
-        elif n <= SMALL_BODY:
-            parts = [buf]
-            got = len(buf)
-            while got < n:
-                data = recv(n - got)
-                if not data:
-                    keep = False
-                    break
-                parts.append(data)
-                got += len(data)
-            env["wsgi.input"] = io.BytesIO(b"".join(parts))
-            buf = b""
-        else:
-            streaming = env["wsgi.input"] = _Input(recv, buf, n)
-            buf = b""
+        buf, streaming, complete = body
+        if not complete:
+            keep = False
 
         # ---- the response
         keep = _process(app, env, send, method == "HEAD", keep, http10)
@@ -873,6 +657,129 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             keep = False
         if not keep:
             return
+
+
+def _read_head(buf, recv, send, wait):
+    """The next request head's lines and the bytes after it, reading after
+    what buf holds; None when the connection is done (closed, given up by
+    wait(), or a head too large, answered 400)."""
+    if buf[:2] == b"\r\n":
+        buf = buf.lstrip(b"\r\n")
+    end = buf.find(b"\r\n\r\n")
+    while end < 0:
+        if len(buf) > MAX_HEAD:
+            send(_error_response(400, False))
+            return None
+        if not buf and not wait():
+            return None
+        data = recv(RECV_SIZE)
+        if not data:
+            return None
+        buf = buf + data if buf else data.lstrip(b"\r\n")
+        end = buf.find(b"\r\n\r\n")
+    return buf[:end].decode("latin-1").split("\r\n"), buf[end + 4 :]
+
+
+def _header_env(env, lines):
+    """Puts the header lines (lines[1:]) into env; returns the request line's
+    method, target and protocol. ValueError: a malformed head."""
+    keys = _keys
+    method, target, proto = lines[0].split(" ")
+    for i in range(1, len(lines)):
+        name, sep, value = lines[i].partition(":")
+        if not sep:
+            raise ValueError("header line without a colon")
+        key = keys.get(name)
+        if not key:
+            if key is None:
+                if len(keys) >= 1024:
+                    keys.clear()
+                key = keys[name] = _env_key(name)
+            if not key:
+                continue
+        value = value.strip()
+        if key in env:
+            env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+        else:
+            env[key] = value
+    return method, target, proto
+
+
+def _request_env(env, method, target, proto, base):
+    """The rest of the environ: scheme, peer, server, request line, path."""
+    scheme = env.pop("HTTP_X_FERRY_SCHEME", "http")
+    if scheme == "https":
+        env["HTTPS"] = "on"
+    else:
+        scheme = "http"
+    env["wsgi.url_scheme"] = scheme
+    peer = env.pop("HTTP_X_FERRY_CLIENT_ADDR", None)
+    if peer:
+        v = _peers.get(peer) or _cached(_peers, peer, _split_peer, peer)
+        env["REMOTE_ADDR"], env["REMOTE_PORT"] = v
+    host = env.get("HTTP_HOST", "")
+    v = _hosts.get(host + scheme) or _cached(_hosts, host + scheme, _split_host, host, scheme)
+    env["SERVER_NAME"], env["SERVER_PORT"] = v
+    env["REQUEST_METHOD"] = method
+    env["SERVER_PROTOCOL"] = proto
+    if target[:1] != "/":
+        # Absolute form (origin form is what the core sends) or '*'.
+        i = target.find("://")
+        if i > 0:
+            j = target.find("/", i + 3)
+            q = target.find("?", i + 3)
+            target = target[j:] if j >= 0 and (q < 0 or j < q) else "/" + (target[q:] if q >= 0 else "")
+    path, _, env["QUERY_STRING"] = target.partition("?")
+    if base:
+        if path.startswith(base) and (len(path) == len(base) or path[len(base)] == "/"):
+            path = path[len(base) :]
+        else:
+            env["SCRIPT_NAME"] = ""
+    if "%" in path:
+        path = _unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+    env["PATH_INFO"] = path
+
+
+def _read_body(env, buf, recv, send):
+    """Sets wsgi.input from the Content-Length body, buf holding what came
+    after the head. Returns (the bytes after the body, the streaming input
+    or None, whether the body came whole), or None when the request is
+    answered already (a 400 or 501) and the connection is done."""
+    clen = env.get("CONTENT_LENGTH")
+    if "HTTP_TRANSFER_ENCODING" in env:
+        send(_error_response(501, False))  # the core always sends Content-Length
+        return None
+    if clen is None:
+        n = 0
+    else:
+        try:
+            n = int(clen)
+            if n < 0 or not clen.isdigit():
+                raise ValueError
+        except ValueError:
+            send(_error_response(400, False))
+            return None
+    if not n:
+        env["wsgi.input"] = io.BytesIO()
+        return buf, None, True
+    if len(buf) >= n:
+        env["wsgi.input"] = io.BytesIO(buf[:n])
+        return buf[n:], None, True
+    if n > SMALL_BODY:
+        streaming = env["wsgi.input"] = _Input(recv, buf, n)
+        return b"", streaming, True
+    parts = [buf]
+    got = len(buf)
+    complete = True
+    while got < n:
+        data = recv(n - got)
+        if not data:
+            complete = False
+            break
+        parts.append(data)
+        got += len(data)
+    env["wsgi.input"] = io.BytesIO(b"".join(parts))
+    return b"", None, complete
 
 
 def _base_env(base, threaded):
@@ -1050,22 +957,6 @@ def _load_app(root, startup):
     return app
 
 
-def _listen(path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-    except OSError:
-        # A stale socket file from an earlier process with the same path.
-        import stat
-
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise
-        os.unlink(path)
-        sock.bind(path)
-    sock.listen(1024)
-    return sock
-
-
 def _print_exc():
     """traceback.print_exc(), for the exception being handled."""
     import traceback
@@ -1081,37 +972,13 @@ def _unquote_to_bytes(b):
     return unquote_to_bytes(b)
 
 
-try:
-    # json's own C string encoder and decoder, without json (and re).
-    from _json import encode_basestring_ascii as _json_str, scanstring as _json_scan
-except ImportError:  # a Python without _json: json itself
-    _json_str = _json_scan = None
-
-
-def _json_line(obj):
-    """json.dumps(obj) + "\n" for a flat dict of str, bool and int values."""
-    if _json_str is None:
-        import json
-
-        return json.dumps(obj) + "\n"
-    parts = []
-    for k, v in obj.items():
-        if v is True or v is False:
-            val = "true" if v else "false"
-        elif isinstance(v, int):
-            val = int.__repr__(v)
-        else:
-            val = _json_str(str(v))
-        parts.append(_json_str(k) + ": " + val)
-    return "{" + ", ".join(parts) + "}\n"
-
 
 def _spawn_fields(line):
     """The spawn command line, a JSON object of strings, as a dict; without
     json for the usual one-level object of strings the core sends, through
     json.loads for anything else."""
     try:
-        scanstring = _json_scan
+        scanstring = _common.json_scan
         if scanstring is None:
             raise ValueError
         s = line.strip()
@@ -1156,48 +1023,12 @@ def _spawn_fields(line):
 
 
 def _report(fd, obj, keep=False):
-    """Writes the handshake line on fd and closes it, unless keep (a ready
-    worker keeps it for backtraces on demand)."""
-    if fd < 0:
-        return
-    data = _json_line(obj).encode()
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    finally:
-        if not keep:
-            os.close(fd)
-
-
-def _app_traceback(exc):
-    # Leave out the loader's and importlib's own frames.
-    me = os.path.abspath(__file__)
-    tb = exc.__traceback__
-    while tb is not None:
-        fn = tb.tb_frame.f_code.co_filename
-        if fn != me and fn != __file__ and not fn.startswith("<frozen"):
-            break
-        tb = tb.tb_next
-    import traceback
-
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    _common.report(fd, _common.json_line(obj), keep)
 
 
 def _fail(status_fd, exc):
     """Reports exc as the error handshake and exits 1."""
-    details = _app_traceback(exc)
-    msg = str(exc).strip().replace("\n", " ")
-    summary = type(exc).__name__ + (": " + msg if msg else "")
-    try:
-        sys.stdout.flush()
-        sys.stderr.write(details)
-        sys.stderr.flush()
-    except Exception:
-        pass
-    try:
-        _report(status_fd, {"status": "error", "summary": summary, "details": details})
-    finally:
-        os._exit(1)
+    _common.fail(status_fd, _common.summary(exc), _common.app_traceback(exc, __file__))
 
 
 def _thread_count(env):
@@ -1314,11 +1145,7 @@ def _worker(ctl, conn, fds, sock_path, lifeline_fd, app, base, nthreads):
                     os.close(fd)
             _reopen_stdio()
             _dump_on_sigquit()  # SIG_DFL above undid it; and the new stderr
-            if lifeline_fd >= 0:
-                # The preloader's watcher thread did not survive the fork.
-                threading.Thread(
-                    target=_watch_lifeline, args=(lifeline_fd,), name="ferry-lifeline", daemon=True
-                ).start()
+            _start_lifeline(lifeline_fd)  # the preloader's watcher thread did not survive the fork
             listener = _listen(sock_path)
         except BaseException as exc:
             _fail(status_fd, exc)
@@ -1430,8 +1257,7 @@ def main():
     for fd in (status_fd, lifeline_fd):
         if fd >= 0:
             os.set_inheritable(fd, False)  # not for the app's children
-    if lifeline_fd >= 0:
-        threading.Thread(target=_watch_lifeline, args=(lifeline_fd,), name="ferry-lifeline", daemon=True).start()
+    _start_lifeline(lifeline_fd)
 
     root = env.get("FERRY_APP_ROOT") or os.getcwd()
     startup = env.get("FERRY_STARTUP_FILE") or "passenger_wsgi.py"

@@ -5,7 +5,6 @@ package loaders
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -24,46 +22,6 @@ func fixture(name string) string { return filepath.Join("..", "..", "testdata", 
 func startLoader(tb testing.TB, appDir string, env ...string) *loader {
 	tb.Helper()
 	return startKind(tb, "wsgi", appDir, env...)
-}
-
-func TestHandshakeReady(t *testing.T) {
-	l := startLoader(t, fixture("echo"))
-	if l.hs.Status != "ready" || l.hs.Socket != l.sock || l.hs.Concurrency != 1 {
-		t.Fatalf("handshake %q, want ready on %s with concurrency 1", l.rawHS, l.sock)
-	}
-	if !strings.HasSuffix(l.rawHS, "}\n") {
-		t.Errorf("handshake %q is not one newline-terminated line", l.rawHS)
-	}
-	if body := l.dial().get("/", 200); body != "hello world" {
-		t.Errorf("GET / = %q", body)
-	}
-}
-
-func TestHandshakeErrorBroken(t *testing.T) {
-	l := startLoader(t, fixture("broken"))
-	if l.hs.Status != "error" {
-		t.Fatalf("handshake %q, want an error", l.rawHS)
-	}
-	if want := "ImportError: broken fixture: no module named frobnicate"; l.hs.Summary != want {
-		t.Errorf("summary %q, want %q", l.hs.Summary, want)
-	}
-	for _, want := range []string{"Traceback (most recent call last)", "passenger_wsgi.py", "line 3", "raise ImportError", "frobnicate"} {
-		if !strings.Contains(l.hs.Details, want) {
-			t.Errorf("details lack %q:\n%s", want, l.hs.Details)
-		}
-	}
-	if strings.Contains(l.hs.Details, "wsgi.py\", line") && !strings.Contains(l.hs.Details, "passenger_wsgi.py\", line") {
-		t.Errorf("details show only the loader's frames:\n%s", l.hs.Details)
-	}
-	if code := l.exitCode(); code != 1 {
-		t.Errorf("exit code %d, want 1", code)
-	}
-	out := l.out.String()
-	for _, want := range []string{"about to fail", "ImportError: broken fixture"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
 }
 
 func TestHandshakeErrorNoApp(t *testing.T) {
@@ -96,40 +54,6 @@ func TestHandshakeErrorSyntax(t *testing.T) {
 	}
 	if code := l.exitCode(); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
-	}
-}
-
-func TestKeepAlive(t *testing.T) {
-	l := startReady(t, fixture("echo"))
-	c := l.dial()
-	pid := c.get("/pid", 200)
-	if pid != strconv.Itoa(l.cmd.Process.Pid) {
-		t.Errorf("/pid = %q, want %d", pid, l.cmd.Process.Pid)
-	}
-	for i := range 300 {
-		switch i % 3 {
-		case 0:
-			if body := c.get("/", 200); body != "hello world" {
-				t.Fatalf("request %d: %q", i, body)
-			}
-		case 1:
-			if body := c.get("/pid", 200); body != pid {
-				t.Fatalf("request %d: pid %q, want %q", i, body, pid)
-			}
-		case 2:
-			e := c.echo("POST", "/echo?i="+strconv.Itoa(i), nil, []byte("ping"))
-			if e.QueryString != "i="+strconv.Itoa(i) || e.BodyLen != 4 {
-				t.Fatalf("request %d: %+v", i, e)
-			}
-		}
-	}
-	resp, _ := c.do("GET", "/", []string{"Connection: close"}, nil)
-	if !resp.Close {
-		t.Errorf("answer to Connection: close does not announce the close")
-	}
-	c.c.SetDeadline(time.Now().Add(wait))
-	if n, err := c.br.ReadByte(); err != io.EOF {
-		t.Errorf("after Connection: close: read %q, %v; want EOF", n, err)
 	}
 }
 
@@ -546,60 +470,6 @@ func TestSecondConnection(t *testing.T) {
 	}
 }
 
-func TestLifeline(t *testing.T) {
-	l := startReady(t, fixture("echo"))
-	l.dial().get("/", 200)
-	l.lifeline.Close()
-	if code := l.exitCode(); code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
-}
-
-func TestLifelineWhileBusy(t *testing.T) {
-	l := startReady(t, fixture("echo"))
-	c := l.dial()
-	c.send("GET", "/sleep?s=600", nil, nil)
-	l.lifeline.Close()
-	l.exitCode()
-}
-
-func TestSIGTERM(t *testing.T) {
-	t.Run("idle", func(t *testing.T) {
-		l := startReady(t, fixture("echo"))
-		l.dial().get("/", 200) // and the connection stays open, idle
-		if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if code := l.exitCode(); code != 0 {
-			t.Errorf("exit code %d, want 0; output:\n%s", code, l.out)
-		}
-		if _, err := os.Stat(l.sock); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("socket left behind: %v", err)
-		}
-	})
-	t.Run("busy", func(t *testing.T) {
-		l := startReady(t, fixture("echo"))
-		c := l.dial()
-		c.send("GET", "/stream?n=3&delay=0.2", nil, nil)
-		resp := c.head("GET")
-		first := make([]byte, len("chunk 0\n"))
-		if _, err := io.ReadFull(resp.Body, first); err != nil {
-			t.Fatal(err)
-		}
-		// The app is between chunks now: the request must still complete.
-		if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		rest, err := io.ReadAll(resp.Body)
-		if err != nil || string(first)+string(rest) != "chunk 0\nchunk 1\nchunk 2\n" {
-			t.Errorf("body %q %q, %v", first, rest, err)
-		}
-		if code := l.exitCode(); code != 0 {
-			t.Errorf("exit code %d, want 0; output:\n%s", code, l.out)
-		}
-	})
-}
-
 func TestWrite(t *testing.T) {
 	dir := t.TempDir()
 	path, err := Write(dir, "wsgi.py")
@@ -616,6 +486,20 @@ func TestWrite(t *testing.T) {
 	got, _ := os.ReadFile(path)
 	if !bytes.Equal(got, wsgiPy) || len(got) == 0 {
 		t.Errorf("written loader differs from the embedded one")
+	}
+	// The Python loaders import the module they share from beside them.
+	for _, name := range []string{"wsgi.py", "asgi.py"} {
+		if _, err := Write(dir, name); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, "_ferry_common.py"))
+		if err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: _ferry_common.py: %v %v", name, fi, err)
+		}
+		got, _ := os.ReadFile(filepath.Join(dir, "_ferry_common.py"))
+		if !bytes.Equal(got, ferryCommonPy) {
+			t.Errorf("%s: written _ferry_common.py differs from the embedded one", name)
+		}
 	}
 	if _, err := Write(dir, "cobol.cob"); err == nil || !strings.Contains(err.Error(), "cobol.cob") {
 		t.Errorf("unknown loader: err %v", err)

@@ -44,10 +44,14 @@ type tracker struct {
 	mu       sync.Mutex
 	hijacked map[*httpConn]struct{}
 	closing  bool
+	// fresh are the connections accepted whose first request has not been
+	// read yet: Shutdown lets them deliver it before net/http's Shutdown,
+	// which would drop it unanswered (see Server.Shutdown).
+	fresh map[*slotConn]struct{}
 }
 
 func newTracker(maxConns int, log *slog.Logger, rejected func(rejection)) *tracker {
-	t := &tracker{log: log, rejected: rejected, hijacked: map[*httpConn]struct{}{}}
+	t := &tracker{log: log, rejected: rejected, hijacked: map[*httpConn]struct{}{}, fresh: map[*slotConn]struct{}{}}
 	if maxConns > 0 {
 		t.sem = make(chan struct{}, maxConns)
 	}
@@ -83,6 +87,28 @@ func (t *tracker) release() {
 	}
 }
 
+// freshCount is how many connections have not delivered a first request.
+func (t *tracker) freshCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.fresh)
+}
+
+// closeFresh closes the connections that have not delivered a first
+// request, and reports how many there were.
+func (t *tracker) closeFresh() int {
+	t.mu.Lock()
+	conns := make([]*slotConn, 0, len(t.fresh))
+	for c := range t.fresh {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return len(conns)
+}
+
 // closeHijacked closes the hijacked connections and any hijacked later:
 // their tunnels end, and with them the app sessions they hold.
 func (t *tracker) closeHijacked() int {
@@ -112,6 +138,9 @@ func (t *tracker) connState(nc net.Conn, st http.ConnState) {
 	case http.StateActive:
 		c.mark.Store(c.served.Load())
 		c.phase.Store(phaseActive)
+		if c.raw != nil {
+			c.raw.settle()
+		}
 	case http.StateHijacked:
 		c.phase.Store(phaseHijacked)
 		t.mu.Lock()
@@ -163,15 +192,38 @@ type rejection struct {
 	reason string
 }
 
-// slotConn is an accepted connection holding a slot of the limit.
+// slotConn is an accepted connection holding a slot of the limit. It is
+// fresh (in tracker.fresh) until its first request head has been read or
+// it closes.
 type slotConn struct {
 	net.Conn
 	t        *tracker
 	released atomic.Bool
+	settled  atomic.Bool
+}
+
+func newSlotConn(c net.Conn, t *tracker) *slotConn {
+	sc := &slotConn{Conn: c, t: t}
+	t.mu.Lock()
+	t.fresh[sc] = struct{}{}
+	t.mu.Unlock()
+	return sc
+}
+
+// settle takes the connection out of the fresh ones: its first request
+// was read (or it is HTTP/2, which has its own graceful shutdown), or it
+// closed.
+func (c *slotConn) settle() {
+	if c.settled.CompareAndSwap(false, true) {
+		c.t.mu.Lock()
+		delete(c.t.fresh, c)
+		c.t.mu.Unlock()
+	}
 }
 
 func (c *slotConn) Close() error {
 	err := c.Conn.Close()
+	c.settle()
 	if c.released.CompareAndSwap(false, true) {
 		c.t.release()
 	}
@@ -213,7 +265,8 @@ const (
 // or, on a TLS listener, the *tls.Conn over it.
 type httpConn struct {
 	net.Conn
-	t *tracker
+	t   *tracker
+	raw *slotConn // the accepted connection beneath
 
 	phase  atomic.Int32
 	served atomic.Uint64 // ServeHTTP calls on this connection
@@ -469,22 +522,24 @@ func newListener(ln net.Listener, t *tracker, tlsConf *tls.Config, hsTimeout tim
 	case le != nil:
 		l.lean = le
 		l.ready, l.errc = make(chan net.Conn), make(chan error, 1)
-		go l.acceptLoop(func(raw *slotConn) { le.Serve(raw, l.handoff) })
+		go l.acceptLoop(func(raw *slotConn) { le.Serve(raw, func(c net.Conn) { l.handoff(raw, c) }) })
 	}
 	return l
 }
 
 // handoff gives net/http a connection the lean engine will not serve.
-func (l *listener) handoff(c net.Conn) {
+func (l *listener) handoff(raw *slotConn, c net.Conn) {
 	select {
-	case l.ready <- &httpConn{Conn: c, t: l.t}:
+	case l.ready <- &httpConn{Conn: c, t: l.t, raw: raw}:
 	case <-l.done:
 		c.Close()
 	}
 }
 
-// stopAccepting closes the socket but not the listener: connections on the
-// lean path may still be handed to net/http while they finish.
+// stopAccepting closes the socket but not the listener: connections
+// already accepted (on the lean path, or in a TLS handshake) may still be
+// handed to net/http while they finish, and Accept waits for Close rather
+// than fail, so that http.Server.Serve goes on until its Shutdown.
 func (l *listener) stopAccepting() {
 	l.stopping.Store(true)
 	l.Listener.Close()
@@ -494,9 +549,13 @@ func (l *listener) Accept() (net.Conn, error) {
 	if l.tlsConf == nil && l.lean == nil {
 		raw, err := l.acceptRaw()
 		if err != nil {
+			if l.stopping.Load() {
+				<-l.done
+				return nil, net.ErrClosed
+			}
 			return nil, err
 		}
-		return &httpConn{Conn: raw, t: l.t}, nil
+		return &httpConn{Conn: raw, t: l.t, raw: raw}, nil
 	}
 	select {
 	case c := <-l.ready:
@@ -517,7 +576,7 @@ func (l *listener) acceptRaw() (*slotConn, error) {
 		l.t.release()
 		return nil, err
 	}
-	return &slotConn{Conn: c, t: l.t}, nil
+	return newSlotConn(c, l.t), nil
 }
 
 func (l *listener) Close() error {
@@ -586,7 +645,9 @@ func (l *listener) handshake(raw *slotConn) {
 	}
 	var c net.Conn = tc
 	if tc.ConnectionState().NegotiatedProtocol != "h2" {
-		c = httpsConn{&httpConn{Conn: tc, t: l.t}}
+		c = httpsConn{&httpConn{Conn: tc, t: l.t, raw: raw}}
+	} else {
+		raw.settle() // HTTP/2's GOAWAY tells the client which streams were taken
 	}
 	select {
 	case l.ready <- c:

@@ -14,7 +14,6 @@ import (
 
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/proxy"
-	"github.com/ferry-server/ferry/internal/spawn"
 )
 
 // StatusClientClosed is logged (never sent) when the client went away
@@ -73,7 +72,7 @@ type errorPage struct {
 // the one place where errors become statuses.
 func classify(err error) errorPage {
 	var (
-		se *spawn.Error
+		se spawnFailure
 		be *pool.BackoffError
 		ce *clientError
 	)
@@ -123,11 +122,19 @@ func classify(err error) errorPage {
 func spawnPage(err error) errorPage {
 	p := errorPage{Status: http.StatusInternalServerError, Title: "The app failed to start",
 		Message: "The application could not be started. The server log has the details."}
-	var se *spawn.Error
+	var se spawnFailure
 	if errors.As(err, &se) {
-		p.Summary, p.Details, p.Output = se.Summary, se.Details, se.Output
+		p.Summary, p.Details, p.Output = se.ErrorPage()
 	}
 	return p
+}
+
+// spawnFailure is an app process that could not start (spawn.Error): what
+// its error page shows in development. An interface, so that the request
+// path does not import the spawner.
+type spawnFailure interface {
+	error
+	ErrorPage() (summary, details, output string)
 }
 
 var pageTemplate = template.Must(template.New("error").Parse(`<!DOCTYPE html>

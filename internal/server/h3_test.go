@@ -87,7 +87,7 @@ func h3Client(roots *x509.CertPool, sessions tls.ClientSessionCache) *http3.Tran
 	return &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ClientSessionCache: sessions}}
 }
 
-func get(t *testing.T, rt http.RoundTripper, method, url string, body io.Reader) (*http.Response, string) {
+func h3get(t *testing.T, rt http.RoundTripper, method, url string, body io.Reader) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, body)
 	resp, err := rt.RoundTrip(req)
@@ -123,12 +123,12 @@ func TestHTTP3(t *testing.T) {
 	tr := h3Client(roots, nil)
 	defer tr.Close()
 	url := "https://" + s.Addr().String()
-	resp, body := get(t, tr, "GET", url+"/hello", nil)
+	resp, body := h3get(t, tr, "GET", url+"/hello", nil)
 	if resp.ProtoMajor != 3 || body != "one GET /hello early= body=0" {
 		t.Fatalf("GET over HTTP/3: %s %d %q", resp.Proto, resp.StatusCode, body)
 	}
 	big := strings.Repeat("x", 300<<10)
-	resp, body = get(t, tr, "POST", url+"/upload", strings.NewReader(big))
+	resp, body = h3get(t, tr, "POST", url+"/upload", strings.NewReader(big))
 	if resp.StatusCode != 200 || body != "one POST /upload early= body="+strconv.Itoa(len(big)) {
 		t.Fatalf("POST over HTTP/3: %d %q", resp.StatusCode, body)
 	}
@@ -140,7 +140,7 @@ func TestHTTP3(t *testing.T) {
 		tcp := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Protocols: new(http.Protocols)}
 		tcp.Protocols.SetHTTP1(!h2)
 		tcp.Protocols.SetHTTP2(h2)
-		resp, _ := get(t, tcp, "GET", url+"/", nil)
+		resp, _ := h3get(t, tcp, "GET", url+"/", nil)
 		tcp.CloseIdleConnections()
 		if want := `h3=":` + port + `"; ma=86400`; resp.Header.Get("Alt-Svc") != want {
 			t.Fatalf("%s: Alt-Svc %q, want %q", resp.Proto, resp.Header.Get("Alt-Svc"), want)
@@ -161,7 +161,7 @@ func TestHTTP3Off(t *testing.T) {
 	defer s.Shutdown(t.Context())
 	tcp := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
 	defer tcp.CloseIdleConnections()
-	resp, _ := get(t, tcp, "GET", "https://"+s.Addr().String()+"/", nil)
+	resp, _ := h3get(t, tcp, "GET", "https://"+s.Addr().String()+"/", nil)
 	if len(s.HTTP3Addrs()) != 0 || resp.Header.Get("Alt-Svc") != "" {
 		t.Fatalf("HTTP/3 off, yet %v and Alt-Svc %q", s.HTTP3Addrs(), resp.Header.Get("Alt-Svc"))
 	}
@@ -199,7 +199,7 @@ func TestHTTP3ZeroRTT(t *testing.T) {
 			for i := range 2 {
 				tr := h3Client(roots, sessions)
 				tr.Dial = dial
-				resp, body := get(t, tr, http3.MethodGet0RTT, url, nil)
+				resp, body := h3get(t, tr, http3.MethodGet0RTT, url, nil)
 				tr.Close()
 				if resp.StatusCode != 200 || !strings.HasPrefix(body, "one GET /early early=") {
 					t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
@@ -294,7 +294,7 @@ func TestHTTP3Handover(t *testing.T) {
 	url := "https://" + s1.Addr().String()
 	tr := h3Client(roots, nil)
 	tr.QUICConfig = &quic.Config{MaxIdleTimeout: 5 * time.Minute}
-	if _, body := get(t, tr, "GET", url+"/", nil); !strings.HasPrefix(body, "one ") {
+	if _, body := h3get(t, tr, "GET", url+"/", nil); !strings.HasPrefix(body, "one ") {
 		t.Fatalf("before: %q", body)
 	}
 	tr.Close()
@@ -335,7 +335,7 @@ func TestHTTP3Handover(t *testing.T) {
 	}
 	tr = h3Client(roots, nil)
 	defer tr.Close()
-	if _, body := get(t, tr, "GET", url+"/", nil); !strings.HasPrefix(body, "two ") {
+	if _, body := h3get(t, tr, "GET", url+"/", nil); !strings.HasPrefix(body, "two ") {
 		t.Fatalf("after the handover: %q", body)
 	}
 }
@@ -377,7 +377,7 @@ func TestHTTP3MaxConnections(t *testing.T) {
 	defer s.Shutdown(t.Context())
 	url := "https://" + s.Addr().String() + "/"
 	first := h3Client(roots, nil)
-	if _, body := get(t, first, "GET", url, nil); body != "one GET / early= body=0" {
+	if _, body := h3get(t, first, "GET", url, nil); body != "one GET / early= body=0" {
 		t.Fatalf("first connection: %q", body)
 	}
 	second := h3Client(roots, nil)

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,7 @@ type App struct {
 	// --max-request-time (for hooks).
 	OnMaxRequestTime func(pid int, method, path string)
 
-	noGz gzAbsent // static files without a precompressed .gz
+	noPre preAbsent // static files without a precompressed variant
 }
 
 // Options tune the request path.
@@ -88,7 +89,8 @@ type Options struct {
 	// Trusted are the proxies whose X-Forwarded-For and -Proto are
 	// believed; nil: none.
 	Trusted *Trusted
-	// Compression gzips what it allows; nil: nothing is compressed.
+	// Compression compresses what it allows (zstd, brotli, gzip); nil:
+	// nothing is compressed.
 	Compression *compress.Policy
 	// AccessLog receives one line per request; nil: none.
 	AccessLog *AccessLog
@@ -103,9 +105,6 @@ type Handler struct {
 	// closeConns: every response says Connection: close (draining).
 	closeConns atomic.Bool
 }
-
-// Requests lists the requests in flight, oldest first.
-func (h *Handler) Requests() []RequestInfo { return h.inflight.list() }
 
 var _ http.Handler = (*Handler)(nil)
 
@@ -145,6 +144,8 @@ type request struct {
 	// client must see the response truncated.
 	abort bool
 	done  bool // the request path returned normally
+	// fill: the turbocache's, when the response may be stored.
+	fill *turbocache.Fill
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}
@@ -171,9 +172,8 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *request {
 			rq.w.dl, rq.w.timeout = dl, h.opts.WriteTimeout
 		}
 	}
-	if rq.w.policy != nil {
-		rq.w.gzipOK = compress.AcceptsGzip(r.Header["Accept-Encoding"])
-	}
+	rq.w.ae = r.Header["Accept-Encoding"]
+	rq.w.coding = rq.w.policy.Negotiate(rq.w.ae)
 	if h.closeConns.Load() && len(r.Header["Upgrade"]) == 0 {
 		w.Header()["Connection"] = []string{"close"}
 	}
@@ -216,7 +216,7 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 	defer h.inflight.add(&rq.info).remove(&rq.info)
 
 	if app.Static != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		if rq.w.gzipOK && r.Method == http.MethodGet && h.serveGzipped(rq, r, app) {
+		if rq.w.coding != compress.Identity && r.Method == http.MethodGet && h.servePrecompressed(rq, r, app) {
 			return
 		}
 		if app.Static.Serve(&rq.w, withoutBase(r, app.BaseURI)) {
@@ -231,11 +231,14 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 		rq.w.immutable = false
 		if served {
 			app.Metrics.CacheHit()
+			if f != nil { // stale-while-revalidate: one background revalidation
+				go h.revalidate(app, f.Request(r), f, rq.scheme)
+			}
 			return
 		}
 		if f != nil {
 			app.Metrics.CacheMiss()
-			fill = f
+			fill, rq.fill = f, f
 			defer fill.Done()
 		}
 	}
@@ -307,11 +310,13 @@ func (h *Handler) check(r *http.Request, c *httpConn) error {
 	return nil
 }
 
-// serveGzipped serves the precompressed NAME.gz of a static file, when
-// there is one beside it, to a client that takes gzip. Ranges and HEAD get
-// the plain file. Where no .gz exists is remembered for a while, so that
-// the common case costs a map lookup.
-func (h *Handler) serveGzipped(rq *request, r *http.Request, app *App) bool {
+// servePrecompressed serves a precompressed variant of a static file,
+// NAME.zst, NAME.br or NAME.gz beside it, to a client that takes its
+// coding: of the variants present, the one Accept-Encoding and the
+// policy's preference choose. Ranges and HEAD get the plain file. Where a
+// variant is missing is remembered for a while, so that the common case
+// (none) costs a map lookup per coding.
+func (h *Handler) servePrecompressed(rq *request, r *http.Request, app *App) bool {
 	if len(r.Header["Range"]) > 0 || h.opts.Compression == nil {
 		return false
 	}
@@ -320,9 +325,30 @@ func (h *Handler) serveGzipped(rq *request, r *http.Request, app *App) bool {
 		return false
 	}
 	key := r.URL.Path
-	if app.noGz.absent(key, rq.start) {
-		return false
+	var buf [4]compress.Coding
+	offered := buf[:0]
+	for _, c := range h.opts.Compression.Codings() {
+		if len(offered) < len(buf) && !app.noPre.absent(key, c, rq.start) {
+			offered = append(offered, c)
+		}
 	}
+	ae := r.Header["Accept-Encoding"]
+	for len(offered) > 0 {
+		c := compress.Negotiate(ae, offered)
+		if c == compress.Identity {
+			return false
+		}
+		if h.serveVariant(rq, r, app, ct, c) {
+			return true
+		}
+		app.noPre.remember(key, c, rq.start)
+		offered = slices.DeleteFunc(offered, func(o compress.Coding) bool { return o == c })
+	}
+	return false
+}
+
+// serveVariant serves the file of r's path with c's suffix, if it exists.
+func (h *Handler) serveVariant(rq *request, r *http.Request, app *App, ct string, c compress.Coding) bool {
 	r2 := withoutBase(r, app.BaseURI)
 	if r2 == r {
 		r2 = new(http.Request)
@@ -330,15 +356,14 @@ func (h *Handler) serveGzipped(rq *request, r *http.Request, app *App) bool {
 		u := *r.URL
 		r2.URL = &u
 	}
-	r2.URL.Path += ".gz"
+	r2.URL.Path += c.Ext()
 	if r2.URL.RawPath != "" {
-		r2.URL.RawPath += ".gz"
+		r2.URL.RawPath += c.Ext()
 	}
-	rq.w.gzStatic = ct
+	rq.w.preStatic, rq.w.preCoding = ct, c
 	served := app.Static.Serve(&rq.w, r2)
 	if !served {
-		rq.w.gzStatic = ""
-		app.noGz.remember(key, rq.start)
+		rq.w.preStatic, rq.w.preCoding = "", compress.Identity
 	}
 	return served
 }
@@ -422,6 +447,9 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	}
 	if app.Cache != nil {
 		app.Cache.Invalidate(r, x.Resp.StatusCode, x.Resp.Header) // unsafe methods only
+	}
+	if fill != nil && h.cacheAnswered(rq, fill, x) {
+		return false
 	}
 	var capture *proxy.Capture
 	if fill != nil {
@@ -515,6 +543,9 @@ func (h *Handler) fail(rq *request, r *http.Request, err error) {
 		rq.status = StatusClientClosed
 		return
 	}
+	if h.staleOnError(rq, err) {
+		return
+	}
 	dev := rq.app != nil && rq.app.Development
 	var custom []byte
 	if rq.app != nil {
@@ -594,30 +625,35 @@ func (b *bodyReader) done() {
 	}
 }
 
-// gzAbsent remembers, for a few seconds, the static files that have no
-// precompressed .gz beside them. Bounded: it forgets everything when full.
-type gzAbsent struct {
+// preAbsent remembers, for a few seconds, which precompressed variants
+// static files lack. Bounded: it forgets everything when full.
+type preAbsent struct {
 	mu sync.RWMutex
-	m  map[string]time.Time
+	m  map[preKey]time.Time
+}
+
+type preKey struct {
+	path string
+	c    compress.Coding
 }
 
 const (
-	gzAbsentTTL = 10 * time.Second
-	gzAbsentMax = 10000
+	preAbsentTTL = 10 * time.Second
+	preAbsentMax = 10000
 )
 
-func (g *gzAbsent) absent(key string, now time.Time) bool {
+func (g *preAbsent) absent(path string, c compress.Coding, now time.Time) bool {
 	g.mu.RLock()
-	until, ok := g.m[key]
+	until, ok := g.m[preKey{path, c}]
 	g.mu.RUnlock()
 	return ok && now.Before(until)
 }
 
-func (g *gzAbsent) remember(key string, now time.Time) {
+func (g *preAbsent) remember(path string, c compress.Coding, now time.Time) {
 	g.mu.Lock()
-	if g.m == nil || len(g.m) >= gzAbsentMax {
-		g.m = make(map[string]time.Time)
+	if g.m == nil || len(g.m) >= preAbsentMax {
+		g.m = make(map[preKey]time.Time)
 	}
-	g.m[key] = now.Add(gzAbsentTTL)
+	g.m[preKey{path, c}] = now.Add(preAbsentTTL)
 	g.mu.Unlock()
 }

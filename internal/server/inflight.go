@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/admin"
 )
 
 // Request states, as the admin API shows them. Variables, so that setting
@@ -29,18 +31,6 @@ func (r *inflight) set(state *string) { r.state.Store(state) }
 type inflightShard struct {
 	mu sync.Mutex
 	m  map[*inflight]struct{}
-}
-
-// RequestInfo is one request in flight.
-type RequestInfo struct {
-	App    string    `json:"app"`
-	Method string    `json:"method"`
-	Path   string    `json:"path"`
-	Client string    `json:"client"`
-	State  string    `json:"state"`
-	Start  time.Time `json:"started"`
-	AgeMS  int64     `json:"age_ms"`
-	PID    int       `json:"pid,omitempty"`
 }
 
 // inflightSet holds the requests in flight, sharded so that the request
@@ -68,9 +58,13 @@ func (sh *inflightShard) remove(r *inflight) {
 	sh.mu.Unlock()
 }
 
-func (s *inflightSet) list() []RequestInfo {
+// Requests lists the requests in flight, oldest first, as the admin API
+// shows them.
+func (h *Handler) Requests() []admin.RequestInfo { return h.inflight.list() }
+
+func (s *inflightSet) list() []admin.RequestInfo {
 	now := time.Now()
-	var out []RequestInfo
+	var out []admin.RequestInfo
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -79,7 +73,7 @@ func (s *inflightSet) list() []RequestInfo {
 			if p := r.state.Load(); p != nil {
 				st = *p
 			}
-			out = append(out, RequestInfo{App: r.app, Method: r.method, Path: r.path, Client: r.client,
+			out = append(out, admin.RequestInfo{App: r.app, Method: r.method, Path: r.path, Client: r.client,
 				State: st, Start: r.start, AgeMS: now.Sub(r.start).Milliseconds(), PID: int(r.pid.Load())})
 		}
 		sh.mu.Unlock()

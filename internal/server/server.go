@@ -67,6 +67,11 @@ type Config struct {
 	// HTTPS on SSLAddr (the redirect, or the app): automatic HTTPS answers
 	// the CA's HTTP-01 requests there. That listener then has no lean path.
 	HTTPChallenge func(http.Handler) http.Handler
+	// FirstRequestGrace is how long Shutdown, having stopped accepting,
+	// waits for connections accepted just before to send their first
+	// request (answered, with Connection: close) before it closes those
+	// that have not; within Shutdown's context. 0: none, they are closed.
+	FirstRequestGrace time.Duration
 	// Listen opens a listener. Default: net.Listen. A caller that inherits
 	// sockets (systemd socket activation, a binary upgrade) hands them over
 	// here.
@@ -101,6 +106,7 @@ type Server struct {
 	h3       *h3Front     // nil: no HTTP/3
 	t        *tracker
 	log      *slog.Logger
+	grace    time.Duration // Config.FirstRequestGrace
 }
 
 type served struct {
@@ -115,7 +121,7 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 	if c.Listen == nil {
 		c.Listen = net.Listen
 	}
-	s = &Server{t: newTracker(c.MaxConnections, log, h.logRejected), log: log}
+	s = &Server{t: newTracker(c.MaxConnections, log, h.logRejected), log: log, grace: c.FirstRequestGrace}
 	// The error returns set s to nil before this runs: close the listeners
 	// already open through a copy of the pointer.
 	opened := s
@@ -150,6 +156,11 @@ func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
 		s.lean = lean.New(h, lean.Options{HeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout, Log: log,
 			Rejected: func(rj lean.Rejection) {
 				h.logRejected(rejection{client: rj.Client, line: rj.Line, status: rj.Status, reason: rj.Reason})
+			},
+			FirstRequest: func(c net.Conn) {
+				if sc, ok := c.(*slotConn); ok {
+					sc.settle()
+				}
 			}})
 	}
 
@@ -306,25 +317,34 @@ func (s *Server) Serve() error {
 }
 
 // Shutdown stops accepting, closes hijacked connections (WebSockets and
-// other tunnels cannot finish on their own; their clients reconnect), and
-// waits for in-flight requests until ctx ends, then closes what is left.
+// other tunnels cannot finish on their own; their clients reconnect), lets
+// connections accepted just before deliver their first request (see
+// awaitFirstRequests), and waits for in-flight requests until ctx ends,
+// then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if n := s.t.closeHijacked(); n > 0 {
 		s.log.Info("closed upgraded (WebSocket) connections", "count", n)
 	}
-	if s.lean != nil {
-		// First the lean engine's connections, while net/http still takes
-		// the requests they hand over.
-		for _, l := range s.lns {
-			if l.ln.lean != nil {
-				l.ln.stopAccepting()
-			}
-		}
-		s.lean.Shutdown(ctx)
+	for _, l := range s.lns {
+		l.ln.stopAccepting()
 	}
 	servers := []*http.Server{s.app}
 	if s.redirect != nil {
 		servers = append(servers, s.redirect)
+	}
+	// From now on every response closes its connection; net/http closes
+	// its idle kept-alive ones here.
+	for _, hs := range servers {
+		hs.SetKeepAlivesEnabled(false)
+	}
+	if s.lean != nil {
+		s.lean.Drain()
+	}
+	s.awaitFirstRequests(ctx)
+	if s.lean != nil {
+		// First the lean engine's connections, while net/http still takes
+		// the requests they hand over.
+		s.lean.Shutdown(ctx)
 	}
 	errs := make([]error, len(servers), len(servers)+1)
 	var wg sync.WaitGroup
@@ -343,6 +363,37 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// awaitFirstRequests waits, up to the grace and within ctx, until every
+// connection accepted before Shutdown has had its first request head read,
+// then closes those that still have not sent one. net/http's Shutdown
+// drops unanswered a request it reads after it began, and the lean
+// engine's closes a connection waiting for its first request: a client
+// whose connection was accepted just before (in a binary upgrade, by the
+// old Ferry) would get a reset instead of an answer, on a request it
+// cannot know is safe to retry.
+func (s *Server) awaitFirstRequests(ctx context.Context) {
+	if s.t.freshCount() > 0 && s.grace > 0 {
+		grace := time.NewTimer(s.grace)
+		defer grace.Stop()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for s.t.freshCount() > 0 {
+			select {
+			case <-tick.C:
+			case <-grace.C:
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
+		}
+	}
+	if n := s.t.closeFresh(); n > 0 {
+		s.log.Info("closed connections that sent no request while shutting down", "count", n,
+			"first_request_grace", s.grace)
+	}
 }
 
 // newTLSConfig is Ferry's HTTPS: TLS 1.2 or later with Go's default

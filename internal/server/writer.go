@@ -1,7 +1,6 @@
 package server
 
 import (
-	"compress/gzip"
 	"io"
 	"net/http"
 	"strconv"
@@ -14,8 +13,8 @@ import (
 // respWriter is the ResponseWriter every response of the request path goes
 // through (static files, cache hits, the app's, error pages). It records
 // what reached the client for the access log, gives the client
-// --client-write-timeout per write, stamps X-Request-Id, and gzips
-// compressible responses for clients that take gzip. It is part of the
+// --client-write-timeout per write, stamps X-Request-Id, and compresses
+// compressible responses with the coding negotiated for the client. It is part of the
 // pooled per-request state, so it costs no allocation.
 type respWriter struct {
 	w http.ResponseWriter
@@ -33,13 +32,16 @@ type respWriter struct {
 	id     []string
 
 	policy *compress.Policy // nil: no compression
-	gzipOK bool             // the client accepts gzip
+	coding compress.Coding  // negotiated from Accept-Encoding; Identity: none
+	ae     []string         // the request's Accept-Encoding, for a cheaper coding when memory is short
 	head   bool             // a HEAD request: no body, nothing to compress
-	// gzStatic is the media type of the plain file while a precompressed
-	// .gz static file is being tried; "" otherwise.
-	gzStatic string
-	zw       *gzip.Writer
-	sink     sink
+	// preStatic is the media type of the plain file while a precompressed
+	// static file (NAME.zst, .br, .gz) is being tried; "" otherwise.
+	// preCoding is its coding.
+	preStatic string
+	preCoding compress.Coding
+	zw        compress.Encoder // encoding the body with coding
+	sink      sink
 	// immutable: the body written is a cache entry's, which never changes,
 	// so its compressed form is kept and reused (compress.Policy.Whole).
 	immutable bool
@@ -50,7 +52,7 @@ type respWriter struct {
 	wholeLen int64
 }
 
-// sink is where the gzip stream writes: the client, through out.
+// sink is where the encoder writes: the client, through out.
 type sink struct{ rw *respWriter }
 
 func (s *sink) Write(p []byte) (int, error) { return s.rw.out(p) }
@@ -77,27 +79,33 @@ func (rw *respWriter) WriteHeader(code int) {
 	// the app and the client all know the request by the same id.
 	h["X-Request-Id"] = rw.id
 	switch {
-	case rw.gzStatic != "":
+	case rw.preStatic != "":
 		compress.AddVary(h)
 		if code == http.StatusOK {
-			h["Content-Type"] = []string{rw.gzStatic}
-			h["Content-Encoding"] = gzipEncoding
+			h["Content-Type"] = []string{rw.preStatic}
+			h["Content-Encoding"] = compress.EncodingValue(rw.preCoding)
 			// Ranges are served from the plain file only.
 			delete(h, "Accept-Ranges")
 		}
-	case rw.policy != nil && !rw.head && rw.policy.Compressible(code, h):
-		if rw.gzipOK && rw.immutable {
+	case rw.policy != nil && rw.policy.Compressible(code, h):
+		if rw.head {
+			// No body to compress, but the same head as a GET's: the
+			// response varies by Accept-Encoding all the same.
+			compress.AddVary(h)
+			break
+		}
+		if rw.coding != compress.Identity && rw.immutable {
 			if cl := h["Content-Length"]; len(cl) == 1 {
 				if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n > 0 {
-					compress.Prepare(h)
+					compress.Prepare(h, rw.coding)
 					rw.pending, rw.wholeLen = code, n
 					return
 				}
 			}
 		}
-		if rw.gzipOK {
-			if rw.zw = rw.policy.Start(&rw.sink); rw.zw != nil {
-				compress.Prepare(h)
+		if rw.coding != compress.Identity {
+			if rw.zw, rw.coding = rw.policy.StartOrCheaper(rw.coding, rw.ae, &rw.sink); rw.zw != nil {
+				compress.Prepare(h, rw.coding)
 				break
 			}
 		}
@@ -106,8 +114,6 @@ func (rw *respWriter) WriteHeader(code int) {
 	rw.w.WriteHeader(code)
 }
 
-var gzipEncoding = []string{"gzip"}
-
 func (rw *respWriter) Write(p []byte) (int, error) {
 	if rw.status == 0 {
 		rw.WriteHeader(http.StatusOK)
@@ -115,8 +121,8 @@ func (rw *respWriter) Write(p []byte) (int, error) {
 	if rw.pending != 0 {
 		if int64(len(p)) == rw.wholeLen {
 			// The whole body at once, as the cache writes it: compressed
-			// once per entry, sent with its length.
-			gz := rw.policy.Whole(p)
+			// once per entry and coding, sent with its length.
+			gz := rw.policy.Whole(p, rw.coding)
 			rw.w.Header()["Content-Length"] = []string{strconv.Itoa(len(gz))}
 			rw.w.WriteHeader(rw.pending)
 			rw.pending = 0
@@ -135,7 +141,7 @@ func (rw *respWriter) Write(p []byte) (int, error) {
 
 // stream sends a held-back head and compresses what follows as a stream.
 func (rw *respWriter) stream() {
-	rw.zw = rw.policy.StartAlways(&rw.sink)
+	rw.zw = rw.policy.StartAlways(rw.coding, &rw.sink)
 	rw.w.WriteHeader(rw.pending)
 	rw.pending = 0
 }
@@ -207,7 +213,7 @@ const sendfileChunk = 128 << 10
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // ReadFrom keeps sendfile for static files sent as they are, and otherwise
-// copies through Write (gzip) with a pooled buffer.
+// copies through Write (compression) with a pooled buffer.
 func (rw *respWriter) ReadFrom(src io.Reader) (int64, error) {
 	if rw.status == 0 {
 		rw.WriteHeader(http.StatusOK)
@@ -253,15 +259,15 @@ func (rw *respWriter) ReadFrom(src io.Reader) (int64, error) {
 // writerOnly hides ReadFrom, so that io.CopyBuffer does not call it back.
 type writerOnly struct{ io.Writer }
 
-// finish ends the gzip stream: with its trailer when the response is
+// finish ends the compressed stream: with its trailer when the response is
 // complete, without when it is being aborted (the client must see a
 // truncated body, not a short valid one).
 func (rw *respWriter) finish(complete bool) {
 	if rw.pending != 0 {
-		rw.stream() // no body came: an empty gzip stream
+		rw.stream() // no body came: an empty compressed stream
 	}
 	if rw.zw != nil {
-		rw.policy.End(rw.zw, complete)
+		rw.policy.End(rw.coding, rw.zw, complete)
 		rw.zw = nil
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/ferry-server/ferry/internal/compress"
 )
 
@@ -26,8 +29,17 @@ func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error {
 }
 
 func newTestWriter(gzipOK bool) (*respWriter, *deadlineRecorder) {
+	c := compress.Identity
+	if gzipOK {
+		c = compress.Gzip
+	}
+	return newCodingWriter(c)
+}
+
+// newCodingWriter is a writer for a client that negotiated c.
+func newCodingWriter(c compress.Coding) (*respWriter, *deadlineRecorder) {
 	rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
-	rw := &respWriter{w: rec, id: []string{"req-1"}, gzipOK: gzipOK, dl: rec, timeout: time.Minute,
+	rw := &respWriter{w: rec, id: []string{"req-1"}, coding: c, dl: rec, timeout: time.Minute,
 		policy: compress.New(compress.Config{Types: []string{"text/html"}, MinSize: 10})}
 	rw.sink.rw = rw
 	return rw, rec
@@ -80,7 +92,7 @@ func TestRespWriterLeavesAlone(t *testing.T) {
 		{"client does not take gzip", false, false, "text/html", "", true},
 		{"not a listed type", true, false, "image/png", "", false},
 		{"smaller than the minimum", true, false, "text/html", "5", false},
-		{"HEAD", true, true, "text/html", "", false},
+		{"HEAD: not compressed, but varies like a GET", true, true, "text/html", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rw, rec := newTestWriter(tc.gzipOK)
@@ -184,5 +196,83 @@ func TestRespWriterWholeBody(t *testing.T) {
 	rw.finish(true) // the body never came
 	if got, err := ungzip(t, rec.Body.Bytes()); err != nil || got != "" || rec.Code != 200 {
 		t.Errorf("no body: %d, %q, %v", rec.Code, got, err)
+	}
+}
+
+// decodeAs decodes b, encoded with c, with the codec libraries' decoders.
+func decodeAs(t *testing.T, c compress.Coding, b []byte) string {
+	t.Helper()
+	var r io.Reader
+	switch c {
+	case compress.Gzip:
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("not gzip: %v", err)
+		}
+		r = zr
+	case compress.Zstd:
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("not zstd: %v", err)
+		}
+		defer zr.Close()
+		r = zr
+	case compress.Brotli:
+		r = brotli.NewReader(bytes.NewReader(b))
+	}
+	buf := make([]byte, 64<<10)
+	n, _ := io.ReadAtLeast(r, buf, 1)
+	for {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil || m == 0 {
+			break
+		}
+	}
+	return string(buf[:n])
+}
+
+func TestRespWriterCodings(t *testing.T) {
+	page := strings.Repeat("<p>hello</p>", 100)
+	for _, c := range compress.DefaultCodings {
+		t.Run(c.String(), func(t *testing.T) {
+			// A stream: each flushed piece reaches the client decodable.
+			rw, rec := newCodingWriter(c)
+			rw.Header().Set("Content-Type", "text/html")
+			rw.Write([]byte("first chunk, "))
+			rw.Flush()
+			if got := decodeAs(t, c, rec.Body.Bytes()); got != "first chunk, " {
+				t.Fatalf("after Flush the client has %q", got)
+			}
+			rw.Write([]byte(page))
+			rw.finish(true)
+			if got := decodeAs(t, c, rec.Body.Bytes()); got != "first chunk, "+page ||
+				rec.Header().Get("Content-Encoding") != c.String() || rec.Header().Get("Vary") != "Accept-Encoding" {
+				t.Fatalf("stream: %d bytes, headers %v", len(got), rec.Header())
+			}
+
+			// A cache hit: the whole body, compressed once per coding and
+			// sent with its length.
+			body := []byte(page)
+			var first []byte
+			for range 2 {
+				rw, rec := newCodingWriter(c)
+				rw.immutable = true
+				rw.Header().Set("Content-Type", "text/html")
+				rw.Header().Set("Content-Length", strconv.Itoa(len(body)))
+				rw.WriteHeader(200)
+				rw.Write(body)
+				rw.finish(true)
+				if got := decodeAs(t, c, rec.Body.Bytes()); got != page || rec.Header().Get("Content-Encoding") != c.String() ||
+					rec.Header().Get("Content-Length") != strconv.Itoa(rec.Body.Len()) {
+					t.Fatalf("cache hit: %d bytes, headers %v", len(got), rec.Header())
+				}
+				if first == nil {
+					first = rec.Body.Bytes()
+				} else if !bytes.Equal(first, rec.Body.Bytes()) {
+					t.Error("two hits of one entry sent different bytes")
+				}
+			}
+		})
 	}
 }

@@ -1,7 +1,6 @@
 package spawn
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -164,27 +163,16 @@ func (m *Smart) armIdleLocked(pre *Process) {
 // fork asks the preloader for a worker: a spawn command on its control
 // socket with the worker's stdout, stderr and status pipes attached.
 func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
-	fail := func(summary string, err error) error {
-		return &Error{App: s.cfg.App, Summary: summary, Err: err}
-	}
 	n := s.seq.Add(1)
 	work, err := s.makeWorkDir(s.cfg.App + "." + strconv.FormatUint(n, 10))
 	if err != nil {
-		return nil, fail("cannot create work directory", err)
+		return nil, s.failed("cannot create work directory", err)
 	}
 	socket := filepath.Join(work, "sock")
-	var pipes [3][2]*os.File // stdout, stderr, status: read, write
-	for i := range pipes {
-		r, w, err := os.Pipe()
-		if err != nil {
-			for j := range i {
-				pipes[j][0].Close()
-				pipes[j][1].Close()
-			}
-			os.RemoveAll(work)
-			return nil, fail("cannot create pipes", err)
-		}
-		pipes[i] = [2]*os.File{r, w}
+	pipes, err := openPipes(3) // stdout, stderr, status
+	if err != nil {
+		os.RemoveAll(work)
+		return nil, s.failed("cannot create pipes", err)
 	}
 	statusR := pipes[2][0]
 	keepStatus := false // a ready worker keeps it for backtraces
@@ -193,7 +181,36 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 			statusR.Close()
 		}
 	}()
+	p := s.newForkedProcess(pre, work, socket, pipes[0][0], pipes[1][0])
+	err = sendSpawn(pre.Addr().String(), socket, pipes[0][1], pipes[1][1], pipes[2][1])
+	closeWriteEnds(pipes)
+	if err != nil {
+		os.RemoveAll(work)
+		return nil, s.failed("cannot reach the preloader", err)
+	}
 
+	statusBuf, lines := readStatusLine(statusR)
+	h, err := s.awaitForked(ctx, pre, p, lines)
+	if err != nil {
+		return nil, err
+	}
+	pid, err := s.adoptWorker(pre, p)
+	if err != nil {
+		return nil, err
+	}
+	p.concurrency = h.Concurrency
+	p.bt = watchBacktraces(statusR, statusBuf)
+	keepStatus = true
+	p.log.Store(s.log.With("app", s.cfg.App, "pid", pid))
+	p.output.Store(s.cfg.Output.With("app", s.cfg.App, "pid", pid))
+	p.out.stopKeeping()
+	p.logger().Info("process ready", "preloader", pre.PID(), "startup", time.Since(p.started).Round(time.Millisecond))
+	return p, nil
+}
+
+// newForkedProcess is the Process of a worker pre is asked to fork, its
+// output read from outR and errR; its pid is known only once it is ready.
+func (s *Spawner) newForkedProcess(pre *Process, work, socket string, outR, errR *os.File) *Process {
 	p := &Process{
 		workDir: work,
 		addr:    &net.UnixAddr{Name: socket, Net: "unix"},
@@ -204,27 +221,19 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 	p.log.Store(s.log.With("app", s.cfg.App, "preloader", pre.PID()))
 	p.output.Store(s.cfg.Output.With("app", s.cfg.App, "preloader", pre.PID()))
 	p.readers.Add(2)
-	go p.pipeLines(pipes[0][0], "stdout")
-	go p.pipeLines(pipes[1][0], "stderr")
+	go p.pipeLines(outR, "stdout")
+	go p.pipeLines(errR, "stderr")
+	return p
+}
 
-	err = sendSpawn(pre.Addr().String(), socket, pipes[0][1], pipes[1][1], pipes[2][1])
-	pipes[0][1].Close()
-	pipes[1][1].Close()
-	pipes[2][1].Close()
-	if err != nil {
-		os.RemoveAll(work)
-		return nil, fail("cannot reach the preloader", err)
-	}
-
-	lines := make(chan []byte, 1)
-	statusBuf := bufio.NewReaderSize(statusR, 4096)
-	go func() {
-		line, _ := statusBuf.ReadBytes('\n')
-		lines <- line
-	}()
+// awaitForked waits for the status line of the worker p, up to
+// --start-timeout: the handshake of a ready worker, or the Error of one
+// that failed (and has been killed).
+func (s *Spawner) awaitForked(ctx context.Context, pre, p *Process, lines <-chan []byte) (handshake, error) {
 	timer := time.NewTimer(s.cfg.StartTimeout)
 	defer timer.Stop()
 	var line []byte
+	var err error
 	select {
 	case line = <-lines:
 	case <-pre.Done():
@@ -234,60 +243,62 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	forkFailed := func(summary, details string, err error) error {
-		// Whatever was forked must not live on: find it by its socket —
-		// but kill it only if it is the preloader's child and the app's,
-		// never whatever process the app pointed its socket at. The work
-		// directory is taken back first and the socket checked, so the
-		// look-up never connects through a symlink the app planted there
-		// (to the preloader's control socket, say, or the admin socket).
-		if s.lockWorkDir(work, socket) == nil {
-			if pid, pidfd, perr := s.worker(socket, pre.PID()); perr == nil {
-				unix.PidfdSendSignal(int(pidfd.Fd()), syscall.SIGKILL, nil, 0)
-				syscall.Kill(-pid, syscall.SIGKILL)
-				pidfd.Close()
-			}
-		}
-		p.waitReaders(time.Second)
-		os.RemoveAll(work)
-		s.log.Error("spawn failed", "app", s.cfg.App, "preloader", pre.PID(), "error", summary)
-		return &Error{App: s.cfg.App, Summary: summary, Details: details, Output: p.out.String(), Err: err}
-	}
 	if err != nil {
-		return nil, forkFailed(err.Error(), "", err)
+		return handshake{}, s.forkFailed(pre, p, err.Error(), "", err)
 	}
 	if len(line) == 0 {
-		return nil, forkFailed("the worker exited before it was ready", "", nil)
+		return handshake{}, s.forkFailed(pre, p, "the worker exited before it was ready", "", nil)
 	}
 	h, err := ParseHandshake(line)
 	if err != nil {
-		return nil, forkFailed(err.Error(), "", err)
+		return h, s.forkFailed(pre, p, err.Error(), "", err)
 	}
 	if h.Status == "error" {
-		return nil, forkFailed(h.Summary, h.Details, nil)
+		return h, s.forkFailed(pre, p, h.Summary, h.Details, nil)
 	}
+	return h, nil
+}
 
-	// The pid comes from the kernel, not from anything the worker said,
-	// and the socket from a directory the app no longer controls.
-	if err := s.lockWorkDir(work, socket); err != nil {
-		return nil, forkFailed("unsafe work directory: "+err.Error(), "", err)
+// adoptWorker finds the ready worker p and watches it: its pid comes from
+// the kernel, not from anything the worker said, and its socket from a
+// directory the app no longer controls.
+func (s *Spawner) adoptWorker(pre, p *Process) (int, error) {
+	socket := p.addr.(*net.UnixAddr).Name
+	if err := s.lockWorkDir(p.workDir, socket); err != nil {
+		return 0, s.forkFailed(pre, p, "unsafe work directory: "+err.Error(), "", err)
 	}
 	pid, pidfd, err := s.worker(socket, pre.PID())
 	if err != nil {
-		return nil, forkFailed("cannot identify the worker process: "+err.Error(), "", err)
+		return 0, s.forkFailed(pre, p, "cannot identify the worker process: "+err.Error(), "", err)
 	}
 	if err := p.watchPidfd(pid, pidfd); err != nil {
 		pidfd.Close()
-		return nil, forkFailed("cannot watch the worker process", "", err)
+		return 0, s.forkFailed(pre, p, "cannot watch the worker process", "", err)
 	}
-	p.concurrency = h.Concurrency
-	p.bt = watchBacktraces(statusR, statusBuf)
-	keepStatus = true
-	p.log.Store(s.log.With("app", s.cfg.App, "pid", pid))
-	p.output.Store(s.cfg.Output.With("app", s.cfg.App, "pid", pid))
-	p.out.stopKeeping()
-	p.logger().Info("process ready", "preloader", pre.PID(), "startup", time.Since(p.started).Round(time.Millisecond))
-	return p, nil
+	return pid, nil
+}
+
+// forkFailed kills whatever pre forked for p, removes its work directory,
+// and builds the Error.
+func (s *Spawner) forkFailed(pre, p *Process, summary, details string, err error) error {
+	// Find the worker by its socket — but kill it only if it is the
+	// preloader's child and the app's, never whatever process the app
+	// pointed its socket at. The work directory is taken back first and
+	// the socket checked, so the look-up never connects through a symlink
+	// the app planted there (to the preloader's control socket, say, or
+	// the admin socket).
+	socket := p.addr.(*net.UnixAddr).Name
+	if s.lockWorkDir(p.workDir, socket) == nil {
+		if pid, pidfd, perr := s.worker(socket, pre.PID()); perr == nil {
+			unix.PidfdSendSignal(int(pidfd.Fd()), syscall.SIGKILL, nil, 0)
+			syscall.Kill(-pid, syscall.SIGKILL)
+			pidfd.Close()
+		}
+	}
+	p.waitReaders(time.Second)
+	os.RemoveAll(p.workDir)
+	s.log.Error("spawn failed", "app", s.cfg.App, "preloader", pre.PID(), "error", summary)
+	return &Error{App: s.cfg.App, Summary: summary, Details: details, Output: p.out.String(), Err: err}
 }
 
 // sendSpawn writes the spawn command with the three fds attached.

@@ -125,6 +125,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrorPage is what the error page shows of e in development: the server
+// package finds it through this method, without importing spawn.
+func (e *Error) ErrorPage() (summary, details, output string) {
+	return e.Summary, e.Details, e.Output
+}
+
 // handshake is the one JSON line a loader writes to the status pipe.
 type handshake struct {
 	Status      string `json:"status"`
@@ -200,121 +206,49 @@ func (s *Spawner) slot(ctx context.Context) (release func(), err error) {
 // start runs the loader in work with the handshake pipes and waits for its
 // status line. extraEnv is added to the environment.
 func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*Process, error) {
-	fail := func(summary string, err error) error {
-		return &Error{App: s.cfg.App, Summary: summary, Err: err}
-	}
 	socket := filepath.Join(work, "sock")
-
 	lifeR, err := lifeline()
 	if err != nil {
-		return nil, fail("cannot create lifeline pipe", err)
+		return nil, s.failed("cannot create lifeline pipe", err)
 	}
 	defer lifeR.Close()
-	statusR, statusW, err := os.Pipe()
+	pipes, err := openPipes(3) // status, stdout, stderr
 	if err != nil {
-		return nil, fail("cannot create status pipe", err)
+		return nil, s.failed("cannot create status and output pipes", err)
 	}
+	statusR, outR, errR := pipes[0][0], pipes[1][0], pipes[2][0]
 	keepStatus := false // a ready app process keeps it for backtraces
 	defer func() {
 		if !keepStatus {
 			statusR.Close()
 		}
 	}()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		statusW.Close()
-		return nil, fail("cannot create output pipe", err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		statusW.Close()
-		outR.Close()
-		outW.Close()
-		return nil, fail("cannot create output pipe", err)
-	}
-
 	cmd := exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
 	// A command that is not found is left for Start to report.
 	if err := s.checkAccess(cmd.Path, cmd.Err == nil, work); err != nil {
-		statusW.Close()
+		closeWriteEnds(pipes)
 		outR.Close()
-		outW.Close()
 		errR.Close()
-		errW.Close()
 		s.log.Error("spawn failed", "app", s.cfg.App, "error", err.(*Error).Summary)
 		return nil, err
 	}
-	cmd.Dir = s.cfg.Root
-	cmd.Env = append(append(append([]string(nil), s.cfg.Env...), extraEnv...),
-		"FERRY_SOCKET="+socket,
-		"FERRY_STATUS_FD=3",
-		"FERRY_LIFELINE_FD=4",
-	)
-	cmd.Stdin = nil // /dev/null
-	cmd.Stdout = outW
-	cmd.Stderr = errW
-	cmd.ExtraFiles = []*os.File{statusW, lifeR}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true,
-		// Belt and braces with the lifeline: if the core dies, so does the
-		// direct child. (Go sets it after switching user, which clears it.)
-		Pdeathsig:  syscall.SIGKILL,
-		Credential: s.credential(),
-	}
-	s.withLimits(cmd)
+	s.prepareLoader(cmd, socket, extraEnv, pipes[0][1], pipes[1][1], pipes[2][1], lifeR)
 	startErr := cmd.Start()
 	// The child has its copies now; ours must go so EOFs reach the right side.
-	statusW.Close()
-	outW.Close()
-	errW.Close()
+	closeWriteEnds(pipes)
 	if startErr != nil {
 		outR.Close()
 		errR.Close()
-		return nil, fail("cannot start "+s.cfg.Command[0], startErr)
+		return nil, s.failed("cannot start "+s.cfg.Command[0], startErr)
 	}
 
 	p := s.newExecProcess(cmd, work, outR, errR)
 	p.addr = &net.UnixAddr{Name: socket, Net: "unix"}
-
-	lines := make(chan []byte, 1)
-	statusBuf := bufio.NewReaderSize(statusR, 4096)
-	go func() {
-		line, _ := statusBuf.ReadBytes('\n')
-		lines <- line
-	}()
-	timer := time.NewTimer(s.cfg.StartTimeout)
-	defer timer.Stop()
-
-	var line []byte
-	select {
-	case line = <-lines:
-	case <-p.done:
-		// A loader that reports an error exits right after: its line, if
-		// any, is in the pipe, and the reader sees it or EOF at once.
-		line = <-lines
-	case <-timer.C:
-		return nil, s.abort(p, fmt.Sprintf("the app did not start within %s", s.cfg.StartTimeout), "", context.DeadlineExceeded)
-	case <-ctx.Done():
-		return nil, s.abort(p, "start-up cancelled", "", ctx.Err())
-	}
-	if len(line) == 0 {
-		// EOF usually means the process is exiting; let Wait catch up so the
-		// error can say how it exited.
-		select {
-		case <-p.done:
-			return nil, s.abort(p, fmt.Sprintf("the app exited (%s) before it was ready", exitText(p.exitErr)), "", p.exitErr)
-		case <-time.After(time.Second):
-			return nil, s.abort(p, "the app closed its status pipe without reporting readiness", "", nil)
-		}
-	}
-	h, err := ParseHandshake(line)
+	statusBuf, lines := readStatusLine(statusR)
+	h, err := s.awaitHandshake(ctx, p, lines)
 	if err != nil {
-		return nil, s.abort(p, err.Error(), "", err)
+		return nil, err
 	}
-	if h.Status == "error" {
-		return nil, s.abort(p, h.Summary, h.Details, nil)
-	}
-
 	// Trust nothing the app reports: the socket is the one we chose, in a
 	// directory the app no longer controls.
 	if err := s.lockWorkDir(work, socket); err != nil {
@@ -333,6 +267,113 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 	}
 	p.logger().Info(msg, "startup", time.Since(p.started).Round(time.Millisecond))
 	return p, nil
+}
+
+// prepareLoader sets up cmd to run a loader: in the app's root, its
+// socket and fds named in the environment (the status pipe as fd 3, the
+// lifeline as fd 4), its output to the pipes, in a process group of its
+// own, as the app's user, with its resource limits.
+func (s *Spawner) prepareLoader(cmd *exec.Cmd, socket string, extraEnv []string, statusW, outW, errW, lifeR *os.File) {
+	cmd.Dir = s.cfg.Root
+	cmd.Env = append(append(append([]string(nil), s.cfg.Env...), extraEnv...),
+		"FERRY_SOCKET="+socket,
+		"FERRY_STATUS_FD=3",
+		"FERRY_LIFELINE_FD=4",
+	)
+	cmd.Stdin = nil // /dev/null
+	cmd.Stdout = outW
+	cmd.Stderr = errW
+	cmd.ExtraFiles = []*os.File{statusW, lifeR}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true,
+		// Belt and braces with the lifeline: if the core dies, so does the
+		// direct child. (Go sets it after switching user, which clears it.)
+		Pdeathsig:  syscall.SIGKILL,
+		Credential: s.credential(),
+	}
+	s.withLimits(cmd)
+}
+
+// awaitHandshake waits for the status line of the started process p, up
+// to --start-timeout: the handshake of a ready process, or the Error of
+// one that failed (and has been killed).
+func (s *Spawner) awaitHandshake(ctx context.Context, p *Process, lines <-chan []byte) (handshake, error) {
+	timer := time.NewTimer(s.cfg.StartTimeout)
+	defer timer.Stop()
+	var line []byte
+	select {
+	case line = <-lines:
+	case <-p.done:
+		// A loader that reports an error exits right after: its line, if
+		// any, is in the pipe, and the reader sees it or EOF at once.
+		line = <-lines
+	case <-timer.C:
+		return handshake{}, s.abort(p, fmt.Sprintf("the app did not start within %s", s.cfg.StartTimeout), "", context.DeadlineExceeded)
+	case <-ctx.Done():
+		return handshake{}, s.abort(p, "start-up cancelled", "", ctx.Err())
+	}
+	if len(line) == 0 {
+		// EOF usually means the process is exiting; let Wait catch up so the
+		// error can say how it exited.
+		select {
+		case <-p.done:
+			return handshake{}, s.abort(p, fmt.Sprintf("the app exited (%s) before it was ready", exitText(p.exitErr)), "", p.exitErr)
+		case <-time.After(time.Second):
+			return handshake{}, s.abort(p, "the app closed its status pipe without reporting readiness", "", nil)
+		}
+	}
+	h, err := ParseHandshake(line)
+	if err != nil {
+		return h, s.abort(p, err.Error(), "", err)
+	}
+	if h.Status == "error" {
+		return h, s.abort(p, h.Summary, h.Details, nil)
+	}
+	return h, nil
+}
+
+// failed is the Error of a spawn that failed before there was a process.
+func (s *Spawner) failed(summary string, err error) error {
+	return &Error{App: s.cfg.App, Summary: summary, Err: err}
+}
+
+// openPipes opens n pipes, each [read end, write end]; on failure none is
+// left open.
+func openPipes(n int) ([][2]*os.File, error) {
+	pipes := make([][2]*os.File, n)
+	for i := range pipes {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, p := range pipes[:i] {
+				p[0].Close()
+				p[1].Close()
+			}
+			return nil, err
+		}
+		pipes[i] = [2]*os.File{r, w}
+	}
+	return pipes, nil
+}
+
+// closeWriteEnds closes the write ends of pipes, once a child has its
+// copies: EOF then reaches the reader when the child is done.
+func closeWriteEnds(pipes [][2]*os.File) {
+	for _, p := range pipes {
+		p[1].Close()
+	}
+}
+
+// readStatusLine reads the first line of a status pipe in the background:
+// the buffered reader (what comes after the line stays in it, for
+// backtraces) and where the line, or nil at EOF, comes.
+func readStatusLine(statusR *os.File) (*bufio.Reader, <-chan []byte) {
+	buf := bufio.NewReaderSize(statusR, 4096)
+	lines := make(chan []byte, 1)
+	go func() {
+		line, _ := buf.ReadBytes('\n')
+		lines <- line
+	}()
+	return buf, lines
 }
 
 // newExecProcess wraps a started command: its output readers and the one
@@ -369,23 +410,15 @@ func (s *Spawner) newExecProcess(cmd *exec.Cmd, work string, outR, errR *os.File
 // startGeneric runs a generic app on a free loopback port and waits until
 // the port accepts connections.
 func (s *Spawner) startGeneric(ctx context.Context, work string) (*Process, error) {
-	fail := func(summary string, err error) error {
-		return &Error{App: s.cfg.App, Summary: summary, Err: err}
-	}
 	port, err := freePort()
 	if err != nil {
-		return nil, fail("cannot find a free port", err)
+		return nil, s.failed("cannot find a free port", err)
 	}
-	outR, outW, err := os.Pipe()
+	pipes, err := openPipes(2)
 	if err != nil {
-		return nil, fail("cannot create output pipe", err)
+		return nil, s.failed("cannot create output pipe", err)
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, fail("cannot create output pipe", err)
-	}
+	outR, outW, errR, errW := pipes[0][0], pipes[0][1], pipes[1][0], pipes[1][1]
 	cmd := exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
 	if err := s.checkAccess(cmd.Path, cmd.Err == nil, ""); err != nil {
 		outR.Close()
@@ -406,7 +439,7 @@ func (s *Spawner) startGeneric(ctx context.Context, work string) (*Process, erro
 	if startErr != nil {
 		outR.Close()
 		errR.Close()
-		return nil, fail("cannot start "+s.cfg.Command[0], startErr)
+		return nil, s.failed("cannot start "+s.cfg.Command[0], startErr)
 	}
 	p := s.newExecProcess(cmd, work, outR, errR)
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}

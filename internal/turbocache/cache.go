@@ -14,6 +14,7 @@ const (
 	DefaultMaxEntries   = 10000
 	DefaultMaxBytes     = 64 << 20
 	DefaultMaxEntrySize = 1 << 20
+	DefaultMaxVariants  = 32
 )
 
 // Options configure a Cache.
@@ -31,6 +32,16 @@ type Options struct {
 	// their own entries, users without it share. It also allows storing
 	// responses with Vary: Cookie. Other cookies are ignored.
 	VaryByCookie string
+	// StaleIfUnreachable is how long past its lifetime an entry may still
+	// be served when the app cannot be reached (connection refused or
+	// dropped, no process in time, restarting), unless the response said
+	// must-revalidate, proxy-revalidate or s-maxage. 0: never, beyond what
+	// the app allows with stale-if-error.
+	StaleIfUnreachable time.Duration
+	// MaxVariants bounds the variants kept of one resource (responses with
+	// Vary, one per set of values of the selecting request headers); past
+	// it, storing a variant drops the oldest. Default 32.
+	MaxVariants int
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
 }
@@ -44,6 +55,8 @@ type Stats struct {
 	Evictions     int64 `json:"evictions"`     // entries dropped to stay within the bounds
 	Invalidations int64 `json:"invalidations"` // entries dropped by unsafe requests
 	Coalesced     int64 `json:"coalesced"`     // requests that waited for another's fetch
+	Revalidated   int64 `json:"revalidated"`   // stale entries refreshed by a 304 from the app
+	Stale         int64 `json:"stale"`         // stale entries served (stale-while-revalidate, stale-if-error)
 	Entries       int64 `json:"entries"`
 	Bytes         int64 `json:"bytes"`
 }
@@ -63,6 +76,8 @@ type Cache struct {
 	maxEntries   int64
 	maxBytes     int64
 	maxEntrySize int64
+	maxVariants  int
+	grace        time.Duration
 	varyCookie   string
 	now          func() time.Time
 	seed         maphash.Seed
@@ -91,6 +106,7 @@ type Cache struct {
 	entries, bytes                             atomic.Int64
 	stores, rejected, evictions, invalidations atomic.Int64
 	coalesced, otherMisses                     atomic.Int64
+	revalidated, staleServed                   atomic.Int64
 }
 
 type shard struct {
@@ -99,6 +115,7 @@ type shard struct {
 	m            map[uint64]*entry  // primary hash → chain of entries
 	urls         map[uint64]*entry  // base hash → list of all entries of that URL
 	flights      map[uint64]*flight // primary hash → fetch in progress
+	fills        map[uint64]int32   // base hash → fills under way
 	_            [64]byte
 }
 
@@ -114,6 +131,8 @@ func New(o Options) *Cache {
 		maxEntries:   int64(o.MaxEntries),
 		maxBytes:     o.MaxBytes,
 		maxEntrySize: o.MaxEntrySize,
+		maxVariants:  o.MaxVariants,
+		grace:        max(o.StaleIfUnreachable, 0),
 		varyCookie:   o.VaryByCookie,
 		now:          o.Now,
 		seed:         maphash.MakeSeed(),
@@ -128,6 +147,9 @@ func New(o Options) *Cache {
 		c.maxEntrySize = DefaultMaxEntrySize
 	}
 	c.maxEntrySize = min(c.maxEntrySize, c.maxBytes)
+	if c.maxVariants <= 0 {
+		c.maxVariants = DefaultMaxVariants
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -137,6 +159,7 @@ func New(o Options) *Cache {
 		sh.m = make(map[uint64]*entry)
 		sh.urls = make(map[uint64]*entry)
 		sh.flights = make(map[uint64]*flight)
+		sh.fills = make(map[uint64]int32)
 	}
 	return c
 }
@@ -158,6 +181,14 @@ func genIndex(base uint64) uint64 { return (base >> 8) % genSlots }
 // returns (false, fill): fill is nil when the response could not be stored
 // anyway (HEAD; Range, Upgrade, a request body, Cache-Control: no-store, …),
 // else a *Fill the caller must end with Done.
+//
+// A stale entry with a validator is revalidated: Lookup adds
+// If-None-Match / If-Modified-Since to r's header before returning the
+// fill, and the caller hands the app's response head to fill.Answer. A
+// stale entry the app allows to be served while revalidating
+// (stale-while-revalidate) is served, and Lookup returns (true, fill) with
+// a fill for one background revalidation: the caller sends
+// fill.Request(r) to the app, as for a miss, before r is reused.
 //
 // Coalescing: when another request is already fetching the same key, Lookup
 // waits for it (bounded by r.Context(), and by 5 seconds); if that response
@@ -181,6 +212,7 @@ func (c *Cache) Lookup(w http.ResponseWriter, r *http.Request) (served bool, fil
 	}
 	sh := c.shard(q.base)
 	now := c.now()
+	var stale *entry
 	if q.serve {
 		sh.mu.RLock()
 		e := sh.find(&q)
@@ -196,7 +228,17 @@ func (c *Cache) Lookup(w http.ResponseWriter, r *http.Request) (served bool, fil
 				e.serve(w, &q, now)
 				return true, nil
 			case expired:
-				c.remove(e)
+				switch {
+				case e.whileRevalidating(now) && q.cc.maxAge < 0 && q.cc.minFresh == 0:
+					sh.hits.Add(1)
+					c.staleServed.Add(1)
+					e.serve(w, &q, now)
+					return true, c.backgroundFill(&q, sh, e)
+				case e.keep(now, c.grace):
+					stale = e
+				default:
+					c.remove(e)
+				}
 			case tooOldFor:
 				// Refresh it, without waiting for or leading others.
 				q.plain = false
@@ -212,7 +254,8 @@ func (c *Cache) Lookup(w http.ResponseWriter, r *http.Request) (served bool, fil
 	}
 	if q.plain && !c.passed(q.primary, now) {
 		sh.mu.Lock()
-		if e := sh.find(&q); e != nil && e.usable(now, &q) == fresh {
+		e := sh.find(&q)
+		if e != nil && e.usable(now, &q) == fresh {
 			sh.mu.Unlock()
 			sh.hits.Add(1)
 			e.serve(w, &q, now)
@@ -222,6 +265,9 @@ func (c *Cache) Lookup(w http.ResponseWriter, r *http.Request) (served bool, fil
 			sh.mu.Unlock()
 			return c.wait(w, r, &q, sh, fl)
 		}
+		if e != nil && e.keep(now, c.grace) {
+			stale = e
+		}
 		f := c.newFill(&q, sh)
 		if _, taken := sh.flights[q.primary]; !taken { // taken: a hash collision
 			f.fl = &flight{k: &f.k, done: make(chan struct{})}
@@ -229,13 +275,37 @@ func (c *Cache) Lookup(w http.ResponseWriter, r *http.Request) (served bool, fil
 		}
 		sh.mu.Unlock()
 		sh.misses.Add(1)
+		f.revalidate(r, &q, stale)
 		return false, f
 	}
 	sh.misses.Add(1)
 	if !q.store {
 		return false, nil
 	}
-	return false, c.newFill(&q, sh)
+	sh.mu.Lock()
+	f := c.newFill(&q, sh)
+	sh.mu.Unlock()
+	f.revalidate(r, &q, stale)
+	return false, f
+}
+
+// backgroundFill returns the fill of the one background revalidation of
+// e, or nil when one (or a fetch) is already under way.
+func (c *Cache) backgroundFill(q *request, sh *shard, e *entry) *Fill {
+	if !q.store {
+		return nil
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, taken := sh.flights[q.primary]; taken {
+		return nil
+	}
+	f := c.newFill(q, sh)
+	f.fl = &flight{k: &f.k, done: make(chan struct{})}
+	sh.flights[q.primary] = f.fl
+	f.stale, f.bg = e, true
+	f.cond = e.etagRaw != "" || e.lastModRaw != ""
+	return f
 }
 
 // wait waits for fl, then serves what it stored or sends the request to the
@@ -274,20 +344,30 @@ func (c *Cache) wait(w http.ResponseWriter, r *http.Request, q *request, sh *sha
 		return false, nil
 	}
 	q.plain = false
-	return false, c.newFill(q, sh)
+	sh.mu.Lock()
+	f := c.newFill(q, sh)
+	sh.mu.Unlock()
+	if e == nil || !e.keep(now, c.grace) {
+		e = nil
+	}
+	f.revalidate(r, q, e)
+	return false, f
 }
 
+// newFill starts a fill for q. Call with sh.mu held: the fill counts as
+// under way for its URL from then on (see invalidate).
 func (c *Cache) newFill(q *request, sh *shard) *Fill {
+	sh.fills[q.base]++
 	return &Fill{
 		c: c, sh: sh, k: q.makeKey(), ae: q.aeMask(), aeRaw: singleValue(q.ae), auth: q.auth, plain: q.plain,
-		gen: c.gens[genIndex(q.base)].Load(), purge: c.purges.Load(),
+		gen: c.gens[genIndex(q.base)].Load(), purge: c.purges.Load(), hdr: q.hdr,
 	}
 }
 
 // find returns the entry for q, fresh or not. Call with sh.mu held.
 func (sh *shard) find(q *request) *entry {
 	for e := sh.m[q.primary]; e != nil; e = e.chain {
-		if e.k.matches(q) && (!e.varyAE || e.aeMatches(q)) {
+		if e.k.matches(q) && (!e.varyAE || e.aeMatches(q)) && (e.vary == nil || e.varyMatches(q.hdr)) {
 			return e
 		}
 	}
@@ -341,10 +421,17 @@ func (c *Cache) insert(f *Fill, e *entry, now time.Time) bool {
 		sh.mu.Unlock()
 		return false
 	}
+	variants := 0
 	for x := sh.m[e.k.primary]; x != nil; {
 		next := x.chain
-		if x.k.same(&e.k) && (!x.varyAE || !e.varyAE || x.ae == e.ae) {
-			c.unlinkLocked(sh, x)
+		if x.k.same(&e.k) {
+			if (!x.varyAE || !e.varyAE || x.ae == e.ae) && varyEqual(x.vary, e.vary) {
+				c.unlinkLocked(sh, x)
+			} else if variants++; variants >= c.maxVariants {
+				// The chain runs newest first: this and the rest are the
+				// oldest variants.
+				c.unlinkLocked(sh, x)
+			}
 		}
 		x = next
 	}
@@ -480,10 +567,16 @@ func (c *Cache) moveToBack(e *entry) {
 // already under way for it from storing. It returns how many it dropped.
 func (c *Cache) invalidate(host, uri string) int {
 	base := c.baseHash(host, uri)
-	c.gens[genIndex(base)].Add(1)
 	sh := c.shard(base)
 	sh.mu.RLock()
-	some := sh.urls[base] != nil
+	some, filling := sh.urls[base] != nil, sh.fills[base] > 0
+	if filling {
+		// Fills of this URL under way must not store what they got. The
+		// generation slot is shared by many URLs, so it moves only when
+		// one of this URL is under way: a busy write-heavy URL does not
+		// keep others' fills from storing.
+		c.gens[genIndex(base)].Add(1)
+	}
 	sh.mu.RUnlock()
 	if !some {
 		return 0
@@ -593,6 +686,8 @@ func (c *Cache) Stats() Stats {
 		Evictions:     c.evictions.Load(),
 		Invalidations: c.invalidations.Load(),
 		Coalesced:     c.coalesced.Load(),
+		Revalidated:   c.revalidated.Load(),
+		Stale:         c.staleServed.Load(),
 		Entries:       c.entries.Load(),
 		Bytes:         c.bytes.Load(),
 	}

@@ -169,10 +169,12 @@ func TestStorable(t *testing.T) {
 		{200, []string{"Cache-Control: max-age=60"}, true},
 		{200, []string{"Cache-Control: max-age=60", "Content-Length: 10"}, true},
 		{200, []string{"Cache-Control: max-age=60", "Content-Length: 999999999"}, false},
-		{200, []string{"Cache-Control: max-age=60", "Vary: Origin"}, false},
+		{200, []string{"Cache-Control: max-age=60", "Vary: Origin"}, true},
+		{200, []string{"Cache-Control: max-age=60", "Vary: *"}, false},
 		{200, []string{"Cache-Control: max-age=60", "Set-Cookie: a=1"}, false},
 		{200, []string{"Content-Type: text/html"}, false},
-		{302, []string{"Cache-Control: max-age=60"}, false},
+		{302, []string{"Cache-Control: max-age=60"}, true},
+		{206, []string{"Cache-Control: max-age=60"}, false},
 	}
 	for _, tc := range cases {
 		c, _ := newCache(Options{})

@@ -3,6 +3,7 @@ package turbocache
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -26,6 +27,14 @@ type entry struct {
 	lastMod    time.Time
 	hasLastMod bool
 
+	// Validators to revalidate with, as the app sent them ("" if none).
+	etagRaw, lastModRaw string
+	// vary holds the request's values of the headers the response varies
+	// by (besides Accept-Encoding): only requests with the same values
+	// match.
+	vary  []varyValue
+	stale staleRules
+
 	stored     time.Time
 	initialAge time.Duration
 	lifetime   time.Duration
@@ -42,6 +51,97 @@ type entry struct {
 	prev, next *entry
 	// Guarded by both Cache.mu and the shard's mu (read under either).
 	linked bool
+}
+
+// varyValue is one selecting header of a request: its values, or absent.
+type varyValue struct {
+	name    string
+	values  []string
+	present bool
+}
+
+// varyMatches reports whether the request header h selects this variant.
+func (e *entry) varyMatches(h http.Header) bool {
+	for i := range e.vary {
+		vv := &e.vary[i]
+		vs, ok := h[vv.name]
+		if ok != vv.present || !listEqual(vs, vv.values, caseless(vv.name)) {
+			return false
+		}
+	}
+	return true
+}
+
+// caseless reports the selecting headers whose values compare without
+// case: language tags (RFC 4647) and charsets are case-insensitive.
+func caseless(name string) bool {
+	return name == "Accept-Language" || name == "Accept-Charset"
+}
+
+// listEqual compares two field values as comma-separated lists, whatever
+// the lines and the whitespace around the commas (RFC 9111 §4.1: the values
+// are normalised before comparing); fold: in any case.
+func listEqual(a, b []string, fold bool) bool {
+	var ia, ib listIter
+	ia.vs, ib.vs = a, b
+	for {
+		x, okA := ia.next()
+		y, okB := ib.next()
+		if okA != okB || (x != y && (!fold || !strings.EqualFold(x, y))) {
+			return false
+		}
+		if !okA {
+			return true
+		}
+	}
+}
+
+// listIter walks the elements of comma-separated field lines, trimmed of
+// whitespace, empty ones skipped, without allocating.
+type listIter struct {
+	vs []string
+	s  string
+}
+
+func (it *listIter) next() (string, bool) {
+	for {
+		for it.s == "" {
+			if len(it.vs) == 0 {
+				return "", false
+			}
+			it.s, it.vs = it.vs[0], it.vs[1:]
+		}
+		var el string
+		el, it.s, _ = strings.Cut(it.s, ",")
+		if el = trimOWS(el); el != "" {
+			return el, true
+		}
+	}
+}
+
+func varyEqual(a, b []varyValue) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].name != b[i].name || a[i].present != b[i].present || !listEqual(a[i].values, b[i].values, caseless(a[i].name)) {
+			return false
+		}
+	}
+	return true
+}
+
+// varyValues records the request's values of the selecting headers.
+func varyValues(names []string, h http.Header) []varyValue {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]varyValue, len(names))
+	for i, name := range names {
+		vs, ok := h[name]
+		out[i] = varyValue{name: name, values: slices.Clone(vs), present: ok}
+	}
+	return out
 }
 
 type field struct {
@@ -93,6 +193,40 @@ func (e *entry) age(now time.Time) time.Duration {
 		resident = 0
 	}
 	return e.initialAge + resident
+}
+
+// Once stale, what may still be done with an entry.
+
+// keep reports whether a stale entry is worth keeping: it can be
+// revalidated, or served stale a while longer (grace: how long past its
+// lifetime an entry may be served when the app cannot be reached).
+func (e *entry) keep(now time.Time, grace time.Duration) bool {
+	if e.etagRaw != "" || e.lastModRaw != "" {
+		return true
+	}
+	if e.stale.mustRevalidate {
+		grace = 0
+	}
+	return e.age(now) < e.lifetime+max(e.stale.whileRevalidate, e.stale.ifError, grace)
+}
+
+// whileRevalidating reports whether the stale entry may be served while a
+// background revalidation runs (stale-while-revalidate).
+func (e *entry) whileRevalidating(now time.Time) bool {
+	return e.stale.whileRevalidate > 0 && e.age(now) < e.lifetime+e.stale.whileRevalidate
+}
+
+// onError reports whether the stale entry may be served because the app
+// failed: it answered 500, 502, 503 or 504 within stale-if-error, or it
+// could not be reached (unreachable) within stale-if-error or the grace
+// the cache allows (RFC 9111 §4.2.4: a disconnected cache may serve stale).
+// Never for must-revalidate, proxy-revalidate or s-maxage.
+func (e *entry) onError(now time.Time, unreachable bool, grace time.Duration) bool {
+	if e.stale.mustRevalidate {
+		return false
+	}
+	age := e.age(now)
+	return age < e.lifetime+e.stale.ifError || (unreachable && age < e.lifetime+grace)
 }
 
 func (e *entry) usable(now time.Time, q *request) int {
@@ -293,9 +427,14 @@ func newEntry(k key, status int, h http.Header, hsize int64, body []byte, v verd
 		h["Date"] = []string{now.UTC().Format(http.TimeFormat)}
 	}
 	e.etag = opaqueTag(h["Etag"])
+	if e.etag != "" {
+		e.etagRaw = strings.TrimSpace(h["Etag"][0])
+	}
+	e.stale = v.stale
 	if lm := h["Last-Modified"]; len(lm) == 1 {
 		if t, err := http.ParseTime(lm[0]); err == nil {
 			e.lastMod, e.hasLastMod = t, true
+			e.lastModRaw = lm[0]
 		}
 	}
 	e.header = make([]field, 0, len(h))

@@ -55,6 +55,7 @@ type request struct {
 	base      uint64
 	primary   uint64
 
+	hdr     http.Header // the request's, for Vary
 	head    bool
 	serve   bool // may be answered from a stored entry
 	store   bool // its response may be stored (it gets a Fill)
@@ -85,6 +86,7 @@ func (c *Cache) parse(r *http.Request, q *request) bool {
 	}
 	q.head = r.Method == http.MethodHead
 	q.store = !q.head
+	q.hdr = r.Header
 	var cc, pragma, cookies []string
 	for k, vs := range r.Header {
 		switch k {

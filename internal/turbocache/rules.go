@@ -2,6 +2,8 @@ package turbocache
 
 import (
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 )
@@ -9,10 +11,20 @@ import (
 // This file holds the rules, as pure functions of headers: which statuses,
 // response headers and request headers allow storing, and for how long.
 
-// storableStatus lists the only statuses that are ever stored.
+// storableStatus reports whether a response with this status may be
+// stored at all: any final status but 206 (a part) and 304 (no body of its
+// own), given explicit freshness, which judge requires (RFC 9111 §3).
 func storableStatus(code int) bool {
+	return code >= 200 && code <= 599 && code != http.StatusPartialContent && code != http.StatusNotModified
+}
+
+// understoodStatus lists the statuses whose caching requirements Ferry
+// knows: a response with Cache-Control: must-understand is stored only with
+// one of these (RFC 9111 §5.2.2.3).
+func understoodStatus(code int) bool {
 	switch code {
-	case 200, 203, 204, 300, 301, 404, 405, 410, 414, 501:
+	case 200, 203, 204, 300, 301, 302, 303, 307, 308,
+		400, 403, 404, 405, 410, 414, 421, 451, 500, 501, 502, 503, 504:
 		return true
 	}
 	return false
@@ -33,6 +45,7 @@ const (
 	rejUnknownAE     = "Vary: Accept-Encoding with an unusual request Accept-Encoding"
 	rejHeader        = "response header that is never stored"
 	rejBadCacheCtl   = "conflicting or invalid Cache-Control"
+	rejBadAge        = "Age is not one delta-seconds"
 	rejTooBig        = "too big"
 	rejLength        = "Content-Length differs from body"
 	rejInvalidated   = "invalidated while fetching"
@@ -44,7 +57,28 @@ type verdict struct {
 	lifetime   time.Duration
 	initialAge time.Duration // the Age the app sent
 	varyAE     bool          // the entry is only for requests with the same Accept-Encoding
+	vary       []string      // other selecting request headers (canonical names), Cookie included
+	stale      staleRules
 }
+
+// staleRules say what may be done with an entry once it is stale.
+type staleRules struct {
+	// mustRevalidate: must-revalidate, proxy-revalidate or s-maxage
+	// (RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10): never served stale, not even
+	// on error.
+	mustRevalidate bool
+	// whileRevalidate and ifError: RFC 5861's stale-while-revalidate and
+	// stale-if-error, how long past its lifetime an entry may still be
+	// served while one background revalidation runs, or when the app fails.
+	whileRevalidate time.Duration
+	ifError         time.Duration
+}
+
+// targetedFields are the targeted cache-control fields Ferry obeys, first
+// present wins (RFC 9213 §2.2): CDN-Cache-Control, and the older
+// Surrogate-Control (W3C Edge Architecture) that reverse proxies honour.
+// When one is present, Cache-Control and Expires do not decide freshness.
+var targetedFields = [...]string{"Cdn-Cache-Control", "Surrogate-Control"}
 
 // reqFacts are the request facts the storing rules depend on.
 type reqFacts struct {
@@ -77,49 +111,61 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 	cc := h["Cache-Control"]
 	// Conservative first: these words anywhere in Cache-Control (whatever
 	// the syntax around them, e.g. private="x" or a quoted extension) or
-	// no-cache in Pragma forbid storing.
-	if why := forbiddingWord(cc); why != "" {
-		v.reason = why
-		return v
-	}
-	for _, s := range h["Pragma"] {
-		if containsFold(s, "no-cache") {
-			v.reason = rejNoCache
+	// no-cache in Pragma forbid storing. A targeted field (CDN-Cache-Control)
+	// overrides Cache-Control's no-store and no-cache, as RFC 9213 says,
+	// but never its private: a response for one user is never shared.
+	tcc, targeted := targetedValues(h)
+	if targeted {
+		if why := forbiddingWord(tcc); why != "" {
+			v.reason = why
 			return v
+		}
+		for _, s := range cc {
+			if containsFold(s, "private") {
+				v.reason = rejPrivate
+				return v
+			}
+		}
+	} else {
+		if why := forbiddingWord(cc); why != "" {
+			v.reason = why
+			return v
+		}
+		for _, s := range h["Pragma"] {
+			if containsFold(s, "no-cache") {
+				v.reason = rejNoCache
+				return v
+			}
 		}
 	}
 
-	var (
-		public             bool
-		maxAge, sMaxAge    int64 = -1, -1
-		hasMaxAge, hasSMax bool
-	)
+	var public, mustUnderstand bool
 	for it := (dirIter{vs: cc}); it.next(); {
 		switch {
 		case strings.EqualFold(it.name, "public"):
 			public = true
-		case strings.EqualFold(it.name, "max-age"):
-			n, ok := deltaSeconds(it.value)
-			if !ok || (hasMaxAge && n != maxAge) {
-				v.reason = rejBadCacheCtl
-				return v
-			}
-			maxAge, hasMaxAge = n, true
-		case strings.EqualFold(it.name, "s-maxage"):
-			n, ok := deltaSeconds(it.value)
-			if !ok || (hasSMax && n != sMaxAge) {
-				v.reason = rejBadCacheCtl
-				return v
-			}
-			sMaxAge, hasSMax = n, true
+		case strings.EqualFold(it.name, "must-understand"):
+			mustUnderstand = true
 		}
 	}
-	if rq.auth && !public && !hasSMax {
+	if mustUnderstand && !understoodStatus(status) {
+		v.reason = rejStatus
+		return v
+	}
+	fr, ok := parseFreshness(cc)
+	if targeted {
+		fr, ok = parseFreshness(tcc)
+	}
+	if !ok {
+		v.reason = rejBadCacheCtl
+		return v
+	}
+	if rq.auth && !public && !fr.hasSMax {
 		v.reason = rejAuthorization
 		return v
 	}
 
-	varyAE, ok := varyAllowed(h["Vary"], rq.varyCookie)
+	vary, varyAE, ok := varyFields(h["Vary"], rq.varyCookie)
 	if !ok {
 		v.reason = rejVary
 		return v
@@ -136,35 +182,26 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 		return v
 	}
 	v.varyAE = varyAE
+	v.vary = vary
+	v.stale = fr.stale
 
 	switch {
-	case hasSMax:
-		v.lifetime = time.Duration(sMaxAge) * time.Second
-	case hasMaxAge:
-		v.lifetime = time.Duration(maxAge) * time.Second
-	case len(h["Expires"]) > 0:
-		exp, err := http.ParseTime(h["Expires"][0])
-		if err != nil || len(h["Expires"]) > 1 {
-			// An invalid Expires (e.g. "0") means already expired.
-			v.reason = rejNotFresh
-			return v
-		}
-		date := now
-		if ds := h["Date"]; len(ds) == 1 {
-			if d, err := http.ParseTime(ds[0]); err == nil {
-				date = d
-			}
-		}
-		v.lifetime = exp.Sub(date)
+	case fr.hasSMax:
+		v.lifetime = time.Duration(fr.sMaxAge) * time.Second
+	case fr.hasMaxAge:
+		v.lifetime = time.Duration(fr.maxAge) * time.Second
+	case !targeted && len(h["Expires"]) > 0:
+		v.lifetime = expiresLifetime(h["Expires"], h["Date"], now)
 	default:
 		v.reason = rejNoFreshness
 		return v
 	}
-	if as := h["Age"]; len(as) == 1 {
-		if n, ok := deltaSeconds(strings.TrimSpace(as[0])); ok {
-			v.initialAge = time.Duration(n) * time.Second
-		}
+	age, ok := initialAge(h["Age"])
+	if !ok {
+		v.reason = rejBadAge
+		return v
 	}
+	v.initialAge = age
 	v.lifetime = min(v.lifetime, maxDelta*time.Second)
 	if v.lifetime <= 0 || v.initialAge >= v.lifetime {
 		v.reason = rejNotFresh
@@ -172,6 +209,190 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 	}
 	v.reason = okStored
 	return v
+}
+
+// targetedValues returns the values of the first targeted field present
+// with at least one directive for Ferry (RFC 9213). A Surrogate-Control
+// directive may be aimed at devices (max-age=60;ferry): it is for Ferry
+// when one of them is the device name Ferry announces in
+// Surrogate-Capability.
+func targetedValues(h http.Header) ([]string, bool) {
+	for _, name := range targetedFields {
+		vs := h[name]
+		if len(vs) == 0 {
+			continue
+		}
+		for it := (dirIter{vs: vs}); it.next(); {
+			if _, _, ok := forFerry(it.name, it.value); ok {
+				return vs, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// SurrogateDevice is the device name Ferry announces to apps in
+// Surrogate-Capability (W3C Edge Architecture) on requests whose response
+// it may store.
+const SurrogateDevice = "ferry"
+
+// surrogateCapability is the Surrogate-Capability value, shared by every
+// request (never modified).
+var surrogateCapability = []string{SurrogateDevice + `="Surrogate/1.0"`}
+
+// forFerry strips a directive's device targets ("max-age=60;ferry",
+// "no-store;a;b"): ok when it has none or names Ferry's.
+func forFerry(name, value string) (string, string, bool) {
+	targets := ""
+	if n, t, found := strings.Cut(name, ";"); found {
+		name, targets = n, t
+	} else if v, t, found := strings.Cut(value, ";"); found {
+		value, targets = v, t
+	}
+	if targets == "" {
+		return name, value, true
+	}
+	for t := range strings.SplitSeq(targets, ";") {
+		if strings.TrimSpace(t) == SurrogateDevice {
+			return name, value, true
+		}
+	}
+	return name, value, false
+}
+
+// freshness is what one Cache-Control-like field says about lifetime and
+// staleness.
+type freshness struct {
+	maxAge, sMaxAge    int64
+	hasMaxAge, hasSMax bool
+	stale              staleRules
+}
+
+// parseFreshness reads max-age, s-maxage, must-revalidate,
+// proxy-revalidate, stale-while-revalidate and stale-if-error. ok is false
+// when max-age or s-maxage is invalid or given twice with different
+// values. Directives aimed at other devices (Surrogate-Control's
+// ";target") are skipped.
+func parseFreshness(vs []string) (f freshness, ok bool) {
+	for it := (dirIter{vs: vs}); it.next(); {
+		name, value, mine := forFerry(it.name, it.value)
+		if !mine {
+			continue
+		}
+		it.name, it.value = name, value
+		switch {
+		case strings.EqualFold(it.name, "max-age"):
+			n, ok := deltaSeconds(it.value)
+			if !ok || (f.hasMaxAge && n != f.maxAge) {
+				return f, false
+			}
+			f.maxAge, f.hasMaxAge = n, true
+		case strings.EqualFold(it.name, "s-maxage"):
+			n, ok := deltaSeconds(it.value)
+			if !ok || (f.hasSMax && n != f.sMaxAge) {
+				return f, false
+			}
+			f.sMaxAge, f.hasSMax = n, true
+			f.stale.mustRevalidate = true // s-maxage implies proxy-revalidate
+		case strings.EqualFold(it.name, "must-revalidate"), strings.EqualFold(it.name, "proxy-revalidate"):
+			f.stale.mustRevalidate = true
+		case strings.EqualFold(it.name, "stale-while-revalidate"):
+			if n, ok := deltaSeconds(it.value); ok {
+				f.stale.whileRevalidate = time.Duration(n) * time.Second
+			}
+		case strings.EqualFold(it.name, "stale-if-error"):
+			if n, ok := deltaSeconds(it.value); ok {
+				f.stale.ifError = time.Duration(n) * time.Second
+			}
+		}
+	}
+	if f.stale.mustRevalidate {
+		f.stale.whileRevalidate, f.stale.ifError = 0, 0
+	}
+	return f, true
+}
+
+// expiresLifetime is Expires minus Date (or now, without a valid Date). An
+// invalid Expires, or more than one, means already expired (RFC 9111
+// §5.3): the result is then not positive.
+func expiresLifetime(expires, date []string, now time.Time) time.Duration {
+	if len(expires) != 1 {
+		return 0
+	}
+	exp, ok := parseHTTPDate(expires[0])
+	if !ok {
+		return 0
+	}
+	d := now
+	if len(date) == 1 {
+		if t, ok := parseHTTPDate(date[0]); ok {
+			d = t
+		}
+	}
+	return exp.Sub(d)
+}
+
+// initialAge reads Age: absent is 0; anything but one line holding one
+// delta-seconds ("7200, 0", two lines, "abc", "-1", "1.5", "60;x") is
+// refused rather than guessed at, since a too-young guess would serve a
+// stale response as fresh (RFC 9111 §5.1).
+func initialAge(as []string) (time.Duration, bool) {
+	switch len(as) {
+	case 0:
+		return 0, true
+	case 1:
+		s := trimOWS(as[0])
+		if s == "" || s[0] == '"' {
+			return 0, false
+		}
+		n, ok := deltaSeconds(s)
+		return time.Duration(n) * time.Second, ok
+	}
+	return 0, false
+}
+
+// Layouts of the three HTTP-date forms a recipient must accept (RFC 9110
+// §5.6.7).
+const (
+	imfFixdate  = "Mon, 02 Jan 2006 15:04:05 GMT"
+	rfc850Date  = "Monday, 02-Jan-06 15:04:05 GMT"
+	asctimeDate = "Mon Jan _2 15:04:05 2006"
+)
+
+// parseHTTPDate parses an HTTP-date strictly: the value must be what its
+// layout prints (time.Parse alone takes one-digit hours, extra spaces and
+// any case of names, which RFC 9110 does not), but for the day name, which
+// must be one, with its case, yet need not be that date's (recipients
+// compute the day from the date).
+func parseHTTPDate(s string) (time.Time, bool) {
+	for _, layout := range [...]string{imfFixdate, rfc850Date, asctimeDate} {
+		t, err := time.Parse(layout, s)
+		if err != nil {
+			continue
+		}
+		f := t.Format(layout)
+		i := strings.IndexAny(s, ", ")
+		j := strings.IndexAny(f, ", ")
+		if i > 0 && j > 0 && s[i:] == f[j:] && dayName(s[:i], layout == rfc850Date) {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// dayName reports whether s is a day name as HTTP-dates spell it: "Mon",
+// or in rfc850-date "Monday".
+func dayName(s string, long bool) bool {
+	for d := time.Sunday; d <= time.Saturday; d++ {
+		name := d.String()
+		if !long {
+			name = name[:3]
+		}
+		if s == name {
+			return true
+		}
+	}
+	return false
 }
 
 // forbiddingWord returns the reason when private, no-store or no-cache
@@ -190,27 +411,63 @@ func forbiddingWord(cc []string) string {
 	return ""
 }
 
-// varyAllowed reports whether a response with these Vary values may be
-// stored, and whether it varies by Accept-Encoding. Cookie is allowed only
-// when the cache is configured to vary by a cookie (the key then holds that
-// cookie's value).
-func varyAllowed(vary []string, varyCookie bool) (varyAE, ok bool) {
+// varyFields reads Vary: the selecting request headers (canonical names,
+// sorted, without duplicates) other than Accept-Encoding, which has its own
+// normalised matching, and whether Accept-Encoding is one of them. ok is
+// false for "*" (never stored) and for Cookie unless the cache varies by a
+// cookie: a response keyed by whole Cookie headers is one user's, and a
+// variant per user would be a cache of private responses.
+func varyFields(vary []string, varyCookie bool) (fields []string, varyAE, ok bool) {
 	for _, s := range vary {
 		for s != "" {
 			var f string
 			f, s, _ = strings.Cut(s, ",")
-			f = strings.TrimSpace(f)
+			f = trimOWS(f)
 			switch {
 			case f == "":
+			case f == "*" || !validToken(f):
+				return nil, false, false
 			case strings.EqualFold(f, "Accept-Encoding"):
 				varyAE = true
-			case strings.EqualFold(f, "Cookie") && varyCookie:
-			default: // "*", or any other field
-				return false, false
+			case strings.EqualFold(f, "Cookie") && !varyCookie:
+				return nil, false, false
+			case strings.EqualFold(f, "Cookie"):
+				// The key holds the vary-by cookie already.
+			default:
+				name := textproto.CanonicalMIMEHeaderKey(f)
+				if setByFront(name) {
+					return nil, false, false
+				}
+				if i, found := slices.BinarySearch(fields, name); !found {
+					fields = slices.Insert(fields, i, name)
+				}
 			}
 		}
 	}
-	return varyAE, true
+	return fields, varyAE, true
+}
+
+// setByFront reports a request header the app gets from Ferry rather than
+// from the client (the client's address and scheme, the request id, the
+// internal ones): the request header the cache sees is not what the app
+// varied on, so a response varying by it is not stored.
+func setByFront(name string) bool {
+	switch name {
+	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-Ip", "Forwarded", "X-Request-Id":
+		return true
+	}
+	return strings.HasPrefix(name, "X-Ferry-") || strings.IndexByte(name, '_') >= 0
+}
+
+// validToken reports whether s is an RFC 9110 token (a field name).
+func validToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // maxDelta is where delta-seconds are clamped (RFC 9111 §1.2.2).

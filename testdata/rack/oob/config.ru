@@ -32,6 +32,8 @@ module OobFixture
   module_function
 
   def stuck_in_sleep(seconds, release)
+    # Said from in here: a SIGQUIT after it finds this frame on the stack.
+    $stderr.write("oob fixture: asleep\n")
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
     while Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
       break if release && File.exist?(release)
@@ -78,7 +80,6 @@ run(lambda do |env|
     OobFixture.reply("the next hook fails")
   when "/sleep"
     q = OobFixture.query(env)
-    $stderr.write("oob fixture: asleep\n")
     OobFixture.stuck_in_sleep(Float(q.fetch("s", "60")), q["release"])
     OobFixture.reply("awake")
   else

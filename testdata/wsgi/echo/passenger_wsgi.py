@@ -226,18 +226,28 @@ _counted = {}
 def counted(environ, start_response):
     """Counts how often the app itself answered this exact URL; the response
     headers come from the query: ?cc=Cache-Control&etag=…&cookie=1&vary=…&delay=s
+    With etag, a matching If-None-Match gets a 304 (with the count in
+    X-Count); with fail_after=N, the answers after the Nth are 503s.
     """
     key = environ.get("QUERY_STRING", "")
     _counted[key] = _counted.get(key, 0) + 1
     delay = float(_arg(environ, "delay", "0"))
     if delay:
         time.sleep(delay)
-    extra = []
+    extra = [("X-Count", str(_counted[key]))]
     cc = _arg(environ, "cc", "")
     if cc:
         extra.append(("Cache-Control", cc))
+    fail_after = int(_arg(environ, "fail_after", "0"))
+    if fail_after and _counted[key] > fail_after:
+        return _reply(start_response, "failing", status="503 Service Unavailable", extra=extra)
     if _arg(environ, "etag", ""):
-        extra.append(("ETag", '"%s"' % _arg(environ, "etag", "")))
+        etag = '"%s"' % _arg(environ, "etag", "")
+        if environ.get("HTTP_IF_NONE_MATCH") == etag:
+            extra.append(("ETag", etag))
+            start_response("304 Not Modified", extra)
+            return [b""]
+        extra.append(("ETag", etag))
     if _arg(environ, "cookie", ""):
         extra.append(("Set-Cookie", "session=abc"))
     if _arg(environ, "vary", ""):

@@ -75,6 +75,7 @@ type Server struct {
 	ACME         // acme.go
 	Logging      // logging.go
 	Dashboard    // dashboard.go
+	Tracing      // tracing.go
 }
 
 // App holds the settings of one hosted app.

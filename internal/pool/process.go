@@ -53,16 +53,19 @@ func (s state) String() string {
 
 // Process is a pool member: a running process and its use.
 type Process struct {
-	group     *Group
-	proc      Proc
-	gen       int // the restart generation it belongs to
-	state     state
-	started   time.Time
-	sessions  int // open sessions
-	unlimited int // open unlimited sessions (not counted in sessions)
-	served    uint64
-	limit     uint64 // served requests after which it is recycled; 0 = never
-	lastUsed  time.Time
+	group   *Group
+	proc    Proc
+	gen     int // the restart generation it belongs to
+	state   state
+	started time.Time // ready (the spawn's end)
+	// spawnBegin is when its spawn began; zero if it was not spawned by
+	// the group (adopted).
+	spawnBegin time.Time
+	sessions   int // open sessions
+	unlimited  int // open unlimited sessions (not counted in sessions)
+	served     uint64
+	limit      uint64 // served requests after which it is recycled; 0 = never
+	lastUsed   time.Time
 	// why it is retiring or stopping, for logs and status.
 	reason string
 	// recycled: retiring to be replaced for its health (max requests,
@@ -131,6 +134,16 @@ type Session struct {
 
 // PID of the session's process.
 func (s *Session) PID() int { return s.p.proc.PID() }
+
+// Spawned tells when the session's process began to spawn and when it was
+// ready (for tracing: a request that queued before ready waited for the
+// spawn). Zero for a nil session or a process the group did not spawn.
+func (s *Session) Spawned() (begin, ready time.Time) {
+	if s == nil || s.p.spawnBegin.IsZero() {
+		return time.Time{}, time.Time{}
+	}
+	return s.p.spawnBegin, s.p.started
+}
 
 // Route is the process's sticky-session id.
 func (s *Session) Route() string { return s.p.route }

@@ -42,13 +42,26 @@ func New(ctx context.Context, c Config, version string) (*Tracer, error) {
 	if !c.Enabled() {
 		return nil, nil
 	}
-	sampler, err := c.sampler()
-	if err != nil {
+	if _, err := c.sampler(); err != nil {
 		return nil, err
 	}
 	exp, err := exporter(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the OTLP trace exporter: %w", err)
+	}
+	return NewWith(ctx, exp, c, version)
+}
+
+// NewWith returns a tracer sending its spans to exp rather than over OTLP
+// (tests and benchmarks give an in-memory exporter); c gives the sampler
+// and the service name.
+func NewWith(ctx context.Context, exp sdktrace.SpanExporter, c Config, version string) (*Tracer, error) {
+	sampler, err := c.sampler()
+	if err != nil {
+		return nil, err
+	}
+	if c.ServiceName == "" {
+		c.ServiceName = "ferry"
 	}
 	res, err := resource.New(ctx, resource.WithFromEnv(), resource.WithHost(), resource.WithProcessPID(),
 		resource.WithAttributes(attribute.String("service.name", c.ServiceName), attribute.String("service.version", version)))

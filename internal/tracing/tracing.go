@@ -113,6 +113,9 @@ type Request struct {
 	span    trace.Span
 	t       *Tracer
 	traceID string // set when sampled, for exemplars
+	// rec: the span records (is sampled); an unsampled request makes no
+	// child spans, which nobody would see, and costs little more than off.
+	rec bool
 }
 
 // Start starts the server span of r, which arrived at start. From a
@@ -138,7 +141,7 @@ func (t *Tracer) Start(r *http.Request, start time.Time, trusted bool) Request {
 	}
 	ctx, span := t.tr.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithTimestamp(start), trace.WithAttributes(attrs...))
-	q := Request{ctx: ctx, span: span, t: t}
+	q := Request{ctx: ctx, span: span, t: t, rec: span.IsRecording()}
 	if sc := span.SpanContext(); sc.IsSampled() {
 		id := sc.TraceID()
 		q.traceID = hex.EncodeToString(id[:])
@@ -152,7 +155,7 @@ func (q *Request) TraceID() string { return q.traceID }
 
 // Child starts a child span of the request now.
 func (q *Request) Child(name string) Span {
-	if q.span == nil {
+	if !q.rec {
 		return Span{}
 	}
 	return q.child(name, time.Now(), trace.SpanKindInternal)
@@ -165,7 +168,7 @@ func (q *Request) child(name string, start time.Time, kind trace.SpanKind) Span 
 
 // Queue starts the span of the wait for a process, begun at start.
 func (q *Request) Queue(start time.Time) Span {
-	if q.span == nil {
+	if !q.rec {
 		return Span{}
 	}
 	return q.child("queue wait", start, trace.SpanKindInternal)
@@ -173,9 +176,14 @@ func (q *Request) Queue(start time.Time) Span {
 
 // App starts the span of the request's round trip to the app process pid,
 // and puts its context in the request's traceparent (and tracestate) for
-// the app to continue.
+// the app to continue. Unsampled, the app is sent the request's own
+// context, marked unsampled, so that it follows the decision.
 func (q *Request) App(r *http.Request, pid int) Span {
 	if q.span == nil {
+		return Span{}
+	}
+	if !q.rec {
+		q.t.prop.Inject(q.ctx, propagation.HeaderCarrier(r.Header))
 		return Span{}
 	}
 	s := q.child("app", time.Now(), trace.SpanKindClient)

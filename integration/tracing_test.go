@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -242,7 +243,9 @@ func TestTracing(t *testing.T) {
 		// The endpoint from the environment, as OpenTelemetry's SDKs take it;
 		// no process at start, so the first request waits for a spawn.
 		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rc.HTTP)
-		f := startFerry(t, fixture(t, "wsgi/echo"), "--trusted-proxies", "loopback", "--min-instances", "0")
+		metricsPort := freePort(t)
+		f := startFerry(t, fixture(t, "wsgi/echo"), "--trusted-proxies", "loopback", "--min-instances", "0",
+			"--metrics-address", "127.0.0.1:"+metricsPort)
 		f.waitLog(`msg="tracing requests with OpenTelemetry"`)
 		got := echoTraceparent(t, f, "/echo/trusted", http.Header{"Traceparent": {clientTraceparent}, "Tracestate": {"vendor=1"}})
 
@@ -281,6 +284,22 @@ func TestTracing(t *testing.T) {
 			}
 			return false
 		})
+
+		// The latency and queue-wait histograms carry the trace as exemplar,
+		// over OpenMetrics.
+		req, _ := http.NewRequest("GET", "http://127.0.0.1:"+metricsPort+"/metrics", nil)
+		req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, fam := range []string{"ferry_http_request_duration_seconds_bucket", "ferry_pool_queue_wait_seconds_bucket"} {
+			if !regexp.MustCompile(fam + `\{app="echo",le="[^"]+"\} \d+ # \{trace_id="` + clientTraceID + `"\}`).Match(b) {
+				t.Errorf("%s: no exemplar of trace %s (Content-Type %s):\n%.3000s", fam, clientTraceID, resp.Header.Get("Content-Type"), b)
+			}
+		}
 	})
 
 	t.Run("http untrusted", func(t *testing.T) {

@@ -123,21 +123,33 @@ stop() {
 	kill -KILL "$PID" 2>/dev/null || true
 }
 
+# ticks PID: the core's CPU time (utime+stime, all threads) in clock ticks.
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
 modes=(off sampled unsampled)
-declare -A rps
+declare -A rps cpu
 for run in $(seq "$RUNS"); do
 	for mode in "${modes[@]}"; do
 		start "$mode"
 		wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null # warm-up
+		t0=$(ticks "$PID")
 		wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$PORT/" >"$tmp/wrk-$mode-$run.txt"
+		t1=$(ticks "$PID")
 		r=$(awk '/^Requests\/sec:/{print $2}' "$tmp/wrk-$mode-$run.txt")
-		log "run $run, tracing $mode: $r req/s"
+		n=$(awk '/ requests in /{print $1}' "$tmp/wrk-$mode-$run.txt")
+		# The core's CPU per request: robust to a busy machine, unlike req/s.
+		c=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$HZ" 'BEGIN{printf "%.1f", (b-a)/hz/n*1e6}')
+		log "run $run, tracing $mode: $r req/s, core CPU $c µs/request"
 		rps[$mode]+="$r "
+		cpu[$mode]+="$c "
 		stop
 	done
 done
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.0f", m}'; }
+median1() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'; }
+range1() { tr ' ' '\n' | grep . | sort -n | awk 'NR==1{lo=$1} {hi=$1} END{printf "%.1f–%.1f", lo, hi}'; }
 range() { tr ' ' '\n' | grep . | sort -n | awk 'NR==1{lo=$1} {hi=$1} END{printf "%.0f–%.0f", lo, hi}'; }
 
 log "go benchmark of the request path"
@@ -149,12 +161,12 @@ gob=$(cd "$repo" && go test -run XXX -bench 'BenchmarkProxyHelloTracing' -bencht
 	echo "Machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), load $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo "Ferry $(git -C "$repo" rev-parse --short HEAD), hello-wsgi, 2 processes, wrk -t2 -c$CONNECTIONS -d${DURATION}s, $RUNS runs alternated."
 	echo
-	echo "| tracing | req/s (median) | min–max | vs off |"
-	echo "| --- | --- | --- | --- |"
+	echo "| tracing | req/s (median) | min–max | vs off | core CPU µs/request (median) | min–max |"
+	echo "| --- | --- | --- | --- | --- | --- |"
 	off=$(echo "${rps[off]}" | median)
 	for mode in "${modes[@]}"; do
 		m=$(echo "${rps[$mode]}" | median)
-		echo "| $mode | $m | $(echo "${rps[$mode]}" | range) | $(awk -v a="$m" -v b="$off" 'BEGIN{printf "%+.1f%%", (a-b)/b*100}') |"
+		echo "| $mode | $m | $(echo "${rps[$mode]}" | range) | $(awk -v a="$m" -v b="$off" 'BEGIN{printf "%+.1f%%", (a-b)/b*100}') | $(echo "${cpu[$mode]}" | median1) | $(echo "${cpu[$mode]}" | range1) |"
 	done
 	echo
 	echo "Request path alone (\`go test -bench BenchmarkProxyHelloTracing -benchtime $BENCHTIME -count $RUNS ./internal/server\`):"

@@ -1,12 +1,14 @@
 package tracing
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -146,5 +148,38 @@ func TestOffIsInert(t *testing.T) {
 	}
 	if err := tr.Shutdown(t.Context()); err != nil {
 		t.Error(err)
+	}
+}
+
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
+
+// BenchmarkRequestSpans is what tracing adds to one proxied request: the
+// server span, cache lookup, queue wait and app spans, the traceparent
+// sent on (no sockets, so the figure is tracing's alone).
+func BenchmarkRequestSpans(b *testing.B) {
+	for _, mode := range []string{"off", "unsampled", "sampled"} {
+		b.Run(mode, func(b *testing.B) {
+			var tr *Tracer
+			if mode != "off" {
+				s := "always_on"
+				if mode == "unsampled" {
+					s = "always_off"
+				}
+				var err error
+				if tr, err = NewWith(context.Background(), discard{}, Config{Sampler: s}, "bench"); err != nil {
+					b.Fatal(err)
+				}
+				defer tr.Shutdown(context.Background())
+			}
+			r := httptest.NewRequest("GET", "http://example.com/a/b", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(r.Header)
+				request(tr, r, false)
+			}
+		})
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -400,5 +402,42 @@ func npmCI(t *testing.T, dir string) {
 	out, err := exec_("npm", "ci", "--prefix", dir, "--no-audit", "--no-fund")
 	if err != nil {
 		t.Skipf("npm ci in %s failed (npm or its registry unreachable?): %v\n%s", dir, err, bytes.TrimSpace([]byte(out)))
+	}
+}
+
+// TestTracingBadConfig: a bad protocol, sampler or endpoint, by flag or by
+// the standard variable, stops ferry start with one line naming it.
+func TestTracingBadConfig(t *testing.T) {
+	needPython(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{name: "protocol flag", args: []string{"--otel-exporter-otlp-endpoint", "http://127.0.0.1:4318", "--otel-exporter-otlp-protocol", "udp"},
+			want: `tracing: unknown OTLP protocol "udp"`},
+		{name: "sampler variable", env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER=sometimes"},
+			want: `tracing: unknown sampler "sometimes"`},
+		{name: "endpoint", args: []string{"--otel-exporter-otlp-endpoint", "collector:4318"},
+			want: `is not a URL`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, ferryBin, append([]string{"start", fixture(t, "wsgi/echo"), "--port", "0", "--address", "127.0.0.1",
+				"--python", python, "--instance-registry-dir", shortTempDir(t)}, tc.args...)...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("ferry start did not fail (%v):\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("output does not say %q:\n%s", tc.want, out)
+			}
+			if strings.Contains(string(out), "panic") {
+				t.Errorf("panicked:\n%s", out)
+			}
+		})
 	}
 }

@@ -80,3 +80,18 @@ func TestBadEndpoint(t *testing.T) {
 		t.Errorf("no endpoint: New = %v, %v; want nil, nil (off)", tr, err)
 	}
 }
+
+func TestEndpointMustBeURL(t *testing.T) {
+	for _, proto := range []string{ProtocolHTTP, ProtocolGRPC} {
+		for _, ep := range []string{"collector:4317", "127.0.0.1:4317", "ftp://c:21", "http://"} {
+			if _, err := New(t.Context(), Config{Endpoint: ep, Protocol: proto}, "test"); err == nil || !strings.Contains(err.Error(), "not a URL") {
+				t.Errorf("%s %q: err = %v, want one saying it is not a URL", proto, ep, err)
+			}
+		}
+		tr, err := New(t.Context(), Config{Endpoint: "http://127.0.0.1:1", Protocol: proto}, "test")
+		if err != nil {
+			t.Errorf("%s: %v", proto, err)
+		}
+		tr.Shutdown(t.Context())
+	}
+}

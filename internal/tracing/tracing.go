@@ -76,26 +76,24 @@ func NewWith(ctx context.Context, exp sdktrace.SpanExporter, c Config, version s
 // (headers, timeout, TLS certificates, compression) the exporter reads from
 // the standard OTEL_EXPORTER_OTLP_* variables itself.
 func exporter(ctx context.Context, c Config) (sdktrace.SpanExporter, error) {
+	raw := c.TracesEndpoint
+	if raw == "" {
+		raw = c.Endpoint
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		// The exporters would log a bad URL and quietly use localhost.
+		return nil, fmt.Errorf("OTLP endpoint %q is not a URL such as http://collector:4318", raw)
+	}
 	if c.Protocol == ProtocolGRPC {
-		var opts []otlptracegrpc.Option
-		if u := c.TracesEndpoint; u != "" {
-			opts = append(opts, otlptracegrpc.WithEndpointURL(u))
-		} else {
-			opts = append(opts, otlptracegrpc.WithEndpointURL(c.Endpoint))
-		}
-		return otlptracegrpc.New(ctx, opts...)
+		// http: plaintext, https: TLS; the path is ignored.
+		return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(raw))
 	}
-	u := c.TracesEndpoint
-	if u == "" {
+	if c.TracesEndpoint == "" {
 		// The base endpoint gets the signal's path, as the specification says.
-		base, err := url.Parse(c.Endpoint)
-		if err != nil || base.Host == "" {
-			return nil, fmt.Errorf("OTLP endpoint %q is not a URL", c.Endpoint)
-		}
-		base.Path = strings.TrimSuffix(base.Path, "/") + "/v1/traces"
-		u = base.String()
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/traces"
 	}
-	return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(u))
+	return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(u.String()))
 }
 
 // Shutdown exports the spans still buffered and stops the exporter.

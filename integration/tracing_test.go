@@ -261,7 +261,7 @@ func TestTracing(t *testing.T) {
 			t.Errorf("server span trace %s parent %s; want the client's %s, %s", server.TraceID, server.ParentID, clientTraceID, clientSpanID)
 		}
 		for k, want := range map[string]string{"http.request.method": "GET", "url.path": "/echo/trusted",
-			"http.response.status_code": "200", "server.address": "127.0.0.1"} {
+			"http.response.status_code": "200", "server.address": "127.0.0.1", "ferry.app": "echo"} {
 			if server.Attrs[k] != want {
 				t.Errorf("server span %s = %q, want %q (attributes %v)", k, server.Attrs[k], want, server.Attrs)
 			}

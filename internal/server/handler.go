@@ -531,10 +531,11 @@ func (h *Handler) logAccess(rq *request, r *http.Request) {
 	if status == 0 {
 		status, bytes = rq.w.status, rq.w.bytes
 	}
-	rq.trace.End(status, rq.start.Add(dur))
 	if rq.app != nil {
+		rq.trace.SetApp(rq.app.Name)
 		rq.app.Metrics.RequestTraced(status, dur, max(r.ContentLength, 0), bytes, rq.trace.TraceID())
 	}
+	rq.trace.End(status, rq.start.Add(dur))
 	if h.opts.AccessLog == nil {
 		return
 	}

@@ -130,14 +130,19 @@ func (t *Tracer) Start(r *http.Request, start time.Time, trusted bool) Request {
 	}
 	delete(r.Header, "Traceparent")
 	delete(r.Header, "Tracestate")
+	method := knownMethod(r.Method)
 	attrs := []attribute.KeyValue{
-		attribute.String("http.request.method", r.Method),
+		attribute.String("http.request.method", method),
 		attribute.String("url.path", r.URL.Path),
 		attribute.String("server.address", hostOnly(r.Host)),
 		attribute.String("network.protocol.version", protoVersion(r)),
 		attribute.String("url.scheme", scheme(r)),
 	}
-	ctx, span := t.tr.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+	name := method
+	if method == "_OTHER" {
+		name = "HTTP"
+	}
+	ctx, span := t.tr.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithTimestamp(start), trace.WithAttributes(attrs...))
 	q := Request{ctx: ctx, span: span, t: t, rec: span.IsRecording()}
 	if sc := span.SpanContext(); sc.IsSampled() {
@@ -188,6 +193,14 @@ func (q *Request) App(r *http.Request, pid int) Span {
 	s.s.SetAttributes(attribute.Int("process.pid", pid))
 	q.t.prop.Inject(s.ctx, propagation.HeaderCarrier(r.Header))
 	return s
+}
+
+// SetApp names the app the request was routed to (ferry.app).
+func (q *Request) SetApp(name string) {
+	if !q.rec {
+		return
+	}
+	q.span.SetAttributes(attribute.String("ferry.app", name))
 }
 
 // Fail records on the request's span why it failed.
@@ -275,6 +288,18 @@ func (s Span) End(err error) {
 
 // EndOK ends the span without error (for defer).
 func (s Span) EndOK() { s.End(nil) }
+
+// knownMethod is the method as the semantic conventions record it: any
+// but the standard ones is "_OTHER", so that clients cannot make span
+// names and attribute values up.
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
+		http.MethodConnect, http.MethodOptions, http.MethodTrace, http.MethodPatch:
+		return m
+	}
+	return "_OTHER"
+}
 
 func hostOnly(hostport string) string {
 	if h, _, err := net.SplitHostPort(hostport); err == nil {

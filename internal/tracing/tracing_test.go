@@ -99,6 +99,25 @@ func TestSpanTree(t *testing.T) {
 	}
 }
 
+func TestUnknownMethod(t *testing.T) {
+	tr, exp := newTest(t, "")
+	r := httptest.NewRequest("BREW", "/pot", nil)
+	q := tr.Start(r, time.Now(), false)
+	q.SetApp("coffee")
+	q.End(418, time.Now())
+	s, ok := spans(t, tr, exp)["HTTP"]
+	if !ok {
+		t.Fatalf("no span named HTTP for method BREW: %v", exp.GetSpans())
+	}
+	attrs := map[string]string{}
+	for _, kv := range s.Attributes {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	if attrs["http.request.method"] != "_OTHER" || attrs["ferry.app"] != "coffee" {
+		t.Errorf("attributes %v", attrs)
+	}
+}
+
 func TestUntrustedStartsNewTrace(t *testing.T) {
 	tr, exp := newTest(t, "")
 	r := httptest.NewRequest("GET", "/", nil)

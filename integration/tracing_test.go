@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -438,6 +439,42 @@ func TestTracingBadConfig(t *testing.T) {
 			if strings.Contains(string(out), "panic") {
 				t.Errorf("panicked:\n%s", out)
 			}
+		})
+	}
+}
+
+// TestTracingExemplarsInPrometheus: a real Prometheus with exemplar
+// storage, scraping a traced Ferry, holds the request's trace id as the
+// exemplar of the latency and queue-wait histograms: what Grafana follows
+// from a slow bucket to the trace.
+func TestTracingExemplarsInPrometheus(t *testing.T) {
+	promBin := needPrometheus(t)
+	rc := startOTLPReceiver(t)
+	metricsAddr := "127.0.0.1:" + freePort(t)
+	f := startFerry(t, fixture(t, "wsgi/echo"), "--metrics-address", metricsAddr,
+		"--otel-exporter-otlp-endpoint", rc.HTTP, "--trusted-proxies", "loopback")
+	prom := startPrometheus(t, promBin, metricsAddr, "--enable-feature=exemplar-storage")
+	echoTraceparent(t, f, "/echo/exemplar", http.Header{"Traceparent": {clientTraceparent}})
+	for _, series := range []string{"ferry_http_request_duration_seconds_bucket", "ferry_pool_queue_wait_seconds_bucket"} {
+		q := url.Values{"query": {series + `{app="echo"}`}, "start": {fmt.Sprint(time.Now().Add(-time.Hour).Unix())},
+			"end": {fmt.Sprint(time.Now().Add(time.Hour).Unix())}}
+		eventuallyFor(t, 120*time.Second, series+" exemplar with trace "+clientTraceID, func() bool {
+			var out struct {
+				Data []struct {
+					Exemplars []struct {
+						Labels map[string]string `json:"labels"`
+					} `json:"exemplars"`
+				} `json:"data"`
+			}
+			prom.get(t, "/api/v1/query_exemplars?"+q.Encode(), &out)
+			for _, s := range out.Data {
+				for _, e := range s.Exemplars {
+					if e.Labels["trace_id"] == clientTraceID {
+						return true
+					}
+				}
+			}
+			return false
 		})
 	}
 }

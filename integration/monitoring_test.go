@@ -350,8 +350,9 @@ type prometheus struct {
 
 // startPrometheus runs Prometheus on a free port with its own config and
 // storage, scraping target every second and evaluating deploy/monitoring's
-// rules every second. It is stopped at test cleanup.
-func startPrometheus(t *testing.T, bin, target string) *prometheus {
+// rules every second, with flags added to its command line. It is stopped
+// at test cleanup.
+func startPrometheus(t *testing.T, bin, target string, flags ...string) *prometheus {
 	t.Helper()
 	dir := t.TempDir()
 	rules, err := filepath.Abs(alertRulesFile)
@@ -371,8 +372,8 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := "127.0.0.1:" + freePort(t)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
+	cmd := exec.Command(bin, append([]string{"--config.file=" + filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path=" + filepath.Join(dir, "data"), "--web.listen-address=" + addr}, flags...)...)
 	logs := newLogBuffer()
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -81,6 +81,7 @@ type Server struct {
 	ACME         // acme.go
 	Logging      // logging.go
 	Dashboard    // dashboard.go
+	Tracing      // tracing.go
 }
 
 // App holds the settings of one hosted app.

@@ -138,7 +138,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	if cm != nil {
 		cm.LoadStored(ctx)
 	}
-	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out, cm)
+	tracer, stopTracer, err := newTracer(ctx, cfg, version, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracer() // after the front's shutdown: the last requests' spans go out
+	handler, front, closeFront, err := newFront(cfg, frontApps(st.apps), bufferDir, out, cm, tracer)
 	if err != nil {
 		return err
 	}

@@ -15,13 +15,14 @@ import (
 	"github.com/ferry-server/ferry/internal/logs"
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/server"
+	"github.com/ferry-server/ferry/internal/tracing"
 )
 
 // newFront builds the HTTP front from the configuration: the request path
 // for apps and its listeners, opened now. close releases what the front
 // holds besides its listeners: it writes out the access log's buffered
 // lines and closes its file.
-func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *logs.Outputs, cm *certs.Manager) (h *server.Handler, s *server.Server, close func(), err error) {
+func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *logs.Outputs, cm *certs.Manager, tracer *tracing.Tracer) (h *server.Handler, s *server.Server, close func(), err error) {
 	f := cfg.Front
 	log := out.Core
 	access, closeLog, err := accessLog(cfg, out)
@@ -46,6 +47,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 		WriteTimeout: f.ClientWriteTimeout,
 		MaxURILength: int(f.MaxURILength),
 		AccessLog:    access,
+		Tracer:       tracer,
 	}
 	if len(f.TrustedNets) > 0 || f.TrustUnix {
 		opts.Trusted = &server.Trusted{Nets: f.TrustedNets, Unix: f.TrustUnix}

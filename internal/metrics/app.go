@@ -24,10 +24,10 @@ type AppMetrics struct {
 	// for the codes in precreated.
 	serverErrors [100]atomic.Pointer[counter]
 
-	duration      prometheus.Observer
+	duration      observer
 	bytesIn       prometheus.Counter
 	bytesOut      prometheus.Counter
-	queueWait     prometheus.Observer
+	queueWait     observer
 	spawns        prometheus.Counter
 	spawnFailures prometheus.Counter
 	spawnDuration prometheus.Observer
@@ -35,6 +35,13 @@ type AppMetrics struct {
 	cacheHits     prometheus.Counter
 	cacheMisses   prometheus.Counter
 	cacheStores   prometheus.Counter
+}
+
+// observer is a histogram that takes exemplars (client_golang's
+// histograms do).
+type observer interface {
+	prometheus.Observer
+	prometheus.ExemplarObserver
 }
 
 // counter boxes an interface value for atomic.Pointer.
@@ -48,10 +55,10 @@ func newAppMetrics(m *Metrics, name string) *AppMetrics {
 	a := &AppMetrics{
 		m:             m,
 		name:          name,
-		duration:      m.duration.WithLabelValues(name),
+		duration:      m.duration.WithLabelValues(name).(observer),
 		bytesIn:       m.bytesIn.WithLabelValues(name),
 		bytesOut:      m.bytesOut.WithLabelValues(name),
-		queueWait:     m.queueWait.WithLabelValues(name),
+		queueWait:     m.queueWait.WithLabelValues(name).(observer),
 		spawns:        m.spawns.WithLabelValues(name),
 		spawnFailures: m.spawnFailures.WithLabelValues(name),
 		spawnDuration: m.spawnDuration.WithLabelValues(name),
@@ -72,6 +79,13 @@ func newAppMetrics(m *Metrics, name string) *AppMetrics {
 // Request records one response: its status, the time it took from receipt
 // to the end of the response, and the body bytes received and sent.
 func (a *AppMetrics) Request(status int, dur time.Duration, bytesIn, bytesOut int64) {
+	a.RequestTraced(status, dur, bytesIn, bytesOut, "")
+}
+
+// RequestTraced is Request for a request of a sampled trace: its duration
+// carries traceID as an exemplar (OpenMetrics), so that a dashboard can go
+// from a slow bucket to the trace. traceID "" records no exemplar.
+func (a *AppMetrics) RequestTraced(status int, dur time.Duration, bytesIn, bytesOut int64, traceID string) {
 	if a == nil {
 		return
 	}
@@ -83,7 +97,7 @@ func (a *AppMetrics) Request(status int, dur time.Duration, bytesIn, bytesOut in
 	} else {
 		a.otherStatus().Inc()
 	}
-	a.duration.Observe(seconds(dur))
+	observe(a.duration, seconds(dur), traceID)
 	if bytesIn > 0 {
 		a.bytesIn.Add(float64(bytesIn))
 	}
@@ -116,11 +130,25 @@ func (a *AppMetrics) otherStatus() prometheus.Counter {
 // QueueWait records how long a request waited for a process to take it
 // (zero when one was free at once: record it too, or the histogram shows
 // only the unlucky requests).
-func (a *AppMetrics) QueueWait(d time.Duration) {
+func (a *AppMetrics) QueueWait(d time.Duration) { a.QueueWaitTraced(d, "") }
+
+// QueueWaitTraced is QueueWait with the trace id of a sampled trace as the
+// observation's exemplar; "" records none.
+func (a *AppMetrics) QueueWaitTraced(d time.Duration, traceID string) {
 	if a == nil {
 		return
 	}
-	a.queueWait.Observe(seconds(d))
+	observe(a.queueWait, seconds(d), traceID)
+}
+
+// observe records v in h, with traceID as its exemplar if set. The label
+// name is the one Grafana and the OpenTelemetry specification use.
+func observe(h observer, v float64, traceID string) {
+	if traceID == "" {
+		h.Observe(v)
+		return
+	}
+	h.ObserveWithExemplar(v, prometheus.Labels{"trace_id": traceID})
 }
 
 // Spawn records a spawn attempt; d is the time it took to be ready, and is

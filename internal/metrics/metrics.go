@@ -100,6 +100,9 @@ func New() *Metrics {
 	m.handler = promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 		Registry:      m.reg,
+		// OpenMetrics when the scraper asks for it: the only text format
+		// that carries exemplars (trace ids on the latency histograms).
+		EnableOpenMetrics: true,
 		// Each scrape calls the pool's callback; a few at once is plenty.
 		MaxRequestsInFlight: 4,
 	}))

@@ -452,6 +452,7 @@ func (g *Group) scheduleRetryLocked(wait time.Duration) {
 // spawn starts one process of generation gen and adds it.
 func (g *Group) spawn(gen int) {
 	defer g.wg.Done()
+	begin := time.Now()
 	proc, err := g.spawner.Spawn(g.ctx)
 
 	g.mu.Lock()
@@ -462,7 +463,9 @@ func (g *Group) spawn(gen int) {
 		g.maybeSpawnLocked()
 		return
 	}
-	g.attachLocked(proc, gen)
+	if p := g.attachLocked(proc, gen); p != nil {
+		p.spawnBegin = begin // for the spawn span of the requests it takes first
+	}
 	g.dispatchLocked()
 	g.maybeSpawnLocked()
 }

@@ -60,9 +60,12 @@ type Process struct {
 	proc    Proc
 	done    <-chan struct{} // proc.Done()
 	gen     int             // the restart generation it belongs to
-	started time.Time
-	served  uint64
-	limit   uint64 // served requests after which it is recycled; 0 = never
+	started time.Time       // ready (the spawn's end)
+	// spawnBegin is when its spawn began; zero if it was not spawned by
+	// the group (adopted).
+	spawnBegin time.Time
+	served     uint64
+	limit      uint64 // served requests after which it is recycled; 0 = never
 	// why it is retiring or stopping, for logs and status.
 	reason string
 	// recycled: retiring to be replaced for its health (max requests,
@@ -128,6 +131,16 @@ type Session struct {
 
 // PID of the session's process.
 func (s *Session) PID() int { return s.p.proc.PID() }
+
+// Spawned tells when the session's process began to spawn and when it was
+// ready (for tracing: a request that queued before ready waited for the
+// spawn). Zero for a nil session or a process the group did not spawn.
+func (s *Session) Spawned() (begin, ready time.Time) {
+	if s == nil || s.p.spawnBegin.IsZero() {
+		return time.Time{}, time.Time{}
+	}
+	return s.p.spawnBegin, s.p.started
+}
 
 // Route is the process's sticky-session id.
 func (s *Session) Route() string { return s.p.route }

@@ -41,6 +41,10 @@ func (t *Trusted) peer(remote string) bool {
 	return t.addr(ap.Addr())
 }
 
+// trusts reports whether the peer (a RemoteAddr) is a trusted proxy, whose
+// word on the client (and on its trace context) is believed.
+func (t *Trusted) trusts(remote string) bool { return t.any() && t.peer(remote) }
+
 // client settles the client's address (r.RemoteAddr) and the scheme the
 // app is told. From a trusted peer, X-Forwarded-For and X-Forwarded-Proto
 // are believed and consumed, or, from a proxy that sends neither, RFC 7239

@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-server/ferry/internal/proxy"
 	"github.com/ferry-server/ferry/internal/restartfile"
 	"github.com/ferry-server/ferry/internal/static"
+	"github.com/ferry-server/ferry/internal/tracing"
 	"github.com/ferry-server/ferry/internal/turbocache"
 )
 
@@ -94,6 +95,8 @@ type Options struct {
 	Compression *compress.Policy
 	// AccessLog receives one line per request; nil: none.
 	AccessLog *AccessLog
+	// Tracer traces requests (OpenTelemetry); nil: tracing is off.
+	Tracer *tracing.Tracer
 }
 
 // Handler is the request path.
@@ -145,7 +148,8 @@ type request struct {
 	abort bool
 	done  bool // the request path returned normally
 	// fill: the turbocache's, when the response may be stored.
-	fill *turbocache.Fill
+	fill  *turbocache.Fill
+	trace tracing.Request
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}
@@ -200,6 +204,9 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 	}
 	rq.w.id = requestID(r)
 	proxy.SanitizeRequest(r.Header)
+	if h.opts.Tracer != nil { // before client(): trust is the peer's, not X-Forwarded-For's
+		rq.trace = h.opts.Tracer.Start(r, rq.start, h.opts.Trusted.trusts(r.RemoteAddr))
+	}
 	rq.scheme = h.opts.Trusted.client(r)
 	app := h.router.Load().route(r)
 	rq.app = app
@@ -227,7 +234,9 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 	var fill *turbocache.Fill
 	if app.Cache != nil {
 		rq.w.immutable = true // a hit writes the entry's body, which never changes
+		span := rq.trace.Child("cache lookup")
 		served, f := app.Cache.Lookup(&rq.w, r)
+		span.Hit(served)
 		rq.w.immutable = false
 		if served {
 			app.Metrics.CacheHit()
@@ -391,8 +400,11 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	if attempt > 0 {
 		co.Avoid = rq.pid // the process whose connection just failed
 	}
+	span := rq.trace.Queue(queued)
 	sess, err := app.Group.CheckoutWith(r.Context(), co)
-	app.Metrics.QueueWait(time.Since(queued))
+	span.Spawn(sess.Spawned())
+	span.End(err)
+	app.Metrics.QueueWaitTraced(time.Since(queued), rq.trace.TraceID())
 	if err != nil {
 		h.fail(rq, r, err)
 		return false
@@ -423,8 +435,11 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 	if r.ProtoAtLeast(1, 1) { // never a 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
 		interim = rq.sendInterim
 	}
+	appSpan := rq.trace.App(r, pid)
+	defer appSpan.EndOK()
 	x, err := app.Transport.RoundTripInterim(sess, r, body, rq.scheme, interim)
 	if err != nil {
+		appSpan.Fail(err)
 		if timedOut.Load() {
 			err = ErrRequestTimeout
 		} else if attempt == 0 && proxy.Retryable(err) {
@@ -439,6 +454,7 @@ func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *
 		h.fail(rq, r, err)
 		return false
 	}
+	appSpan.Status(x.Resp.StatusCode)
 	if app.Sticky != nil {
 		app.Sticky.set(x.Resp.Header, sess.Route())
 	}
@@ -553,6 +569,7 @@ func (h *Handler) fail(rq *request, r *http.Request, err error) {
 	}
 	status := writeErrorPage(&rq.w, err, dev, custom)
 	if status >= 500 {
+		rq.trace.Fail(err)
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", status), slog.Int("pid", rq.pid), slog.String("error", err.Error()))
@@ -568,8 +585,10 @@ func (h *Handler) logAccess(rq *request, r *http.Request) {
 		status, bytes = rq.w.status, rq.w.bytes
 	}
 	if rq.app != nil {
-		rq.app.Metrics.Request(status, dur, max(r.ContentLength, 0), bytes)
+		rq.trace.SetApp(rq.app.Name)
+		rq.app.Metrics.RequestTraced(status, dur, max(r.ContentLength, 0), bytes, rq.trace.TraceID())
 	}
+	rq.trace.End(status, rq.start.Add(dur))
 	if h.opts.AccessLog == nil {
 		return
 	}

@@ -15,15 +15,18 @@
 # to the core's stderr. The heap diff (`go tool pprof -diff_base`) says which
 # allocation sites hold the growth.
 #
-# Usage: sudo bench/soak-mem.sh    Knobs: SOAK [20] IDLE [10] CONNECTIONS [32]
-#   KEEP_TMP [0] RESULTS_DIR [bench/results]
+# Usage: sudo bench/soak-mem.sh    Knobs: SOAK [20] IDLE [10] SOAK_CONNECTIONS [32]
+#   UNIQUE_CACHED [1] (0: the /cached?t=N share asks one fixed cacheable
+#   URL instead, so the turbocache does not fill) KEEP_TMP [0] RESULTS_DIR [bench/results]
 # Output: $RESULTS_DIR/soak-mem-YYYY-MM-DD.md (appended).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SOAK=${SOAK:-20}
+UNIQUE_CACHED=${UNIQUE_CACHED:-1}
+export UNIQUE_CACHED
 IDLE=${IDLE:-10}
-CONNECTIONS=${CONNECTIONS:-32}
+CONNECTIONS=${SOAK_CONNECTIONS:-32}
 need wrk have wrk
 need curl have curl
 need jq have jq
@@ -50,6 +53,7 @@ function request()
   local k = n % 10
   local u = id .. "." .. n
   if k == 0 then return wrk.format("GET", "/cached")
+  elseif k == 1 and os.getenv("UNIQUE_CACHED") == "0" then return wrk.format("GET", "/cached?k=1")
   elseif k == 1 then return wrk.format("GET", "/cached?t=" .. u)
   elseif k == 2 then return wrk.format("GET", "/dynamic?t=" .. u)
   elseif k == 3 then return wrk.format("GET", "/4k.bin")
@@ -79,13 +83,14 @@ admin() { curl -s --max-time 30 -H "Authorization: Bearer $(cat "$inst/admin.tok
 memstats() { # label: the MemStats lines of the heap profile's debug text
 	admin '/debug/pprof/heap?debug=1' | sed -n '/^# runtime.MemStats/,$p' |
 		grep -E '^# (Alloc|Sys|HeapSys|HeapInuse|HeapIdle|HeapReleased|HeapObjects|StackInuse|MSpanInuse|MCacheInuse|BuckHashSys|GCSys|OtherSys|NextGC|NumGC) ' |
-		sed "s/^# /$1 /"
+		sed "s/^# /$1 /" || true
 }
 snapshot() { # label
 	admin '/debug/pprof/heap?gc=1' >"$tmp/heap.$1.pprof"
 	memstats "$1" >"$tmp/memstats.$1"
 	echo "$(rss_kb "$MAIN_PID")" >"$tmp/rss.$1"
-	admin '/debug/pprof/goroutine?debug=1' | head -1 >"$tmp/goroutines.$1"
+	admin '/debug/pprof/goroutine?debug=1' >"$tmp/goroutines.$1.txt" || true
+	head -1 "$tmp/goroutines.$1.txt" >"$tmp/goroutines.$1"
 }
 # a little of every kind first, so that lazily built things exist before "start"
 timeout 30 wrk -t1 -c2 -d1s -s "$tmp/soak.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true

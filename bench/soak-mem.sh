@@ -82,7 +82,7 @@ inst=$(sed -n '/ instance=/{s/.* instance=\([^ ]*\).*/\1/p;q}' "$tmp/ferry.log")
 admin() { curl -s --max-time 30 -H "Authorization: Bearer $(cat "$inst/admin.token")" --unix-socket "$inst/admin.sock" "http://x$1"; }
 memstats() { # label: the MemStats lines of the heap profile's debug text
 	admin '/debug/pprof/heap?debug=1' | sed -n '/^# runtime.MemStats/,$p' |
-		grep -E '^# (Alloc|Sys|HeapSys|HeapInuse|HeapIdle|HeapReleased|HeapObjects|StackInuse|MSpanInuse|MCacheInuse|BuckHashSys|GCSys|OtherSys|NextGC|NumGC) ' |
+		grep -E '^# (Alloc|Sys|HeapSys|HeapInuse|HeapIdle|HeapReleased|HeapObjects|Stack|MSpan|MCache|BuckHashSys|GCSys|OtherSys|NextGC|NumGC) ' |
 		sed "s/^# /$1 /" || true
 }
 snapshot() { # label
@@ -114,13 +114,13 @@ peak=$(awk 'BEGIN{m=0} $2>m{m=$2} END{print m}' "$tmp/rss.series")
 
 emit "## bench/soak-mem.sh, $(date -u '+%F %H:%M') UTC"
 emit ""
-emit "Command: \`SOAK=$SOAK IDLE=$IDLE CONNECTIONS=$CONNECTIONS bench/soak-mem.sh\`. Ferry $(ferry_build_line); load average before the soak $la (2 CPUs shared with other work). wrk: $(grep -E 'requests in|Requests/sec|Non-2xx' "$tmp/wrk.txt" | tr -s ' ' | paste -sd';')."
+emit "Command: \`UNIQUE_CACHED=$UNIQUE_CACHED SOAK=$SOAK IDLE=$IDLE SOAK_CONNECTIONS=$CONNECTIONS bench/soak-mem.sh\`. Ferry $(ferry_build_line); load average before the soak $la (2 CPUs shared with other work). wrk: $(grep -E 'requests in|Requests/sec|Non-2xx' "$tmp/wrk.txt" | tr -s ' ' | paste -sd';')."
 emit ""
 emit "| | before | after ${SOAK}s soak | after ${IDLE}s idle |"
 emit "| --- | ---: | ---: | ---: |"
 emit "| core VmRSS MiB (peak during soak $(mib "$peak")) | $(mib "$(cat "$tmp/rss.start")") | $(mib "$(cat "$tmp/rss.end")") | $(mib "$(cat "$tmp/rss.idle")") |"
 emit "| goroutines | $(awk '{print $NF}' "$tmp/goroutines.start") | $(awk '{print $NF}' "$tmp/goroutines.end") | $(awk '{print $NF}' "$tmp/goroutines.idle") |"
-for k in HeapInuse HeapIdle HeapReleased HeapSys HeapObjects StackInuse MSpanInuse GCSys OtherSys Sys NextGC NumGC; do
+for k in HeapInuse HeapIdle HeapReleased HeapSys HeapObjects Stack MSpan GCSys OtherSys Sys NextGC NumGC; do
 	a=$(awk -v k="$k" '$2==k{print $4}' "$tmp/memstats.start")
 	b=$(awk -v k="$k" '$2==k{print $4}' "$tmp/memstats.end")
 	c=$(awk -v k="$k" '$2==k{print $4}' "$tmp/memstats.idle")

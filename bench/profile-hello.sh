@@ -11,10 +11,12 @@
 #              (strace slows what it traces: counts are exact, times are not).
 #   3. loader  (rack, wsgi, asgi) the same app wrapped in a profiler started
 #              on the first request in the worker, so that it covers the
-#              loader's request loop as well as the app: stackprof (cpu mode,
-#              Debian's ruby-stackprof) for Rack, cProfile for WSGI and ASGI
-#              (deterministic: it inflates many small calls; read it as a
-#              ranking). Dumped every 2000 requests.
+#              loader's request loop as well as the app: stackprof (wall
+#              mode, 50 µs, Debian's ruby-stackprof; its cpu mode's timer
+#              fires at the kernel's tick, far too coarse here) for Rack, a
+#              10 000-request window; cProfile for WSGI and ASGI (wall-clock
+#              and deterministic: it inflates many small calls; read it as a
+#              ranking), cumulative, dumped every 2000 requests.
 #
 # Usage: sudo bench/profile-hello.sh   Knobs: TYPES ["rack wsgi asgi node"]
 #   DURATION [10s] STRACE_SECS [5] KEEP_TMP [0] RESULTS_DIR [bench/results]
@@ -71,12 +73,12 @@ body = "Hello from Ferry!\n"
 hello = lambda { |_env| [200, { "content-type" => "text/plain; charset=utf-8", "content-length" => body.bytesize.to_s }, [body]] }
 n = 0
 run lambda { |env|
-  StackProf.start(mode: :cpu, interval: 50) if n.zero?
+  StackProf.start(mode: :wall, interval: 50) if n.zero?
   n += 1
-  if (n % 2000).zero?
+  if (n % 10_000).zero?
     StackProf.stop
     StackProf.results("#{ENV.fetch("PROF_OUT")}.#{Process.pid}.dump")
-    StackProf.start(mode: :cpu, interval: 50)
+    StackProf.start(mode: :wall, interval: 50)
   end
   hello.call(env)
 }
@@ -217,9 +219,9 @@ for type in $TYPES; do
 		if [[ -z $f ]]; then
 			DETAIL[$type]+=$'\n'"(no loader profile written)"$'\n'
 		elif [[ $type == rack ]]; then
-			DETAIL[$type]+=$'\n'"#### $type: loader + app in the worker (stackprof cpu, 50 µs interval, last 2000-request window)"$'\n\n```\n'"$(stackprof --text --limit 30 "$f" 2>&1 | head -45)"$'\n```\n'
+			DETAIL[$type]+=$'\n'"#### $type: loader + app in the worker (stackprof wall, 50 µs interval, a 10 000-request window; IO.select is waiting)"$'\n\n```\n'"$(stackprof --text --limit 30 "$f" 2>&1 | head -45)"$'\n```\n'
 		else
-			DETAIL[$type]+=$'\n'"#### $type: loader + app in the worker (cProfile, last 2000-request window, by own time)"$'\n\n```\n'"$($PY -c 'import pstats,sys; pstats.Stats(sys.argv[1]).sort_stats("tottime").print_stats(30)' "$f" 2>&1 | sed -n '1,50p')"$'\n```\n'
+			DETAIL[$type]+=$'\n'"#### $type: loader + app in the worker (cProfile, cumulative from the first request, by own time; poll/select is waiting)"$'\n\n```\n'"$($PY -c 'import pstats,sys; pstats.Stats(sys.argv[1]).sort_stats("tottime").print_stats(30)' "$f" 2>&1 | sed -n '1,50p')"$'\n```\n'
 		fi
 	fi
 done

@@ -31,6 +31,7 @@
 # Usage: sudo bench/realapp.sh        (root: apt-get, apps run as nobody)
 # Knobs: DURATION [8s] WARMUP [2s] LOW [2] HIGH [32] APPS ["rails django"]
 #        ONLY [""] (regexp on ids such as rails-ferry, django-uwsgi)
+#        FERRY_EXTRA [""] (more `ferry start` arguments)
 #        KEEP_TMP [0] RESULTS_DIR [bench/results]
 # Output: tables on stdout, appended with the commands to
 # $RESULTS_DIR/realapp-YYYY-MM-DD.md.
@@ -43,6 +44,7 @@ LOW=${LOW:-2}
 HIGH=${HIGH:-32}
 APPS=${APPS:-"rails django"}
 ONLY=${ONLY:-}
+FERRY_EXTRA=${FERRY_EXTRA:-} # more `ferry start` arguments, e.g. "--spawn-method direct"
 RUBY=/usr/bin/ruby
 SECRET=bench-only-not-secret-0123456789abcdef0123456789abcdef
 
@@ -195,7 +197,8 @@ start_server() { # id kind app port
 		mkdir -p "$tmp/reg-$id"
 		launch "$id" "$app" "$tmp/ferry" start "$app" --port "$port" --address 127.0.0.1 -e production \
 			--python "$PY" --access-log off --max-pool-size 2 --min-instances 2 \
-			--log-file "$tmp/$id.ferry.log" --instance-registry-dir "$tmp/reg-$id"
+			# shellcheck disable=SC2086 # FERRY_EXTRA: words
+			--log-file "$tmp/$id.ferry.log" --instance-registry-dir "$tmp/reg-$id" $FERRY_EXTRA
 		;;
 	passenger)
 		mkdir -p "$tmp/reg-$id" "$tmp/ptmp-$id"
@@ -335,7 +338,7 @@ emit "## bench/realapp.sh, $(date -u '+%F %H:%M') UTC"
 emit ""
 emit "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), shared with other work: load average at the start $(loadavg). Ferry $(ferry_build_line)."
 emit ""
-emit "Command: \`DURATION=$DURATION WARMUP=$WARMUP LOW=$LOW HIGH=$HIGH APPS=\"$APPS\"${ONLY:+ ONLY=\"$ONLY\"} bench/realapp.sh\`; each column is one \`wrk -t2 -cN -d$DURATION --latency\` run (-t1 at -c1). CPU µs/req: utime+stime of the server's and its apps' processes over the run divided by wrk's request count (less sensitive to other load than req/s). 2 app processes per server."
+emit "Command: \`DURATION=$DURATION WARMUP=$WARMUP LOW=$LOW HIGH=$HIGH APPS=\"$APPS\"${ONLY:+ ONLY=\"$ONLY\"}${FERRY_EXTRA:+ FERRY_EXTRA=\"$FERRY_EXTRA\"} bench/realapp.sh\`; each column is one \`wrk -t2 -cN -d$DURATION --latency\` run (-t1 at -c1). CPU µs/req: utime+stime of the server's and its apps' processes over the run divided by wrk's request count (less sensitive to other load than req/s). 2 app processes per server."
 
 if [[ " $APPS " == *" rails "* ]]; then
 	gen_rails

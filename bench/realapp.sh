@@ -195,9 +195,9 @@ start_server() { # id kind app port
 	case $kind in
 	ferry)
 		mkdir -p "$tmp/reg-$id"
+		# shellcheck disable=SC2086 # FERRY_EXTRA: words
 		launch "$id" "$app" "$tmp/ferry" start "$app" --port "$port" --address 127.0.0.1 -e production \
 			--python "$PY" --access-log off --max-pool-size 2 --min-instances 2 \
-			# shellcheck disable=SC2086 # FERRY_EXTRA: words
 			--log-file "$tmp/$id.ferry.log" --instance-registry-dir "$tmp/reg-$id" $FERRY_EXTRA
 		;;
 	passenger)

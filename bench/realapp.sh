@@ -254,11 +254,22 @@ ticks_of() { # pid... -> utime+stime summed (clock ticks)
 to_ms() { # wrk duration (12.3us, 4.5ms, 1.2s) -> ms
 	awk -v v="$1" 'BEGIN{ n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /m$/) n*=60000; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'
 }
+minflt_of() { # pid... -> minor page faults summed (copy-on-write shows here)
+	local p s t=0
+	for p in "$@"; do
+		s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		s=${s##*) }
+		# shellcheck disable=SC2086
+		set -- $s
+		t=$((t + ${8}))
+	done
+	echo "$t"
+}
 HZ=$(getconf CLK_TCK)
 declare -A ROW=()
 
 measure() { # id kind label app path
-	local id=$1 kind=$2 label=$3 app=$4 path=$5 port pids c t f before after reqs rps p50 p99 errs cpu la
+	local id=$1 kind=$2 label=$3 app=$4 path=$5 port pids c t f before after flt0 flt1 reqs rps p50 p99 errs cpu la
 	selected "$id" || return 0
 	port=$(free_port)
 	log "$id: starting $label on 127.0.0.1:$port"
@@ -299,10 +310,14 @@ measure() { # id kind label app path
 		la=$(loadavg)
 		# shellcheck disable=SC2086
 		before=$(ticks_of $pids)
+		# shellcheck disable=SC2086
+		flt0=$(minflt_of $pids)
 		timeout $(($(dur_s "$DURATION") + 30)) wrk -t"$t" -c"$c" -d"$DURATION" --latency "http://127.0.0.1:$port$path" >"$f" 2>&1 || true
 		pids=$(server_pids "$id" "$MAIN_PID" | tr '\n' ' ')
 		# shellcheck disable=SC2086
 		after=$(ticks_of $pids)
+		# shellcheck disable=SC2086
+		flt1=$(minflt_of $pids)
 		reqs=$(awk '/ requests in /{print $1}' "$f")
 		rps=$(awk '/^Requests\/sec:/{printf "%.0f", $2}' "$f")
 		p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
@@ -314,7 +329,7 @@ measure() { # id kind label app path
 		cpu=$(awk -v a="$before" -v b="$after" -v r="${reqs:-0}" -v hz="$HZ" 'BEGIN{ if (r > 0) printf "%.0f", (b-a)/hz/r*1e6; else print "?" }')
 		ROW[$id]+=" | ${rps:-?} | $p50 / $p99 | $cpu"
 		{
-			echo "- $id -c$c (load $la): $(grep -E 'Requests/sec|requests in|Non-2xx|Socket errors' "$f" | tr -s ' ' | paste -sd';'), CPU $((after - before)) ticks of server+apps ($cpu µs/request)"
+			echo "- $id -c$c (load $la): $(grep -E 'Requests/sec|requests in|Non-2xx|Socket errors' "$f" | tr -s ' ' | paste -sd';'), CPU $((after - before)) ticks of server+apps ($cpu µs/request), minor page faults $((flt1 - flt0)) ($(awk -v f=$((flt1 - flt0)) -v r="${reqs:-0}" 'BEGIN{ if (r > 0) printf "%.1f", f/r; else print "?" }')/request)"
 		} >>"$tmp/details.md"
 		ROW[$id]+=" | $la"
 	done

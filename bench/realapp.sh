@@ -32,6 +32,8 @@
 # Knobs: DURATION [8s] WARMUP [2s] LOW [2] HIGH [32] APPS ["rails django"]
 #        ONLY [""] (regexp on ids such as rails-ferry, django-uwsgi)
 #        FERRY_EXTRA [""] (more `ferry start` arguments)
+#        ROUNDS [1] (measure every server ROUNDS times, in turn, so that
+#        each server sees the machine's changing load alike; one row each)
 #        KEEP_TMP [0] RESULTS_DIR [bench/results]
 # Output: tables on stdout, appended with the commands to
 # $RESULTS_DIR/realapp-YYYY-MM-DD.md.
@@ -44,6 +46,8 @@ LOW=${LOW:-2}
 HIGH=${HIGH:-32}
 APPS=${APPS:-"rails django"}
 ONLY=${ONLY:-}
+ROUNDS=${ROUNDS:-1} # every server measured ROUNDS times, the servers in turn each round
+ROUND=1
 FERRY_EXTRA=${FERRY_EXTRA:-} # more `ferry start` arguments, e.g. "--spawn-method direct"
 RUBY=/usr/bin/ruby
 SECRET=bench-only-not-secret-0123456789abcdef0123456789abcdef
@@ -270,7 +274,9 @@ declare -A ROW=()
 
 measure() { # id kind label app path
 	local id=$1 kind=$2 label=$3 app=$4 path=$5 port pids c t f before after flt0 flt1 reqs rps p50 p99 errs cpu la
+	local key="$id#$ROUND"
 	selected "$id" || return 0
+	if ((ROUNDS > 1)); then label+=" (round $ROUND)"; fi
 	port=$(free_port)
 	log "$id: starting $label on 127.0.0.1:$port"
 	start_server "$id" "$kind" "$app" "$port"
@@ -284,7 +290,7 @@ measure() { # id kind label app path
 	if [[ $code != 200 ]]; then
 		log "$id: no 200 on $path (last: $code); log tail:"
 		tail -n 20 "$tmp/$id.log" "$tmp/$id".*.log 2>/dev/null >&2 || true
-		ROW[$id]="| $label | failed to start | | | | | | | |"
+		ROW[$key]="| $label | failed to start | | | | | | | |"
 		stop_server "$id" "$MAIN_PID"
 		return 0
 	fi
@@ -297,11 +303,11 @@ measure() { # id kind label app path
 	# shellcheck disable=SC2086
 	if ! listeners_ok $pids; then
 		log "$id: listens beyond 127.0.0.1; not measured"
-		ROW[$id]="| $label | refused: listens beyond loopback | | | | | | | |"
+		ROW[$key]="| $label | refused: listens beyond loopback | | | | | | | |"
 		stop_server "$id" "$MAIN_PID"
 		return 0
 	fi
-	ROW[$id]="| $label"
+	ROW[$key]="| $label"
 	for c in "$LOW" "$HIGH"; do
 		t=2
 		((c < t)) && t=$c
@@ -327,13 +333,13 @@ measure() { # id kind label app path
 		# keep-alive), counted apart: those requests succeeded
 		errs=$(awk '/Non-2xx/{n+=$NF} /Socket errors/{gsub(/,/,""); n+=$4+$8+$10; r+=$6} END{printf "%d%s", n, (r ? " (+" r " closed)" : "")}' "$f")
 		cpu=$(awk -v a="$before" -v b="$after" -v r="${reqs:-0}" -v hz="$HZ" 'BEGIN{ if (r > 0) printf "%.0f", (b-a)/hz/r*1e6; else print "?" }')
-		ROW[$id]+=" | ${rps:-?} | $p50 / $p99 | $cpu"
+		ROW[$key]+=" | ${rps:-?} | $p50 / $p99 | $cpu"
 		{
-			echo "- $id -c$c (load $la): $(grep -E 'Requests/sec|requests in|Non-2xx|Socket errors' "$f" | tr -s ' ' | paste -sd';'), CPU $((after - before)) ticks of server+apps ($cpu µs/request), minor page faults $((flt1 - flt0)) ($(awk -v f=$((flt1 - flt0)) -v r="${reqs:-0}" 'BEGIN{ if (r > 0) printf "%.1f", f/r; else print "?" }')/request)"
+			echo "- $id${ROUNDS:+ round $ROUND} -c$c (load $la): $(grep -E 'Requests/sec|requests in|Non-2xx|Socket errors' "$f" | tr -s ' ' | paste -sd';'), CPU $((after - before)) ticks of server+apps ($cpu µs/request), minor page faults $((flt1 - flt0)) ($(awk -v f=$((flt1 - flt0)) -v r="${reqs:-0}" 'BEGIN{ if (r > 0) printf "%.1f", f/r; else print "?" }')/request)"
 		} >>"$tmp/details.md"
-		ROW[$id]+=" | $la"
+		ROW[$key]+=" | $la"
 	done
-	ROW[$id]+=" | ${errs:-0} |"
+	ROW[$key]+=" | ${errs:-0} |"
 	stop_server "$id" "$MAIN_PID"
 }
 
@@ -345,7 +351,13 @@ table() { # title ids...
 	emit ""
 	emit "| server | req/s c$LOW | p50 / p99 ms c$LOW | CPU µs/req c$LOW | load c$LOW | req/s c$HIGH | p50 / p99 ms c$HIGH | CPU µs/req c$HIGH | load c$HIGH | errors (last run) |"
 	emit "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |"
-	for id in "$@"; do [[ -n ${ROW[$id]:-} ]] && emit "${ROW[$id]}"; done
+	local r key
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for id in "$@"; do
+			key="$id#$r"
+			[[ -n ${ROW[$key]:-} ]] && emit "${ROW[$key]}"
+		done
+	done
 	return 0
 }
 
@@ -353,23 +365,27 @@ emit "## bench/realapp.sh, $(date -u '+%F %H:%M') UTC"
 emit ""
 emit "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), shared with other work: load average at the start $(loadavg). Ferry $(ferry_build_line)."
 emit ""
-emit "Command: \`DURATION=$DURATION WARMUP=$WARMUP LOW=$LOW HIGH=$HIGH APPS=\"$APPS\"${ONLY:+ ONLY=\"$ONLY\"}${FERRY_EXTRA:+ FERRY_EXTRA=\"$FERRY_EXTRA\"} bench/realapp.sh\`; each column is one \`wrk -t2 -cN -d$DURATION --latency\` run (-t1 at -c1). CPU µs/req: utime+stime of the server's and its apps' processes over the run divided by wrk's request count (less sensitive to other load than req/s). 2 app processes per server."
+emit "Command: \`DURATION=$DURATION WARMUP=$WARMUP LOW=$LOW HIGH=$HIGH APPS=\"$APPS\"${ONLY:+ ONLY=\"$ONLY\"}${FERRY_EXTRA:+ FERRY_EXTRA=\"$FERRY_EXTRA\"} ROUNDS=$ROUNDS bench/realapp.sh\`; each column is one \`wrk -t2 -cN -d$DURATION --latency\` run (-t1 at -c1), one row per server and round. CPU µs/req: utime+stime of the server's and its apps' processes over the run divided by wrk's request count (less sensitive to other load than req/s). 2 app processes per server."
 
 if [[ " $APPS " == *" rails "* ]]; then
 	gen_rails
-	measure rails-ferry ferry "Ferry" "$(app_copy rails-ferry "$RAILS_APP")" "$RAILS_PATH"
-	measure rails-passenger passenger "Passenger 6 (builtin engine)" "$(app_copy rails-passenger "$RAILS_APP")" "$RAILS_PATH"
-	measure rails-puma puma "puma -w 2 (0:5 threads)" "$(app_copy rails-puma "$RAILS_APP")" "$RAILS_PATH"
-	measure rails-unicorn unicorn "unicorn, 2 workers" "$(app_copy rails-unicorn "$RAILS_APP")" "$RAILS_PATH"
+	for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+		measure rails-ferry ferry "Ferry" "$(app_copy rails-ferry "$RAILS_APP")" "$RAILS_PATH"
+		measure rails-passenger passenger "Passenger 6 (builtin engine)" "$(app_copy rails-passenger "$RAILS_APP")" "$RAILS_PATH"
+		measure rails-puma puma "puma -w 2 (0:5 threads)" "$(app_copy rails-puma "$RAILS_APP")" "$RAILS_PATH"
+		measure rails-unicorn unicorn "unicorn, 2 workers" "$(app_copy rails-unicorn "$RAILS_APP")" "$RAILS_PATH"
+	done
 	table "Rails $(rails -v | awk '{print $2}') scaffold index (GET $RAILS_PATH, 20 rows, SQLite, production)" \
 		rails-ferry rails-passenger rails-puma rails-unicorn
 fi
 if [[ " $APPS " == *" django "* ]]; then
 	gen_django
-	measure django-ferry ferry "Ferry" "$(app_copy django-ferry "$DJANGO_APP")" "$DJANGO_PATH"
-	measure django-passenger passenger "Passenger 6 (builtin engine)" "$(app_copy django-passenger "$DJANGO_APP")" "$DJANGO_PATH"
-	measure django-gunicorn gunicorn "gunicorn -w 2 (sync)" "$(app_copy django-gunicorn "$DJANGO_APP")" "$DJANGO_PATH"
-	measure django-uwsgi uwsgi "uWSGI --processes 2 --http-socket" "$(app_copy django-uwsgi "$DJANGO_APP")" "$DJANGO_PATH"
+	for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+		measure django-ferry ferry "Ferry" "$(app_copy django-ferry "$DJANGO_APP")" "$DJANGO_PATH"
+		measure django-passenger passenger "Passenger 6 (builtin engine)" "$(app_copy django-passenger "$DJANGO_APP")" "$DJANGO_PATH"
+		measure django-gunicorn gunicorn "gunicorn -w 2 (sync)" "$(app_copy django-gunicorn "$DJANGO_APP")" "$DJANGO_PATH"
+		measure django-uwsgi uwsgi "uWSGI --processes 2 --http-socket" "$(app_copy django-uwsgi "$DJANGO_APP")" "$DJANGO_PATH"
+	done
 	table "Django $($PY -c 'import django; print(django.get_version())') ListView + template (GET $DJANGO_PATH, 20 rows, SQLite, DEBUG off)" \
 		django-ferry django-passenger django-gunicorn django-uwsgi
 fi

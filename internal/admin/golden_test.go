@@ -68,6 +68,8 @@ type goldenSource struct {
 	apps   []App
 	probes *health.Checker
 	logs   *logs.Outputs
+	// reloadErr is what Reload fails with (nil: it succeeds).
+	reloadErr atomic.Pointer[error]
 }
 
 var goldenStart = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -79,7 +81,7 @@ func (s *goldenSource) Info() Info {
 }
 func (s *goldenSource) Apps() []App { return s.apps }
 func (s *goldenSource) Requests() []RequestInfo {
-	return []RequestInfo{{App: "web", Method: "GET", Path: "/slow", Client: "192.0.2.7:40000", State: "waiting for the app",
+	return []RequestInfo{{App: "web", Method: "GET", Path: "/slow", Client: "192.0.2.7:40000", State: "in the app",
 		Start: goldenStart, AgeMS: 1500, PID: 4100001}}
 }
 func (s *goldenSource) Probes() http.Handler  { return s.probes.Handler() }
@@ -87,12 +89,16 @@ func (s *goldenSource) Ready() bool           { return s.probes.Readiness(contex
 func (s *goldenSource) Metrics() http.Handler { return http.NotFoundHandler() }
 func (s *goldenSource) ReopenLogs() error     { return s.logs.Reopen() }
 func (s *goldenSource) Reload() error {
-	return errors.New("config /etc/ferry.yaml: line 3: unknown option \"prot\"")
+	if err := s.reloadErr.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 func (s *goldenSource) Logs() *logs.Recent { return s.logs.Recent }
 
 type goldenFixture struct {
 	h            http.Handler
+	src          *goldenSource
 	read, admin_ string
 	web, worker  *pool.Group
 }
@@ -168,7 +174,7 @@ func newGoldenFixture(t *testing.T) *goldenFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &goldenFixture{h: srv.Handler(), read: strings.TrimSpace(string(read)), admin_: strings.TrimSpace(string(adm)),
+	return &goldenFixture{h: srv.Handler(), src: src, read: strings.TrimSpace(string(read)), admin_: strings.TrimSpace(string(adm)),
 		web: web, worker: worker}
 }
 
@@ -282,6 +288,7 @@ func TestGolden(t *testing.T) {
 		{"bad_token", "GET", "/pool", "not-a-token"},
 		{"restart_read_token", "POST", "/apps/web/restart", "read"},
 		{"restart_unknown_app", "POST", "/apps/nope/restart", "admin"},
+		{"reload", "POST", "/reload", "admin"},
 		{"reload_error", "POST", "/reload", "admin"},
 		{"logs_reopen", "POST", "/logs/reopen", "admin"},
 		{"restart", "POST", "/apps/web/restart", "admin"},
@@ -292,8 +299,12 @@ func TestGolden(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := c.path
-			// The pid of the app's process at that moment.
+			// The pid of the app's process at that moment; a configuration
+			// that does not load.
 			switch c.name {
+			case "reload_error":
+				err := errors.New(`reload: config /srv/web/Passengerfile.json: unknown option "prot"`)
+				f.src.reloadErr.Store(&err)
 			case "detach":
 				path = strings.Replace(path, "{pid}", fmt.Sprint(f.web.PIDs()[0]), 1)
 			case "kill":

@@ -121,7 +121,25 @@ func newGoldenFixture(t *testing.T) *goldenFixture {
 		pool.SpawnFunc(func(context.Context) (pool.Proc, error) {
 			return nil, errors.New("app exited before listening: SyntaxError in app.py")
 		}), quiet)
-	groups := []*pool.Group{web, worker, broken}
+	// slow's first process starts at once; its later ones wait for gate,
+	// so that a rolling restart stays in progress while the test looks.
+	gate := make(chan struct{})
+	var slowPID atomic.Int32
+	slowPID.Store(4300000)
+	slow := pool.NewGroup(pool.Config{Name: "slow", Min: 1, Max: 1, StopTimeout: time.Second},
+		pool.SpawnFunc(func(ctx context.Context) (pool.Proc, error) {
+			pid := int(slowPID.Add(1))
+			if pid == 4300001 {
+				return newFakeProc(pid), nil
+			}
+			select {
+			case <-gate:
+				return newFakeProc(pid), nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}), quiet)
+	groups := []*pool.Group{web, worker, broken, slow}
 
 	out, err := logs.New(logs.Options{File: filepath.Join(t.TempDir(), "ferry.log")})
 	if err != nil {
@@ -134,6 +152,7 @@ func newGoldenFixture(t *testing.T) *goldenFixture {
 			Cache: turbocache.New(turbocache.Options{})},
 		{Group: worker, Root: "/srv/worker", Type: "rack", SpawnMethod: "direct"},
 		{Group: broken, Root: "/srv/broken", Type: "wsgi", SpawnMethod: "direct"},
+		{Group: slow, Root: "/srv/slow", Type: "node", SpawnMethod: "direct"},
 	}}
 	dir := t.TempDir()
 	srv, err := Listen(dir, src, quiet)
@@ -141,6 +160,7 @@ func newGoldenFixture(t *testing.T) *goldenFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		close(gate)
 		srv.Shutdown(context.Background())
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -154,7 +174,7 @@ func newGoldenFixture(t *testing.T) *goldenFixture {
 		g.Start()
 	}
 	waitFor(t, "web and worker up, broken failed", func() bool {
-		return len(web.PIDs()) == 1 && len(worker.PIDs()) == 1 && broken.Status().LastError != "" &&
+		return len(web.PIDs()) == 1 && len(worker.PIDs()) == 1 && len(slow.PIDs()) == 1 && broken.Status().LastError != "" &&
 			web.Status().Processes[0].State == "serving" && worker.Status().Processes[0].State == "serving"
 	})
 
@@ -296,6 +316,8 @@ func TestGolden(t *testing.T) {
 		{"kill_unknown_app", "POST", "/apps/nope/processes/1/kill", "admin"},
 		{"detach", "POST", "/apps/web/processes/{pid}/detach", "admin"},
 		{"kill", "POST", "/apps/worker/processes/{pid}/kill", "admin"},
+		{"restart_rolling_nowait", "POST", "/apps/slow/restart?rolling=true&wait=false", "admin"},
+		{"restart_in_progress", "POST", "/apps/slow/restart", "admin"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := c.path

@@ -60,7 +60,7 @@ type Source interface {
 	Info() Info
 	Apps() []App
 	// Requests lists the requests in flight.
-	Requests() any
+	Requests() []RequestInfo
 	// Probes serves GET /health (liveness) and GET /ready (readiness);
 	// the same answers as on the --metrics-address listener.
 	Probes() http.Handler

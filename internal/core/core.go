@@ -714,7 +714,9 @@ func (s *source) Apps() []admin.App {
 	}
 	return out
 }
-func (s *source) Requests() any        { return s.st.handler.Requests() }
+func (s *source) Requests() []admin.RequestInfo {
+	return s.st.handler.Requests()
+}
 func (s *source) Probes() http.Handler { return s.probes.Handler() }
 func (s *source) Ready() bool {
 	return s.probes.Readiness(context.Background()).Ready

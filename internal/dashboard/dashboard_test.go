@@ -125,14 +125,14 @@ func (s *source) Info() admin.Info {
 	return admin.Info{Version: "test", PID: os.Getpid(), StartedAt: time.Now(), Config: map[string]any{"port": 3000},
 		Certificates: []certs.Status{{Domain: "example.org", State: certs.StateValid, DaysLeft: 60}}}
 }
-func (s *source) Apps() []admin.App     { return s.apps }
-func (s *source) Requests() any         { return []any{} }
-func (s *source) Ready() bool           { return true }
-func (s *source) Probes() http.Handler  { return http.NotFoundHandler() }
-func (s *source) Metrics() http.Handler { return http.NotFoundHandler() }
-func (s *source) ReopenLogs() error     { return nil }
-func (s *source) Reload() error         { return nil }
-func (s *source) Logs() *logs.Recent    { return nil }
+func (s *source) Apps() []admin.App             { return s.apps }
+func (s *source) Requests() []admin.RequestInfo { return []admin.RequestInfo{} }
+func (s *source) Ready() bool                   { return true }
+func (s *source) Probes() http.Handler          { return http.NotFoundHandler() }
+func (s *source) Metrics() http.Handler         { return http.NotFoundHandler() }
+func (s *source) ReopenLogs() error             { return nil }
+func (s *source) Reload() error                 { return nil }
+func (s *source) Logs() *logs.Recent            { return nil }
 func readToken(t *testing.T, p string) string {
 	b, err := os.ReadFile(p)
 	if err != nil {

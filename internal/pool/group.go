@@ -789,6 +789,16 @@ type waitQueue struct {
 func (q *waitQueue) len() int { return len(q.items) - q.head }
 
 func (q *waitQueue) push(w *waiter) {
+	// Under a load that never lets the queue drain, head only moves on and
+	// append would grow the array by every request since the queue was last
+	// empty. When the array is full and at least half of it is popped slots,
+	// move the waiters to the front instead: its size follows the queue's
+	// length, at an amortised O(1) per push.
+	if len(q.items) == cap(q.items) && q.head > 0 && q.head >= len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
 	q.items = append(q.items, w)
 	if w.want != nil {
 		q.sticky++

@@ -568,6 +568,44 @@ func TestWaitQueue(t *testing.T) {
 	}
 }
 
+// A queue that never drains (a saturating load: a new waiter arrives before
+// the last one leaves) must not keep every waiter it ever held: its array
+// follows the queue's length, not the number of requests since it was last
+// empty (bench/soak-mem.sh found it holding 0.7 MB after 20 s).
+func TestWaitQueueNeverDrainingStaysSmall(t *testing.T) {
+	var q waitQueue
+	const depth = 30 // waiters queued at any time
+	var want []*waiter
+	for range depth {
+		w := &waiter{}
+		q.push(w)
+		want = append(want, w)
+	}
+	for i := range 100000 {
+		w := &waiter{unlimited: i%3 == 0}
+		q.push(w)
+		want = append(want, w)
+		if got := q.pop(); got != want[0] {
+			t.Fatalf("after %d pushes: pop gave the wrong waiter (FIFO broken)", i)
+		}
+		want = want[1:]
+		if q.len() != depth {
+			t.Fatalf("len %d, want %d", q.len(), depth)
+		}
+	}
+	if c := cap(q.items); c > 8*depth {
+		t.Fatalf("after 100000 waiters through a queue of %d, its array holds %d slots", depth, c)
+	}
+	for _, w := range want {
+		if q.pop() != w {
+			t.Fatal("pop order wrong while draining")
+		}
+	}
+	if q.len() != 0 || q.unlimited != 0 || q.sticky != 0 {
+		t.Fatalf("drained queue: len %d, unlimited %d, sticky %d", q.len(), q.unlimited, q.sticky)
+	}
+}
+
 func TestUnboundedProcessesGrowPastTarget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sp := &fakeSpawner{concurrency: 0} // like Node: any number at once

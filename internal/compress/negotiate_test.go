@@ -158,3 +158,10 @@ func FuzzNegotiate(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkNegotiate(b *testing.B) {
+	ae := []string{"gzip, deflate, br;q=0.9, zstd;q=0.8, *;q=0.1"}
+	for b.Loop() {
+		Negotiate(ae, DefaultCodings)
+	}
+}

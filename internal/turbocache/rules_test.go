@@ -379,3 +379,20 @@ func TestExtraEncoding(t *testing.T) {
 		t.Fatal("different splits of the same bytes compare equal")
 	}
 }
+
+// BenchmarkCacheControl parses a response's and a request's Cache-Control
+// and a request's Accept-Encoding, as a store and a hit do.
+func BenchmarkCacheControl(b *testing.B) {
+	h := http.Header{
+		"Cache-Control": {`public, max-age=60, s-maxage=120, stale-while-revalidate=30`},
+		"Vary":          {"Accept-Encoding, Accept-Language"},
+	}
+	now := time.Now()
+	cc := []string{"max-age=10, min-fresh=5"}
+	ae := []string{"gzip, deflate, br;q=0.9, zstd;q=0.8"}
+	for b.Loop() {
+		judge(200, h, reqFacts{}, now)
+		parseReqCacheControl(cc, nil)
+		aeMask(ae)
+	}
+}

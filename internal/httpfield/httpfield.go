@@ -129,20 +129,29 @@ func Param(params string) (name, value, rest string) {
 // Directive reads a Cache-Control-style directive (RFC 9111 §5.2:
 // token [ "=" ( token / quoted-string ) ]): its name, and its value with
 // the quotes of a quoted-string removed (escapes kept, so that it needs no
-// allocation; no directive Ferry reads has any).
+// allocation; no directive Ferry reads has any). Malformed input reads
+// leniently, the name and an unquoted value each ending at whitespace
+// ("max-age=1 junk" is max-age=1, "a b" is a): what follows is ignored.
 func Directive(elem string) (name, value string) {
-	name, value, found := strings.Cut(elem, "=")
-	name = TrimOWS(name)
-	if !found {
+	elem = TrimOWS(elem)
+	i := 0
+	for i < len(elem) && elem[i] != '=' && elem[i] != ' ' && elem[i] != '\t' {
+		i++
+	}
+	name, elem = elem[:i], TrimOWS(elem[i:])
+	if elem == "" || elem[0] != '=' {
 		return name, ""
 	}
-	value = TrimOWS(value)
+	value = TrimOWS(elem[1:])
 	if value != "" && value[0] == '"' {
 		end := skipQuoted(value, 0)
 		if end == len(value) && (len(value) < 2 || value[len(value)-1] != '"' || escapedLast(value)) {
 			return name, value[1:] // unterminated: the rest
 		}
 		return name, value[1 : end-1]
+	}
+	if k := strings.IndexAny(value, " \t"); k >= 0 {
+		value = value[:k]
 	}
 	return name, value
 }

@@ -139,6 +139,10 @@ func TestDirective(t *testing.T) {
 		{`a=""`, "a", ""},
 		{`a="`, "a", ""},
 		{"max-age=60;ferry", "max-age", "60;ferry"},
+		{"no-store;ferry", "no-store;ferry", ""},
+		{"max-age=1 junk", "max-age", "1"},
+		{"garbage here", "garbage", ""},
+		{" = 5", "", "5"},
 	} {
 		n, v := Directive(tc.in)
 		if n != tc.name || v != tc.value {

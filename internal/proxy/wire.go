@@ -7,6 +7,7 @@ import (
 	"compress/zlib"
 	"errors"
 	"fmt"
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -216,7 +217,7 @@ func readHead(br *bufio.Reader, r *http.Request) (*http.Response, error) {
 // the connection may carry another message after it.
 func frame(br *bufio.Reader, resp *http.Response, method string) (*message, error) {
 	h := resp.Header
-	m := &message{resp: resp, keep: resp.ProtoMinor >= 1 && !hasToken(h["Connection"], "close")}
+	m := &message{resp: resp, keep: resp.ProtoMinor >= 1 && !httpfield.HasToken(h["Connection"], "close")}
 	n := int64(-1)
 	if cls := h["Content-Length"]; len(cls) > 0 {
 		first := textproto.TrimString(cls[0])
@@ -344,18 +345,6 @@ func (d *lazyDecoder) Read(p []byte) (int, error) {
 }
 
 func (d *lazyDecoder) Close() error { return d.src.Close() }
-
-// hasToken reports whether a comma-separated field lists tok.
-func hasToken(fields []string, tok string) bool {
-	for _, f := range fields {
-		for t := range strings.SplitSeq(f, ",") {
-			if strings.EqualFold(textproto.TrimString(t), tok) {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // clip shortens what the app sent for an error message.
 func clip(s string) string {

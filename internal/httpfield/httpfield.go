@@ -18,6 +18,19 @@ import "strings"
 // recipients to ignore; loop while rest (or elem) is not empty. An
 // unterminated quoted string runs to the end of v.
 func Next(v string) (elem, rest string) {
+	// Fast path: no quote before the first comma (two vectorised scans,
+	// the second only up to the comma, so a long list stays linear).
+	c := strings.IndexByte(v, ',')
+	head := v
+	if c >= 0 {
+		head = v[:c]
+	}
+	if strings.IndexByte(head, '"') < 0 {
+		if c < 0 {
+			return TrimOWS(v), ""
+		}
+		return TrimOWS(head), v[c+1:]
+	}
 	i := 0
 	for i < len(v) {
 		switch v[i] {

@@ -105,6 +105,8 @@ func TestWeight(t *testing.T) {
 		{"q=0;level=9", 0, false},
 		{"q=0.3;q=0", 300, false},
 		{"level=1;q=0.2", 200, false},
+		{"q;q=0", 1000, false}, // a bare q is the first q, malformed
+		{"q=0.5;", 500, false},
 	} {
 		q, valid := Weight(tc.params)
 		if q != tc.q || valid != tc.valid {

@@ -286,17 +286,16 @@ func frame(br *bufio.Reader, resp *http.Response, method string) (*message, erro
 }
 
 // transferCodings lists the codings of Transfer-Encoding fields in the
-// order they were applied, lower-cased, parameters dropped.
+// order they were applied, lower-cased, parameters dropped (a quoted
+// parameter's comma does not split, RFC 9110 §5.6).
 func transferCodings(fields []string) []string {
 	var out []string
-	for _, f := range fields {
-		for c := range strings.SplitSeq(f, ",") {
-			c, _, _ = strings.Cut(c, ";")
-			if c = strings.ToLower(textproto.TrimString(c)); c != "" {
-				out = append(out, c)
-			}
+	httpfield.Elements(fields, func(e string) bool {
+		if c, _, _ := httpfield.Cut(e); c != "" {
+			out = append(out, strings.ToLower(c))
 		}
-	}
+		return true
+	})
 	return out
 }
 

@@ -13,6 +13,7 @@
 package compress
 
 import (
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"net/http"
 	"strconv"
 	"strings"
@@ -99,16 +100,14 @@ func (p *Policy) Compressible(status int, h http.Header) bool {
 		status == http.StatusNotModified {
 		return false
 	}
-	if ce := h["Content-Encoding"]; len(ce) > 0 && !(len(ce) == 1 && strings.EqualFold(ce[0], "identity")) {
+	if ce := h["Content-Encoding"]; len(ce) > 0 && !(len(ce) == 1 && httpfield.EqualFold(httpfield.TrimOWS(ce[0]), "identity")) {
 		return false
 	}
 	if len(h["Content-Range"]) > 0 {
 		return false
 	}
-	for _, v := range h["Cache-Control"] {
-		if hasToken(v, "no-transform") {
-			return false
-		}
+	if httpfield.HasToken(h["Cache-Control"], "no-transform") {
+		return false
 	}
 	ct := h["Content-Type"]
 	if len(ct) == 0 || !p.typeListed(ct[0]) {
@@ -174,10 +173,8 @@ func AddVary(h http.Header) {
 		h["Vary"] = varyAE
 		return
 	}
-	for _, v := range vs {
-		if hasToken(v, "accept-encoding") || hasToken(v, "*") {
-			return
-		}
+	if httpfield.HasToken(vs, "accept-encoding") || httpfield.HasToken(vs, "*") {
+		return
 	}
 	h["Vary"] = append(vs[:len(vs):len(vs)], "Accept-Encoding")
 }
@@ -217,19 +214,3 @@ func Prepare(h http.Header, c Coding) {
 // EncodingValue is the Content-Encoding header value for c, shared: never
 // change it.
 func EncodingValue(c Coding) []string { return values[c] }
-
-// hasToken reports whether the comma-separated list v has token (ASCII
-// case-insensitive), ignoring parameters after ';' or '='.
-func hasToken(v, token string) bool {
-	for v != "" {
-		var item string
-		item, v, _ = strings.Cut(v, ",")
-		if i := strings.IndexAny(item, ";="); i >= 0 {
-			item = item[:i]
-		}
-		if strings.EqualFold(strings.TrimSpace(item), token) {
-			return true
-		}
-	}
-	return false
-}

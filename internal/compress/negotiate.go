@@ -2,7 +2,8 @@ package compress
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/ferry-server/ferry/internal/httpfield"
 )
 
 // Coding is a content coding Ferry can send. The zero value is identity
@@ -45,7 +46,7 @@ func (c Coding) Ext() string { return exts[c] }
 // ParseCoding reads a coding's token ("gzip", "zstd", "br").
 func ParseCoding(s string) (Coding, error) {
 	for c := Gzip; c < numCodings; c++ {
-		if strings.EqualFold(s, tokens[c]) {
+		if httpfield.EqualFold(s, tokens[c]) {
 			return c, nil
 		}
 	}
@@ -62,8 +63,9 @@ func ParseCoding(s string) (Coding, error) {
 //     highest non-zero quality wins, ties going to the earlier offered;
 //   - identity wins over them only when the client names it with a higher
 //     quality than theirs;
-//   - a malformed quality reads as 1, as most servers read it, and a coding
-//     named twice keeps its higher quality.
+//   - a malformed weight reads as 1 (httpfield.Weight: "q=1.5",
+//     "q=0.0000", "q=abc"), as most servers read it, and a coding named
+//     twice keeps its higher quality.
 //
 // It does not allocate.
 func Negotiate(ae []string, offered []Coding) Coding {
@@ -75,26 +77,26 @@ func Negotiate(ae []string, offered []Coding) Coding {
 	for _, v := range ae {
 		for v != "" {
 			var item string
-			item, v, _ = strings.Cut(v, ",")
-			name, params, _ := strings.Cut(item, ";")
-			name = strings.TrimSpace(name)
+			item, v = httpfield.Next(v)
+			name, params, _ := httpfield.Cut(item)
+			w, _ := httpfield.Weight(params)
 			var c Coding
 			switch {
 			case name == "*":
-				star = max(star, quality(params))
+				star = max(star, w)
 				continue
-			case strings.EqualFold(name, "gzip"), strings.EqualFold(name, "x-gzip"):
+			case httpfield.EqualFold(name, "gzip"), httpfield.EqualFold(name, "x-gzip"):
 				c = Gzip
-			case strings.EqualFold(name, "zstd"):
+			case httpfield.EqualFold(name, "zstd"):
 				c = Zstd
-			case strings.EqualFold(name, "br"):
+			case httpfield.EqualFold(name, "br"):
 				c = Brotli
-			case strings.EqualFold(name, "identity"):
+			case httpfield.EqualFold(name, "identity"):
 				c = Identity
 			default:
 				continue
 			}
-			q[c] = max(q[c], quality(params))
+			q[c] = max(q[c], w)
 		}
 	}
 	best, bestQ := Identity, 0
@@ -114,58 +116,4 @@ func Negotiate(ae []string, offered []Coding) Coding {
 		return Identity
 	}
 	return best
-}
-
-// quality reads the q parameter of an Accept-Encoding entry's parameters
-// (";q=0.5") in thousandths: 1000 when there is none or it is malformed.
-// A value with non-zero digits past the third decimal is at least 1, so
-// that only a true zero refuses.
-func quality(params string) int {
-	for params != "" {
-		var p string
-		p, params, _ = strings.Cut(params, ";")
-		name, val, ok := strings.Cut(p, "=")
-		if !ok || !strings.EqualFold(strings.TrimSpace(name), "q") {
-			continue
-		}
-		return parseQ(strings.TrimSpace(val))
-	}
-	return 1000
-}
-
-func parseQ(s string) int {
-	if s == "" || (s[0] != '0' && s[0] != '1') {
-		return 1000
-	}
-	whole := int(s[0] - '0')
-	s = s[1:]
-	if s == "" {
-		return whole * 1000
-	}
-	if s[0] != '.' {
-		return 1000
-	}
-	frac, rest := 0, false
-	for i := 1; i < len(s); i++ {
-		d := s[i]
-		if d < '0' || d > '9' {
-			return 1000
-		}
-		switch {
-		case i <= 3:
-			frac = frac*10 + int(d-'0')
-		case d != '0':
-			rest = true
-		}
-	}
-	for i := len(s) - 1; i < 3; i++ {
-		frac *= 10 // "0.5" is 500
-	}
-	if whole == 1 {
-		return 1000 // "1.5" is malformed; read as 1 too
-	}
-	if frac == 0 && rest {
-		return 1
-	}
-	return frac
 }

@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,7 +37,10 @@ func TestNegotiate(t *testing.T) {
 		{[]string{"gzip;q=0"}, all, Identity},
 		{[]string{"gzip; Q=0.000"}, all, Identity},
 		{[]string{"gzip;q=0.", "br;q=0.0"}, all, Identity},
-		{[]string{"gzip;q=0.0001"}, all, Gzip}, // not zero, if below 0.001
+		{[]string{"gzip;q=0.0001"}, all, Gzip}, // malformed (four decimals): 1
+		{[]string{"gzip;q=0.0000"}, all, Gzip}, // malformed too, not a refusal
+		{[]string{"gzip;q=1.5, br"}, all, Brotli},
+		{[]string{`br;x="a,gzip;q=0", gzip;q=0.5`}, all, Brotli}, // the comma is quoted
 		// A coding named twice keeps its higher quality.
 		{[]string{"gzip;q=0, gzip"}, all, Gzip},
 		// "*" stands for every coding not named.
@@ -94,13 +98,35 @@ func TestParseCoding(t *testing.T) {
 	}
 }
 
+// refQValue is RFC 9110's qvalue.
+var refQValue = regexp.MustCompile(`^(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)$`)
+
+// refSplit splits s at sep outside quoted strings (an unclosed one runs to
+// the end).
+func refSplit(s string, sep byte) []string {
+	var out []string
+	quoted, start := false, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case quoted && s[i] == '\\':
+			i++
+		case s[i] == '"':
+			quoted = !quoted
+		case !quoted && s[i] == sep:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
 // negotiateReference is Negotiate written plainly, for the fuzz test.
 func negotiateReference(ae []string, offered []Coding) Coding {
 	q := map[string]float64{}
 	for _, v := range ae {
-		for _, item := range strings.Split(v, ",") {
-			parts := strings.Split(item, ";")
-			name := strings.ToLower(strings.TrimSpace(parts[0]))
+		for _, item := range refSplit(v, ',') {
+			parts := refSplit(item, ';')
+			name := strings.ToLower(ows(parts[0]))
 			if name == "x-gzip" {
 				name = "gzip"
 			}
@@ -109,15 +135,13 @@ func negotiateReference(ae []string, offered []Coding) Coding {
 			}
 			quality := 1.0
 			for _, p := range parts[1:] {
-				k, val, ok := strings.Cut(p, "=")
-				if !ok || strings.ToLower(strings.TrimSpace(k)) != "q" {
+				k, val, _ := strings.Cut(p, "=")
+				if strings.ToLower(ows(k)) != "q" { // "q" alone is a malformed q
 					continue
 				}
-				val = strings.TrimSpace(val)
-				f, err := strconv.ParseFloat(val, 64)
-				if err == nil && len(val) > 0 && (val[0] == '0' || val[0] == '1') && f >= 0 && f <= 1 &&
-					!strings.ContainsAny(val, "eE_xXpP") && (len(val) == 1 || val[1] == '.') {
-					quality = f
+				val = ows(val)
+				if refQValue.MatchString(val) { // else malformed: 1
+					quality, _ = strconv.ParseFloat(strings.TrimSuffix(val, "."), 64)
 				}
 				break
 			}
@@ -158,3 +182,13 @@ func FuzzNegotiate(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkNegotiate(b *testing.B) {
+	ae := []string{"gzip, deflate, br;q=0.9, zstd;q=0.8, *;q=0.1"}
+	for b.Loop() {
+		Negotiate(ae, DefaultCodings)
+	}
+}
+
+// ows trims RFC 9110's optional whitespace: spaces and tabs only.
+func ows(s string) string { return strings.Trim(s, " \t") }

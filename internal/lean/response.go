@@ -2,6 +2,7 @@ package lean
 
 import (
 	"fmt"
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"io"
 	"math"
 	"net/http"
@@ -112,12 +113,7 @@ func (w *response) WriteHeader(code int) {
 	_, w.hasDate = h["Date"]
 	w.hasEncoding = h.Get("Content-Encoding") != ""
 	w.connValues = append(w.connValues[:0], h["Connection"]...)
-	w.closeAsked = false
-	for _, v := range w.connValues {
-		if hasToken(v, "close") {
-			w.closeAsked = true
-		}
-	}
+	w.closeAsked = httpfield.HasToken(w.connValues, "close")
 	// A 101 without the upgrade this engine never does leaves the
 	// connection in no known state.
 	w.close = w.closeAsked || w.req.Close || code == http.StatusSwitchingProtocols
@@ -446,21 +442,6 @@ func (w *response) finish() (closeConn bool) {
 		}
 	}
 	return w.close
-}
-
-// hasToken reports whether the comma-separated list v holds token
-// (case-insensitively).
-func hasToken(v, token string) bool {
-	for {
-		var t string
-		t, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(strings.Trim(t, " \t"), token) {
-			return true
-		}
-		if v == "" {
-			return false
-		}
-	}
 }
 
 func validFieldName(k string) bool {

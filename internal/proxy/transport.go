@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"io"
 	"net"
 	"net/http"
@@ -279,7 +280,7 @@ func writeHead(w *bufio.Writer, r *http.Request, size int64, scheme string, forw
 	w.WriteString("\r\n")
 	connTokens := r.Header["Connection"]
 	for k, vs := range r.Header {
-		if hopByHop(k) || listed(connTokens, k) || (forwarded && isForwardedHeader(k)) || (strip != "" && k == "X-Forwarded-Prefix") {
+		if hopByHop(k) || httpfield.HasToken(connTokens, k) || (forwarded && isForwardedHeader(k)) || (strip != "" && k == "X-Forwarded-Prefix") {
 			continue
 		}
 		for _, v := range vs {
@@ -335,14 +336,7 @@ func IsUpgrade(r *http.Request) bool {
 	if r.ProtoMajor != 1 || r.Header.Get("Upgrade") == "" {
 		return false
 	}
-	for _, v := range r.Header["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return true
-			}
-		}
-	}
-	return false
+	return httpfield.HasToken(r.Header["Connection"], "upgrade")
 }
 
 func requestTarget(r *http.Request) string {
@@ -369,18 +363,6 @@ func hopByHop(k string) bool {
 	return false
 }
 
-// listed reports whether header k is named in a Connection header.
-func listed(tokens []string, k string) bool {
-	for _, v := range tokens {
-		for tok := range strings.SplitSeq(v, ",") {
-			if http.CanonicalHeaderKey(strings.TrimSpace(tok)) == k {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // SanitizeRequest drops client-sent headers that could impersonate Ferry's
 // internal ones: any X-Ferry-* and any name containing '_' (which a CGI-style
 // loader would map to the same variable as its '-' twin; Passenger's
@@ -394,7 +376,7 @@ func SanitizeRequest(h http.Header) {
 }
 
 func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+	return len(s) >= len(prefix) && httpfield.EqualFold(s[:len(prefix)], prefix)
 }
 
 // copyResponseHeader copies the app's headers to the client's, minus
@@ -406,7 +388,7 @@ func copyResponseHeader(dst, src http.Header) {
 		case "Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
 			continue
 		}
-		if listed(connTokens, k) {
+		if httpfield.HasToken(connTokens, k) {
 			continue
 		}
 		dst[k] = vs

@@ -7,6 +7,7 @@ import (
 	"compress/zlib"
 	"errors"
 	"fmt"
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -216,7 +217,7 @@ func readHead(br *bufio.Reader, r *http.Request) (*http.Response, error) {
 // the connection may carry another message after it.
 func frame(br *bufio.Reader, resp *http.Response, method string) (*message, error) {
 	h := resp.Header
-	m := &message{resp: resp, keep: resp.ProtoMinor >= 1 && !hasToken(h["Connection"], "close")}
+	m := &message{resp: resp, keep: resp.ProtoMinor >= 1 && !httpfield.HasToken(h["Connection"], "close")}
 	n := int64(-1)
 	if cls := h["Content-Length"]; len(cls) > 0 {
 		first := textproto.TrimString(cls[0])
@@ -285,17 +286,16 @@ func frame(br *bufio.Reader, resp *http.Response, method string) (*message, erro
 }
 
 // transferCodings lists the codings of Transfer-Encoding fields in the
-// order they were applied, lower-cased, parameters dropped.
+// order they were applied, lower-cased, parameters dropped (a quoted
+// parameter's comma does not split, RFC 9110 §5.6).
 func transferCodings(fields []string) []string {
 	var out []string
-	for _, f := range fields {
-		for c := range strings.SplitSeq(f, ",") {
-			c, _, _ = strings.Cut(c, ";")
-			if c = strings.ToLower(textproto.TrimString(c)); c != "" {
-				out = append(out, c)
-			}
+	httpfield.Elements(fields, func(e string) bool {
+		if c, _, _ := httpfield.Cut(e); c != "" {
+			out = append(out, strings.ToLower(c))
 		}
-	}
+		return true
+	})
 	return out
 }
 
@@ -344,18 +344,6 @@ func (d *lazyDecoder) Read(p []byte) (int, error) {
 }
 
 func (d *lazyDecoder) Close() error { return d.src.Close() }
-
-// hasToken reports whether a comma-separated field lists tok.
-func hasToken(fields []string, tok string) bool {
-	for _, f := range fields {
-		for t := range strings.SplitSeq(f, ",") {
-			if strings.EqualFold(textproto.TrimString(t), tok) {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // clip shortens what the app sent for an error message.
 func clip(s string) string {

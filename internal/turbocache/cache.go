@@ -1,6 +1,7 @@
 package turbocache
 
 import (
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"hash/maphash"
 	"net/http"
 	"net/url"
@@ -647,7 +648,7 @@ func lowerASCII(s string) string {
 	}
 	b := []byte(s)
 	for i := range b {
-		b[i] = lower(b[i])
+		b[i] = httpfield.Lower(b[i])
 	}
 	return string(b)
 }

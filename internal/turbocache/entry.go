@@ -1,6 +1,7 @@
 package turbocache
 
 import (
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -87,7 +88,7 @@ func listEqual(a, b []string, fold bool) bool {
 	for {
 		x, okA := ia.next()
 		y, okB := ib.next()
-		if okA != okB || (x != y && (!fold || !strings.EqualFold(x, y))) {
+		if okA != okB || (x != y && (!fold || !httpfield.EqualFold(x, y))) {
 			return false
 		}
 		if !okA {
@@ -112,8 +113,7 @@ func (it *listIter) next() (string, bool) {
 			it.s, it.vs = it.vs[0], it.vs[1:]
 		}
 		var el string
-		el, it.s, _ = strings.Cut(it.s, ",")
-		if el = trimOWS(el); el != "" {
+		if el, it.s = httpfield.Next(it.s); el != "" {
 			return el, true
 		}
 	}
@@ -378,24 +378,10 @@ func cloneHeader(h http.Header) (http.Header, int64) {
 func stripHopByHop(h http.Header) {
 	conn := h["Connection"]
 	for k := range h {
-		if hopByHop[k] || listed(conn, k) {
+		if hopByHop[k] || httpfield.HasToken(conn, k) {
 			delete(h, k)
 		}
 	}
-}
-
-// listed reports whether name is one of the comma-separated tokens.
-func listed(tokens []string, name string) bool {
-	for _, t := range tokens {
-		for t != "" {
-			var f string
-			f, t, _ = strings.Cut(t, ",")
-			if strings.EqualFold(strings.TrimSpace(f), name) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // h304Fields are what a 304 carries (RFC 9110 §15.4.5); Last-Modified only

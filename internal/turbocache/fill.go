@@ -1,6 +1,8 @@
 package turbocache
 
 import (
+	"github.com/ferry-server/ferry/internal/httpfield"
+
 	"context"
 	"net/http"
 	"strconv"
@@ -194,7 +196,7 @@ func mergeOn304(stored []field, h304 http.Header) http.Header {
 	}
 	conn := upd["Connection"]
 	for k, vs := range upd {
-		if keepOn304[k] || hopByHop[k] || listed(conn, k) {
+		if keepOn304[k] || hopByHop[k] || httpfield.HasToken(conn, k) {
 			continue
 		}
 		h[k] = vs

@@ -2,6 +2,7 @@ package turbocache
 
 import (
 	"encoding/binary"
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"hash/maphash"
 	"net/http"
 	"strings"
@@ -254,7 +255,7 @@ func writeLower(h *maphash.Hash, s string) {
 	for s != "" {
 		n := copy(buf[:], s)
 		for i := range n {
-			buf[i] = lower(buf[i])
+			buf[i] = httpfield.Lower(buf[i])
 		}
 		h.Write(buf[:n])
 		s = s[n:]
@@ -276,7 +277,7 @@ func equalLower(l, s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if lower(s[i]) != l[i] {
+		if httpfield.Lower(s[i]) != l[i] {
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package turbocache
 
 import (
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -121,7 +122,7 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 			return v
 		}
 		for _, s := range cc {
-			if containsFold(s, "private") {
+			if httpfield.ContainsFold(s, "private") {
 				v.reason = rejPrivate
 				return v
 			}
@@ -132,7 +133,7 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 			return v
 		}
 		for _, s := range h["Pragma"] {
-			if containsFold(s, "no-cache") {
+			if httpfield.ContainsFold(s, "no-cache") {
 				v.reason = rejNoCache
 				return v
 			}
@@ -142,9 +143,9 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 	var public, mustUnderstand bool
 	for it := (dirIter{vs: cc}); it.next(); {
 		switch {
-		case strings.EqualFold(it.name, "public"):
+		case httpfield.EqualFold(it.name, "public"):
 			public = true
-		case strings.EqualFold(it.name, "must-understand"):
+		case httpfield.EqualFold(it.name, "must-understand"):
 			mustUnderstand = true
 		}
 	}
@@ -173,7 +174,7 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 	// A compressed body without Vary: Accept-Encoding is an app bug that
 	// would hand gzip to clients that cannot read it: vary anyway.
 	for _, ce := range h["Content-Encoding"] {
-		if strings.TrimSpace(ce) != "" && !strings.EqualFold(strings.TrimSpace(ce), "identity") {
+		if ce = httpfield.TrimOWS(ce); ce != "" && !httpfield.EqualFold(ce, "identity") {
 			varyAE = true
 		}
 	}
@@ -281,26 +282,26 @@ func parseFreshness(vs []string) (f freshness, ok bool) {
 		}
 		it.name, it.value = name, value
 		switch {
-		case strings.EqualFold(it.name, "max-age"):
+		case httpfield.EqualFold(it.name, "max-age"):
 			n, ok := deltaSeconds(it.value)
 			if !ok || (f.hasMaxAge && n != f.maxAge) {
 				return f, false
 			}
 			f.maxAge, f.hasMaxAge = n, true
-		case strings.EqualFold(it.name, "s-maxage"):
+		case httpfield.EqualFold(it.name, "s-maxage"):
 			n, ok := deltaSeconds(it.value)
 			if !ok || (f.hasSMax && n != f.sMaxAge) {
 				return f, false
 			}
 			f.sMaxAge, f.hasSMax = n, true
 			f.stale.mustRevalidate = true // s-maxage implies proxy-revalidate
-		case strings.EqualFold(it.name, "must-revalidate"), strings.EqualFold(it.name, "proxy-revalidate"):
+		case httpfield.EqualFold(it.name, "must-revalidate"), httpfield.EqualFold(it.name, "proxy-revalidate"):
 			f.stale.mustRevalidate = true
-		case strings.EqualFold(it.name, "stale-while-revalidate"):
+		case httpfield.EqualFold(it.name, "stale-while-revalidate"):
 			if n, ok := deltaSeconds(it.value); ok {
 				f.stale.whileRevalidate = time.Duration(n) * time.Second
 			}
-		case strings.EqualFold(it.name, "stale-if-error"):
+		case httpfield.EqualFold(it.name, "stale-if-error"):
 			if n, ok := deltaSeconds(it.value); ok {
 				f.stale.ifError = time.Duration(n) * time.Second
 			}
@@ -341,7 +342,7 @@ func initialAge(as []string) (time.Duration, bool) {
 	case 0:
 		return 0, true
 	case 1:
-		s := trimOWS(as[0])
+		s := httpfield.TrimOWS(as[0])
 		if s == "" || s[0] == '"' {
 			return 0, false
 		}
@@ -400,11 +401,11 @@ func dayName(s string, long bool) bool {
 func forbiddingWord(cc []string) string {
 	for _, s := range cc {
 		switch {
-		case containsFold(s, "private"):
+		case httpfield.ContainsFold(s, "private"):
 			return rejPrivate
-		case containsFold(s, "no-store"):
+		case httpfield.ContainsFold(s, "no-store"):
 			return rejNoStore
-		case containsFold(s, "no-cache"):
+		case httpfield.ContainsFold(s, "no-cache"):
 			return rejNoCache
 		}
 	}
@@ -421,17 +422,16 @@ func varyFields(vary []string, varyCookie bool) (fields []string, varyAE, ok boo
 	for _, s := range vary {
 		for s != "" {
 			var f string
-			f, s, _ = strings.Cut(s, ",")
-			f = trimOWS(f)
+			f, s = httpfield.Next(s)
 			switch {
 			case f == "":
-			case f == "*" || !validToken(f):
+			case f == "*" || !httpfield.IsToken(f):
 				return nil, false, false
-			case strings.EqualFold(f, "Accept-Encoding"):
+			case httpfield.EqualFold(f, "Accept-Encoding"):
 				varyAE = true
-			case strings.EqualFold(f, "Cookie") && !varyCookie:
+			case httpfield.EqualFold(f, "Cookie") && !varyCookie:
 				return nil, false, false
-			case strings.EqualFold(f, "Cookie"):
+			case httpfield.EqualFold(f, "Cookie"):
 				// The key holds the vary-by cookie already.
 			default:
 				name := textproto.CanonicalMIMEHeaderKey(f)
@@ -459,17 +459,6 @@ func setByFront(name string) bool {
 	return strings.HasPrefix(name, "X-Ferry-") || strings.IndexByte(name, '_') >= 0
 }
 
-// validToken reports whether s is an RFC 9110 token (a field name).
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return s != ""
-}
-
 // maxDelta is where delta-seconds are clamped (RFC 9111 §1.2.2).
 const maxDelta = 1 << 31
 
@@ -495,7 +484,8 @@ func deltaSeconds(s string) (int64, bool) {
 }
 
 // dirIter walks the directives of Cache-Control values without allocating:
-// name, and value (unquoted when it was a quoted-string, escapes kept).
+// name, and value (unquoted when it was a quoted-string, escapes kept), as
+// httpfield reads them.
 type dirIter struct {
 	vs          []string
 	s           string
@@ -504,7 +494,6 @@ type dirIter struct {
 
 func (it *dirIter) next() bool {
 	for {
-		it.s = strings.TrimLeft(it.s, " \t,")
 		if it.s == "" {
 			if len(it.vs) == 0 {
 				return false
@@ -512,40 +501,12 @@ func (it *dirIter) next() bool {
 			it.s, it.vs = it.vs[0], it.vs[1:]
 			continue
 		}
-		s := it.s
-		i := 0
-		for i < len(s) && s[i] != '=' && s[i] != ',' && s[i] != ' ' && s[i] != '\t' {
-			i++
+		var e string
+		e, it.s = httpfield.Next(it.s)
+		if e == "" {
+			continue
 		}
-		it.name, it.value = s[:i], ""
-		s = strings.TrimLeft(s[i:], " \t")
-		if s != "" && s[0] == '=' {
-			s = strings.TrimLeft(s[1:], " \t")
-			if s != "" && s[0] == '"' {
-				j := 1
-				for j < len(s) && s[j] != '"' {
-					if s[j] == '\\' {
-						j++
-					}
-					j++
-				}
-				it.value = s[1:min(j, len(s))]
-				s = s[min(j+1, len(s)):]
-			} else {
-				j := 0
-				for j < len(s) && s[j] != ',' && s[j] != ' ' && s[j] != '\t' {
-					j++
-				}
-				it.value, s = s[:j], s[j:]
-			}
-		}
-		// Skip whatever malformed rest up to the next comma.
-		if k := strings.IndexByte(s, ','); k >= 0 {
-			s = s[k:]
-		} else {
-			s = ""
-		}
-		it.s = s
+		it.name, it.value = httpfield.Directive(e)
 		if it.name != "" {
 			return true
 		}
@@ -565,20 +526,20 @@ func parseReqCacheControl(cc, pragma []string) reqCacheControl {
 	r := reqCacheControl{maxAge: -1}
 	for it := (dirIter{vs: cc}); it.next(); {
 		switch {
-		case strings.EqualFold(it.name, "no-cache"):
+		case httpfield.EqualFold(it.name, "no-cache"):
 			r.bypass = true
-		case strings.EqualFold(it.name, "no-store"):
+		case httpfield.EqualFold(it.name, "no-store"):
 			r.noStore = true
-		case strings.EqualFold(it.name, "only-if-cached"):
+		case httpfield.EqualFold(it.name, "only-if-cached"):
 			r.onlyIfCached = true
-		case strings.EqualFold(it.name, "max-age"):
+		case httpfield.EqualFold(it.name, "max-age"):
 			n, ok := deltaSeconds(it.value)
 			if !ok || n == 0 {
 				r.bypass = true
 			} else if r.maxAge < 0 || n < r.maxAge {
 				r.maxAge = n
 			}
-		case strings.EqualFold(it.name, "min-fresh"):
+		case httpfield.EqualFold(it.name, "min-fresh"):
 			n, ok := deltaSeconds(it.value)
 			if !ok {
 				r.bypass = true
@@ -590,15 +551,15 @@ func parseReqCacheControl(cc, pragma []string) reqCacheControl {
 	// As for responses, erring on the side of not storing: these words
 	// anywhere count.
 	for _, s := range cc {
-		if containsFold(s, "no-store") {
+		if httpfield.ContainsFold(s, "no-store") {
 			r.noStore = true
 		}
-		if containsFold(s, "no-cache") {
+		if httpfield.ContainsFold(s, "no-cache") {
 			r.bypass = true
 		}
 	}
 	for _, p := range pragma {
-		if containsFold(p, "no-cache") {
+		if httpfield.ContainsFold(p, "no-cache") {
 			r.bypass = true
 		}
 	}
@@ -631,25 +592,19 @@ func aeMask(vs []string) uint16 {
 	for _, s := range vs {
 		for s != "" {
 			var el string
-			if i := strings.IndexByte(s, ','); i >= 0 {
-				el, s = s[:i], s[i+1:]
-			} else {
-				el, s = s, ""
-			}
-			coding, params := el, ""
-			if i := strings.IndexByte(el, ';'); i >= 0 {
-				coding, params = el[:i], el[i+1:]
-			}
-			coding = trimOWS(coding)
+			el, s = httpfield.Next(s)
+			coding, params, found := httpfield.Cut(el)
 			if coding == "" {
 				continue
 			}
-			if params != "" {
-				q, ok := qZero(params)
-				if !ok {
+			if found {
+				// A weight the app may read otherwise (httpfield.Weight's
+				// "not valid") makes the request's choice unknown.
+				q, valid := httpfield.Weight(params)
+				if !valid {
 					m |= aeUnknown
 				}
-				if q {
+				if q == 0 {
 					continue
 				}
 			}
@@ -665,7 +620,7 @@ func codingBit(coding string) uint16 {
 		return aeUnknown
 	}
 	for i := 0; i < len(coding); i++ {
-		buf[i] = lower(coding[i])
+		buf[i] = httpfield.Lower(coding[i])
 	}
 	switch string(buf[:len(coding)]) {
 	case "gzip", "x-gzip":
@@ -684,68 +639,4 @@ func codingBit(coding string) uint16 {
 		return aeStar
 	}
 	return aeUnknown
-}
-
-// qZero parses the parameters of one coding: zero reports q=0; ok is false
-// for anything but a single well-formed q parameter.
-func qZero(params string) (zero, ok bool) {
-	p := trimOWS(params)
-	if len(p) < 3 || (p[0] != 'q' && p[0] != 'Q') {
-		return false, false
-	}
-	p = trimOWS(p[1:])
-	if p == "" || p[0] != '=' {
-		return false, false
-	}
-	p = trimOWS(p[1:])
-	// qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
-	if p == "" || (p[0] != '0' && p[0] != '1') {
-		return false, false
-	}
-	zero = p[0] == '0'
-	rest := p[1:]
-	if rest == "" {
-		return zero, true
-	}
-	if rest[0] != '.' || len(rest) > 4 {
-		return false, false
-	}
-	for i := 1; i < len(rest); i++ {
-		d := rest[i]
-		if d < '0' || d > '9' || (p[0] == '1' && d != '0') {
-			return false, false
-		}
-		if d != '0' {
-			zero = false
-		}
-	}
-	return zero, true
-}
-
-func trimOWS(s string) string {
-	for s != "" && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// containsFold reports whether s contains sub (ASCII lower case) in any case.
-func containsFold(s, sub string) bool {
-	n := len(sub)
-	for i := 0; i+n <= len(s); i++ {
-		if lower(s[i]) == sub[0] && strings.EqualFold(s[i:i+n], sub) {
-			return true
-		}
-	}
-	return false
-}
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + ('a' - 'A')
-	}
-	return c
 }

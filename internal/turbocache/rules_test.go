@@ -314,6 +314,8 @@ func TestAEMask(t *testing.T) {
 		{"gzip", "x-gzip"},
 		{"gzip, br;q=0", "gzip"},
 		{"GZIP", "gzip;q=0.5"},
+		{"gzip, br;q=0.000", "gzip"},
+		{"gzip;q=1.000", "gzip"},
 	}
 	for _, p := range same {
 		if a, b := aeMask([]string{p[0]}), aeMask([]string{p[1]}); a != b {
@@ -333,7 +335,9 @@ func TestAEMask(t *testing.T) {
 	if aeMask(nil) == aeMask([]string{""}) {
 		t.Error("absent and empty Accept-Encoding share a mask")
 	}
-	for _, s := range []string{"xpress", "gzip;q=abc", "gzip;level=1"} {
+	// What the app may read otherwise is unknown: a weight that is not one
+	// RFC 9110 qvalue (httpfield.Weight).
+	for _, s := range []string{"xpress", "gzip;q=abc", "gzip;level=1", "gzip;q=1.5", "gzip;q=0.0000", "gzip;q=0;q=1"} {
 		if aeMask([]string{s})&aeUnknown == 0 {
 			t.Errorf("%q: not flagged unknown", s)
 		}
@@ -377,5 +381,22 @@ func TestExtraEncoding(t *testing.T) {
 	b[4] = []string{"o", "n"}
 	if extraEqual(enc, &b) {
 		t.Fatal("different splits of the same bytes compare equal")
+	}
+}
+
+// BenchmarkCacheControl parses a response's and a request's Cache-Control
+// and a request's Accept-Encoding, as a store and a hit do.
+func BenchmarkCacheControl(b *testing.B) {
+	h := http.Header{
+		"Cache-Control": {`public, max-age=60, s-maxage=120, stale-while-revalidate=30`},
+		"Vary":          {"Accept-Encoding, Accept-Language"},
+	}
+	now := time.Now()
+	cc := []string{"max-age=10, min-fresh=5"}
+	ae := []string{"gzip, deflate, br;q=0.9, zstd;q=0.8"}
+	for b.Loop() {
+		judge(200, h, reqFacts{}, now)
+		parseReqCacheControl(cc, nil)
+		aeMask(ae)
 	}
 }

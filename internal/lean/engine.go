@@ -332,7 +332,10 @@ func (c *conn) answer(r *http.Request, n int) (keep bool) {
 	if c.ctx.Err() != nil {
 		return false // the client left: nothing to answer
 	}
-	return !w.finish() && !r.Close && !c.e.closing.Load() && !c.e.draining.Load()
+	// Draining is not looked at again here: a response whose head went out
+	// without Connection: close promised the client one more request, and
+	// closing now would reset it (that next response says close).
+	return !w.finish() && !r.Close && !c.e.closing.Load()
 }
 
 // run calls the handler, as net/http would: a panic ends the connection

@@ -28,6 +28,37 @@ type metricsServer struct {
 	log  *slog.Logger
 	dash bool // the dashboard is served too
 	once sync.Once
+
+	// fresh are the connections accepted whose first request has not been
+	// read yet: net/http drops a request it reads after Shutdown began, so
+	// stop lets these be answered first (a probe during an upgrade).
+	mu    sync.Mutex
+	fresh map[net.Conn]struct{}
+}
+
+// connState keeps fresh up to date.
+func (m *metricsServer) connState(c net.Conn, st http.ConnState) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if st == http.StateNew {
+		m.fresh[c] = struct{}{}
+	} else {
+		delete(m.fresh, c)
+	}
+}
+
+// waitFresh waits, at most until deadline, for every fresh connection to
+// have its first request read (or to close).
+func (m *metricsServer) waitFresh(deadline time.Time) {
+	for time.Now().Before(deadline) {
+		m.mu.Lock()
+		n := len(m.fresh)
+		m.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // serveMetrics listens on addr (or takes the socket an upgrading ferry
@@ -49,9 +80,10 @@ func serveMetrics(addr string, reg *metrics.Metrics, probes, dash http.Handler, 
 	if dash != nil {
 		mux.Handle("/dashboard/", dash)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	return &metricsServer{ln: ln, hs: hs, log: log, dash: dash != nil}, nil
+	m := &metricsServer{ln: ln, log: log, dash: dash != nil, fresh: map[net.Conn]struct{}{}}
+	m.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ConnState: m.connState}
+	return m, nil
 }
 
 // start serves. A new ferry of an upgrade starts once its apps are ready:
@@ -107,6 +139,11 @@ func (m *metricsServer) stop() {
 	m.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+		// Stop accepting first (an upgraded ferry keeps its own copy of
+		// the socket), then let what was accepted be asked.
+		m.ln.Close()
+		deadline, _ := ctx.Deadline()
+		m.waitFresh(deadline.Add(-time.Second))
 		if m.hs.Shutdown(ctx) != nil {
 			m.hs.Close()
 		}

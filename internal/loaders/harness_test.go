@@ -474,6 +474,10 @@ func alive(pid int) bool {
 func (l *loader) backtraces() string {
 	l.tb.Helper()
 	if err := syscall.Kill(oobPID(l), syscall.SIGWINCH); err != nil {
+		if l.cmd != nil {
+			<-l.done // the loader is gone: say how, and what it printed
+			l.tb.Fatalf("signal the loader: %v (%v); output:\n%s", err, l.cmd.ProcessState, l.out)
+		}
 		l.tb.Fatal(err)
 	}
 	dump := make(chan string, 1)

@@ -33,8 +33,19 @@ def log(msg):
         pass
 
 
+def block_signals_here():
+    """Keeps the signals the loader handles off this helper thread, so the
+    kernel delivers them to the main thread, where Python runs handlers
+    (and where they interrupt a blocking accept)."""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH})
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def watch_lifeline(fd):
     # The core holds the only write end: EOF (or an error) means it is gone.
+    block_signals_here()
     try:
         while os.read(fd, 4096):
             pass
@@ -72,7 +83,7 @@ def dump_on_sigquit(chain=False):
 BT_END = "-- ferry: end of backtraces --\n"
 
 
-def backtraces_on(fd, install):
+def backtraces_on(fd, install, all_threads=True):
     """SIGWINCH: the stack of every thread on fd, and carry on.
 
     fd is the status pipe, which a ready process keeps: the core signals
@@ -89,9 +100,23 @@ def backtraces_on(fd, install):
     try:
         faulthandler.unregister(signal.SIGWINCH)
         install()
-        faulthandler.register(signal.SIGWINCH, file=fd, all_threads=True, chain=True)
+        faulthandler.register(signal.SIGWINCH, file=fd, all_threads=all_threads, chain=True)
     except Exception as e:
         log("backtraces on demand unavailable: %s" % e)
+
+
+def thread_stacks():
+    """Every thread's Python stack, read under the GIL (safe while threads
+    start and end, unlike faulthandler's C dump of all threads)."""
+    import traceback
+    names = {t.ident: t.name for t in threading.enumerate()}
+    out = []
+    for ident, frame in sys._current_frames().items():
+        out.append("Thread 0x%016x %s (most recent call first):\n" % (ident, names.get(ident, "?")))
+        for line in reversed(traceback.format_stack(frame)):
+            out.append(line)
+        out.append("\n")
+    return out
 
 
 def thread_names():

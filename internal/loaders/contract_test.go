@@ -384,13 +384,6 @@ func contractOOBDefault(t *testing.T, cl contractLoader) {
 // The request sleeping in the app shows once it is in the app: until then,
 // the test asks again.
 func contractBacktraces(t *testing.T, cl contractLoader) {
-	if cl.name == "wsgi-threads" && os.Getenv("FERRY_TEST_KNOWN_CRASH") == "" {
-		// Open defect, found by this case on a quiet machine: the threaded
-		// WSGI loader dies of SIGSEGV soon after its first request here,
-		// before any SIGWINCH is sent (Debian's Python 3.11). Until it is
-		// found, FERRY_TEST_KNOWN_CRASH=1 runs the case.
-		t.Skip("threaded WSGI loader segfaults in this case: an open defect (FERRY_TEST_KNOWN_CRASH=1 runs it)")
-	}
 	l := cl.start(t, cl.fixture("echo"))
 	c := l.dial()
 	c.send("GET", "/sleep?s=600", nil, nil)

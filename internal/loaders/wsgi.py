@@ -123,15 +123,24 @@ def _on_term_threaded(signum, frame):
 _bt_fd = -1
 
 
-def _backtraces_on(fd):
-    """SIGWINCH: the stack of every thread on fd (see _ferry_common)."""
-    global _bt_fd
-    _bt_fd = fd
-    _common.backtraces_on(fd, lambda: signal.signal(signal.SIGWINCH, _bt_tail))
+_bt_threaded = False
+
+
+def _backtraces_on(fd, threaded=False):
+    """SIGWINCH: the stack of every thread on fd (see _ferry_common).
+
+    With threads, faulthandler's C dump of every thread can crash the
+    process while a connection's thread starts or ends: it dumps only the
+    current one, and the Python handler adds every thread's stack.
+    """
+    global _bt_fd, _bt_threaded
+    _bt_fd, _bt_threaded = fd, threaded
+    _common.backtraces_on(fd, lambda: signal.signal(signal.SIGWINCH, _bt_tail), all_threads=not threaded)
 
 
 def _bt_tail(signum, frame):
-    _common.write_tail(_bt_fd, _common.thread_names())
+    lines = _common.thread_stacks() if _bt_threaded else []
+    _common.write_tail(_bt_fd, lines + _common.thread_names())
 
 
 # ----------------------------------------------------- out-of-band work ---
@@ -879,6 +888,7 @@ class _Threads(object):
             t.join()
 
     def _conn(self, conn):
+        _common.block_signals_here()
         cond = self.cond
         cfd, lfd, wake = conn.fileno(), self.lfd, self.wake_r
         full = select.poll()  # data, a waiting connection, SIGTERM
@@ -1049,7 +1059,7 @@ def _run(listener, sock_path, status_fd, app, base, nthreads):
     global _idle
     signal.signal(signal.SIGTERM, _on_term if nthreads == 1 else _on_term_threaded)
     try:
-        _backtraces_on(status_fd)
+        _backtraces_on(status_fd, threaded=nthreads > 1)
         if nthreads == 1:
             _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 1}, keep=True)
             _serve(listener, app, base)

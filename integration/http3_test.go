@@ -200,6 +200,19 @@ func TestHTTP3Upgrade(t *testing.T) {
 		})
 	}
 	eventually(t, "some load", func() bool { return served.Load() > 20 })
+	// A request in flight on the old ferry keeps it draining for a while
+	// after the handover: meanwhile it relays new connections to the new
+	// one (internal/server/h3handover.go).
+	slow := make(chan string, 1)
+	slowTr := h3Transport(roots)
+	defer slowTr.Close()
+	if _, _, err := h3Do(slowTr, "GET", base+"/pid", nil); err != nil {
+		t.Fatalf("a connection to the old ferry: %v", err)
+	}
+	go func() {
+		resp, body, err := h3Do(slowTr, "GET", base+"/sleep?s=2", nil)
+		slow <- fmt.Sprintf("%v %v %q", err, resp != nil && resp.StatusCode == 200, body)
+	}()
 	out, err := exec_(ferryBin, "upgrade", "--instance", f.Instance)
 	if err != nil {
 		t.Fatalf("ferry upgrade: %v\n%s", err, out)
@@ -211,6 +224,9 @@ func TestHTTP3Upgrade(t *testing.T) {
 		eventually(t, "the new ferry to exit", func() bool { return !alive(newPID) })
 	})
 	eventually(t, "the old ferry to exit after handing over", func() bool { return !alive(oldPID) })
+	if got := <-slow; !strings.HasPrefix(got, "<nil> true") {
+		t.Fatalf("the request in flight on the old ferry: %s", got)
+	}
 	before := served.Load()
 	eventually(t, "HTTP/3 served by the new ferry", func() bool { return served.Load() > before+20 })
 	close(stop)

@@ -18,10 +18,24 @@ type Listeners struct {
 	mu   sync.Mutex
 	lns  []net.Listener
 	used []bool
-	// pcs are the datagram (UDP) sockets: HTTP/3's.
+	// pcs are the datagram (UDP) sockets: HTTP/3's; relays[i], if not
+	// nil, is the relay of pcs[i] from a Ferry that still reads it.
 	pcs    []net.PacketConn
+	relays []*os.File
 	pcUsed []bool
 }
+
+// HandedOver is a datagram socket that a Ferry handed over in a binary
+// upgrade while it still reads it: it relays what is not its own over
+// Relay (a SOCK_SEQPACKET socket), and closes that when it stops reading
+// (internal/server's h3handover.go).
+type HandedOver struct {
+	net.PacketConn
+	Relay *os.File
+}
+
+// HandedOver is how the server finds the relay of a socket.
+func (h *HandedOver) HandedOver() (net.PacketConn, *os.File) { return h.PacketConn, h.Relay }
 
 // FromEnv takes the sockets systemd passed (when LISTEN_PID is this
 // process) and clears the variables, so that app processes never see them.
@@ -37,7 +51,19 @@ func FromEnv() (*Listeners, error) {
 	}
 	for fd := 3; fd < 3+n; fd++ {
 		f := os.NewFile(uintptr(fd), "inherited-"+strconv.Itoa(fd))
-		if typ, _ := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TYPE); typ == syscall.SOCK_DGRAM {
+		typ, _ := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TYPE)
+		listening, _ := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN)
+		if typ == syscall.SOCK_SEQPACKET && listening == 0 {
+			// The relay of the datagram socket before it.
+			if len(l.pcs) == 0 || l.relays[len(l.pcs)-1] != nil {
+				f.Close()
+				l.Close()
+				return nil, fmt.Errorf("inherited relay socket fd %d follows no datagram socket", fd)
+			}
+			l.relays[len(l.pcs)-1] = f
+			continue
+		}
+		if typ == syscall.SOCK_DGRAM {
 			pc, err := net.FilePacketConn(f)
 			f.Close()
 			if err != nil {
@@ -45,6 +71,7 @@ func FromEnv() (*Listeners, error) {
 				return nil, fmt.Errorf("inherited datagram socket fd %d: %w", fd, err)
 			}
 			l.pcs = append(l.pcs, pc)
+			l.relays = append(l.relays, nil)
 			l.pcUsed = append(l.pcUsed, false)
 			continue
 		}
@@ -60,7 +87,7 @@ func FromEnv() (*Listeners, error) {
 	return l, nil
 }
 
-// Len is how many sockets were inherited.
+// Len is how many sockets were inherited (relays apart).
 func (l *Listeners) Len() int { return len(l.lns) + len(l.pcs) }
 
 // Listen returns an inherited listener for network and address: the one
@@ -116,6 +143,9 @@ func (l *Listeners) ListenPacket(network, address string) (net.PacketConn, error
 	}
 	if pick >= 0 {
 		l.pcUsed[pick] = true
+		if r := l.relays[pick]; r != nil {
+			return &HandedOver{PacketConn: l.pcs[pick], Relay: r}, nil
+		}
 		return l.pcs[pick], nil
 	}
 	return net.ListenPacket(network, address)
@@ -133,6 +163,9 @@ func (l *Listeners) Close() {
 	for i, pc := range l.pcs {
 		if !l.pcUsed[i] {
 			pc.Close()
+			if l.relays[i] != nil {
+				l.relays[i].Close()
+			}
 		}
 	}
 }

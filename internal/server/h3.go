@@ -54,18 +54,24 @@ const udpBufferSize = 7 << 20
 
 // h3Front serves HTTP/3 on UDP sockets beside the TLS listeners.
 type h3Front struct {
-	hs    *http3.Server
-	conns []*net.UDPConn
-	// sockets are conns as quic-go reads them.
-	sockets []*h3Socket
+	hs      *http3.Server
+	conns   []*net.UDPConn
+	sockets []*h3Socket // conns as quic-go reads them
 	log     *slog.Logger
 
 	mu    sync.Mutex
 	peers map[*quic.Conn]*h3Conn // open client connections
 
-	// handedOver: the sockets went to a new Ferry (files); refuseNew: it
-	// serves, so this one leaves new connections to it (h3Socket).
-	handedOver, refuseNew atomic.Bool
+	// quic-go's transport and listener on each socket: Ferry's own, so
+	// that the connection IDs are steer's.
+	transports []*quic.Transport
+	listeners  []*quic.EarlyListener
+	steer      *h3Steer
+	// handshakeTimeout bounds a handshake (the header timeout).
+	handshakeTimeout time.Duration
+
+	// handedOver: the sockets went to a new Ferry (files).
+	handedOver atomic.Bool
 }
 
 // h3Conn is what shutdown needs to know of a client connection: its
@@ -91,7 +97,10 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 	if streams <= 0 {
 		streams = DefaultHTTP3MaxStreams
 	}
-	f := &h3Front{log: s.log, peers: map[*quic.Conn]*h3Conn{}}
+	f := &h3Front{log: s.log, peers: map[*quic.Conn]*h3Conn{}, steer: newH3Steer(s.log), handshakeTimeout: c.HeaderTimeout}
+	if f.handshakeTimeout <= 0 {
+		f.handshakeTimeout = defaultHandshakeTimeout
+	}
 	f.hs = &http3.Server{
 		Handler:           f.track(earlyData(knownEmpty(h, c.HeaderTimeout))),
 		MaxHeaderBytes:    c.MaxHeaderBytes,
@@ -104,6 +113,7 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 			// The handshake, like TLS's on TCP, is bounded by the header
 			// timeout.
 			HandshakeIdleTimeout: c.HeaderTimeout,
+			Tracer:               f.steer.tracer,
 		},
 		ConnContext: func(ctx context.Context, qc *quic.Conn) context.Context {
 			f.mu.Lock()
@@ -130,9 +140,9 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 	// The certificates are the TCP listeners' (files reloaded, or
 	// automatic HTTPS); ALPN is h3 alone. A TLS-ALPN-01 challenge comes
 	// over TCP only.
-	tc := tlsConf.Clone()
+	tc := http3.ConfigureTLSConfig(tlsConf)
 	tc.MinVersion = tls.VersionTLS13 // QUIC is TLS 1.3 only
-	f.hs.TLSConfig = tc
+	bindEarlyDataToSettings(tc, h3SettingsID(c.MaxHeaderBytes))
 	port := 0
 	for _, l := range s.lns {
 		if !strings.HasPrefix(l.url, "https://") {
@@ -144,6 +154,21 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 			f.close()
 			return &HTTP3ListenError{Addr: addr, Err: err}
 		}
+		var relay *net.UnixConn
+		if r, ok := pc.(interface {
+			HandedOver() (net.PacketConn, *os.File)
+		}); ok {
+			// A previous Ferry still reads this socket and relays to
+			// this one what is not its own (h3handover.go).
+			var rf *os.File
+			pc, rf = r.HandedOver()
+			relay, err = relayConn(rf)
+			if err != nil {
+				pc.Close()
+				f.close()
+				return fmt.Errorf("listen for HTTP/3 on %s: the handed-over relay: %w", addr, err)
+			}
+		}
 		uc, ok := pc.(*net.UDPConn)
 		if !ok {
 			pc.Close()
@@ -151,15 +176,24 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 			return fmt.Errorf("listen for HTTP/3 on %s: not a UDP socket", addr)
 		}
 		f.conns = append(f.conns, uc)
+		f.sockets = append(f.sockets, &h3Socket{UDPConn: uc, batch: ipv4.NewPacketConn(uc), steer: f.steer, in: relay})
 		port = uc.LocalAddr().(*net.UDPAddr).Port
 	}
 	if len(f.conns) == 0 {
 		return nil
 	}
 	f.checkBuffers()
-	f.sockets = make([]*h3Socket, len(f.conns))
-	for i, c := range f.conns {
-		f.sockets[i] = &h3Socket{UDPConn: c, batch: ipv4.NewPacketConn(c), refuseNew: &f.refuseNew}
+	for _, sock := range f.sockets {
+		// No StatelessResetKey: a packet of a connection this Ferry does
+		// not know may be a previous Ferry's, never to be reset.
+		tr := &quic.Transport{Conn: sock, ConnectionIDGenerator: f.steer}
+		ln, err := tr.ListenEarly(tc, f.hs.QUICConfig)
+		if err != nil {
+			f.close()
+			return fmt.Errorf("listen for HTTP/3 on %s: %w", sock.LocalAddr(), err)
+		}
+		f.transports = append(f.transports, tr)
+		f.listeners = append(f.listeners, ln)
 	}
 	s.h3 = f
 	altSvc := []string{`h3=":` + strconv.Itoa(port) + `"; ma=` + strconv.Itoa(altSvcMaxAge)}
@@ -271,9 +305,9 @@ func (f *h3Front) checkBuffers() {
 
 // serve answers HTTP/3 on every UDP socket until shutdown.
 func (f *h3Front) serve() error {
-	errc := make(chan error, len(f.sockets))
-	for _, c := range f.sockets {
-		go func() { errc <- f.hs.Serve(c) }()
+	errc := make(chan error, len(f.listeners))
+	for _, ln := range f.listeners {
+		go func() { errc <- f.hs.ServeListener(ln) }()
 	}
 	var first error
 	for range f.conns {
@@ -314,19 +348,21 @@ const drainGrace = 2 * time.Second
 // shutdown sends GOAWAY, waits for the requests in flight until ctx ends,
 // then closes the connections and the sockets. Connections left without
 // requests are closed by the server after drainGrace rather than waiting
-// for the client: after a binary upgrade the new Ferry reads the same UDP
-// socket, and may take (and drop) the client's own close.
+// for the client: the sooner this Ferry is done, the sooner a new one
+// reads the sockets itself.
 func (f *h3Front) shutdown(ctx context.Context) error {
 	if f.handedOver.Load() {
-		// The new Ferry reads the same sockets: new connections are its
-		// own (their Initial packets, dropped here, are sent again by the
-		// client until it gets them). Handshakes already under way here
-		// finish and serve their first requests before GOAWAY.
-		f.refuseNew.Store(true)
-		select {
-		case <-time.After(handshakeGrace):
-		case <-ctx.Done():
-		}
+		// The new Ferry serves: from now on this one relays to it every
+		// packet that is not of its own connections (h3handover.go).
+		// Handshakes already under way here finish and serve their first
+		// requests before GOAWAY.
+		f.steer.relay.Store(true)
+		f.awaitHandshakes(ctx)
+	}
+	// Closing a listener refuses the handshakes still under way on it;
+	// the connections it accepted stay, for GOAWAY.
+	for _, ln := range f.listeners {
+		ln.Close()
 	}
 	done := make(chan error, 1)
 	go func() { done <- f.hs.Shutdown(ctx) }()
@@ -349,71 +385,84 @@ func (f *h3Front) shutdown(ctx context.Context) error {
 	}
 }
 
+// awaitHandshakes waits until no handshake is under way, those being
+// connections opened (steer) but not yet accepted (peers): at most
+// handoverHandshakeWait, or a handshake's timeout if shorter, for a
+// client that never finishes its handshake holds GOAWAY back meanwhile.
+func (f *h3Front) awaitHandshakes(ctx context.Context) {
+	deadline := time.NewTimer(min(f.handshakeTimeout, handoverHandshakeWait))
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		f.mu.Lock()
+		accepted := len(f.peers)
+		f.mu.Unlock()
+		if f.steer.connections() <= accepted {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// close stops everything; a relay to a new Ferry closes last, once
+// nothing reads the sockets here any more (Transport.Close waits for its
+// reader), so that the new one then reads them itself.
 func (f *h3Front) close() {
+	for _, ln := range f.listeners {
+		ln.Close()
+	}
+	for _, sock := range f.sockets {
+		sock.closeIn() // a reader waiting on a relay from an older Ferry
+	}
+	for _, tr := range f.transports {
+		tr.Close()
+	}
 	for _, c := range f.conns {
 		c.Close()
 	}
-}
-
-// handshakeGrace is how long a Ferry that handed its sockets over still
-// completes the QUIC handshakes under way before it sends GOAWAY.
-const handshakeGrace = time.Second
-
-// h3Socket is a UDP socket as quic-go reads it (in batches, as it would
-// itself). Once refuseNew is set it drops the Initial packets that open
-// new connections: after an upgrade both Ferrys read the socket, and only
-// the new one should take new connections. Refusing them (CONNECTION_
-// REFUSED) would fail the client's request; dropped, the client sends its
-// Initial again, until the new one reads it.
-type h3Socket struct {
-	*net.UDPConn
-	batch     *ipv4.PacketConn
-	refuseNew *atomic.Bool
-}
-
-func (c *h3Socket) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
-	n, err := c.batch.ReadBatch(ms, flags)
-	if c.refuseNew.Load() {
-		for i := range n {
-			if isQUICInitial(ms[i].Buffers[0][:ms[i].N]) {
-				ms[i].N = 0 // quic-go drops an empty packet
-			}
-		}
+	for _, sock := range f.sockets {
+		sock.closeOut()
 	}
-	return n, err
 }
 
-// isQUICInitial reports whether b is a QUIC Initial packet (RFC 9000
-// section 17.2.2, RFC 9369 section 3.2), which a client sends to open a
-// connection.
-func isQUICInitial(b []byte) bool {
-	if len(b) < 5 || b[0]&0x80 == 0 {
-		return false
-	}
-	typ := b[0] & 0x30 >> 4
-	switch uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4]) {
-	case 0x00000001: // QUIC v1
-		return typ == 0
-	case 0x6b3343cf: // QUIC v2
-		return typ == 1
-	}
-	return false
-}
+// handoverHandshakeWait bounds how long a Ferry that handed its sockets
+// over waits for its handshakes under way before it sends GOAWAY.
+const handoverHandshakeWait = 3 * time.Second
 
-// files are copies of the UDP sockets, for a binary upgrade.
+// defaultHandshakeTimeout bounds a QUIC handshake without a header
+// timeout, as quic-go's own default does.
+const defaultHandshakeTimeout = 5 * time.Second
+
+// files are copies of the UDP sockets for a binary upgrade, each followed
+// by the new Ferry's end of its relay (h3handover.go).
 func (f *h3Front) files() ([]*os.File, error) {
-	f.handedOver.Store(true)
 	var out []*os.File
-	for _, c := range f.conns {
-		fl, err := c.File()
+	fail := func(err error) ([]*os.File, error) {
+		for _, o := range out {
+			o.Close()
+		}
+		return nil, err
+	}
+	for _, sock := range f.sockets {
+		fl, err := sock.File()
 		if err != nil {
-			for _, o := range out {
-				o.Close()
-			}
-			return nil, fmt.Errorf("hand over UDP %s: %w", c.LocalAddr(), err)
+			return fail(fmt.Errorf("hand over UDP %s: %w", sock.LocalAddr(), err))
 		}
 		out = append(out, fl)
+		theirs, err := sock.newRelay()
+		if err != nil {
+			return fail(fmt.Errorf("hand over UDP %s: %w", sock.LocalAddr(), err))
+		}
+		out = append(out, theirs)
 	}
+	f.handedOver.Store(true)
 	return out, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -279,11 +280,22 @@ func must[T any](v T, err error) T {
 	return v
 }
 
+// handedOver is what internal/inherit gives out for a UDP socket that
+// came with a relay.
+type handedOver struct {
+	net.PacketConn
+	relay *os.File
+}
+
+func (h *handedOver) HandedOver() (net.PacketConn, *os.File) { return h.PacketConn, h.relay }
+
 // TestHTTP3Handover: the UDP socket travels with the TCP one in Files (a
-// binary upgrade); the server that takes them serves HTTP/3 on the same
-// port after the first one shut down.
+// binary upgrade), each followed by its relay. Until the first server
+// drains, it serves everything; while it drains, it finishes its own
+// request in flight and relays new connections to the second server;
+// once it is done, the second one reads the socket itself.
 func TestHTTP3Handover(t *testing.T) {
-	h1, _, _ := echoApp(t, "one", nil)
+	h1, received, release := echoApp(t, "one", nil)
 	c, roots := h3Config(t, &HTTP3Config{IdleTimeout: 5 * time.Minute})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s1, err := Listen(c, h1, log)
@@ -292,74 +304,82 @@ func TestHTTP3Handover(t *testing.T) {
 	}
 	go s1.Serve()
 	url := "https://" + s1.Addr().String()
-	tr := h3Client(roots, nil)
-	tr.QUICConfig = &quic.Config{MaxIdleTimeout: 5 * time.Minute}
-	if _, body := h3get(t, tr, "GET", url+"/", nil); !strings.HasPrefix(body, "one ") {
-		t.Fatalf("before: %q", body)
+	get := func(want string) {
+		t.Helper()
+		tr := h3Client(roots, nil)
+		defer tr.Close()
+		if _, body := h3get(t, tr, "GET", url+"/", nil); !strings.HasPrefix(body, want+" ") {
+			t.Fatalf("want %q to answer: %q", want, body)
+		}
 	}
-	tr.Close()
+	get("one")
 
 	files, err := s1.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tcp net.Listener
-	var udp net.PacketConn
-	for _, f := range files {
-		if ln, err := net.FileListener(f); err == nil {
-			tcp = ln
-		} else if pc, err := net.FilePacketConn(f); err == nil {
-			udp = pc
-		}
-		f.Close()
+	if len(files) != 3 {
+		t.Fatalf("Files gave %d files, want TCP, UDP and its relay", len(files))
 	}
-	if tcp == nil || udp == nil {
-		t.Fatalf("Files gave %d sockets: TCP %v, UDP %v", len(files), tcp, udp)
+	tcp, err := net.FileListener(files[0])
+	if err != nil {
+		t.Fatal(err)
 	}
+	udp, err := net.FilePacketConn(files[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	files[0].Close()
+	files[1].Close()
 	h2, _, _ := echoApp(t, "two", nil)
 	c.Listen = func(string, string) (net.Listener, error) { return tcp, nil }
-	c.ListenPacket = func(string, string) (net.PacketConn, error) { return udp, nil }
+	c.ListenPacket = func(string, string) (net.PacketConn, error) {
+		return &handedOver{PacketConn: udp, relay: files[2]}, nil
+	}
 	s2, err := Listen(c, h2, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go s2.Serve()
 	defer s2.Shutdown(t.Context())
-	// The client's close of its idle connection may have been read (and
-	// dropped) by s2: s1 closes it itself rather than wait for the idle
-	// timeout (5 minutes here), well before the deadline.
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := s1.Shutdown(ctx); err != nil {
-		t.Fatalf("the old server's shutdown: %v", err)
-	}
-	tr = h3Client(roots, nil)
-	defer tr.Close()
-	if _, body := h3get(t, tr, "GET", url+"/", nil); !strings.HasPrefix(body, "two ") {
-		t.Fatalf("after the handover: %q", body)
-	}
-}
+	// The second server reads only its relay yet: the first one serves.
+	get("one")
 
-func TestIsQUICInitial(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		b    []byte
-		want bool
-	}{
-		{"v1 Initial", []byte{0xc3, 0, 0, 0, 1, 8}, true},
-		{"v1 0-RTT", []byte{0xd3, 0, 0, 0, 1, 8}, false},
-		{"v1 Handshake", []byte{0xe3, 0, 0, 0, 1, 8}, false},
-		{"v2 Initial", []byte{0xd3, 0x6b, 0x33, 0x43, 0xcf, 8}, true},
-		{"v2 Retry-typed v1 bits", []byte{0xc3, 0x6b, 0x33, 0x43, 0xcf, 8}, false},
-		{"version negotiation", []byte{0xc0, 0, 0, 0, 0, 8}, false},
-		{"short header", []byte{0x43, 0, 0, 0, 1, 8}, false},
-		{"too short", []byte{0xc3, 0, 0}, false},
-		{"empty", nil, false},
-	} {
-		if got := isQUICInitial(tc.b); got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+	// A request in flight on the first server when it starts draining.
+	slow := make(chan string, 1)
+	go func() {
+		tr := h3Client(roots, nil)
+		defer tr.Close()
+		req, _ := http.NewRequest("GET", url+"/slow", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			slow <- err.Error()
+			return
 		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(b)
+	}()
+	<-received
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		shut <- s1.Shutdown(ctx)
+	}()
+	// New connections now reach the second server through the relay.
+	for range 3 {
+		get("two")
 	}
+	close(release)
+	if got := <-slow; !strings.HasPrefix(got, "one GET /slow") {
+		t.Fatalf("the request in flight at the handover: %q", got)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("the first server's shutdown: %v", err)
+	}
+	// The first server is gone: the second reads the socket itself.
+	get("two")
 }
 
 // TestHTTP3MaxConnections: past MaxConnections open HTTP/3 connections a

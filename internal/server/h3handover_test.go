@@ -1,0 +1,170 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"testing"
+
+	"github.com/quic-go/quic-go"
+)
+
+func TestSteerConnectionIDs(t *testing.T) {
+	a, b := newH3Steer(slog.New(slog.DiscardHandler)), newH3Steer(slog.New(slog.DiscardHandler))
+	seen := map[string]bool{}
+	for range 100 {
+		id, err := a.GenerateConnectionID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.Len() != a.ConnectionIDLen() {
+			t.Fatalf("length %d, said %d", id.Len(), a.ConnectionIDLen())
+		}
+		if !a.issued(id.Bytes()) {
+			t.Fatalf("%x: not recognised by the Ferry that issued it", id.Bytes())
+		}
+		if b.issued(id.Bytes()) {
+			t.Fatalf("%x: recognised by another Ferry", id.Bytes())
+		}
+		if seen[string(id.Bytes())] {
+			t.Fatalf("%x issued twice", id.Bytes())
+		}
+		seen[string(id.Bytes())] = true
+		// Any change to a byte makes it someone else's.
+		c := bytes.Clone(id.Bytes())
+		c[0] ^= 1
+		if a.issued(c) {
+			t.Fatalf("%x: altered, still recognised", c)
+		}
+	}
+	if a.issued(make([]byte, 8)) || a.issued(nil) {
+		t.Fatal("a client-chosen connection ID recognised")
+	}
+}
+
+func TestSteerOwns(t *testing.T) {
+	s := newH3Steer(slog.New(slog.DiscardHandler))
+	ours, _ := s.GenerateConnectionID()
+	theirs, _ := newH3Steer(slog.New(slog.DiscardHandler)).GenerateConnectionID()
+	known := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	unknown := []byte{8, 7, 6, 5, 4, 3, 2, 1}
+	ctx, end := context.WithCancel(t.Context())
+	s.tracer(ctx, false, quic.ConnectionIDFromBytes(known))
+	s.tracer(t.Context(), true, quic.ConnectionIDFromBytes(unknown)) // a client's own: not recorded
+
+	long := func(typ byte, dcid []byte) []byte {
+		return append(append([]byte{0xc3 | typ<<4, 0, 0, 0, 1, byte(len(dcid))}, dcid...), 0, 0)
+	}
+	short := func(dcid []byte) []byte { return append(append([]byte{0x43}, dcid...), 9, 9, 9) }
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"Initial of a new connection", long(0, unknown), false},
+		{"Initial of a handshake under way here", long(0, known), true},
+		{"0-RTT of a connection here", long(1, known), true},
+		{"Initial to an ID this Ferry chose", long(0, ours.Bytes()), true},
+		{"Handshake to an ID this Ferry chose", long(2, ours.Bytes()), true},
+		{"Handshake to the new Ferry's ID", long(2, theirs.Bytes()), false},
+		{"short header to an ID this Ferry chose", short(ours.Bytes()), true},
+		{"short header to the new Ferry's ID", short(theirs.Bytes()), false},
+		{"short header cut short", short(ours.Bytes())[:cidLen], false},
+		{"long header with an ID past its end", []byte{0xc3, 0, 0, 0, 1, 9, 1}, false},
+		{"empty", nil, false},
+	} {
+		if got := s.owns(tc.b); got != tc.want {
+			t.Errorf("%s: owns %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if n := s.connections(); n != 1 {
+		t.Fatalf("%d connections recorded, want 1", n)
+	}
+	end()
+	// The record goes when the connection's context ends (AfterFunc).
+	for s.connections() != 0 {
+		runtime.Gosched()
+	}
+	if s.owns(long(0, known)) {
+		t.Fatal("the Initial of a connection that ended is still owned")
+	}
+}
+
+func TestRelayMessage(t *testing.T) {
+	for _, tc := range []struct {
+		addr   string
+		oob, p []byte
+	}{
+		{"192.0.2.1:443", nil, []byte{0xc3, 1, 2}},
+		{"[2001:db8::1]:8443", []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, bytes.Repeat([]byte{7}, 1452)},
+		{"[::ffff:192.0.2.1]:1", []byte{}, []byte{}},
+	} {
+		ap := netip.MustParseAddrPort(tc.addr)
+		m, err := appendRelayed([]byte("junk"), ap, tc.oob, tc.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, oob, p, err := parseRelayed(m[len("junk"):])
+		if err != nil || addr != ap || !bytes.Equal(oob, tc.oob) || !bytes.Equal(p, tc.p) {
+			t.Errorf("%s: got %v %x %x %v", tc.addr, addr, oob, p, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {0}, {0, 5, 1}, {0, 0, 4, 1, 2}, {0, 0, 1, 9}, {0, 0, 0}} {
+		if _, _, _, err := parseRelayed(bad); err == nil {
+			t.Errorf("%x: parsed", bad)
+		}
+	}
+}
+
+// FuzzRelayMessage: parsing any message never panics, and what parses
+// is built again byte for byte.
+func FuzzRelayMessage(f *testing.F) {
+	m, _ := appendRelayed(nil, netip.MustParseAddrPort("192.0.2.1:443"), []byte{1, 2}, []byte{0xc3, 0, 0, 0, 1})
+	f.Add(m)
+	m, _ = appendRelayed(nil, netip.MustParseAddrPort("[2001:db8::1%eth0]:443"), nil, nil)
+	f.Add(m)
+	f.Add([]byte{0, 0, 0})
+	f.Fuzz(func(t *testing.T, m []byte) {
+		addr, oob, p, err := parseRelayed(m)
+		if err != nil {
+			return
+		}
+		again, err := appendRelayed(nil, addr, oob, p)
+		if err != nil {
+			t.Fatalf("%v from %x does not build again: %v", addr, m, err)
+		}
+		a2, o2, p2, err := parseRelayed(again)
+		if err != nil || a2 != addr || !bytes.Equal(o2, oob) || !bytes.Equal(p2, p) {
+			t.Fatalf("%x: round trip gave %v %x %x %v", m, a2, o2, p2, err)
+		}
+	})
+}
+
+func TestBindEarlyDataToSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra [][]byte
+		early bool
+	}{
+		{"same settings", [][]byte{[]byte("other"), h3SettingsID(100)}, true},
+		{"other settings", [][]byte{h3SettingsID(200)}, false},
+		{"no settings", nil, false},
+	} {
+		tc2 := &tls.Config{
+			UnwrapSession: func([]byte, tls.ConnectionState) (*tls.SessionState, error) {
+				return &tls.SessionState{EarlyData: true, Extra: tc.extra}, nil
+			},
+		}
+		bindEarlyDataToSettings(tc2, h3SettingsID(100))
+		ss, err := tc2.UnwrapSession(nil, tls.ConnectionState{})
+		if err != nil || ss == nil {
+			t.Fatalf("%s: %v %v", tc.name, ss, err)
+		}
+		if ss.EarlyData != tc.early {
+			t.Errorf("%s: early data %v, want %v", tc.name, ss.EarlyData, tc.early)
+		}
+	}
+}

@@ -105,6 +105,39 @@ def backtraces_on(fd, install, all_threads=True):
         log("backtraces on demand unavailable: %s" % e)
 
 
+def tail_on_wakeup(fd, lines):
+    """Writes the end of each SIGWINCH dump on fd from a thread of its own.
+
+    A Python signal handler runs in the main thread, between two bytecodes:
+    a signal that comes just before the main thread blocks (time.sleep,
+    poll, a read) is handled only when that call returns, which may be
+    never. The signal module's C handler, which faulthandler's chains to,
+    also writes the signal's number to the wakeup fd at once: this thread
+    reads it and writes lines() and the end marker. Not for asyncio, which
+    owns the wakeup fd (its loop runs handlers without that race). Call
+    from the main thread.
+    """
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+    def run():
+        block_signals_here()
+        while True:
+            try:
+                got = os.read(r, 512)
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            if not got:
+                return
+            if signal.SIGWINCH in got:
+                write_tail(fd, lines())
+
+    threading.Thread(target=run, name="ferry-backtraces", daemon=True).start()
+
+
 def thread_stacks():
     """Every thread's Python stack, read under the GIL (safe while threads
     start and end, unlike faulthandler's C dump of all threads)."""

@@ -384,14 +384,6 @@ func contractOOBDefault(t *testing.T, cl contractLoader) {
 // The request sleeping in the app shows once it is in the app: until then,
 // the test asks again.
 func contractBacktraces(t *testing.T, cl contractLoader) {
-	if (cl.name == "wsgi" || cl.name == "wsgi-smart") && os.Getenv("FERRY_TEST_BACKTRACE_HANG") == "" {
-		// Open defect: about 1 run in 10, the dump's end (written by the
-		// Python handler that faulthandler's C one chains to) does not come
-		// within 30 s for the single-threaded WSGI loader. Until it is
-		// found, FERRY_TEST_BACKTRACE_HANG=1 runs the case;
-		// integration's TestBacktraces covers these loaders end to end.
-		t.Skip("single-threaded WSGI: the dump's end sometimes never comes (open defect; FERRY_TEST_BACKTRACE_HANG=1 runs it)")
-	}
 	l := cl.start(t, cl.fixture("echo"))
 	c := l.dial()
 	c.send("GET", "/sleep?s=600", nil, nil)

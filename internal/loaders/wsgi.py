@@ -120,27 +120,28 @@ def _on_term_threaded(signum, frame):
 
 # ------------------------------------------------- backtraces on demand ---
 
-_bt_fd = -1
-
-
-_bt_threaded = False
-
-
 def _backtraces_on(fd, threaded=False):
     """SIGWINCH: the stack of every thread on fd (see _ferry_common).
 
     With threads, faulthandler's C dump of every thread can crash the
     process while a connection's thread starts or ends: it dumps only the
-    current one, and the Python handler adds every thread's stack.
+    current one, and the tail adds every thread's stack. The tail is
+    written by a thread of its own, woken through the signal module's
+    wakeup fd (_common.tail_on_wakeup): the main thread may be blocked.
     """
-    global _bt_fd, _bt_threaded
-    _bt_fd, _bt_threaded = fd, threaded
-    _common.backtraces_on(fd, lambda: signal.signal(signal.SIGWINCH, _bt_tail), all_threads=not threaded)
+    if fd < 0:
+        return
 
+    def tail():
+        return (_common.thread_stacks() if threaded else []) + _common.thread_names()
 
-def _bt_tail(signum, frame):
-    lines = _common.thread_stacks() if _bt_threaded else []
-    _common.write_tail(_bt_fd, lines + _common.thread_names())
+    def install():
+        # The Python-level handler only has to exist (for the wakeup fd
+        # to be written); the tail thread does the work.
+        signal.signal(signal.SIGWINCH, lambda signum, frame: None)
+        _common.tail_on_wakeup(fd, tail)
+
+    _common.backtraces_on(fd, install, all_threads=not threaded)
 
 
 # ----------------------------------------------------- out-of-band work ---

@@ -82,6 +82,7 @@ type Server struct {
 	Logging      // logging.go
 	Dashboard    // dashboard.go
 	Tracing      // tracing.go
+	Memory       // memory.go
 }
 
 // App holds the settings of one hosted app.

@@ -35,6 +35,8 @@ func DefaultServer() Server {
 		// turbocache.go
 		TurbocacheMaxVariants:        32,
 		TurbocacheStaleIfUnreachable: 10 * time.Second,
+
+		Memory: Memory{MemoryTrim: true},
 	}
 }
 

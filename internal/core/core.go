@@ -220,6 +220,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	log.Info("ferry started", "version", version, "listen", front.Addr().String(), "apps", len(st.apps),
 		"app_type", cfg.Apps[0].AppType, "spawn_method", cfg.Apps[0].SpawnMethod, "instance", inst.Path())
+	trimMemoryLater(ctx, cfg.MemoryTrim, log)
 
 	upgraded := false
 wait:

@@ -15,3 +15,18 @@ func (m *Metrics) RegisterFront(lean func() (requests, handoffs uint64)) {
 			func() float64 { _, h := lean(); return float64(h) }),
 	)
 }
+
+// RegisterHTTP3 adds HTTP/3's figures, read at each scrape: QUIC
+// connections open, and packets relayed to a new Ferry while this one
+// drains after an upgrade. Call it once, when the front is listening with
+// HTTP/3.
+func (m *Metrics) RegisterHTTP3(stats func() (connections int, relayed uint64)) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_http3_connections",
+			Help: "HTTP/3 (QUIC) connections open, handshakes under way included."},
+			func() float64 { c, _ := stats(); return float64(c) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_http3_relayed_packets_total",
+			Help: "QUIC packets this Ferry relayed to the new one after a binary upgrade, while it finished its own connections."},
+			func() float64 { _, r := stats(); return float64(r) }),
+	)
+}

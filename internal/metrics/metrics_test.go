@@ -476,3 +476,24 @@ func TestFrontCounters(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP3Figures: HTTP/3's connections and relayed packets are read at
+// each scrape.
+func TestHTTP3Figures(t *testing.T) {
+	m := New()
+	var conns int
+	var relayed uint64
+	m.RegisterHTTP3(func() (int, uint64) { return conns, relayed })
+	for _, tc := range []struct {
+		conns   int
+		relayed uint64
+	}{{0, 0}, {3, 0}, {1, 42}} {
+		conns, relayed = tc.conns, tc.relayed
+		fams := scrape(t, m)
+		c := fams["ferry_http3_connections"].GetMetric()[0].GetGauge().GetValue()
+		r := fams["ferry_http3_relayed_packets_total"].GetMetric()[0].GetCounter().GetValue()
+		if c != float64(tc.conns) || r != float64(tc.relayed) {
+			t.Fatalf("connections %v, relayed %v; want %d and %d", c, r, tc.conns, tc.relayed)
+		}
+	}
+}

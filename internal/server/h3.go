@@ -72,6 +72,8 @@ type h3Front struct {
 
 	// handedOver: the sockets went to a new Ferry (files).
 	handedOver atomic.Bool
+	// relayed counts the packets relayed to a new Ferry (h3handover.go).
+	relayed atomic.Uint64
 }
 
 // h3Conn is what shutdown needs to know of a client connection: its
@@ -176,7 +178,7 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 			return fmt.Errorf("listen for HTTP/3 on %s: not a UDP socket", addr)
 		}
 		f.conns = append(f.conns, uc)
-		f.sockets = append(f.sockets, &h3Socket{UDPConn: uc, batch: ipv4.NewPacketConn(uc), steer: f.steer, in: relay})
+		f.sockets = append(f.sockets, &h3Socket{UDPConn: uc, batch: ipv4.NewPacketConn(uc), steer: f.steer, in: relay, relayed: &f.relayed})
 		port = uc.LocalAddr().(*net.UDPAddr).Port
 	}
 	if len(f.conns) == 0 {
@@ -464,6 +466,16 @@ func (f *h3Front) files() ([]*os.File, error) {
 	}
 	f.handedOver.Store(true)
 	return out, nil
+}
+
+// HTTP3Stats are HTTP/3's figures for the metrics: connections open
+// (handshakes included), and packets relayed to a new Ferry after an
+// upgrade (h3handover.go). Zero without HTTP/3.
+func (s *Server) HTTP3Stats() (connections int, relayed uint64) {
+	if s.h3 == nil {
+		return 0, 0
+	}
+	return s.h3.steer.connections(), s.h3.relayed.Load()
 }
 
 // HTTP3Addrs are the UDP addresses HTTP/3 is served on; none without it.

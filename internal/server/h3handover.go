@@ -255,6 +255,7 @@ type h3Socket struct {
 	out       *net.UnixConn
 	outBuf    []byte
 	outFailed bool
+	relayed   *atomic.Uint64 // packets relayed, all sockets together
 }
 
 // ReadBatch is what quic-go reads packets with.
@@ -333,6 +334,9 @@ func (c *h3Socket) relay(m *ipv4.Message) {
 	c.outBuf = buf
 	if err == nil {
 		_, err = c.out.Write(buf)
+	}
+	if err == nil {
+		c.relayed.Add(1)
 	}
 	if err != nil && !c.outFailed {
 		c.outFailed = true

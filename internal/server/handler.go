@@ -221,54 +221,22 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 	rq.info.set(&stateReceiving)
 	defer h.inflight.add(&rq.info).remove(&rq.info)
 
-	if app.Static != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		if rq.w.coding != compress.Identity && r.Method == http.MethodGet && h.servePrecompressed(rq, r, app) {
-			return
-		}
-		if app.Static.Serve(&rq.w, withoutBase(r, app.BaseURI)) {
-			return
-		}
+	if h.serveStatic(rq, r, app) {
+		return
 	}
-
-	var fill *turbocache.Fill
-	if app.Cache != nil {
-		rq.w.immutable = true // a hit writes the entry's body, which never changes
-		span := rq.trace.Child("cache lookup")
-		served, f := app.Cache.Lookup(&rq.w, r)
-		span.Hit(served)
-		rq.w.immutable = false
-		if served {
-			app.Metrics.CacheHit()
-			if f != nil { // stale-while-revalidate: one background revalidation
-				go h.revalidate(app, f.Request(r), f, rq.scheme)
-			}
-			return
-		}
-		if f != nil {
-			app.Metrics.CacheMiss()
-			fill, rq.fill = f, f
-			defer fill.Done()
-		}
+	fill, served := h.lookupCache(rq, r, app)
+	if served {
+		return
 	}
-
-	var body *proxy.Body
-	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		rq.body = bodyReader{r: r.Body}
-		if h.opts.BodyTimeout > 0 {
-			if dl, ok := rq.w.w.(interface{ SetReadDeadline(time.Time) error }); ok {
-				rq.body.dl, rq.body.timeout = dl, h.opts.BodyTimeout
-			}
-		}
-		var err error
-		body, err = proxy.BufferBody(&rq.body, r.ContentLength, h.opts.RequestBufferMemory, h.opts.MaxBodySize, h.opts.BufferDir)
-		rq.body.done()
-		if err != nil {
-			if rq.body.err != nil {
-				err = clientBodyError(rq.body.err)
-			}
-			h.fail(rq, r, err)
-			return
-		}
+	if fill != nil {
+		defer fill.Done()
+	}
+	body, err := h.bufferBody(rq, r)
+	if err != nil {
+		h.fail(rq, r, err)
+		return
+	}
+	if body != nil {
 		defer body.Close()
 	}
 
@@ -281,6 +249,68 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 			return
 		}
 	}
+}
+
+// serveStatic serves a file under public/ to a GET or HEAD, a
+// precompressed variant if the client takes one; false: there is none.
+func (h *Handler) serveStatic(rq *request, r *http.Request, app *App) bool {
+	if app.Static == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		return false
+	}
+	if rq.w.coding != compress.Identity && r.Method == http.MethodGet && h.servePrecompressed(rq, r, app) {
+		return true
+	}
+	return app.Static.Serve(&rq.w, withoutBase(r, app.BaseURI))
+}
+
+// lookupCache answers from the turbocache (served; stale within
+// stale-while-revalidate also starts one background revalidation), or
+// returns the fill of a miss that may be stored (its Done is the caller's).
+func (h *Handler) lookupCache(rq *request, r *http.Request, app *App) (fill *turbocache.Fill, served bool) {
+	if app.Cache == nil {
+		return nil, false
+	}
+	rq.w.immutable = true // a hit writes the entry's body, which never changes
+	span := rq.trace.Child("cache lookup")
+	served, f := app.Cache.Lookup(&rq.w, r)
+	span.Hit(served)
+	rq.w.immutable = false
+	if served {
+		app.Metrics.CacheHit()
+		if f != nil { // stale-while-revalidate: one background revalidation
+			go h.revalidate(app, f.Request(r), f, rq.scheme)
+		}
+		return nil, true
+	}
+	if f != nil {
+		app.Metrics.CacheMiss()
+		rq.fill = f
+	}
+	return f, false
+}
+
+// bufferBody reads the request body whole (memory, then a spill file),
+// giving the client --client-body-timeout per read; nil when there is
+// none. Closing it is the caller's.
+func (h *Handler) bufferBody(rq *request, r *http.Request) (*proxy.Body, error) {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	rq.body = bodyReader{r: r.Body}
+	if h.opts.BodyTimeout > 0 {
+		if dl, ok := rq.w.w.(interface{ SetReadDeadline(time.Time) error }); ok {
+			rq.body.dl, rq.body.timeout = dl, h.opts.BodyTimeout
+		}
+	}
+	body, err := proxy.BufferBody(&rq.body, r.ContentLength, h.opts.RequestBufferMemory, h.opts.MaxBodySize, h.opts.BufferDir)
+	rq.body.done()
+	if err != nil {
+		if rq.body.err != nil {
+			err = clientBodyError(rq.body.err)
+		}
+		return nil, err
+	}
+	return body, nil
 }
 
 // check refuses what net/http let through but the front does not take:

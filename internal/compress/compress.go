@@ -124,23 +124,20 @@ func (p *Policy) Compressible(status int, h http.Header) bool {
 // typeListed reports whether the media type of a Content-Type value is one
 // of the policy's.
 func (p *Policy) typeListed(ct string) bool {
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	ct = strings.TrimSpace(ct)
+	ct, _, _ = httpfield.Cut(ct) // the media type, without its parameters
 	if isLower(ct) {
 		if p.exact[ct] {
 			return true
 		}
 	} else {
 		for t := range p.exact {
-			if strings.EqualFold(t, ct) {
+			if httpfield.EqualFold(t, ct) {
 				return true
 			}
 		}
 	}
 	for _, prefix := range p.prefixes {
-		if len(ct) > len(prefix) && strings.EqualFold(ct[:len(prefix)], prefix) {
+		if len(ct) > len(prefix) && httpfield.EqualFold(ct[:len(prefix)], prefix) {
 			return true
 		}
 	}

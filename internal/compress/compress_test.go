@@ -16,6 +16,9 @@ func TestCompressible(t *testing.T) {
 	}{
 		{"html", 200, http.Header{"Content-Type": {"text/html; charset=utf-8"}}, true},
 		{"upper case type", 200, http.Header{"Content-Type": {"Application/JSON"}}, true},
+		{"upper case wildcard", 200, http.Header{"Content-Type": {"TEXT/Plain ;charset=utf-8"}}, true},
+		{"OWS and parameters", 200, http.Header{"Content-Type": {"\tapplication/json\t; charset=utf-8"}}, true},
+		{"a long s is not s", 200, http.Header{"Content-Type": {"Application/J\u017fON"}}, false},
 		{"wildcard", 404, http.Header{"Content-Type": {"text/x-custom"}}, true},
 		{"not listed", 200, http.Header{"Content-Type": {"image/png"}}, false},
 		{"no type", 200, http.Header{}, false},

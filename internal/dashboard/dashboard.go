@@ -78,12 +78,12 @@ type SpawnError struct {
 
 // State is one view of the instance, as the page renders it.
 type State struct {
-	At          time.Time         `json:"at"`
-	Server      admin.Info        `json:"server"`
-	Ready       bool              `json:"ready"`
-	Apps        []admin.AppStatus `json:"apps"`
-	Requests    any               `json:"requests"`
-	SpawnErrors []SpawnError      `json:"spawn_errors"`
+	At          time.Time           `json:"at"`
+	Server      admin.Info          `json:"server"`
+	Ready       bool                `json:"ready"`
+	Apps        []admin.AppStatus   `json:"apps"`
+	Requests    []admin.RequestInfo `json:"requests"`
+	SpawnErrors []SpawnError        `json:"spawn_errors"`
 	// Certificates are the ones automatic HTTPS manages (none without
 	// --domain: the page leaves the section out).
 	Certificates []certs.Status `json:"certificates,omitempty"`
@@ -184,6 +184,9 @@ func (d *Dashboard) state() State {
 	st := State{At: time.Now(), Server: info, Ready: src.Ready(), Apps: pool.Apps, Requests: src.Requests(), Certificates: certificates}
 	if st.Apps == nil {
 		st.Apps = []admin.AppStatus{}
+	}
+	if st.Requests == nil {
+		st.Requests = []admin.RequestInfo{}
 	}
 	d.mu.Lock()
 	// Newest first.

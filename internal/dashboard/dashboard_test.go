@@ -119,14 +119,17 @@ func (failing) Spawn(context.Context) (pool.Proc, error) {
 }
 
 // source is an instance with one app whose processes fail to start.
-type source struct{ apps []admin.App }
+type source struct {
+	apps []admin.App
+	reqs []admin.RequestInfo
+}
 
 func (s *source) Info() admin.Info {
 	return admin.Info{Version: "test", PID: os.Getpid(), StartedAt: time.Now(), Config: map[string]any{"port": 3000},
 		Certificates: []certs.Status{{Domain: "example.org", State: certs.StateValid, DaysLeft: 60}}}
 }
 func (s *source) Apps() []admin.App             { return s.apps }
-func (s *source) Requests() []admin.RequestInfo { return []admin.RequestInfo{} }
+func (s *source) Requests() []admin.RequestInfo { return s.reqs }
 func (s *source) Ready() bool                   { return true }
 func (s *source) Probes() http.Handler          { return http.NotFoundHandler() }
 func (s *source) Metrics() http.Handler         { return http.NotFoundHandler() }
@@ -192,6 +195,38 @@ func (f *fixture) serve(method, path, remote string, h map[string]string, body s
 	w := httptest.NewRecorder()
 	f.dash.Handler().ServeHTTP(w, r)
 	return w
+}
+
+// The state lists the requests in flight as the admin API does, and an
+// empty list (not null) when there are none.
+func TestStateRequests(t *testing.T) {
+	start := time.Date(2026, 12, 7, 1, 2, 3, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		reqs []admin.RequestInfo
+		want string
+	}{
+		{"none", nil, `[]`},
+		{"one", []admin.RequestInfo{{App: "blog", Method: "GET", Path: "/sleep?s=5", Client: "192.0.2.7:4000", State: "app", Start: start, AgeMS: 1500, PID: 42}},
+			`[{"app":"blog","method":"GET","path":"/sleep?s=5","client":"192.0.2.7:4000","state":"app","started":"2026-12-07T01:02:03Z","age_ms":1500,"pid":42}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New(Options{Source: &source{reqs: tc.reqs}})
+			b, err := json.Marshal(d.state())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st struct {
+				Requests json.RawMessage `json:"requests"`
+			}
+			if err := json.Unmarshal(b, &st); err != nil {
+				t.Fatal(err)
+			}
+			if string(st.Requests) != tc.want {
+				t.Errorf("requests = %s, want %s", st.Requests, tc.want)
+			}
+		})
+	}
 }
 
 func TestViewers(t *testing.T) {

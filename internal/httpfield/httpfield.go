@@ -1,9 +1,11 @@
 // Package httpfield is the one home of HTTP field syntax (RFC 9110 §5.6):
 // comma-separated lists with quoted strings and optional whitespace, tokens
 // compared with ASCII case folding, parameters, and quality values
-// (RFC 9110 §12.4.2). Its functions are pure and do not allocate: callers
-// on the request path (content negotiation, the cache's rules, hop-by-hop
-// headers) walk lists with Next or Elements.
+// (RFC 9110 §12.4.2). Its functions are pure and do not allocate (but
+// Unquote, to unescape): callers on the request path (content negotiation,
+// the cache's rules, hop-by-hop headers, the client's forwarding headers)
+// walk lists with Next or Elements, and lists proxies append to from the
+// nearest hop with Prev or Last.
 //
 // Malformed input never fails a call: a list always splits somewhere, and a
 // malformed weight reads as the default, 1, and is reported (see Weight),
@@ -72,6 +74,33 @@ func Elements(vs []string, yield func(elem string) bool) {
 			}
 		}
 	}
+}
+
+// Prev cuts the last element off the list v, the one appended last:
+// everything after the last comma, trimmed of OWS (empty after a trailing
+// comma). Loop while rest is not empty to walk a list a proxy appended to
+// (X-Forwarded-For) from the nearest hop outwards. Quoted strings are not
+// honoured here, unlike in Next: a proxy appends ", value" to whatever the
+// hop before wrote, so a quote an earlier hop (the client) left open must
+// not swallow what the nearest one wrote.
+func Prev(v string) (rest, elem string) {
+	i := strings.LastIndexByte(v, ',')
+	if i < 0 {
+		return "", TrimOWS(v)
+	}
+	return v[:i], TrimOWS(v[i+1:])
+}
+
+// Last returns the element of the lists vs that was appended last (see
+// Prev): the last line's last element, empty when that is empty. It is
+// what the nearest proxy wrote (X-Forwarded-Proto), or nothing, never
+// what an earlier hop wrote.
+func Last(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	_, elem := Prev(vs[len(vs)-1])
+	return elem
 }
 
 // Token returns an element's leading token: the element up to its first
@@ -167,6 +196,48 @@ func Directive(elem string) (name, value string) {
 		value = value[:k]
 	}
 	return name, value
+}
+
+// Unquote returns the content of the quoted-string s (RFC 9110 §5.6.4),
+// each quoted-pair ("\x") read as the byte it escapes; s itself when it
+// is not exactly one quoted-string (a token, an unterminated string, or
+// bytes after the closing quote). It allocates only when s has a
+// quoted-pair.
+func Unquote(s string) string {
+	if len(s) < 2 || s[0] != '"' {
+		return s
+	}
+	body := s[1:]
+	i := strings.IndexAny(body, `"\`)
+	switch {
+	case i < 0:
+		return s // unterminated
+	case body[i] == '"':
+		if i != len(body)-1 {
+			return s
+		}
+		return body[:i]
+	}
+	var b strings.Builder
+	b.Grow(len(body))
+	b.WriteString(body[:i])
+	for ; i < len(body); i++ {
+		switch c := body[i]; c {
+		case '\\':
+			if i++; i == len(body) {
+				return s
+			}
+			b.WriteByte(body[i])
+		case '"':
+			if i != len(body)-1 {
+				return s
+			}
+			return b.String()
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return s // unterminated
 }
 
 // escapedLast reports whether the last byte of the quoted string v is

@@ -42,6 +42,76 @@ func TestElements(t *testing.T) {
 	}
 }
 
+func TestLast(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{""}, ""},
+		{[]string{"https"}, "https"},
+		{[]string{"https, http"}, "http"},
+		{[]string{"http", " https\t"}, "https"},
+		{[]string{"https", ""}, ""}, // the nearest hop wrote nothing: not the client's word
+		{[]string{"https, "}, ""},   // nor after a trailing comma
+		{[]string{"a, \t b \t"}, "b"},
+		{[]string{`https, "`, "http"}, "http"},
+		{[]string{`https, ", http`}, "http"}, // a quote the client left open swallows nothing
+	} {
+		if got := Last(tc.in); got != tc.want {
+			t.Errorf("Last(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestPrev(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string // the elements from the right
+	}{
+		{"", []string{""}},
+		{"a", []string{"a"}},
+		{" a , b\t,c ", []string{"c", "b", "a"}},
+		{"a,,b,", []string{"", "b", "", "a"}},
+		{`"x, 1.2.3.4`, []string{"1.2.3.4", `"x`}},
+	} {
+		var got []string
+		for v, e := tc.in, ""; ; {
+			v, e = Prev(v)
+			got = append(got, e)
+			if v == "" {
+				break
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Prev over %q = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestUnquote(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"token", "token"},
+		{`""`, ""},
+		{`"abc"`, "abc"},
+		{`"[2001:db8::1]:4711"`, "[2001:db8::1]:4711"},
+		{`"a\"b"`, `a"b`},
+		{`"a\\b"`, `a\b`},
+		{`"\x"`, "x"},
+		{`"`, `"`},           // unterminated
+		{`"abc`, `"abc`},     // unterminated
+		{`"abc\"`, `"abc\"`}, // the closing quote is escaped
+		{`"a"b"`, `"a"b"`},   // bytes after the closing quote
+		{`"a\"b"c"`, `"a\"b"c"`},
+		{`"a"  `, `"a"  `}, // OWS is the caller's to trim
+	} {
+		if got := Unquote(tc.in); got != tc.want {
+			t.Errorf("Unquote(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestHasToken(t *testing.T) {
 	for _, tc := range []struct {
 		vs   []string
@@ -175,6 +245,8 @@ func TestAllocs(t *testing.T) {
 			return true
 		})
 		HasToken(vs, "zstd")
+		Last(vs)
+		Unquote(`"[2001:db8::1]:4711"`)
 	})
 	if n != 0 {
 		t.Errorf("allocates %v times", n)
@@ -187,7 +259,26 @@ var (
 	refElement = regexp.MustCompile(`^(?:[^,"]|"(?:[^"\\]|\\.)*"|"(?:[^"\\]|\\.)*\\?$)*`)
 	refQValue  = regexp.MustCompile(`^(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)$`)
 	refWeight  = regexp.MustCompile(`^[ \t]*[qQ][ \t]*=[ \t]*([^;]*?)[ \t]*$`)
+	refQuoted  = regexp.MustCompile(`(?s)^"((?:[^"\\]|\\.)*)"$`)
+	refPair    = regexp.MustCompile(`(?s)\\(.)`)
 )
+
+// refLast is what follows the last comma of the last line.
+func refLast(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	parts := strings.Split(vs[len(vs)-1], ",")
+	return strings.Trim(parts[len(parts)-1], " \t")
+}
+
+func refUnquote(s string) string {
+	m := refQuoted.FindStringSubmatch(s)
+	if m == nil {
+		return s
+	}
+	return refPair.ReplaceAllString(m[1], "$1")
+}
 
 func refElements(vs []string) []string {
 	var out []string
@@ -217,7 +308,8 @@ func refQ(s string) (int, bool) {
 func FuzzGrammar(f *testing.F) {
 	for _, s := range []string{"gzip, br;q=0.5", `private="a, b", max-age=60`, "q=1.5", "gzip;q=0.0000",
 		`a="x\", y", b`, `a="open, b`, `"\`, ",,", "x-gzip; Q = 0.001", "gzip;q=0;level=9", "identity;q=1.000",
-		"\tbr\t;\tq\t=\t0\t", "a=\"b\\\"", "no-store;ferry, max-age=6;x"} {
+		"\tbr\t;\tq\t=\t0\t", "a=\"b\\\"", "no-store;ferry, max-age=6;x",
+		`"[2001:db8::1]:4711"`, `"a\"b"`, `"a\\"`, `"a"b"`, "https, ", "http\n", `a, "x, y"`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -225,6 +317,12 @@ func FuzzGrammar(f *testing.F) {
 		got, want := elements(vs...), refElements(vs)
 		if !slices.Equal(got, want) {
 			t.Fatalf("Elements(%q) = %q, reference %q", vs, got, want)
+		}
+		if got, want := Last(vs), refLast(vs); got != want {
+			t.Fatalf("Last(%q) = %q, reference %q", vs, got, want)
+		}
+		if got, want := Unquote(s), refUnquote(s); got != want {
+			t.Fatalf("Unquote(%q) = %q, reference %q", s, got, want)
 		}
 		for _, e := range got {
 			_, params, found := Cut(e)

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/ferry-server/ferry/internal/httpfield"
 )
 
 // Who the client is: its address and scheme (believing X-Forwarded-For and
@@ -75,9 +77,9 @@ func (t *Trusted) client(r *http.Request) (scheme string) {
 	if a, ok := clientFromXFF(xff, t.addr); ok {
 		r.RemoteAddr = netip.AddrPortFrom(a, 0).String()
 	}
-	if p := lastToken(xfp); strings.EqualFold(p, "https") {
+	if p := httpfield.Last(xfp); httpfield.EqualFold(p, "https") {
 		scheme = "https"
-	} else if strings.EqualFold(p, "http") {
+	} else if httpfield.EqualFold(p, "http") {
 		scheme = "http"
 	}
 	return scheme
@@ -107,19 +109,11 @@ func dropForwarded(h http.Header) {
 // garbage is never believed. ok is false when there is no address at all.
 func clientFromXFF(xff []string, trusted func(netip.Addr) bool) (client netip.Addr, ok bool) {
 	for i := len(xff) - 1; i >= 0; i-- {
-		v := xff[i]
-		for v != "" {
-			var tok string
-			if j := strings.LastIndexByte(v, ','); j >= 0 {
-				tok, v = v[j+1:], v[:j]
-			} else {
-				tok, v = v, ""
-			}
-			tok = strings.TrimSpace(tok)
-			if tok == "" {
+		for v, hop := xff[i], ""; v != ""; {
+			if v, hop = httpfield.Prev(v); hop == "" {
 				continue
 			}
-			a, valid := parseHop(tok)
+			a, valid := parseHop(hop)
 			if !valid {
 				return client, ok
 			}
@@ -139,52 +133,28 @@ func clientFromXFF(xff []string, trusted func(netip.Addr) bool) (client netip.Ad
 // they are, which clientFromXFF does not believe.
 func fromForwarded(vs []string) (xff, xfp []string) {
 	var proto string
-	for _, v := range vs {
-		for _, elem := range splitQuoted(v, ',') {
-			proto = ""
-			for _, pair := range splitQuoted(elem, ';') {
-				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
-				if !ok {
-					continue
+	httpfield.Elements(vs, func(elem string) bool {
+		proto = ""
+		for params := elem; params != ""; {
+			var name, val string
+			name, val, params = httpfield.Param(params)
+			val = httpfield.Unquote(val)
+			switch {
+			case httpfield.EqualFold(name, "for"):
+				if strings.HasPrefix(val, "[") && strings.HasSuffix(val, "]") {
+					val = val[1 : len(val)-1] // an IPv6 node without a port
 				}
-				val = strings.TrimSpace(val)
-				if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
-					val = strings.ReplaceAll(val[1:len(val)-1], `\"`, `"`)
-				}
-				switch strings.ToLower(strings.TrimSpace(k)) {
-				case "for":
-					if strings.HasPrefix(val, "[") && strings.HasSuffix(val, "]") {
-						val = val[1 : len(val)-1] // an IPv6 node without a port
-					}
-					xff = append(xff, val)
-				case "proto":
-					proto = val
-				}
+				xff = append(xff, val)
+			case httpfield.EqualFold(name, "proto"):
+				proto = val
 			}
 		}
-	}
+		return true
+	})
 	if proto != "" {
 		xfp = []string{proto}
 	}
 	return xff, xfp
-}
-
-// splitQuoted splits s at sep outside double quotes.
-func splitQuoted(s string, sep byte) []string {
-	var out []string
-	quoted, start := false, 0
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\' && quoted:
-			i++
-		case c == '"':
-			quoted = !quoted
-		case c == sep && !quoted:
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
 }
 
 // parseHop reads one X-Forwarded-For entry: an address, possibly with a
@@ -197,19 +167,6 @@ func parseHop(s string) (netip.Addr, bool) {
 		return ap.Addr().Unmap().WithZone(""), true
 	}
 	return netip.Addr{}, false
-}
-
-// lastToken is the last comma-separated item of the last value: what the
-// nearest proxy wrote.
-func lastToken(vs []string) string {
-	if len(vs) == 0 {
-		return ""
-	}
-	v := vs[len(vs)-1]
-	if i := strings.LastIndexByte(v, ','); i >= 0 {
-		v = v[i+1:]
-	}
-	return strings.TrimSpace(v)
 }
 
 // maxRequestIDLen bounds a client's X-Request-Id; longer ones are replaced.

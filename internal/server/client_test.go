@@ -35,6 +35,10 @@ func TestClientFromXFF(t *testing.T) {
 		{[]string{"::ffff:203.0.113.1"}, "203.0.113.1"},
 		{[]string{" , 203.0.113.1 ,, "}, "203.0.113.1"},
 		{[]string{"fe80::1%eth0"}, "fe80::1"},
+		// The proxy appended the client's address after a quote the
+		// client left open: the quote swallows nothing.
+		{[]string{`"x, 203.0.113.1`}, "203.0.113.1"},
+		{[]string{`"x, 203.0.113.1, 10.0.0.2`}, "203.0.113.1"},
 	} {
 		a, ok := clientFromXFF(tc.xff, trusted)
 		got := ""
@@ -52,7 +56,7 @@ func xffReference(xff []string, trusted func(netip.Addr) bool) (netip.Addr, bool
 	var hops []string
 	for _, v := range xff {
 		for _, tok := range strings.Split(v, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
+			if tok = strings.Trim(tok, " \t"); tok != "" { // OWS
 				hops = append(hops, tok)
 			}
 		}
@@ -75,7 +79,8 @@ func xffReference(xff []string, trusted func(netip.Addr) bool) (netip.Addr, bool
 // FuzzClientFromXFF: the client found in X-Forwarded-For agrees with a
 // plain reading, is one of the hops, and every hop right of it is trusted.
 func FuzzClientFromXFF(f *testing.F) {
-	for _, s := range []string{"203.0.113.1, 10.0.0.2", "a,b,,c", "[::1]:1, 10.0.0.1\n10.2.2.2", "10.0.0.1", "1.2.3.4:5, x"} {
+	for _, s := range []string{"203.0.113.1, 10.0.0.2", "a,b,,c", "[::1]:1, 10.0.0.1\n10.2.2.2", "10.0.0.1", "1.2.3.4:5, x",
+		`"x, 203.0.113.1, 10.0.0.2`, "\t10.0.0.3\t,\v10.0.0.4"} {
 		f.Add(s)
 	}
 	trusted := trustedFunc("10.0.0.0/8", "::1/128")

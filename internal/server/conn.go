@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/httpfield"
 	"github.com/ferry-server/ferry/internal/lean"
 )
 
@@ -465,11 +466,14 @@ func (s *headScan) feed(p []byte) {
 	}
 }
 
+// count counts the framing fields among the head's field names, folding
+// ASCII case only, as net/http reads them (bytes.EqualFold would also take
+// a name with a long s, U+017F, for Transfer-Encoding).
 func (s *headScan) count(name []byte) {
 	switch {
-	case bytes.EqualFold(name, []byte("Content-Length")):
+	case len(name) == len("Content-Length") && httpfield.EqualFold(string(name), "Content-Length"):
 		s.cl++
-	case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+	case len(name) == len("Transfer-Encoding") && httpfield.EqualFold(string(name), "Transfer-Encoding"):
 		s.te++
 	}
 }

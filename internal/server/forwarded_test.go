@@ -18,6 +18,11 @@ func TestFromForwarded(t *testing.T) {
 		{[]string{"for=192.0.2.43, for=198.51.100.17;proto=https"}, []string{"192.0.2.43", "198.51.100.17"}, []string{"https"}},
 		{[]string{"for=192.0.2.43;proto=https", "for=198.51.100.17"}, []string{"192.0.2.43", "198.51.100.17"}, nil},
 		{[]string{`for=unknown, for="_hidden;x,y"`}, []string{"unknown", "_hidden;x,y"}, nil},
+		{[]string{`FOR="[2001:db8::1]:4711";PROTO="https"`}, []string{"[2001:db8::1]:4711"}, []string{"https"}},
+		{[]string{`for="198.51.100.\7"`}, []string{"198.51.100.7"}, nil}, // a quoted-pair
+		{[]string{"for=192.0.2.43 ; proto = https"}, []string{"192.0.2.43"}, []string{"https"}},
+		{[]string{"for=192.0.2.43;proto=https,"}, []string{"192.0.2.43"}, []string{"https"}}, // an empty element is none
+		{[]string{"for=192.0.2.43;proto=https, for=198.51.100.17"}, []string{"192.0.2.43", "198.51.100.17"}, nil},
 		{[]string{"garbage"}, nil, nil},
 		{[]string{""}, nil, nil},
 	} {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"maps"
 	"mime"
 	"net/http"
 	"path"
@@ -222,54 +221,22 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 	rq.info.set(&stateReceiving)
 	defer h.inflight.add(&rq.info).remove(&rq.info)
 
-	if app.Static != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		if rq.w.coding != compress.Identity && r.Method == http.MethodGet && h.servePrecompressed(rq, r, app) {
-			return
-		}
-		if app.Static.Serve(&rq.w, withoutBase(r, app.BaseURI)) {
-			return
-		}
+	if h.serveStatic(rq, r, app) {
+		return
 	}
-
-	var fill *turbocache.Fill
-	if app.Cache != nil {
-		rq.w.immutable = true // a hit writes the entry's body, which never changes
-		span := rq.trace.Child("cache lookup")
-		served, f := app.Cache.Lookup(&rq.w, r)
-		span.Hit(served)
-		rq.w.immutable = false
-		if served {
-			app.Metrics.CacheHit()
-			if f != nil { // stale-while-revalidate: one background revalidation
-				go h.revalidate(app, f.Request(r), f, rq.scheme)
-			}
-			return
-		}
-		if f != nil {
-			app.Metrics.CacheMiss()
-			fill, rq.fill = f, f
-			defer fill.Done()
-		}
+	fill, served := h.lookupCache(rq, r, app)
+	if served {
+		return
 	}
-
-	var body *proxy.Body
-	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		rq.body = bodyReader{r: r.Body}
-		if h.opts.BodyTimeout > 0 {
-			if dl, ok := rq.w.w.(interface{ SetReadDeadline(time.Time) error }); ok {
-				rq.body.dl, rq.body.timeout = dl, h.opts.BodyTimeout
-			}
-		}
-		var err error
-		body, err = proxy.BufferBody(&rq.body, r.ContentLength, h.opts.RequestBufferMemory, h.opts.MaxBodySize, h.opts.BufferDir)
-		rq.body.done()
-		if err != nil {
-			if rq.body.err != nil {
-				err = clientBodyError(rq.body.err)
-			}
-			h.fail(rq, r, err)
-			return
-		}
+	if fill != nil {
+		defer fill.Done()
+	}
+	body, err := h.bufferBody(rq, r)
+	if err != nil {
+		h.fail(rq, r, err)
+		return
+	}
+	if body != nil {
 		defer body.Close()
 	}
 
@@ -282,6 +249,68 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 			return
 		}
 	}
+}
+
+// serveStatic serves a file under public/ to a GET or HEAD, a
+// precompressed variant if the client takes one; false: there is none.
+func (h *Handler) serveStatic(rq *request, r *http.Request, app *App) bool {
+	if app.Static == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		return false
+	}
+	if rq.w.coding != compress.Identity && r.Method == http.MethodGet && h.servePrecompressed(rq, r, app) {
+		return true
+	}
+	return app.Static.Serve(&rq.w, withoutBase(r, app.BaseURI))
+}
+
+// lookupCache answers from the turbocache (served; stale within
+// stale-while-revalidate also starts one background revalidation), or
+// returns the fill of a miss that may be stored (its Done is the caller's).
+func (h *Handler) lookupCache(rq *request, r *http.Request, app *App) (fill *turbocache.Fill, served bool) {
+	if app.Cache == nil {
+		return nil, false
+	}
+	rq.w.immutable = true // a hit writes the entry's body, which never changes
+	span := rq.trace.Child("cache lookup")
+	served, f := app.Cache.Lookup(&rq.w, r)
+	span.Hit(served)
+	rq.w.immutable = false
+	if served {
+		app.Metrics.CacheHit()
+		if f != nil { // stale-while-revalidate: one background revalidation
+			go h.revalidate(app, f.Request(r), f, rq.scheme)
+		}
+		return nil, true
+	}
+	if f != nil {
+		app.Metrics.CacheMiss()
+		rq.fill = f
+	}
+	return f, false
+}
+
+// bufferBody reads the request body whole (memory, then a spill file),
+// giving the client --client-body-timeout per read; nil when there is
+// none. Closing it is the caller's.
+func (h *Handler) bufferBody(rq *request, r *http.Request) (*proxy.Body, error) {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	rq.body = bodyReader{r: r.Body}
+	if h.opts.BodyTimeout > 0 {
+		if dl, ok := rq.w.w.(interface{ SetReadDeadline(time.Time) error }); ok {
+			rq.body.dl, rq.body.timeout = dl, h.opts.BodyTimeout
+		}
+	}
+	body, err := proxy.BufferBody(&rq.body, r.ContentLength, h.opts.RequestBufferMemory, h.opts.MaxBodySize, h.opts.BufferDir)
+	rq.body.done()
+	if err != nil {
+		if rq.body.err != nil {
+			err = clientBodyError(rq.body.err)
+		}
+		return nil, err
+	}
+	return body, nil
 }
 
 // check refuses what net/http let through but the front does not take:
@@ -375,166 +404,6 @@ func (h *Handler) serveVariant(rq *request, r *http.Request, app *App, ct string
 		rq.w.preStatic, rq.w.preCoding = "", compress.Identity
 	}
 	return served
-}
-
-// clientWatcher is a ResponseWriter that notices a client leaving only
-// while asked to (the lean engine's): forward asks for the time an app has
-// the request. net/http's own background read needs no asking.
-type clientWatcher interface {
-	WatchClient() (stop func())
-}
-
-// forward sends the request to one process and the response to the client.
-// It returns true when the request may be sent to another process.
-func (h *Handler) forward(rq *request, r *http.Request, body *proxy.Body, fill *turbocache.Fill, attempt int) (retry bool) {
-	app := rq.app
-	if cw, ok := rq.w.w.(clientWatcher); ok {
-		defer cw.WatchClient()() // the lean engine: notice a client that leaves
-	}
-	rq.info.set(&stateQueued)
-	queued := time.Now()
-	co := pool.CheckoutOptions{Unlimited: unlimited(app.UnlimitedPaths, r.URL.Path)}
-	if app.Sticky != nil {
-		co.Route = app.Sticky.route(r)
-	}
-	if attempt > 0 {
-		co.Avoid = rq.pid // the process whose connection just failed
-	}
-	span := rq.trace.Queue(queued)
-	sess, err := app.Group.CheckoutWith(r.Context(), co)
-	span.Spawn(sess.Spawned())
-	span.End(err)
-	app.Metrics.QueueWaitTraced(time.Since(queued), rq.trace.TraceID())
-	if err != nil {
-		h.fail(rq, r, err)
-		return false
-	}
-	pid := sess.PID()
-	rq.pid = pid
-	rq.info.pid.Store(int64(pid))
-	rq.info.set(&stateApp)
-	var timedOut atomic.Bool
-	if app.MaxRequestTime > 0 {
-		// The timer may fire as the request ends, and Stop does not wait
-		// for it: it reads copies, never r or rq, which the next request
-		// may be using by then.
-		start, method, path := rq.start, r.Method, rq.info.path
-		t := time.AfterFunc(app.MaxRequestTime, func() {
-			timedOut.Store(true)
-			h.log.LogAttrs(context.Background(), slog.LevelError, "request ran longer than --max-request-time; killing its process",
-				slog.String("method", method), slog.String("path", path),
-				slog.Duration("duration", time.Since(start)), slog.Int("pid", pid))
-			sess.Abort("a request ran longer than --max-request-time")
-			if app.OnMaxRequestTime != nil {
-				app.OnMaxRequestTime(pid, method, path)
-			}
-		})
-		defer t.Stop()
-	}
-	var interim proxy.InterimFunc
-	if r.ProtoAtLeast(1, 1) { // never a 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
-		interim = rq.sendInterim
-	}
-	appSpan := rq.trace.App(r, pid)
-	defer appSpan.EndOK()
-	x, err := app.Transport.RoundTripInterim(sess, r, body, rq.scheme, interim)
-	if err != nil {
-		appSpan.Fail(err)
-		if timedOut.Load() {
-			err = ErrRequestTimeout
-		} else if attempt == 0 && proxy.Retryable(err) {
-			// A process the kernel shows exiting has already left
-			// rotation (RoundTrip told the pool), so the retry cannot be
-			// handed it again; a live one whose connection failed is
-			// avoided if another process has room.
-			h.log.LogAttrs(r.Context(), slog.LevelDebug, "retrying request on another process",
-				slog.Int("pid", pid), slog.String("error", err.Error()))
-			return true
-		}
-		h.fail(rq, r, err)
-		return false
-	}
-	appSpan.Status(x.Resp.StatusCode)
-	if app.Sticky != nil {
-		app.Sticky.set(x.Resp.Header, sess.Route())
-	}
-	if proxy.TakeOOBRequest(x.Resp) {
-		sess.OutOfBandWork()
-	}
-	if app.Cache != nil {
-		app.Cache.Invalidate(r, x.Resp.StatusCode, x.Resp.Header) // unsafe methods only
-	}
-	if fill != nil && h.cacheAnswered(rq, fill, x) {
-		return false
-	}
-	var capture *proxy.Capture
-	if fill != nil {
-		// The cache gets the app's own head and body, before the front
-		// compresses anything or adds its headers.
-		if fill.Storable(x.Resp.StatusCode, x.Resp.Header) {
-			status, header := x.Resp.StatusCode, x.Resp.Header
-			capture = &proxy.Capture{Limit: fill.Limit(), Done: func(body []byte) {
-				fill.Store(status, header, body)
-				app.Metrics.CacheStore()
-			}}
-		} else {
-			fill.Done() // requests waiting for this one go to the app now
-		}
-	}
-	if x.Resp.StatusCode == http.StatusSwitchingProtocols {
-		// WebSocket and friends: a tunnel for as long as both sides want.
-		var closing <-chan struct{}
-		if app.AbortTunnels {
-			closing = sess.Closing()
-		}
-		res := x.Tunnel(&rq.w, closing)
-		if res.AppErr != nil {
-			h.log.LogAttrs(r.Context(), slog.LevelWarn, "upgrade failed",
-				slog.Int("pid", pid), slog.String("error", res.AppErr.Error()))
-		}
-		rq.status, rq.bytes = res.Status, res.Bytes
-		return false
-	}
-	rq.info.set(&stateSending)
-	res := x.WriteTo(&rq.w, h.opts.Response, capture)
-	if res.AppErr != nil {
-		appErr := error(&proxy.RoundTripError{Err: res.AppErr})
-		if timedOut.Load() {
-			appErr = ErrRequestTimeout
-		}
-		h.log.LogAttrs(r.Context(), slog.LevelWarn, "app response broke off",
-			slog.Int("pid", pid), slog.String("path", r.URL.Path), slog.String("error", res.AppErr.Error()))
-		if !res.Wrote {
-			h.fail(rq, r, appErr)
-			return false
-		}
-		rq.abort = true
-		return false
-	}
-	if res.ClientErr != nil {
-		rq.reason = "client gone or too slow: " + res.ClientErr.Error()
-	}
-	return false
-}
-
-// sendInterim forwards an app's interim (1xx) response to the client, as
-// a proxy must (RFC 9110 §15.2): with its own fields only, before and apart
-// from the final response, whose fields are left as they were. The
-// response writer passes it through without taking it for the final
-// status (no log, no compression decision, no request id); net/http sends
-// it on HTTP/1.1 and HTTP/2 at once. Never cached: the cache sees only the
-// final response.
-func (rq *request) sendInterim(code int, h http.Header) {
-	wh := rq.w.Header()
-	var saved http.Header
-	if len(wh) > 0 {
-		saved = wh.Clone()
-		clear(wh)
-	}
-	maps.Copy(wh, h)
-	rq.w.WriteHeader(code)
-	clear(wh)
-	maps.Copy(wh, saved)
 }
 
 // checkRestart restarts the app when tmp/restart.txt was touched (the

@@ -116,127 +116,203 @@ type served struct {
 }
 
 // Listen opens every listener at once, so that a taken port or a bad
-// certificate is an error before any app starts.
-func Listen(c Config, h *Handler, log *slog.Logger) (s *Server, err error) {
+// certificate is an error before any app starts: the TLS configuration,
+// net/http's servers and the lean engine, then the listeners planListeners
+// decides on, then HTTP/3 beside the HTTPS ones.
+func Listen(c Config, h *Handler, log *slog.Logger) (*Server, error) {
 	if c.Listen == nil {
 		c.Listen = net.Listen
 	}
-	s = &Server{t: newTracker(c.MaxConnections, log, h.logRejected), log: log, grace: c.FirstRequestGrace}
-	// The error returns set s to nil before this runs: close the listeners
-	// already open through a copy of the pointer.
-	opened := s
-	defer func() {
-		if err != nil {
-			for _, l := range opened.lns {
-				l.ln.Close()
-			}
-		}
-	}()
 	var tlsConf *tls.Config
 	if c.TLS != nil {
+		var err error
 		if tlsConf, err = newTLSConfig(c.TLS, log); err != nil {
 			return nil, err
 		}
 	}
-	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	s.app = &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: c.HeaderTimeout,
-		IdleTimeout:       c.IdleTimeout,
-		MaxHeaderBytes:    c.MaxHeaderBytes,
-		ConnState:         s.t.connState,
-		ConnContext:       connContext,
-		ErrorLog:          errorLog,
-		Protocols:         new(http.Protocols),
-	}
-	s.app.Protocols.SetHTTP1(true)
-	s.app.Protocols.SetHTTP2(c.TLS != nil && c.TLS.HTTP2)
-	s.app.HTTP2 = &http.HTTP2Config{WriteByteTimeout: c.WriteTimeout}
+	s := &Server{t: newTracker(c.MaxConnections, log, h.logRejected), log: log, grace: c.FirstRequestGrace}
+	plan := planListeners(&c)
+	s.newHTTPServers(&c, h, plan)
 	if c.Lean {
-		s.lean = lean.New(h, lean.Options{HeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout, Log: log,
-			Rejected: func(rj lean.Rejection) {
-				h.logRejected(rejection{client: rj.Client, line: rj.Line, status: rj.Status, reason: rj.Reason})
-			},
-			FirstRequest: func(c net.Conn) {
-				if sc, ok := c.(*slotConn); ok {
-					sc.settle()
-				}
-			}})
+		s.lean = newLeanEngine(&c, h, log)
 	}
-
-	add := func(network, addr, scheme string, conf *tls.Config, hs *http.Server) (*listener, error) {
-		ln, err := c.Listen(network, addr)
-		if err != nil {
-			return nil, fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		setBacklog(ln, c.Backlog)
-		var le *lean.Engine
-		if conf == nil && hs == s.app {
-			le = s.lean
-		}
-		l := newListener(ln, s.t, conf, c.HeaderTimeout, le, log)
-		url := scheme + "://" + ln.Addr().String()
-		if network == "unix" {
-			url = "unix:" + addr
-		}
-		s.lns = append(s.lns, served{ln: l, hs: hs, url: url})
-		return l, nil
-	}
-	if c.Addr != "" {
-		switch {
-		case c.TLS != nil && c.SSLAddr == "":
-			_, err = add("tcp", c.Addr, "https", tlsConf, s.app)
-		case c.Redirect || (c.HTTPChallenge != nil && c.TLS != nil):
-			s.redirect = &http.Server{Handler: h,
-				ReadHeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout, MaxHeaderBytes: c.MaxHeaderBytes,
-				ConnState: s.t.connState, ConnContext: connContext, ErrorLog: errorLog,
-			}
-			_, err = add("tcp", c.Addr, "http", nil, s.redirect)
-		default:
-			_, err = add("tcp", c.Addr, "http", nil, s.app)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if c.TLS != nil && c.SSLAddr != "" {
-		l, err := add("tcp", c.SSLAddr, "https", tlsConf, s.app)
-		if err != nil {
-			return nil, err
-		}
-		if c.Redirect && s.redirect != nil {
-			_, port, _ := net.SplitHostPort(l.Addr().String())
-			s.redirect.Handler = h.redirectHandler(port)
-		}
-		if c.HTTPChallenge != nil && s.redirect != nil {
-			s.redirect.Handler = c.HTTPChallenge(s.redirect.Handler)
-		}
-	}
-	if c.Socket != "" {
-		if err := removeStaleSocket(c.Socket); err != nil {
-			return nil, err
-		}
-		if _, err := add("unix", c.Socket, "", nil, s.app); err != nil {
-			return nil, err
-		}
-		if c.SocketGID != 0 {
-			if err := os.Lchown(c.Socket, -1, c.SocketGID); err != nil {
-				return nil, fmt.Errorf("socket %s: give it to group %d: %w", c.Socket, c.SocketGID, err)
-			}
-		}
-		if err := os.Chmod(c.Socket, c.SocketMode); err != nil {
-			return nil, fmt.Errorf("socket %s: %w", c.Socket, err)
-		}
+	if err := s.openListeners(&c, h, plan, tlsConf); err != nil {
+		s.closeListeners()
+		return nil, err
 	}
 	if len(s.lns) == 0 {
 		return nil, errors.New("no listener: give a TCP address or a Unix socket")
 	}
 	if c.HTTP3 != nil && tlsConf != nil {
 		if err := s.listenH3(c, h, tlsConf); err != nil {
+			s.closeListeners()
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// listenSpec is one listener to open.
+type listenSpec struct {
+	network, addr string
+	scheme        string // "http" or "https"; "" for a Unix socket
+	tls           bool   // the listener does the TLS handshake
+	// redirect: served by the plain-HTTP server beside HTTPS (the redirect
+	// or the ACME hook), which has no lean path; else by the app's.
+	redirect bool
+}
+
+// listenPlan is what Listen opens, in order (the first is Addr's), and
+// what the plain-HTTP server beside HTTPS answers, if there is one.
+type listenPlan struct {
+	lns []listenSpec
+	// redirectToTLS: that server redirects to the HTTPS listener
+	// (--ssl-redirect); else it serves the app.
+	redirectToTLS bool
+	// challenge: that server answers the CA's HTTP-01 requests first
+	// (Config.HTTPChallenge).
+	challenge bool
+}
+
+// planListeners decides from the configuration alone which listeners the
+// front opens. Addr serves HTTPS when TLS has no SSLAddr of its own;
+// beside an SSLAddr it serves plain HTTP: the redirect to HTTPS, or the app
+// through the ACME hook, on a server of its own, or the app itself.
+func planListeners(c *Config) listenPlan {
+	var p listenPlan
+	tlsApart := c.TLS != nil && c.SSLAddr != ""
+	if c.Addr != "" {
+		switch {
+		case c.TLS != nil && c.SSLAddr == "":
+			p.lns = append(p.lns, listenSpec{network: "tcp", addr: c.Addr, scheme: "https", tls: true})
+		case c.Redirect || (c.HTTPChallenge != nil && c.TLS != nil):
+			p.lns = append(p.lns, listenSpec{network: "tcp", addr: c.Addr, scheme: "http", redirect: true})
+			p.redirectToTLS = c.Redirect && tlsApart
+			p.challenge = c.HTTPChallenge != nil && tlsApart
+		default:
+			p.lns = append(p.lns, listenSpec{network: "tcp", addr: c.Addr, scheme: "http"})
+		}
+	}
+	if tlsApart {
+		p.lns = append(p.lns, listenSpec{network: "tcp", addr: c.SSLAddr, scheme: "https", tls: true})
+	}
+	if c.Socket != "" {
+		p.lns = append(p.lns, listenSpec{network: "unix", addr: c.Socket})
+	}
+	return p
+}
+
+// newHTTPServers makes net/http's servers: the app's, and the plain-HTTP
+// one beside HTTPS when the plan has it (its handler is set once the HTTPS
+// listener's port is known).
+func (s *Server) newHTTPServers(c *Config, h *Handler, plan listenPlan) {
+	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	newServer := func() *http.Server {
+		return &http.Server{Handler: h,
+			ReadHeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout, MaxHeaderBytes: c.MaxHeaderBytes,
+			ConnState: s.t.connState, ConnContext: connContext, ErrorLog: errorLog,
+		}
+	}
+	s.app = newServer()
+	s.app.Protocols = new(http.Protocols)
+	s.app.Protocols.SetHTTP1(true)
+	s.app.Protocols.SetHTTP2(c.TLS != nil && c.TLS.HTTP2)
+	s.app.HTTP2 = &http.HTTP2Config{WriteByteTimeout: c.WriteTimeout}
+	for _, l := range plan.lns {
+		if l.redirect {
+			s.redirect = newServer()
+		}
+	}
+}
+
+// newLeanEngine is the lean HTTP/1.1 engine for the app's plain
+// listeners, reporting to the front's access log and connection tracker.
+func newLeanEngine(c *Config, h *Handler, log *slog.Logger) *lean.Engine {
+	return lean.New(h, lean.Options{HeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout, Log: log,
+		Rejected: func(rj lean.Rejection) {
+			h.logRejected(rejection{client: rj.Client, line: rj.Line, status: rj.Status, reason: rj.Reason})
+		},
+		FirstRequest: func(c net.Conn) {
+			if sc, ok := c.(*slotConn); ok {
+				sc.settle()
+			}
+		}})
+}
+
+// openListeners opens the plan's listeners in order, then gives the
+// plain-HTTP server beside HTTPS its handler.
+func (s *Server) openListeners(c *Config, h *Handler, plan listenPlan, tlsConf *tls.Config) error {
+	tlsPort := ""
+	for _, spec := range plan.lns {
+		if spec.network == "unix" {
+			if err := removeStaleSocket(spec.addr); err != nil {
+				return err
+			}
+		}
+		l, err := s.open(c, spec, tlsConf)
+		if err != nil {
+			return err
+		}
+		if spec.tls {
+			_, tlsPort, _ = net.SplitHostPort(l.Addr().String())
+		}
+		if spec.network == "unix" {
+			if err := socketAccess(c); err != nil {
+				return err
+			}
+		}
+	}
+	if plan.redirectToTLS {
+		s.redirect.Handler = h.redirectHandler(tlsPort)
+	}
+	if plan.challenge {
+		s.redirect.Handler = c.HTTPChallenge(s.redirect.Handler)
+	}
+	return nil
+}
+
+// open opens one listener, with the backlog, the connection tracker, TLS
+// and, for the app's plain listeners, the lean path.
+func (s *Server) open(c *Config, spec listenSpec, tlsConf *tls.Config) (*listener, error) {
+	ln, err := c.Listen(spec.network, spec.addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", spec.addr, err)
+	}
+	setBacklog(ln, c.Backlog)
+	hs, le, conf := s.app, s.lean, (*tls.Config)(nil)
+	if spec.tls {
+		conf, le = tlsConf, nil
+	}
+	if spec.redirect {
+		hs, le = s.redirect, nil
+	}
+	l := newListener(ln, s.t, conf, c.HeaderTimeout, le, s.log)
+	url := spec.scheme + "://" + ln.Addr().String()
+	if spec.network == "unix" {
+		url = "unix:" + spec.addr
+	}
+	s.lns = append(s.lns, served{ln: l, hs: hs, url: url})
+	return l, nil
+}
+
+// socketAccess gives the Unix socket its group (--socket-group) and mode.
+func socketAccess(c *Config) error {
+	if c.SocketGID != 0 {
+		if err := os.Lchown(c.Socket, -1, c.SocketGID); err != nil {
+			return fmt.Errorf("socket %s: give it to group %d: %w", c.Socket, c.SocketGID, err)
+		}
+	}
+	if err := os.Chmod(c.Socket, c.SocketMode); err != nil {
+		return fmt.Errorf("socket %s: %w", c.Socket, err)
+	}
+	return nil
+}
+
+// closeListeners closes the listeners opened so far (Listen failed).
+func (s *Server) closeListeners() {
+	for _, l := range s.lns {
+		l.ln.Close()
+	}
 }
 
 // setBacklog applies --socket-backlog: listen(2) again on a listening

@@ -86,105 +86,29 @@ type h3Conn struct {
 // listenH3 opens a UDP socket on the port of each TLS listener, and makes
 // s.app advertise them.
 func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
-	listen := c.ListenPacket
-	if listen == nil {
-		listen = net.ListenPacket
+	f := newH3Front(c, h, s.log)
+	port := 0
+	for _, l := range s.lns {
+		if !strings.HasPrefix(l.url, "https://") {
+			continue
+		}
+		sock, err := f.openSocket(c, l.ln.Addr().String())
+		if err != nil {
+			f.close()
+			return err
+		}
+		port = sock.LocalAddr().(*net.UDPAddr).Port
 	}
-	conf := c.HTTP3
-	idle := conf.IdleTimeout
-	if idle == 0 {
-		idle = c.IdleTimeout
+	if len(f.conns) == 0 {
+		return nil
 	}
-	streams := conf.MaxStreams
-	if streams <= 0 {
-		streams = DefaultHTTP3MaxStreams
-	}
-	f := &h3Front{log: s.log, peers: map[*quic.Conn]*h3Conn{}, steer: newH3Steer(s.log), handshakeTimeout: c.HeaderTimeout}
-	if f.handshakeTimeout <= 0 {
-		f.handshakeTimeout = defaultHandshakeTimeout
-	}
-	f.hs = &http3.Server{
-		Handler:           f.track(earlyData(knownEmpty(h, c.HeaderTimeout))),
-		MaxHeaderBytes:    c.MaxHeaderBytes,
-		ReadHeaderTimeout: c.HeaderTimeout,
-		IdleTimeout:       idle,
-		QUICConfig: &quic.Config{
-			Allow0RTT:          conf.Allow0RTT,
-			MaxIncomingStreams: streams,
-			MaxIdleTimeout:     idle,
-			// The handshake, like TLS's on TCP, is bounded by the header
-			// timeout.
-			HandshakeIdleTimeout: c.HeaderTimeout,
-			Tracer:               f.steer.tracer,
-		},
-		ConnContext: func(ctx context.Context, qc *quic.Conn) context.Context {
-			f.mu.Lock()
-			full := c.MaxConnections > 0 && len(f.peers) >= c.MaxConnections
-			if !full {
-				f.peers[qc] = &h3Conn{last: time.Now()}
-			}
-			f.mu.Unlock()
-			if full {
-				// --max-connections, counted apart from TCP's: the client
-				// tries again later, or over TCP.
-				qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "too many connections")
-				return ctx
-			}
-			context.AfterFunc(qc.Context(), func() {
-				f.mu.Lock()
-				delete(f.peers, qc)
-				f.mu.Unlock()
-			})
-			return context.WithValue(ctx, quicConnKey{}, qc)
-		},
-		Logger: s.log,
-	}
+	f.checkBuffers()
 	// The certificates are the TCP listeners' (files reloaded, or
 	// automatic HTTPS); ALPN is h3 alone. A TLS-ALPN-01 challenge comes
 	// over TCP only.
 	tc := http3.ConfigureTLSConfig(tlsConf)
 	tc.MinVersion = tls.VersionTLS13 // QUIC is TLS 1.3 only
 	bindEarlyDataToSettings(tc, h3SettingsID(c.MaxHeaderBytes))
-	port := 0
-	for _, l := range s.lns {
-		if !strings.HasPrefix(l.url, "https://") {
-			continue
-		}
-		addr := l.ln.Addr().String()
-		pc, err := listen("udp", addr)
-		if err != nil {
-			f.close()
-			return &HTTP3ListenError{Addr: addr, Err: err}
-		}
-		var relay *net.UnixConn
-		if r, ok := pc.(interface {
-			HandedOver() (net.PacketConn, *os.File)
-		}); ok {
-			// A previous Ferry still reads this socket and relays to
-			// this one what is not its own (h3handover.go).
-			var rf *os.File
-			pc, rf = r.HandedOver()
-			relay, err = relayConn(rf)
-			if err != nil {
-				pc.Close()
-				f.close()
-				return fmt.Errorf("listen for HTTP/3 on %s: the handed-over relay: %w", addr, err)
-			}
-		}
-		uc, ok := pc.(*net.UDPConn)
-		if !ok {
-			pc.Close()
-			f.close()
-			return fmt.Errorf("listen for HTTP/3 on %s: not a UDP socket", addr)
-		}
-		f.conns = append(f.conns, uc)
-		f.sockets = append(f.sockets, &h3Socket{UDPConn: uc, batch: ipv4.NewPacketConn(uc), steer: f.steer, in: relay, relayed: &f.relayed})
-		port = uc.LocalAddr().(*net.UDPAddr).Port
-	}
-	if len(f.conns) == 0 {
-		return nil
-	}
-	f.checkBuffers()
 	for _, sock := range f.sockets {
 		// No StatelessResetKey: a packet of a connection this Ferry does
 		// not know may be a previous Ferry's, never to be reset.
@@ -207,6 +131,105 @@ func (s *Server) listenH3(c Config, h *Handler, tlsConf *tls.Config) error {
 		next.ServeHTTP(w, r)
 	})
 	return nil
+}
+
+// newH3Front is HTTP/3's server, before any socket: quic-go's http3.Server
+// with Ferry's limits, and the connection tracking for --max-connections
+// and the drain.
+func newH3Front(c Config, h *Handler, log *slog.Logger) *h3Front {
+	conf := c.HTTP3
+	idle := conf.IdleTimeout
+	if idle == 0 {
+		idle = c.IdleTimeout
+	}
+	streams := conf.MaxStreams
+	if streams <= 0 {
+		streams = DefaultHTTP3MaxStreams
+	}
+	f := &h3Front{log: log, peers: map[*quic.Conn]*h3Conn{}, steer: newH3Steer(log), handshakeTimeout: c.HeaderTimeout}
+	if f.handshakeTimeout <= 0 {
+		f.handshakeTimeout = defaultHandshakeTimeout
+	}
+	f.hs = &http3.Server{
+		Handler:           f.track(earlyData(knownEmpty(h, c.HeaderTimeout))),
+		MaxHeaderBytes:    c.MaxHeaderBytes,
+		ReadHeaderTimeout: c.HeaderTimeout,
+		IdleTimeout:       idle,
+		QUICConfig: &quic.Config{
+			Allow0RTT:          conf.Allow0RTT,
+			MaxIncomingStreams: streams,
+			MaxIdleTimeout:     idle,
+			// The handshake, like TLS's on TCP, is bounded by the header
+			// timeout.
+			HandshakeIdleTimeout: c.HeaderTimeout,
+			Tracer:               f.steer.tracer,
+		},
+		ConnContext: func(ctx context.Context, qc *quic.Conn) context.Context {
+			return f.admit(ctx, qc, c.MaxConnections)
+		},
+		Logger: log,
+	}
+	return f
+}
+
+// admit records a new connection, or closes it past limit
+// (--max-connections, counted apart from TCP's: the client tries again
+// later, or over TCP).
+func (f *h3Front) admit(ctx context.Context, qc *quic.Conn, limit int) context.Context {
+	f.mu.Lock()
+	full := limit > 0 && len(f.peers) >= limit
+	if !full {
+		f.peers[qc] = &h3Conn{last: time.Now()}
+	}
+	f.mu.Unlock()
+	if full {
+		qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "too many connections")
+		return ctx
+	}
+	context.AfterFunc(qc.Context(), func() {
+		f.mu.Lock()
+		delete(f.peers, qc)
+		f.mu.Unlock()
+	})
+	return context.WithValue(ctx, quicConnKey{}, qc)
+}
+
+// openSocket opens (or takes, inherited) the UDP socket on addr, with the
+// relay a previous Ferry may have handed over beside it.
+func (f *h3Front) openSocket(c Config, addr string) (*h3Socket, error) {
+	listen := c.ListenPacket
+	if listen == nil {
+		listen = net.ListenPacket
+	}
+	pc, err := listen("udp", addr)
+	if err != nil {
+		return nil, &HTTP3ListenError{Addr: addr, Err: err}
+	}
+	var relay *net.UnixConn
+	if r, ok := pc.(interface {
+		HandedOver() (net.PacketConn, *os.File)
+	}); ok {
+		// A previous Ferry still reads this socket and relays to this
+		// one what is not its own (h3handover.go).
+		var rf *os.File
+		pc, rf = r.HandedOver()
+		if relay, err = relayConn(rf); err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("listen for HTTP/3 on %s: the handed-over relay: %w", addr, err)
+		}
+	}
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		pc.Close()
+		if relay != nil {
+			relay.Close()
+		}
+		return nil, fmt.Errorf("listen for HTTP/3 on %s: not a UDP socket", addr)
+	}
+	sock := &h3Socket{UDPConn: uc, batch: ipv4.NewPacketConn(uc), steer: f.steer, in: relay, relayed: &f.relayed}
+	f.conns = append(f.conns, uc)
+	f.sockets = append(f.sockets, sock)
+	return sock, nil
 }
 
 // HTTP3ListenError is a failure to open HTTP/3's UDP socket beside a TCP

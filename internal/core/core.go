@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,7 +31,7 @@ import (
 	"github.com/ferry-server/ferry/internal/health"
 	"github.com/ferry-server/ferry/internal/identity"
 	"github.com/ferry-server/ferry/internal/instance"
-	"github.com/ferry-server/ferry/internal/loaders"
+	"github.com/ferry-server/ferry/internal/launch"
 	"github.com/ferry-server/ferry/internal/logs"
 	"github.com/ferry-server/ferry/internal/metrics"
 	"github.com/ferry-server/ferry/internal/pool"
@@ -427,14 +426,9 @@ type app struct {
 // (smart or direct), pool, static files, restart watcher, cache and metrics.
 func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.Outputs, reg *metrics.Metrics, hk *hooks.Runner) (*app, error) {
 	log := out.Core
-	command, err := appCommand(ac, inst.Path())
+	command, err := launch.Command(ac, inst.Path())
 	if err != nil {
 		return nil, err
-	}
-	if ac.LoadShellEnvvars {
-		// The user's login shell files set the environment, then the
-		// shell becomes the app (same pid).
-		command = append([]string{"/bin/bash", "-lc", `exec "$0" "$@"`}, command...)
 	}
 	output, err := out.App(ac.AppLogFile)
 	if err != nil {
@@ -452,7 +446,7 @@ func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.O
 		App:                 ac.Name,
 		Root:                ac.Root,
 		Command:             command,
-		Env:                 appEnv(ac, inst.Path(), user.User),
+		Env:                 launch.Env(ac, inst.Path(), user.User),
 		WorkDir:             inst.WorkDir(),
 		StartTimeout:        ac.StartTimeout,
 		Generic:             ac.AppType == config.AppTypeGeneric,
@@ -762,43 +756,6 @@ func configMap(cfg *config.Config) map[string]any {
 	return m
 }
 
-// appCommand is the argv that starts one process of the app: its loader
-// under its interpreter, or the generic app's command under a shell.
-func appCommand(cfg config.App, dir string) ([]string, error) {
-	var interpreter, loader string
-	switch cfg.AppType {
-	case config.AppTypeGeneric:
-		return []string{"/bin/sh", "-c", execPrefix(cfg.AppStartCommand)}, nil
-	case config.AppTypeWSGI:
-		interpreter, loader = cfg.Python, "wsgi.py"
-	case config.AppTypeASGI:
-		interpreter, loader = cfg.Python, "asgi.py"
-	case config.AppTypeRack:
-		interpreter, loader = cfg.Ruby, "rack.rb"
-	case config.AppTypeNode:
-		interpreter, loader = cfg.Nodejs, "node.cjs"
-	default:
-		return nil, fmt.Errorf("no loader for app type %q", cfg.AppType)
-	}
-	path, err := loaders.Write(dir, loader)
-	if err != nil {
-		return nil, err
-	}
-	return []string{interpreter, path}, nil
-}
-
-// execPrefix makes the shell replace itself with a simple command, so the
-// app itself is the process Ferry started (and gets its Pdeathsig). A
-// compound command (;, &&, |, …) runs as written: it should exec its last
-// step itself.
-func execPrefix(cmd string) string {
-	c := strings.TrimSpace(cmd)
-	if strings.HasPrefix(c, "exec ") || strings.ContainsAny(c, ";&|<>()`\n") {
-		return c
-	}
-	return "exec " + c
-}
-
 // appUser is who the app's processes run as: when Ferry runs as root, the
 // user chosen by the app's security settings (logged, with why); otherwise
 // nil, i.e. Ferry's own user.
@@ -817,39 +774,4 @@ func appUser(ac config.App, log *slog.Logger) (identity.Choice, error) {
 	log.Log(context.Background(), level, "app user", "app", ac.Name, "user", c.Name, "uid", c.UID,
 		"group", c.Group, "gid", c.GID, "groups", c.Groups, "why", c.Why)
 	return c, nil
-}
-
-// appEnv builds an app's environment explicitly (spawn.Inherit says what
-// of the core's own it gets), plus what the app is told about itself. user
-// is who it runs as when that is not Ferry's own user.
-func appEnv(cfg config.App, instanceDir string, user *identity.User) []string {
-	env := spawn.Inherit(os.Environ(), user)
-	if cfg.ConcurrencyModel == "thread" {
-		env = append(env, "FERRY_THREADS="+strconv.Itoa(cfg.ThreadCount))
-	}
-	e := cfg.Environment
-	env = append(env,
-		"FERRY_APP_ROOT="+cfg.Root,
-		// Marks the instance's processes, so that memory-stats finds them
-		// from /proc even when the core cannot answer.
-		"FERRY_INSTANCE="+instanceDir,
-		"FERRY_STARTUP_FILE="+cfg.StartupFile,
-		"FERRY_BASE_URI="+cfg.BaseURI,
-		"FERRY_APP_ENV="+e,
-		"PASSENGER_APP_ENV="+e,
-		"RAILS_ENV="+e,
-		"RACK_ENV="+e,
-		"WSGI_ENV="+e,
-		"NODE_ENV="+e,
-		"PYTHONUNBUFFERED=1",
-	)
-	// The user's --envvar come last and win (exec keeps the last value of a
-	// repeated name); the spawner's FERRY_SOCKET & co. come after them.
-	for _, k := range slices.Sorted(maps.Keys(cfg.Envvars)) {
-		if strings.HasPrefix(k, "FERRY_") {
-			continue
-		}
-		env = append(env, k+"="+cfg.Envvars[k])
-	}
-	return env
 }

@@ -17,7 +17,6 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -90,15 +89,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer inst.Remove()
 	if cfg.PidFile != "" {
-		if err := writePidFile(cfg.PidFile); err != nil {
+		if err := instance.WritePidFile(cfg.PidFile, os.Getpid()); err != nil {
 			return fmt.Errorf("--pid-file: cannot write %s: %w", cfg.PidFile, unwrapPath(err))
 		}
 		// Removed on exit unless a new ferry (an upgrade) wrote its own.
-		defer func() {
-			if b, err := os.ReadFile(cfg.PidFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
-				os.Remove(cfg.PidFile)
-			}
-		}()
+		defer instance.RemovePidFile(cfg.PidFile, os.Getpid())
 	}
 
 	if cfg.CoreFileDescriptorUlimit > 0 {
@@ -601,24 +596,6 @@ func fireHook(hk *hooks.Runner, app string, e pool.Event) {
 		d["error"] = e.Err.Error()
 	}
 	hk.Fire(ev, d)
-}
-
-// writePidFile writes the core's pid without following a symlink planted
-// at path: the old file is removed and a new one created exclusively (a root
-// core must not be tricked into writing elsewhere).
-func writePidFile(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // drainDelay is how long to serve on after readiness went off: the

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -331,75 +330,6 @@ func frontApps(apps []*app) []*server.App {
 		out[i] = a.front
 	}
 	return out
-}
-
-// reload loads the configuration again and applies what changed: new apps
-// start, removed apps drain and stop, changed apps are replaced by new ones
-// (a restart), unchanged apps keep their processes. Listeners and other
-// server-wide settings need a restart of Ferry; a change there is logged.
-func (st *state) reload() error {
-	if st.reloadFn == nil {
-		return errors.New("this instance cannot reload its configuration")
-	}
-	log := st.out.Core
-	cfg, err := st.reloadFn()
-	if err != nil {
-		return err
-	}
-	for _, w := range cfg.Warnings {
-		log.Warn(w)
-	}
-	if !reflect.DeepEqual(cfg.Server, st.cfg.Server) {
-		log.Warn("server-wide settings changed; they take effect when Ferry restarts")
-	}
-	st.mu.Lock()
-	old := map[string]*app{}
-	for _, a := range st.apps {
-		old[a.cfg.Name] = a
-	}
-	var next, started, stopped []*app
-	kept := map[string]bool{}
-	for _, ac := range cfg.Apps {
-		if a, ok := old[ac.Name]; ok && reflect.DeepEqual(a.cfg, ac) {
-			next = append(next, a)
-			kept[ac.Name] = true
-			continue
-		}
-		a, err := buildApp(st.cfg, ac, st.inst, st.out, st.reg, st.hooks)
-		if err != nil {
-			st.mu.Unlock()
-			for _, s := range started {
-				s.close()
-			}
-			return fmt.Errorf("app %s: %w", ac.Name, err)
-		}
-		next = append(next, a)
-		started = append(started, a)
-	}
-	for name, a := range old {
-		if !kept[name] {
-			stopped = append(stopped, a)
-		}
-	}
-	st.apps = next
-	st.mu.Unlock()
-
-	for _, a := range started {
-		a.group.Start()
-		logApp(log, a.cfg)
-	}
-	st.handler.SetApps(frontApps(next))
-	for _, a := range stopped {
-		log.Info("app removed or changed by the reload; stopping its processes", "app", a.cfg.Name)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), st.cfg.ShutdownTimeout)
-			defer cancel()
-			a.group.Close(ctx)
-			a.close()
-		}()
-	}
-	log.Info("configuration reloaded", "apps", len(next), "started", len(started), "stopped", len(stopped), "unchanged", len(kept))
-	return nil
 }
 
 func (st *state) closeAll() {

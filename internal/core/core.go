@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -27,20 +26,13 @@ import (
 	"github.com/ferry-server/ferry/internal/config"
 	"github.com/ferry-server/ferry/internal/dashboard"
 	"github.com/ferry-server/ferry/internal/health"
-	"github.com/ferry-server/ferry/internal/identity"
 	"github.com/ferry-server/ferry/internal/instance"
-	"github.com/ferry-server/ferry/internal/launch"
 	"github.com/ferry-server/ferry/internal/logs"
 	"github.com/ferry-server/ferry/internal/metrics"
 	"github.com/ferry-server/ferry/internal/pool"
 	"github.com/ferry-server/ferry/internal/procstat"
-	"github.com/ferry-server/ferry/internal/proxy"
-	"github.com/ferry-server/ferry/internal/restartfile"
 	"github.com/ferry-server/ferry/internal/sdnotify"
 	"github.com/ferry-server/ferry/internal/server"
-	"github.com/ferry-server/ferry/internal/spawn"
-	"github.com/ferry-server/ferry/internal/static"
-	"github.com/ferry-server/ferry/internal/turbocache"
 )
 
 // Options are what Run needs besides its context.
@@ -338,196 +330,6 @@ func (st *state) closeAll() {
 	}
 }
 
-// app is one hosted app, assembled.
-type app struct {
-	cfg   config.App
-	group *pool.Group
-	front *server.App
-	admin admin.App
-	close func()
-}
-
-// buildApp assembles one app: its loader command and environment, spawner
-// (smart or direct), pool, static files, restart watcher, cache and metrics.
-func buildApp(cfg *config.Config, ac config.App, inst *instance.Dir, out *logs.Outputs, reg *metrics.Metrics, hk *hooks.Runner) (*app, error) {
-	log := out.Core
-	command, err := launch.Command(ac, inst.Path())
-	if err != nil {
-		return nil, err
-	}
-	output, err := out.App(ac.AppLogFile)
-	if err != nil {
-		return nil, fmt.Errorf("--app-log-file: %w", err)
-	}
-	user, err := appUser(ac, log)
-	if err != nil {
-		return nil, err
-	}
-	startupFile := ac.StartupFile
-	if ac.AppType == config.AppTypeGeneric {
-		startupFile = ""
-	}
-	sp := spawn.New(spawn.Config{
-		App:                 ac.Name,
-		Root:                ac.Root,
-		Command:             command,
-		Env:                 launch.Env(ac, inst.Path(), user.User),
-		WorkDir:             inst.WorkDir(),
-		StartTimeout:        ac.StartTimeout,
-		Generic:             ac.AppType == config.AppTypeGeneric,
-		Output:              output,
-		User:                user.User,
-		UserReason:          user.Why,
-		StartupFile:         startupFile,
-		FileDescriptorLimit: ac.AppFileDescriptorUlimit,
-		CoreDumps:           ac.AppCoreDumps,
-		Limit:               spawn.SharedLimit(cfg.MaxProcessesTotal),
-		Reserve:             ac.MinInstances,
-	}, log)
-	am := reg.App(ac.Name)
-	closers := []func(){sp.Close}
-	var spawner pool.Spawner = directSpawner{sp, am}
-	var preloader func() int
-	if ac.SpawnMethod == "smart" {
-		smart := sp.Smart(ac.MaxPreloaderIdleTime)
-		spawner = smartSpawner{smart, am}
-		preloader = smart.Preloader
-		closers = append(closers, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			smart.Stop(ctx)
-		})
-	}
-	poolCfg := pool.Config{
-		Name:               ac.Name,
-		Min:                ac.MinInstances,
-		Max:                ac.MaxPoolSize,
-		MaxQueue:           ac.MaxRequestQueueSize,
-		MaxQueueTime:       ac.MaxRequestQueueTime,
-		IdleTime:           ac.PoolIdleTime,
-		StopTimeout:        cfg.ShutdownTimeout,
-		MaxRequests:        ac.MaxRequests,
-		MaxRequestsJitter:  ac.MaxRequestsJitter,
-		MemoryLimit:        ac.MemoryLimit << 20,
-		Memory:             ownMemory,
-		MaxConnectFailures: ac.MaxConnectFailures,
-		OutOfBand:          proxy.OutOfBand,
-		Events: func(e pool.Event) {
-			if e.Kind == pool.EventRestarted || e.Kind == pool.EventRollingRestartFinished {
-				am.Restart()
-			}
-			fireHook(hk, ac.Name, e)
-		},
-	}
-	if ac.ForceMaxConcurrentRequestsPerProcess > 0 {
-		poolCfg.ConcurrencyCap = ac.ForceMaxConcurrentRequestsPerProcess
-	}
-	if ac.ManyPerProcess() {
-		poolCfg.ConcurrencyTarget = ac.ConcurrencyTarget
-	}
-	group := pool.NewGroup(poolCfg, spawner, log)
-
-	staticOpts := static.Options{FollowSymlinks: ac.StaticFollowSymlinks}
-	if user.User != nil {
-		staticOpts.As = user.Do // symlinks out of public/ open as the app's user
-	}
-	publicDir := filepath.Join(ac.Root, "public")
-	if ac.StaticFilesDir != "" {
-		publicDir = ac.StaticFilesDir
-	}
-	public, err := static.New(publicDir, staticOpts)
-	if err != nil {
-		return nil, fmt.Errorf("open public directory: %w", err)
-	}
-	closers = append(closers, func() { public.Close() })
-	transport := &proxy.Transport{Forwarded: ac.AppType == config.AppTypeGeneric, MaxTunnels: ac.MaxWebsocketTunnels}
-	if ac.AppType == config.AppTypeNode || ac.AppType == config.AppTypeGeneric {
-		// No SCRIPT_NAME for these: they see the path below their base URI.
-		transport.StripPrefix = ac.BaseURI
-	}
-	fa := &server.App{
-		Name:           ac.Name,
-		ServerNames:    ac.ServerNames,
-		BaseURI:        ac.BaseURI,
-		Group:          group,
-		Static:         public,
-		Development:    ac.Environment == "development",
-		UnlimitedPaths: ac.UnlimitedConcurrencyPaths,
-		AbortTunnels:   ac.AbortWebsocketsOnProcessShutdown,
-		OnMaxRequestTime: func(pid int, method, path string) {
-			hk.Fire(hooks.MaxRequestTimeReached, map[string]string{"app": ac.Name, "pid": strconv.Itoa(pid), "method": method, "path": path})
-		},
-		Transport:       transport,
-		Restarts:        restartfile.New(ac.RestartDir, ac.StatThrottleRate),
-		RollingRestarts: ac.RollingRestarts,
-		MaxRequestTime:  ac.MaxRequestTime,
-		Metrics:         am,
-	}
-	if ac.CustomErrorPage != "" {
-		page, err := os.ReadFile(ac.CustomErrorPage)
-		if err != nil {
-			return nil, fmt.Errorf("--custom-error-page: %w", err)
-		}
-		fa.ErrorPage = page
-	}
-	if ac.FriendlyErrorPages != nil {
-		fa.Development = *ac.FriendlyErrorPages
-	}
-	if ac.StickySessions {
-		fa.Sticky = &server.Sticky{CookieName: ac.StickySessionsCookieName, Attributes: ac.StickySessionsCookieAttributes}
-	}
-	if ac.TurboCaching {
-		fa.Cache = turbocache.New(turbocache.Options{
-			MaxEntries:   cfg.TurbocacheMaxEntries,
-			MaxBytes:     cfg.TurbocacheMaxBytes,
-			MaxEntrySize: cfg.TurbocacheMaxEntrySize,
-			VaryByCookie: ac.VaryTurbocacheByCookie,
-
-			MaxVariants:        cfg.TurbocacheMaxVariants,
-			StaleIfUnreachable: cfg.TurbocacheStaleIfUnreachable,
-		})
-	}
-	return &app{
-		cfg:   ac,
-		group: group,
-		front: fa,
-		admin: admin.App{Group: group, Root: ac.Root, Type: ac.AppType, SpawnMethod: ac.SpawnMethod,
-			Preloader: preloader, Cache: fa.Cache},
-		close: func() {
-			for _, c := range closers {
-				c()
-			}
-		},
-	}, nil
-}
-
-// hookEvents maps the pool's events to hook events.
-var hookEvents = map[pool.EventKind]string{
-	pool.EventProcessAttached:        hooks.AttachedProcess,
-	pool.EventProcessDetached:        hooks.DetachedProcess,
-	pool.EventSpawnFailed:            hooks.SpawnFailed,
-	pool.EventQueueFull:              hooks.QueueFullError,
-	pool.EventRestarted:              hooks.AppRestarted,
-	pool.EventRollingRestartFinished: hooks.RollingRestartFinished,
-}
-
-// fireHook runs the hooks of a pool event with its details: FERRY_APP,
-// FERRY_PID, FERRY_ERROR (and their PASSENGER_ twins).
-func fireHook(hk *hooks.Runner, app string, e pool.Event) {
-	ev, ok := hookEvents[e.Kind]
-	if !ok {
-		return
-	}
-	d := map[string]string{"app": app}
-	if e.PID != 0 {
-		d["pid"] = strconv.Itoa(e.PID)
-	}
-	if e.Err != nil {
-		d["error"] = e.Err.Error()
-	}
-	hk.Fire(ev, d)
-}
-
 // drainDelay is how long to serve on after readiness went off: the
 // configured delay when the core was told to stop (SIGTERM, or its context
 // ended otherwise); none for Ctrl-C, an upgrade (the new core already
@@ -540,55 +342,6 @@ func drainDelay(ctx context.Context, cfg *config.Config, upgraded bool) time.Dur
 		return 0
 	}
 	return cfg.DrainDelay
-}
-
-// directSpawner and smartSpawner adapt the spawn package to the pool; the
-// smart one can drop its preloader on restart. Both count spawns and their
-// duration for the metrics.
-type directSpawner struct {
-	sp *spawn.Spawner
-	m  *metrics.AppMetrics
-}
-
-func (d directSpawner) Spawn(ctx context.Context) (pool.Proc, error) {
-	start := time.Now()
-	p, err := d.sp.Spawn(ctx)
-	d.m.Spawn(err == nil, time.Since(start))
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-type smartSpawner struct {
-	sm *spawn.Smart
-	m  *metrics.AppMetrics
-}
-
-func (s smartSpawner) Spawn(ctx context.Context) (pool.Proc, error) {
-	start := time.Now()
-	p, err := s.sm.Spawn(ctx)
-	s.m.Spawn(err == nil, time.Since(start))
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-func (s smartSpawner) Reset(ctx context.Context) { s.sm.Stop(ctx) }
-
-// ownMemory is a process's own memory for --memory-limit: its proportional
-// set size, in which pages shared copy-on-write with the preloader and
-// siblings count only in part, rather than RSS, which counts them whole.
-func ownMemory(pid int) (int64, error) {
-	s, err := procstat.Read(pid)
-	if err != nil {
-		return 0, err
-	}
-	if s.Memory.PSS == 0 {
-		return s.Memory.RSS, nil
-	}
-	return s.Memory.PSS, nil
 }
 
 // source is what the admin API reports on.
@@ -661,24 +414,4 @@ func configMap(cfg *config.Config) map[string]any {
 	var m map[string]any
 	json.Unmarshal(cfg.EffectiveJSON(), &m)
 	return m
-}
-
-// appUser is who the app's processes run as: when Ferry runs as root, the
-// user chosen by the app's security settings (logged, with why); otherwise
-// nil, i.e. Ferry's own user.
-func appUser(ac config.App, log *slog.Logger) (identity.Choice, error) {
-	if os.Geteuid() != 0 {
-		return identity.Choice{}, nil
-	}
-	c, err := ac.RunAs()
-	if err != nil {
-		return c, err
-	}
-	level := slog.LevelInfo
-	if c.UID == 0 || c.GID == 0 {
-		level = slog.LevelWarn // only with --allow-root-apps
-	}
-	log.Log(context.Background(), level, "app user", "app", ac.Name, "user", c.Name, "uid", c.UID,
-		"group", c.Group, "gid", c.GID, "groups", c.Groups, "why", c.Why)
-	return c, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -36,17 +35,6 @@ func daemonize(cfg *config.Config, args []string) error {
 	if pidFile == "" {
 		pidFile = filepath.Join(pidDir, base+".pid")
 	}
-	tmp, err := os.MkdirTemp("", "ferry-daemon-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	notify, err := sdnotify.Listen(filepath.Join(tmp, "notify"))
-	if err != nil {
-		return fmt.Errorf("daemonize: %w", err)
-	}
-	defer notify.Close()
-
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("daemonize: %w", err)
@@ -63,19 +51,14 @@ func daemonize(cfg *config.Config, args []string) error {
 		logStart = fi.Size()
 	}
 	cmd := exec.Command(self, childArgs...)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.Path(), daemonChildEnv+"=1")
+	cmd.Env = append(os.Environ(), daemonChildEnv+"=1")
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	child, err := sdnotify.StartChild(cmd)
+	if err != nil {
 		return fmt.Errorf("daemonize: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if err := notify.WaitReady(exited, 5*time.Minute); err != nil {
-		var ee *sdnotify.ExitError
-		if !errors.As(err, &ee) {
-			cmd.Process.Kill()
-		}
+	if err := child.WaitReady(5 * time.Minute); err != nil {
 		if reason := childError(logFile, logStart); reason != "" {
 			return fmt.Errorf("start: %s (ferry did not start; log: %s)", reason, logFile)
 		}
@@ -83,10 +66,10 @@ func daemonize(cfg *config.Config, args []string) error {
 	}
 	// Serving, but an app that cannot start would only answer errors: wait
 	// for each app's first process, and stop again if one fails.
-	if err := waitAppsStarted(cfg, cmd.Process.Pid, exited); err != nil {
+	if err := waitAppsStarted(cfg, cmd.Process.Pid, child.Exited); err != nil {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-child.Exited:
 		case <-time.After(cfg.DrainDelay + cfg.ShutdownTimeout + cfg.AppStopTimeout + 5*time.Second):
 			cmd.Process.Kill()
 		}

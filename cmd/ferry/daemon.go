@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,33 +25,7 @@ const daemonChildEnv = "FERRY_DAEMONIZED"
 // its apps have started, or with the reason it could not start (then
 // nothing is left running).
 func daemonize(cfg *config.Config, args []string) error {
-	logDir, pidDir := daemonDirs(cfg)
-	base := "ferry." + strconv.Itoa(cfg.Port)
-	logFile := cfg.LogFile
-	if logFile == "" || logFile == "-" {
-		logFile = filepath.Join(logDir, base+".log")
-	}
-	pidFile := cfg.PidFile
-	if pidFile == "" {
-		pidFile = filepath.Join(pidDir, base+".pid")
-	}
-	tmp, err := os.MkdirTemp("", "ferry-daemon-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	notify, err := sdnotify.Listen(filepath.Join(tmp, "notify"))
-	if err != nil {
-		return fmt.Errorf("daemonize: %w", err)
-	}
-	defer notify.Close()
-
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("daemonize: %w", err)
-	}
-	childArgs := append([]string{"start"}, args...)
-	childArgs = append(childArgs, "--log-file", logFile, "--pid-file", pidFile)
+	logFile, pidFile := daemonFiles(cfg)
 	out, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("daemonize: open log file: %w", err)
@@ -62,20 +35,11 @@ func daemonize(cfg *config.Config, args []string) error {
 	if fi, err := out.Stat(); err == nil {
 		logStart = fi.Size()
 	}
-	cmd := exec.Command(self, childArgs...)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.Path(), daemonChildEnv+"=1")
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	child, err := startDaemon(args, logFile, pidFile, out)
+	if err != nil {
 		return fmt.Errorf("daemonize: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if err := notify.WaitReady(exited, 5*time.Minute); err != nil {
-		var ee *sdnotify.ExitError
-		if !errors.As(err, &ee) {
-			cmd.Process.Kill()
-		}
+	if err := child.WaitReady(5 * time.Minute); err != nil {
 		if reason := childError(logFile, logStart); reason != "" {
 			return fmt.Errorf("start: %s (ferry did not start; log: %s)", reason, logFile)
 		}
@@ -83,18 +47,56 @@ func daemonize(cfg *config.Config, args []string) error {
 	}
 	// Serving, but an app that cannot start would only answer errors: wait
 	// for each app's first process, and stop again if one fails.
-	if err := waitAppsStarted(cfg, cmd.Process.Pid, exited); err != nil {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(cfg.DrainDelay + cfg.ShutdownTimeout + cfg.AppStopTimeout + 5*time.Second):
-			cmd.Process.Kill()
-		}
+	if err := waitAppsStarted(cfg, child.Cmd.Process.Pid, child.Exited); err != nil {
+		stopDaemon(cfg, child)
 		return fmt.Errorf("start: %v; ferry stopped again (log: %s)", err, logFile)
 	}
-	fmt.Printf("ferry is running in the background (pid %d); log: %s; pid file: %s\n", cmd.Process.Pid, logFile, pidFile)
-	cmd.Process.Release()
+	fmt.Printf("ferry is running in the background (pid %d); log: %s; pid file: %s\n", child.Cmd.Process.Pid, logFile, pidFile)
+	child.Cmd.Process.Release()
 	return nil
+}
+
+// daemonFiles are the daemon's log and pid files: --log-file and
+// --pid-file, or ferry.PORT.log and .pid in daemonDirs.
+func daemonFiles(cfg *config.Config) (logFile, pidFile string) {
+	logDir, pidDir := daemonDirs(cfg)
+	base := "ferry." + strconv.Itoa(cfg.Port)
+	logFile = cfg.LogFile
+	if logFile == "" || logFile == "-" {
+		logFile = filepath.Join(logDir, base+".log")
+	}
+	pidFile = cfg.PidFile
+	if pidFile == "" {
+		pidFile = filepath.Join(pidDir, base+".pid")
+	}
+	return logFile, pidFile
+}
+
+// startDaemon starts `ferry start ARGS` in its own session, writing to out
+// and told its log and pid files.
+func startDaemon(args []string, logFile, pidFile string, out *os.File) (*sdnotify.Child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	childArgs := append([]string{"start"}, args...)
+	childArgs = append(childArgs, "--log-file", logFile, "--pid-file", pidFile)
+	cmd := exec.Command(self, childArgs...)
+	cmd.Env = append(os.Environ(), daemonChildEnv+"=1")
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return sdnotify.StartChild(cmd)
+}
+
+// stopDaemon stops a child that serves, as `ferry stop` would, killing it
+// if it takes longer than its stop timeouts allow.
+func stopDaemon(cfg *config.Config, child *sdnotify.Child) {
+	child.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-child.Exited:
+	case <-time.After(cfg.DrainDelay + cfg.ShutdownTimeout + cfg.AppStopTimeout + 5*time.Second):
+		child.Cmd.Process.Kill()
+	}
 }
 
 // daemonDirs are where a daemon's log and pid files go by default: the

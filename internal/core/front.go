@@ -34,6 +34,36 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 			closeLog()
 		}
 	}()
+	h = server.NewHandler(apps, handlerOptions(cfg, bufferDir, access, tracer), log)
+	sc := listenConfig(cfg)
+	useCertManager(&sc, cm, cfg)
+	// Sockets from systemd (socket activation) are used before opening any.
+	inherited, err := inherit.FromEnv()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer inherited.Close() // the ones not taken
+	if inherited.Len() > 0 {
+		log.Info("using listening sockets passed by the supervisor", "count", inherited.Len())
+		sc.Listen = inherited.Listen
+		sc.ListenPacket = inherited.ListenPacket
+	}
+	s, err = server.Listen(sc, h, log)
+	if h3err := (*server.HTTP3ListenError)(nil); errors.As(err, &h3err) {
+		return nil, nil, nil, err
+	}
+	if err != nil {
+		return nil, nil, nil, frontListenError(err, sc.Addr, sc.SSLAddr)
+	}
+	log.Info("front listening", "urls", s.URLs(), "http2", f.SSL && f.HTTP2, "http3", s.HTTP3Addrs(), "max_connections", f.MaxConnections,
+		"client_max_body_size", f.ClientMaxBodySize, "gzip", f.Gzip, "access_log_format", f.AccessLogFormat)
+	return h, s, closeLog, nil
+}
+
+// handlerOptions are the request path's settings: buffering, body and URI
+// limits, timeouts, trusted proxies, compression, access log, tracing.
+func handlerOptions(cfg *config.Config, bufferDir string, access *server.AccessLog, tracer *tracing.Tracer) server.Options {
+	f := cfg.Front
 	opts := server.Options{
 		RequestBufferMemory: cfg.RequestBufferMemory,
 		MaxBodySize:         f.ClientMaxBodySize,
@@ -55,8 +85,14 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 	if f.Gzip {
 		opts.Compression = compress.New(f.CompressionConfig())
 	}
-	h = server.NewHandler(apps, opts, log)
+	return opts
+}
 
+// listenConfig is where and how the front listens: the TCP address and
+// Unix socket, TLS (HTTP/2, HTTP/3, the HTTPS port and its redirect),
+// connection limits and timeouts.
+func listenConfig(cfg *config.Config) server.Config {
+	f := cfg.Front
 	sc := server.Config{
 		Socket:         f.Socket,
 		SocketMode:     f.SocketMode,
@@ -87,28 +123,7 @@ func newFront(cfg *config.Config, apps []*server.App, bufferDir string, out *log
 			sc.Redirect = f.SSLRedirect
 		}
 	}
-	useCertManager(&sc, cm, cfg)
-	// Sockets from systemd (socket activation) are used before opening any.
-	inherited, err := inherit.FromEnv()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	defer inherited.Close() // the ones not taken
-	if inherited.Len() > 0 {
-		log.Info("using listening sockets passed by the supervisor", "count", inherited.Len())
-		sc.Listen = inherited.Listen
-		sc.ListenPacket = inherited.ListenPacket
-	}
-	s, err = server.Listen(sc, h, log)
-	if h3err := (*server.HTTP3ListenError)(nil); errors.As(err, &h3err) {
-		return nil, nil, nil, err
-	}
-	if err != nil {
-		return nil, nil, nil, frontListenError(err, sc.Addr, sc.SSLAddr)
-	}
-	log.Info("front listening", "urls", s.URLs(), "http2", f.SSL && f.HTTP2, "http3", s.HTTP3Addrs(), "max_connections", f.MaxConnections,
-		"client_max_body_size", f.ClientMaxBodySize, "gzip", f.Gzip, "access_log_format", f.AccessLogFormat)
-	return h, s, closeLog, nil
+	return sc
 }
 
 // accessLog opens the access log --access-log and --access-log-format ask

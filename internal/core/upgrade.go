@@ -2,12 +2,10 @@ package core
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -84,16 +82,6 @@ func upgrade(front *server.Server, ms *metricsServer, log *slog.Logger) (int, er
 			f.Close()
 		}
 	}()
-	tmp, err := os.MkdirTemp("", "ferry-upgrade-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(tmp)
-	notify, err := sdnotify.Listen(filepath.Join(tmp, "notify"))
-	if err != nil {
-		return 0, err
-	}
-	defer notify.Close()
 	self, err := os.Executable()
 	if err != nil {
 		return 0, err
@@ -104,25 +92,19 @@ func upgrade(front *server.Server, ms *metricsServer, log *slog.Logger) (int, er
 	cmd := exec.Command("/bin/sh", append([]string{"-c", script, self}, os.Args[1:]...)...)
 	// Our own notify socket tells us when it serves; systemd's (if any)
 	// travels along, so that the new ferry can tell it its pid.
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.Path(), supervisorNotify+"="+os.Getenv("NOTIFY_SOCKET"))
+	cmd.Env = append(os.Environ(), supervisorNotify+"="+os.Getenv("NOTIFY_SOCKET"))
 	if metricsEnv != "" {
 		cmd.Env = append(cmd.Env, metricsEnv)
 	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = files
-	if err := cmd.Start(); err != nil {
+	child, err := sdnotify.StartChild(cmd)
+	if err != nil {
 		return 0, fmt.Errorf("start the new ferry: %w", err)
 	}
 	log.Info("upgrade: started the new ferry; waiting until it serves", "pid", cmd.Process.Pid, "binary", self)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if err := notify.WaitReady(exited, 5*time.Minute); err != nil {
-		var ee *sdnotify.ExitError
-		if !errors.As(err, &ee) {
-			cmd.Process.Kill()
-		}
+	if err := child.WaitReady(5 * time.Minute); err != nil {
 		return 0, fmt.Errorf("the new ferry did not start: %w", err)
 	}
-	go func() { <-exited }() // it lives on after this process exits
-	return cmd.Process.Pid, nil
+	return cmd.Process.Pid, nil // it lives on after this process exits
 }

@@ -123,6 +123,17 @@ func TestHTTP3(t *testing.T) {
 			t.Fatalf("the second connection: resumed %v, 0-RTT accepted %v; want resumed, 0-RTT refused", r.Resumed, r.Used0RTT)
 		}
 	})
+	t.Run("metrics", func(t *testing.T) {
+		out, stderr, err := ferryCtx(t, time.Minute, "status", "--show=metrics", "--instance", f.Instance)
+		if err != nil {
+			t.Fatalf("ferry status --show=metrics: %v\n%s", err, stderr)
+		}
+		for _, name := range []string{"ferry_http3_connections ", "ferry_http3_relayed_packets_total 0"} {
+			if !strings.Contains(out, "\n"+name) {
+				t.Errorf("no %q in the metrics", name)
+			}
+		}
+	})
 	t.Run("drained on shutdown", func(t *testing.T) {
 		type result struct {
 			body string

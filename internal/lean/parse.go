@@ -40,126 +40,197 @@ type leanRequest struct {
 // bytes long and read into a new request, a copy of tmpl (which carries
 // the connection's context) with remote as its RemoteAddr.
 func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, n int, v verdict) {
+	method, target, pos, v := requestLine(buf)
+	if v != taken {
+		return nil, 0, v
+	}
+	lr := new(leanRequest)
+	h := make(http.Header, 8)
+	f := headFields{h: h, vals: lr.vals[:0:len(lr.vals)]}
+	if pos, v = f.parse(buf, pos); v != taken {
+		return nil, 0, v
+	}
+	if f.hosts != 1 || !validHost(f.host) {
+		return nil, 0, declined
+	}
+	lr.r = *tmpl
+	r = &lr.r
+	// The target and the host in one string (one allocation).
+	th := string(target) + string(f.host)
+	t, hostStr := th[:len(target)], th[len(target):]
+	if r.URL = lr.url(t); r.URL == nil {
+		return nil, 0, declined
+	}
+	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = method, "HTTP/1.1", 1, 1
+	r.Header, r.Body, r.Close, r.Host, r.RemoteAddr, r.RequestURI = h, http.NoBody, f.closeReq, hostStr, remote, t
+	return r, pos, taken
+}
+
+// requestLine reads the request line at the start of buf: taken with its
+// method, its target and where the fields start; more while it may still
+// be one this engine takes; declined otherwise.
+func requestLine(buf []byte) (method string, target []byte, next int, v verdict) {
 	lineEnd := bytes.IndexByte(buf, '\n')
 	if lineEnd < 0 {
 		if !mayStart(buf) {
-			return nil, 0, declined
+			return "", nil, 0, declined
 		}
-		return nil, 0, more
+		return "", nil, 0, more
 	}
 	if lineEnd == 0 || buf[lineEnd-1] != '\r' {
-		return nil, 0, declined // a bare LF: net/http's to judge
+		return "", nil, 0, declined // a bare LF: net/http's to judge
 	}
 	line := buf[:lineEnd-1]
-	var method string
 	switch {
 	case bytes.HasPrefix(line, []byte("GET /")):
 		method, line = http.MethodGet, line[4:]
 	case bytes.HasPrefix(line, []byte("HEAD /")):
 		method, line = http.MethodHead, line[5:]
 	default:
-		return nil, 0, declined
+		return "", nil, 0, declined
 	}
 	const proto = " HTTP/1.1"
 	if len(line) <= len(proto) || string(line[len(line)-len(proto):]) != proto {
-		return nil, 0, declined
+		return "", nil, 0, declined
 	}
-	target := line[:len(line)-len(proto)]
+	target = line[:len(line)-len(proto)]
 	for _, b := range target {
 		if b <= ' ' || b >= 0x7f || b == '#' {
-			return nil, 0, declined
+			return "", nil, 0, declined
 		}
 	}
+	return method, target, lineEnd + 1, taken
+}
 
-	lr := new(leanRequest)
-	h := make(http.Header, 8)
-	vals := lr.vals[:0:len(lr.vals)]
-	var host []byte
-	hosts, closeReq := 0, false
-	pos := lineEnd + 1
-	for fields := 0; ; fields++ {
+// headFields collects the header fields of a head.
+type headFields struct {
+	h        http.Header
+	vals     []string // backs the first value of each field (leanRequest.vals)
+	host     []byte
+	hosts    int
+	closeReq bool
+}
+
+// parse reads the fields from buf[pos:] up to the empty line: taken with
+// where the head ends; more while it may still be one this engine takes;
+// declined otherwise.
+func (f *headFields) parse(buf []byte, pos int) (int, verdict) {
+	for n := 0; ; n++ {
 		end := bytes.IndexByte(buf[pos:], '\n')
 		if end < 0 {
-			return nil, 0, more
+			return 0, more
 		}
 		if end == 0 || buf[pos+end-1] != '\r' {
-			return nil, 0, declined
+			return 0, declined
 		}
-		field := buf[pos : pos+end-1]
+		line := buf[pos : pos+end-1]
 		pos += end + 1
-		if len(field) == 0 {
-			break // the empty line: the head is whole
+		if len(line) == 0 {
+			return pos, taken // the empty line: the head is whole
 		}
-		if fields == maxFields {
-			return nil, 0, declined
+		if n == maxFields {
+			return 0, declined
 		}
-		colon := -1
-		for i, b := range field {
-			if b == ':' {
-				colon = i
-				break
-			}
-			if !isTokenByte(b) {
-				return nil, 0, declined // includes obs-fold (a leading space)
-			}
+		name, value, ok := splitField(line)
+		if !ok {
+			return 0, declined
 		}
-		if colon <= 0 {
-			return nil, 0, declined
-		}
-		value := bytes.Trim(field[colon+1:], " \t")
-		for _, b := range value {
-			if (b < ' ' && b != '\t') || b == 0x7f {
-				return nil, 0, declined
-			}
-		}
-		name := fieldName(field[:colon])
-		switch name {
-		case "Host":
-			hosts++
-			host = value
+		switch fieldAction(name, value) {
+		case decline:
+			return 0, declined
+		case asHost:
+			f.hosts++
+			f.host = value
 			continue // Request.Host, as net/http has it
-		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
-			return nil, 0, declined
-		case "Connection":
-			switch {
-			case asciiEqualFold(value, "close"):
-				closeReq = true
-			case asciiEqualFold(value, "keep-alive"):
-			default:
-				return nil, 0, declined
-			}
+		case asClose:
+			f.closeReq = true
 		}
-		v := string(value)
-		if old, seen := h[name]; seen || len(vals) == cap(vals) {
-			h[name] = append(old, v)
-		} else {
-			vals = append(vals, v)
-			h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
-		}
+		f.add(name, string(value))
 	}
-	if hosts != 1 || !validHost(host) {
-		return nil, 0, declined
-	}
+}
 
-	lr.r = *tmpl
-	r = &lr.r
-	// The target and the host in one string (one allocation).
-	th := string(target) + string(host)
-	t, hostStr := th[:len(target)], th[len(target):]
+// add appends a value to the header, the first one of a field in vals
+// while there is room (no allocation of its own).
+func (f *headFields) add(name, v string) {
+	if old, seen := f.h[name]; seen || len(f.vals) == cap(f.vals) {
+		f.h[name] = append(old, v)
+		return
+	}
+	f.vals = append(f.vals, v)
+	f.h[name] = f.vals[len(f.vals)-1 : len(f.vals) : len(f.vals)]
+}
+
+// splitField splits a field line into its canonical name and its value,
+// trimmed; ok is false for anything net/http must judge: no name, a byte
+// that is not a token's in it (obs-fold's leading space included), a
+// control character in the value.
+func splitField(line []byte) (name string, value []byte, ok bool) {
+	colon := -1
+	for i, b := range line {
+		if b == ':' {
+			colon = i
+			break
+		}
+		if !isTokenByte(b) {
+			return "", nil, false
+		}
+	}
+	if colon <= 0 {
+		return "", nil, false
+	}
+	value = bytes.Trim(line[colon+1:], " \t")
+	for _, b := range value {
+		if (b < ' ' && b != '\t') || b == 0x7f {
+			return "", nil, false
+		}
+	}
+	return fieldName(line[:colon]), value, true
+}
+
+// What parseHead does with one field.
+type action int
+
+const (
+	keep    action = iota // into the header
+	asHost                // Request.Host
+	asClose               // into the header, and the request closes the connection
+	decline               // the head is net/http's
+)
+
+// fieldAction is what a field means to this engine: a body, an
+// expectation, an upgrade or trailers make the head net/http's, and so
+// does a Connection other than close or keep-alive.
+func fieldAction(name string, value []byte) action {
+	switch name {
+	case "Host":
+		return asHost
+	case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
+		return decline
+	case "Connection":
+		switch {
+		case asciiEqualFold(value, "close"):
+			return asClose
+		case asciiEqualFold(value, "keep-alive"):
+			return keep
+		}
+		return decline
+	}
+	return keep
+}
+
+// url is the URL of target t, in lr's own when its path is plain; nil
+// when net/http would refuse it.
+func (lr *leanRequest) url(t string) *url.URL {
 	path, query, hasQuery := strings.Cut(t, "?")
 	if plainPath(path) {
 		lr.u.Path, lr.u.RawQuery, lr.u.ForceQuery = path, query, hasQuery && query == ""
-		r.URL = &lr.u
-	} else {
-		u, err := url.ParseRequestURI(t)
-		if err != nil {
-			return nil, 0, declined
-		}
-		r.URL = u
+		return &lr.u
 	}
-	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = method, "HTTP/1.1", 1, 1
-	r.Header, r.Body, r.Close, r.Host, r.RemoteAddr, r.RequestURI = h, http.NoBody, closeReq, hostStr, remote, t
-	return r, pos, taken
+	u, err := url.ParseRequestURI(t)
+	if err != nil {
+		return nil
+	}
+	return u
 }
 
 // mayStart: buf, with no line end yet, may be the start of a request line

@@ -84,6 +84,10 @@ func newHandler(t testing.TB, dir string, opts Options) *Handler {
 // returns false nothing at all may have been written.
 func do(t *testing.T, h *Handler, r *http.Request) (*httptest.ResponseRecorder, bool) {
 	t.Helper()
+	// The changes a test made to files before the request are seen by it:
+	// inotify's events are read now, not when the watcher's goroutine gets
+	// to them (a request that races a change may get the copy before it).
+	h.watch.drain()
 	w := httptest.NewRecorder()
 	served := h.Serve(w, r)
 	if !served {

@@ -111,13 +111,13 @@ type Cache struct {
 }
 
 type shard struct {
-	mu           shardLock
-	misses       atomic.Int64
-	m            map[uint64]*entry  // primary hash → chain of entries
-	urls         map[uint64]*entry  // base hash → list of all entries of that URL
-	flights      map[uint64]*flight // primary hash → fetch in progress
-	fills        map[uint64]int32   // base hash → fills under way
-	_            [64]byte
+	mu      shardLock
+	misses  atomic.Int64
+	m       map[uint64]*entry  // primary hash → chain of entries
+	urls    map[uint64]*entry  // base hash → list of all entries of that URL
+	flights map[uint64]*flight // primary hash → fetch in progress
+	fills   map[uint64]int32   // base hash → fills under way
+	_       [64]byte
 }
 
 // flight is a fetch in progress that other requests for the key wait for.

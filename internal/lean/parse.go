@@ -44,25 +44,26 @@ func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, 
 	if v != taken {
 		return nil, 0, v
 	}
-	lr := new(leanRequest)
-	h := make(http.Header, 8)
-	f := headFields{h: h, vals: lr.vals[:0:len(lr.vals)]}
+	var f headFields
 	if pos, v = f.parse(buf, pos); v != taken {
 		return nil, 0, v
 	}
-	if f.hosts != 1 || !validHost(f.host) {
+	if f.hosts != 1 || !validHost(buf[f.host.a:f.host.b]) {
 		return nil, 0, declined
 	}
+	// Every string of the request is a part of this one: one allocation.
+	head := string(buf[:pos])
+	lr := new(leanRequest)
 	lr.r = *tmpl
 	r = &lr.r
-	// The target and the host in one string (one allocation).
-	th := string(target) + string(f.host)
-	t, hostStr := th[:len(target)], th[len(target):]
+	t := head[len(method)+1 : len(method)+1+len(target)]
 	if r.URL = lr.url(t); r.URL == nil {
 		return nil, 0, declined
 	}
+	h := make(http.Header, f.n)
+	f.header(h, head, lr.vals[:0:len(lr.vals)])
 	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = method, "HTTP/1.1", 1, 1
-	r.Header, r.Body, r.Close, r.Host, r.RemoteAddr, r.RequestURI = h, http.NoBody, f.closeReq, hostStr, remote, t
+	r.Header, r.Body, r.Close, r.Host, r.RemoteAddr, r.RequestURI = h, http.NoBody, f.closeReq, head[f.host.a:f.host.b], remote, t
 	return r, pos, taken
 }
 
@@ -102,20 +103,26 @@ func requestLine(buf []byte) (method string, target []byte, next int, v verdict)
 	return method, target, lineEnd + 1, taken
 }
 
-// headFields collects the header fields of a head.
+// headFields are where the header fields of a head are, in its bytes.
 type headFields struct {
-	h        http.Header
-	vals     []string // backs the first value of each field (leanRequest.vals)
-	host     []byte
+	fields   [maxFields]span
+	n        int
+	host     span
 	hosts    int
 	closeReq bool
+}
+
+// span is a field's value, buf[a:b], and its canonical name.
+type span struct {
+	name string
+	a, b int
 }
 
 // parse reads the fields from buf[pos:] up to the empty line: taken with
 // where the head ends; more while it may still be one this engine takes;
 // declined otherwise.
 func (f *headFields) parse(buf []byte, pos int) (int, verdict) {
-	for n := 0; ; n++ {
+	for {
 		end := bytes.IndexByte(buf[pos:], '\n')
 		if end < 0 {
 			return 0, more
@@ -124,67 +131,80 @@ func (f *headFields) parse(buf []byte, pos int) (int, verdict) {
 			return 0, declined
 		}
 		line := buf[pos : pos+end-1]
+		start := pos
 		pos += end + 1
 		if len(line) == 0 {
 			return pos, taken // the empty line: the head is whole
 		}
-		if n == maxFields {
+		if f.n == maxFields {
 			return 0, declined
 		}
-		name, value, ok := splitField(line)
+		name, a, b, ok := splitField(line)
 		if !ok {
 			return 0, declined
 		}
-		switch fieldAction(name, value) {
+		sp := span{name, start + a, start + b}
+		switch fieldAction(name, line[a:b]) {
 		case decline:
 			return 0, declined
 		case asHost:
 			f.hosts++
-			f.host = value
+			f.host = sp
 			continue // Request.Host, as net/http has it
 		case asClose:
 			f.closeReq = true
 		}
-		f.add(name, string(value))
+		f.fields[f.n] = sp
+		f.n++
 	}
 }
 
-// add appends a value to the header, the first one of a field in vals
-// while there is room (no allocation of its own).
-func (f *headFields) add(name, v string) {
-	if old, seen := f.h[name]; seen || len(f.vals) == cap(f.vals) {
-		f.h[name] = append(old, v)
-		return
+// header fills h with the fields, their values parts of head (the bytes
+// parse read, as a string); the first value of each field goes in vals
+// while there is room, costing no allocation of its own.
+func (f *headFields) header(h http.Header, head string, vals []string) {
+	for _, sp := range f.fields[:f.n] {
+		v := head[sp.a:sp.b]
+		if old, seen := h[sp.name]; seen || len(vals) == cap(vals) {
+			h[sp.name] = append(old, v)
+			continue
+		}
+		vals = append(vals, v)
+		h[sp.name] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	f.vals = append(f.vals, v)
-	f.h[name] = f.vals[len(f.vals)-1 : len(f.vals) : len(f.vals)]
 }
 
 // splitField splits a field line into its canonical name and its value,
-// trimmed; ok is false for anything net/http must judge: no name, a byte
+// trimmed, line[a:b]; ok is false for anything net/http must judge: no name, a byte
 // that is not a token's in it (obs-fold's leading space included), a
 // control character in the value.
-func splitField(line []byte) (name string, value []byte, ok bool) {
+func splitField(line []byte) (name string, a, b int, ok bool) {
 	colon := -1
-	for i, b := range line {
-		if b == ':' {
+	for i, c := range line {
+		if c == ':' {
 			colon = i
 			break
 		}
-		if !isTokenByte(b) {
-			return "", nil, false
+		if !isTokenByte(c) {
+			return "", 0, 0, false
 		}
 	}
 	if colon <= 0 {
-		return "", nil, false
+		return "", 0, 0, false
 	}
-	value = bytes.Trim(line[colon+1:], " \t")
-	for _, b := range value {
-		if (b < ' ' && b != '\t') || b == 0x7f {
-			return "", nil, false
+	a, b = colon+1, len(line)
+	for a < b && (line[a] == ' ' || line[a] == '\t') {
+		a++
+	}
+	for b > a && (line[b-1] == ' ' || line[b-1] == '\t') {
+		b--
+	}
+	for _, c := range line[a:b] {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return "", 0, 0, false
 		}
 	}
-	return fieldName(line[:colon]), value, true
+	return fieldName(line[:colon]), a, b, true
 }
 
 // What parseHead does with one field.

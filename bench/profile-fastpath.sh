@@ -14,6 +14,11 @@
 # Usage: sudo bench/profile-fastpath.sh   Knobs: PATHS ["/cached /4k.bin"]
 #   DURATION [10s] STRACE_SECS [5] CONNECTIONS [50] KEEP_TMP [0]
 #   RESULTS_DIR [bench/results] LABEL [""] (a word for the results' heading)
+#   NGINX [0] (1: then nginx, configured as bench/run.sh does, 2 workers,
+#   on the same paths: CPU per request of all its processes, with its
+#   access log on and off, for reference)
+#   FERRY_BIN [""] (a ferry binary to profile instead of building this tree;
+#   to compare commits: build each, run this once per binary, in turn)
 # Output: $RESULTS_DIR/profile-fastpath-YYYY-MM-DD.md (appended).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -29,7 +34,14 @@ need strace have strace
 need golang-go have go
 install_needed
 bench_init
-build_ferry
+if [[ -n ${FERRY_BIN:-} ]]; then
+	cp "$FERRY_BIN" "$tmp/ferry"
+	FERRY_VERSION="$("$tmp/ferry" version 2>/dev/null | head -1)"
+	FERRY_REV="$FERRY_BIN"
+	FERRY_DIRTY=0
+else
+	build_ferry
+fi
 HZ=$(getconf CLK_TCK)
 out=$RESULTS_DIR/profile-fastpath-$(date -u +%F).md
 report=$tmp/report.md
@@ -107,6 +119,72 @@ for p in $PATHS; do
 	DETAIL+=$'\n'"#### $p: \`strace -c -f -p\` the core ($r requests while attached; calls/req = calls ÷ requests)"$'\n\n```\n'"$(awk -v r="$r" 'NR<=2 || /^-/ {print; next} NF>=5 && $NF != "total" {printf "%s   calls/req %.2f\n", $0, $4/(r>0?r:1); next} {print}' "$tmp/$id.strace" | head -24)"$'\n```\n'
 done
 emit "$DETAIL"
+
+if [[ ${NGINX:-0} == 1 ]]; then
+	need nginx have nginx
+	install_needed
+	emit "### nginx, same paths, same load (\`return 200\` for /cached, the file for /4k.bin; 2 workers, sendfile, as bench/run.sh)"
+	emit ""
+	emit "| access log | path | req/s | nginx µs CPU/req (all its processes) | load before |"
+	emit "| --- | --- | ---: | ---: | --- |"
+	for alog in on off; do
+		d=$tmp/nginx-$alog
+		mkdir -p "$d"
+		if [[ $alog == on ]]; then al="access_log $d/access.log;"; else al="access_log off;"; fi
+		NPORT=$((PORT + 1))
+		while port_busy "$NPORT"; do NPORT=$((NPORT + 1)); done
+		cat >"$d/nginx.conf" <<NGINX_CONF
+worker_processes 2;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+  $al
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$NPORT;
+    root $app/public;
+    location = /cached {
+      default_type "text/plain; charset=utf-8";
+      add_header Cache-Control "public, max-age=60";
+      return 200 "Hello from Ferry!\n";
+    }
+  }
+}
+NGINX_CONF
+		nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" &
+		NPID=$!
+		track "nginx-$alog" "$NPID"
+		for ((i = 0; i < 40; i++)); do
+			[[ $(http_code "$NPORT" /cached) == 200 ]] && break
+			sleep 0.25
+		done
+		# shellcheck disable=SC2046
+		track "nginx-$alog" $(descendants "$NPID")
+		for p in $PATHS; do
+			wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$NPORT$p" >/dev/null 2>&1 || true
+			la=$(loadavg)
+			# shellcheck disable=SC2046
+			c0=$(ticks_of "$NPID" $(descendants "$NPID"))
+			timeout $(($(dur_s "$DURATION") + 30)) wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "http://127.0.0.1:$NPORT$p" >"$tmp/nginx.wrk" 2>&1 || true
+			# shellcheck disable=SC2046
+			c1=$(ticks_of "$NPID" $(descendants "$NPID"))
+			emit "| $alog | $p | $(awk '/^Requests\/sec:/{printf "%.0f", $2}' "$tmp/nginx.wrk") | $(us_per $((c1 - c0)) "$(reqs_of "$tmp/nginx.wrk")") | $la |"
+		done
+		stop_server "nginx-$alog" "$NPID"
+	done
+	emit ""
+fi
 mkdir -p "$RESULTS_DIR"
 {
 	echo

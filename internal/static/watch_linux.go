@@ -34,7 +34,11 @@ type watcher struct {
 	mu    sync.Mutex
 	wds   map[string]int32 // watched path (relative, "" the root) → watch
 	paths map[int32]string // and back, for IN_IGNORED
-	max   int              // the most watches this watcher adds
+	// gone are directories found missing, at the generation before the
+	// look: while it holds, the watched directory above has seen nothing
+	// appear, so they are still missing (no inotify_add_watch to find out).
+	gone map[string]uint32
+	max  int // the most watches this watcher adds
 }
 
 // events are everything that can change what a path in a directory is.
@@ -49,7 +53,7 @@ func newWatcher(dir string, max int) *watcher {
 		return nil
 	}
 	w := &watcher{f: os.NewFile(uintptr(fd), "inotify"), fd: fd, root: strings.TrimSuffix(dir, "/") + "/",
-		wds: map[string]int32{}, paths: map[int32]string{}, max: max}
+		wds: map[string]int32{}, paths: map[int32]string{}, gone: map[string]uint32{}, max: max}
 	w.gen.Store(1)
 	go w.read()
 	return w
@@ -119,6 +123,7 @@ func (w *watcher) events(buf []byte) {
 	}
 	clear(w.paths)
 	clear(w.wds)
+	clear(w.gone)
 	w.gen.Add(1)
 }
 
@@ -184,12 +189,20 @@ func (w *watcher) add(p string) (ok, missing bool) {
 	if w.shut {
 		return false, false
 	}
+	g := w.gen.Load()
+	if at, ok := w.gone[p]; ok && at == g {
+		return true, true
+	}
 	if len(w.wds) >= w.max {
 		return false, false
 	}
 	wd, err := unix.InotifyAddWatch(w.fd, w.root+p, events)
 	switch {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		if len(w.gone) >= w.max {
+			clear(w.gone)
+		}
+		w.gone[strings.Clone(p)] = g
 		return true, true
 	case err != nil:
 		return false, false

@@ -90,6 +90,11 @@ func TestWatchedAbsent(t *testing.T) {
 		if _, absent, _ := knownBody(h, rel); !absent {
 			t.Fatalf("%s: absence not known", rel)
 		}
+		// Another path below the same missing directory: the directory is
+		// known to be missing (no watch to try), the path is not served.
+		if _, ok := get(t, h, "/"+rel+".other"); ok {
+			t.Fatalf("%s.other: served", rel)
+		}
 		p := filepath.Join(pub, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)

@@ -24,6 +24,7 @@ package static
 import (
 	"bytes"
 	"errors"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"mime"
@@ -117,7 +118,10 @@ type Handler struct {
 	used    int64 // sum of len(entry.data), guarded by mu
 	// absent are paths found missing, with the check that found them
 	// (see checkedAt): they fall through without a Stat while it holds.
-	absent map[string]uint64
+	// A slot per hash of the path, the last one found there kept: no lock,
+	// no eviction to pay for when every request brings a new path.
+	absent *[absentSlots]atomic.Pointer[absentPath]
+	seed   maphash.Seed
 
 	// watch reports changes below the root (nil: none, every request
 	// stats); revalMs is Options.Revalidate; epoch the clock's start.
@@ -177,7 +181,8 @@ func New(dir string, opts Options) (*Handler, error) {
 		}
 		h.revalMs = uint64(max(reval/int64(time.Millisecond), 1))
 		h.epoch = time.Now()
-		h.absent = make(map[string]uint64)
+		h.absent = new([absentSlots]atomic.Pointer[absentPath])
+		h.seed = maphash.MakeSeed()
 	}
 	if opts.FollowSymlinks {
 		abs, err := filepath.Abs(dir)
@@ -205,7 +210,6 @@ func (h *Handler) Close() error {
 	}
 	h.mu.Lock()
 	h.entries = nil
-	h.absent = nil
 	h.used = 0
 	h.mu.Unlock()
 	h.watch.close()
@@ -499,7 +503,12 @@ func (h *Handler) store(key string, e *entry) {
 		h.used -= int64(len(old.data))
 		delete(h.entries, key)
 	}
-	delete(h.absent, key)
+	if h.absent != nil {
+		slot := h.absentSlot(key)
+		if a := slot.Load(); a != nil && a.rel == key {
+			slot.CompareAndSwap(a, nil)
+		}
+	}
 	for len(h.entries) > 0 && (len(h.entries) >= h.maxEntries || h.used+n > h.maxBytes) {
 		for k, v := range h.entries {
 			h.used -= int64(len(v.data))
@@ -542,35 +551,42 @@ func (h *Handler) known(rel string) (*entry, bool) {
 	if g == 0 {
 		return nil, false
 	}
+	if a := h.absentSlot(rel).Load(); a != nil && a.rel == rel {
+		return nil, h.holds(a.check.Load(), g)
+	}
 	h.mu.RLock()
 	e := h.entries[rel]
-	check, absent := h.absent[rel]
 	h.mu.RUnlock()
 	if e != nil && h.holds(e.check.Load(), g) {
 		return e, false
 	}
-	return nil, absent && h.holds(check, g)
+	return nil, false
 }
 
-// noteAbsent records that rel was found absent at generation g, keeping
-// at most CacheMaxEntries such paths (arbitrary ones go first).
+// absentSlots is how many paths found absent are remembered at most.
+const absentSlots = 1024
+
+// absentPath is a path found absent, and when (checkedAt).
+type absentPath struct {
+	rel   string
+	check atomic.Uint64
+}
+
+func (h *Handler) absentSlot(rel string) *atomic.Pointer[absentPath] {
+	return &h.absent[maphash.String(h.seed, rel)%absentSlots]
+}
+
+// noteAbsent records that rel was found absent at generation g, in its
+// slot (replacing whichever path was there).
 func (h *Handler) noteAbsent(rel string, g uint32) {
-	c := h.checkedAt(g)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.absent == nil { // closed
+	slot := h.absentSlot(rel)
+	if a := slot.Load(); a != nil && a.rel == rel {
+		a.check.Store(h.checkedAt(g))
 		return
 	}
-	if _, ok := h.absent[rel]; !ok {
-		for k := range h.absent {
-			if len(h.absent) < h.maxEntries {
-				break
-			}
-			delete(h.absent, k)
-		}
-		rel = strings.Clone(rel)
-	}
-	h.absent[rel] = c
+	a := &absentPath{rel: strings.Clone(rel)}
+	a.check.Store(h.checkedAt(g))
+	slot.Store(a)
 }
 
 // makeETag returns a strong validator: "<size hex>-<mtime ns hex>".

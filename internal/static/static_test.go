@@ -990,6 +990,33 @@ func BenchmarkMiss(b *testing.B) {
 	}
 }
 
+// BenchmarkMissUnique: a new path every request (an app's ids), below a
+// directory that does not exist: what the cache of absent paths cannot
+// spare, and must not make dearer than the one Stat.
+func BenchmarkMissUnique(b *testing.B) {
+	h, _ := benchSetup(b, 16, Options{})
+	w := &discardWriter{h: make(http.Header)}
+	rs := make([]*http.Request, 4096)
+	for i := range rs {
+		rs[i] = httptest.NewRequest("GET", fmt.Sprintf("/users/%d/edit", i), nil)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if h.Serve(w, rs[i%len(rs)]) {
+			b.Fatal("served")
+		}
+		i++
+		if i%len(rs) == 0 {
+			b.StopTimer()
+			for i := range h.absent {
+				h.absent[i].Store(nil) // new paths again
+			}
+			b.StartTimer()
+		}
+	}
+}
+
 // BenchmarkServe4KHTTP measures whole requests through a real net/http server
 // on loopback, client included (both share the benchmark's CPUs), as a rough
 // requests-per-second figure.

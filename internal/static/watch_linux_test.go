@@ -175,3 +175,29 @@ func TestRevalidateBound(t *testing.T) {
 		}
 	}
 }
+
+// Close ends the watcher's goroutine (and its inotify instance).
+func TestWatcherEndsOnClose(t *testing.T) {
+	_, pub := fixture(t)
+	h, err := New(pub, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.watch == nil {
+		t.Skip("no inotify here")
+	}
+	get(t, h, "/hello.txt")
+	h.Close()
+	for i := 0; !h.watch.dead.Load(); i++ {
+		if i == 1000 {
+			t.Fatal("the watcher's goroutine still runs 10 s after Close")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := h.watch.watch("hello.txt"); g != 0 {
+		t.Fatalf("a closed watcher vouches for paths (generation %d)", g)
+	}
+	if _, ok := get(t, h, "/hello.txt"); ok {
+		t.Fatal("served after Close")
+	}
+}

@@ -40,126 +40,217 @@ type leanRequest struct {
 // bytes long and read into a new request, a copy of tmpl (which carries
 // the connection's context) with remote as its RemoteAddr.
 func parseHead(buf []byte, tmpl *http.Request, remote string) (r *http.Request, n int, v verdict) {
+	method, target, pos, v := requestLine(buf)
+	if v != taken {
+		return nil, 0, v
+	}
+	var f headFields
+	if pos, v = f.parse(buf, pos); v != taken {
+		return nil, 0, v
+	}
+	if f.hosts != 1 || !validHost(buf[f.host.a:f.host.b]) {
+		return nil, 0, declined
+	}
+	// Every string of the request is a part of this one: one allocation.
+	head := string(buf[:pos])
+	lr := new(leanRequest)
+	lr.r = *tmpl
+	r = &lr.r
+	t := head[len(method)+1 : len(method)+1+len(target)]
+	if r.URL = lr.url(t); r.URL == nil {
+		return nil, 0, declined
+	}
+	h := make(http.Header, f.n)
+	f.header(h, head, lr.vals[:0:len(lr.vals)])
+	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = method, "HTTP/1.1", 1, 1
+	r.Header, r.Body, r.Close, r.Host, r.RemoteAddr, r.RequestURI = h, http.NoBody, f.closeReq, head[f.host.a:f.host.b], remote, t
+	return r, pos, taken
+}
+
+// requestLine reads the request line at the start of buf: taken with its
+// method, its target and where the fields start; more while it may still
+// be one this engine takes; declined otherwise.
+func requestLine(buf []byte) (method string, target []byte, next int, v verdict) {
 	lineEnd := bytes.IndexByte(buf, '\n')
 	if lineEnd < 0 {
 		if !mayStart(buf) {
-			return nil, 0, declined
+			return "", nil, 0, declined
 		}
-		return nil, 0, more
+		return "", nil, 0, more
 	}
 	if lineEnd == 0 || buf[lineEnd-1] != '\r' {
-		return nil, 0, declined // a bare LF: net/http's to judge
+		return "", nil, 0, declined // a bare LF: net/http's to judge
 	}
 	line := buf[:lineEnd-1]
-	var method string
 	switch {
 	case bytes.HasPrefix(line, []byte("GET /")):
 		method, line = http.MethodGet, line[4:]
 	case bytes.HasPrefix(line, []byte("HEAD /")):
 		method, line = http.MethodHead, line[5:]
 	default:
-		return nil, 0, declined
+		return "", nil, 0, declined
 	}
 	const proto = " HTTP/1.1"
 	if len(line) <= len(proto) || string(line[len(line)-len(proto):]) != proto {
-		return nil, 0, declined
+		return "", nil, 0, declined
 	}
-	target := line[:len(line)-len(proto)]
+	target = line[:len(line)-len(proto)]
 	for _, b := range target {
 		if b <= ' ' || b >= 0x7f || b == '#' {
-			return nil, 0, declined
+			return "", nil, 0, declined
 		}
 	}
+	return method, target, lineEnd + 1, taken
+}
 
-	lr := new(leanRequest)
-	h := make(http.Header, 8)
-	vals := lr.vals[:0:len(lr.vals)]
-	var host []byte
-	hosts, closeReq := 0, false
-	pos := lineEnd + 1
-	for fields := 0; ; fields++ {
+// headFields are where the header fields of a head are, in its bytes.
+type headFields struct {
+	fields   [maxFields]span
+	n        int
+	host     span
+	hosts    int
+	closeReq bool
+}
+
+// span is a field's value, buf[a:b], and its canonical name.
+type span struct {
+	name string
+	a, b int
+}
+
+// parse reads the fields from buf[pos:] up to the empty line: taken with
+// where the head ends; more while it may still be one this engine takes;
+// declined otherwise.
+func (f *headFields) parse(buf []byte, pos int) (int, verdict) {
+	for {
 		end := bytes.IndexByte(buf[pos:], '\n')
 		if end < 0 {
-			return nil, 0, more
+			return 0, more
 		}
 		if end == 0 || buf[pos+end-1] != '\r' {
-			return nil, 0, declined
+			return 0, declined
 		}
-		field := buf[pos : pos+end-1]
+		line := buf[pos : pos+end-1]
+		start := pos
 		pos += end + 1
-		if len(field) == 0 {
-			break // the empty line: the head is whole
+		if len(line) == 0 {
+			return pos, taken // the empty line: the head is whole
 		}
-		if fields == maxFields {
-			return nil, 0, declined
+		if f.n == maxFields {
+			return 0, declined
 		}
-		colon := -1
-		for i, b := range field {
-			if b == ':' {
-				colon = i
-				break
-			}
-			if !isTokenByte(b) {
-				return nil, 0, declined // includes obs-fold (a leading space)
-			}
+		name, a, b, ok := splitField(line)
+		if !ok {
+			return 0, declined
 		}
-		if colon <= 0 {
-			return nil, 0, declined
-		}
-		value := bytes.Trim(field[colon+1:], " \t")
-		for _, b := range value {
-			if (b < ' ' && b != '\t') || b == 0x7f {
-				return nil, 0, declined
-			}
-		}
-		name := fieldName(field[:colon])
-		switch name {
-		case "Host":
-			hosts++
-			host = value
+		sp := span{name, start + a, start + b}
+		switch fieldAction(name, line[a:b]) {
+		case decline:
+			return 0, declined
+		case asHost:
+			f.hosts++
+			f.host = sp
 			continue // Request.Host, as net/http has it
-		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
-			return nil, 0, declined
-		case "Connection":
-			switch {
-			case asciiEqualFold(value, "close"):
-				closeReq = true
-			case asciiEqualFold(value, "keep-alive"):
-			default:
-				return nil, 0, declined
-			}
+		case asClose:
+			f.closeReq = true
 		}
-		v := string(value)
-		if old, seen := h[name]; seen || len(vals) == cap(vals) {
-			h[name] = append(old, v)
-		} else {
-			vals = append(vals, v)
-			h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
-		}
+		f.fields[f.n] = sp
+		f.n++
 	}
-	if hosts != 1 || !validHost(host) {
-		return nil, 0, declined
-	}
+}
 
-	lr.r = *tmpl
-	r = &lr.r
-	// The target and the host in one string (one allocation).
-	th := string(target) + string(host)
-	t, hostStr := th[:len(target)], th[len(target):]
+// header fills h with the fields, their values parts of head (the bytes
+// parse read, as a string); the first value of each field goes in vals
+// while there is room, costing no allocation of its own.
+func (f *headFields) header(h http.Header, head string, vals []string) {
+	for _, sp := range f.fields[:f.n] {
+		v := head[sp.a:sp.b]
+		if old, seen := h[sp.name]; seen || len(vals) == cap(vals) {
+			h[sp.name] = append(old, v)
+			continue
+		}
+		vals = append(vals, v)
+		h[sp.name] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+}
+
+// splitField splits a field line into its canonical name and its value,
+// trimmed, line[a:b]; ok is false for anything net/http must judge: no name, a byte
+// that is not a token's in it (obs-fold's leading space included), a
+// control character in the value.
+func splitField(line []byte) (name string, a, b int, ok bool) {
+	colon := -1
+	for i, c := range line {
+		if c == ':' {
+			colon = i
+			break
+		}
+		if !isTokenByte(c) {
+			return "", 0, 0, false
+		}
+	}
+	if colon <= 0 {
+		return "", 0, 0, false
+	}
+	a, b = colon+1, len(line)
+	for a < b && (line[a] == ' ' || line[a] == '\t') {
+		a++
+	}
+	for b > a && (line[b-1] == ' ' || line[b-1] == '\t') {
+		b--
+	}
+	for _, c := range line[a:b] {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return "", 0, 0, false
+		}
+	}
+	return fieldName(line[:colon]), a, b, true
+}
+
+// What parseHead does with one field.
+type action int
+
+const (
+	keep    action = iota // into the header
+	asHost                // Request.Host
+	asClose               // into the header, and the request closes the connection
+	decline               // the head is net/http's
+)
+
+// fieldAction is what a field means to this engine: a body, an
+// expectation, an upgrade or trailers make the head net/http's, and so
+// does a Connection other than close or keep-alive.
+func fieldAction(name string, value []byte) action {
+	switch name {
+	case "Host":
+		return asHost
+	case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
+		return decline
+	case "Connection":
+		switch {
+		case asciiEqualFold(value, "close"):
+			return asClose
+		case asciiEqualFold(value, "keep-alive"):
+			return keep
+		}
+		return decline
+	}
+	return keep
+}
+
+// url is the URL of target t, in lr's own when its path is plain; nil
+// when net/http would refuse it.
+func (lr *leanRequest) url(t string) *url.URL {
 	path, query, hasQuery := strings.Cut(t, "?")
 	if plainPath(path) {
 		lr.u.Path, lr.u.RawQuery, lr.u.ForceQuery = path, query, hasQuery && query == ""
-		r.URL = &lr.u
-	} else {
-		u, err := url.ParseRequestURI(t)
-		if err != nil {
-			return nil, 0, declined
-		}
-		r.URL = u
+		return &lr.u
 	}
-	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = method, "HTTP/1.1", 1, 1
-	r.Header, r.Body, r.Close, r.Host, r.RemoteAddr, r.RequestURI = h, http.NoBody, closeReq, hostStr, remote, t
-	return r, pos, taken
+	u, err := url.ParseRequestURI(t)
+	if err != nil {
+		return nil
+	}
+	return u
 }
 
 // mayStart: buf, with no line end yet, may be the start of a request line

@@ -14,13 +14,17 @@
 //
 // Files are opened through an [os.Root], so no path, however encoded, and no
 // symlink can reach outside the root unless Options.FollowSymlinks is set.
-// Small files are kept in a bounded in-memory cache that is revalidated with
-// one Stat per request.
+// Small files are kept in a bounded in-memory cache. A cached file (and a
+// path found absent, which falls through) is served without a Stat while
+// inotify reports no change below the root (see watcher) and its last check
+// is younger than Options.Revalidate; otherwise one Stat per request
+// revalidates it, as on systems without inotify.
 package static
 
 import (
 	"bytes"
 	"errors"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"mime"
@@ -78,7 +82,23 @@ type Options struct {
 	// Zero means DefaultCacheMaxBytes (16 MiB).
 	CacheMaxBytes int64
 	// A negative value in any of the three cache fields disables the cache.
+
+	// Revalidate is the longest a cached file, or a path found absent, is
+	// served on inotify's word alone, without a Stat: past it, the next
+	// request stats again. It bounds how late a change inotify does not
+	// report (a write through a shared mmap, a network filesystem changed
+	// from another host) is noticed. Zero means DefaultRevalidate (1 s);
+	// negative: a Stat for every request.
+	Revalidate time.Duration
 }
+
+// DefaultRevalidate is Options.Revalidate's default.
+const DefaultRevalidate = time.Second
+
+// maxWatches bounds the directories one Handler watches (inotify watches
+// are a per-user resource); paths in directories past it are stat'ed on
+// every request.
+const maxWatches = 1024
 
 // Handler serves the files below one directory. It is safe for concurrent
 // use.
@@ -96,6 +116,18 @@ type Handler struct {
 	mu      sync.RWMutex
 	entries map[string]*entry
 	used    int64 // sum of len(entry.data), guarded by mu
+	// absent are paths found missing, with the check that found them
+	// (see checkedAt): they fall through without a Stat while it holds.
+	// A slot per hash of the path, the last one found there kept: no lock,
+	// no eviction to pay for when every request brings a new path.
+	absent *[absentSlots]atomic.Pointer[absentPath]
+	seed   maphash.Seed
+
+	// watch reports changes below the root (nil: none, every request
+	// stats); revalMs is Options.Revalidate; epoch the clock's start.
+	watch   *watcher
+	revalMs uint64
+	epoch   time.Time
 }
 
 // entry is an immutable cached file. It is replaced, never modified.
@@ -112,6 +144,9 @@ type entry struct {
 	// written without http.ServeContent; lastMod is nil for a zero time.
 	lastMod []string
 	length  []string
+	// check is when the file was last found unchanged (checkedAt); 0:
+	// never on the watcher's word.
+	check atomic.Uint64
 }
 
 var (
@@ -138,6 +173,17 @@ func New(dir string, opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h.root = root
+	reval := orDefault(int64(opts.Revalidate), int64(DefaultRevalidate))
+	if h.cacheOn && reval > 0 && !opts.FollowSymlinks {
+		// With FollowSymlinks a file may be anywhere: no watch covers it.
+		if abs, err := filepath.Abs(dir); err == nil {
+			h.watch = newWatcher(abs, maxWatches)
+		}
+		h.revalMs = uint64(max(reval/int64(time.Millisecond), 1))
+		h.epoch = time.Now()
+		h.absent = new([absentSlots]atomic.Pointer[absentPath])
+		h.seed = maphash.MakeSeed()
+	}
 	if opts.FollowSymlinks {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
@@ -166,6 +212,7 @@ func (h *Handler) Close() error {
 	h.entries = nil
 	h.used = 0
 	h.mu.Unlock()
+	h.watch.close()
 	if h.root != nil {
 		return h.root.Close()
 	}
@@ -199,6 +246,19 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 
+	if h.watch != nil {
+		if e, absent := h.known(rel); e != nil {
+			h.serveEntry(w, r, e)
+			return true
+		} else if absent {
+			return false
+		}
+	}
+	// From here on, what is found is recorded at generation g of the
+	// watcher (0: not recorded), taken after the path is watched and
+	// before it is looked at.
+	g := h.watch.watch(rel)
+
 	// One Stat decides between "fall through" and "serve", and validates a
 	// cached copy. Non-regular files (directories, FIFOs, devices) are never
 	// opened, so a FIFO cannot block us.
@@ -207,11 +267,17 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) bool {
 		return h.redirectToDir(w, r, rel)
 	}
 	if err != nil || !fi.Mode().IsRegular() {
+		if g != 0 && errors.Is(err, fs.ErrNotExist) {
+			h.noteAbsent(rel, g)
+		}
 		return false
 	}
 	size := fi.Size()
 	if h.cacheOn && size <= h.maxFile {
 		if e := h.lookup(rel); e != nil && e.size == size && e.mtimeNs == fi.ModTime().UnixNano() {
+			if g != 0 {
+				e.check.Store(h.checkedAt(g))
+			}
 			h.serveEntry(w, r, e)
 			return true
 		}
@@ -229,7 +295,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if h.cacheOn && fi.Size() <= h.maxFile {
-		e, err := h.fill(rel, f, fi)
+		e, err := h.fill(rel, f, fi, g)
 		if err != nil {
 			return false // read error: nothing written yet
 		}
@@ -380,7 +446,7 @@ func (h *Handler) lookup(rel string) *entry {
 // fill reads the open file f (described by fi) into a new cache entry and
 // stores it. It returns (nil, nil) when the file changed during the read,
 // and an error when reading failed.
-func (h *Handler) fill(rel string, f *os.File, fi fs.FileInfo) (*entry, error) {
+func (h *Handler) fill(rel string, f *os.File, fi fs.FileInfo, g uint32) (*entry, error) {
 	size := fi.Size()
 	data := make([]byte, size)
 	if _, err := io.ReadFull(f, data); err != nil {
@@ -414,6 +480,9 @@ func (h *Handler) fill(rel string, f *os.File, fi fs.FileInfo) (*entry, error) {
 	if mt := fi.ModTime(); !mt.IsZero() && !mt.Equal(time.Unix(0, 0)) {
 		e.lastMod = []string{mt.UTC().Format(http.TimeFormat)}
 	}
+	if g != 0 {
+		e.check.Store(h.checkedAt(g))
+	}
 	h.store(strings.Clone(rel), e)
 	return e, nil
 }
@@ -434,6 +503,12 @@ func (h *Handler) store(key string, e *entry) {
 		h.used -= int64(len(old.data))
 		delete(h.entries, key)
 	}
+	if h.absent != nil {
+		slot := h.absentSlot(key)
+		if a := slot.Load(); a != nil && a.rel == key {
+			slot.CompareAndSwap(a, nil)
+		}
+	}
 	for len(h.entries) > 0 && (len(h.entries) >= h.maxEntries || h.used+n > h.maxBytes) {
 		for k, v := range h.entries {
 			h.used -= int64(len(v.data))
@@ -443,6 +518,75 @@ func (h *Handler) store(key string, e *entry) {
 	}
 	h.entries[key] = e
 	h.used += n
+}
+
+// Checks without a Stat. A check is the low 24 bits of a watcher
+// generation (high bits) and a time in milliseconds since h.epoch (low 40
+// bits: 34 years).
+const msBits = 40
+
+func (h *Handler) nowMs() uint64 { return uint64(time.Since(h.epoch) / time.Millisecond) }
+
+func (h *Handler) checkedAt(g uint32) uint64 {
+	return uint64(g&(1<<(64-msBits)-1))<<msBits | h.nowMs()&(1<<msBits-1)
+}
+
+// holds reports whether a check is still good at generation g: nothing
+// changed below the root since, and it is younger than Options.Revalidate.
+func (h *Handler) holds(check uint64, g uint32) bool {
+	return checkHolds(check, g, h.nowMs(), h.revalMs)
+}
+
+// checkHolds: a check (checkedAt) holds at generation g and time now (ms)
+// for a Revalidate of reval ms.
+func checkHolds(check uint64, g uint32, now, reval uint64) bool {
+	return g != 0 && check>>msBits == uint64(g&(1<<(64-msBits)-1)) &&
+		now-check&(1<<msBits-1) < reval
+}
+
+// known answers from the checks alone: the cached entry of rel, or that
+// rel is absent, while the check that found it holds; (nil, false): look.
+func (h *Handler) known(rel string) (*entry, bool) {
+	g := h.watch.current()
+	if g == 0 {
+		return nil, false
+	}
+	if a := h.absentSlot(rel).Load(); a != nil && a.rel == rel {
+		return nil, h.holds(a.check.Load(), g)
+	}
+	h.mu.RLock()
+	e := h.entries[rel]
+	h.mu.RUnlock()
+	if e != nil && h.holds(e.check.Load(), g) {
+		return e, false
+	}
+	return nil, false
+}
+
+// absentSlots is how many paths found absent are remembered at most.
+const absentSlots = 1024
+
+// absentPath is a path found absent, and when (checkedAt).
+type absentPath struct {
+	rel   string
+	check atomic.Uint64
+}
+
+func (h *Handler) absentSlot(rel string) *atomic.Pointer[absentPath] {
+	return &h.absent[maphash.String(h.seed, rel)%absentSlots]
+}
+
+// noteAbsent records that rel was found absent at generation g, in its
+// slot (replacing whichever path was there).
+func (h *Handler) noteAbsent(rel string, g uint32) {
+	slot := h.absentSlot(rel)
+	if a := slot.Load(); a != nil && a.rel == rel {
+		a.check.Store(h.checkedAt(g))
+		return
+	}
+	a := &absentPath{rel: strings.Clone(rel)}
+	a.check.Store(h.checkedAt(g))
+	slot.Store(a)
 }
 
 // makeETag returns a strong validator: "<size hex>-<mtime ns hex>".

@@ -84,6 +84,10 @@ func newHandler(t testing.TB, dir string, opts Options) *Handler {
 // returns false nothing at all may have been written.
 func do(t *testing.T, h *Handler, r *http.Request) (*httptest.ResponseRecorder, bool) {
 	t.Helper()
+	// The changes a test made to files before the request are seen by it:
+	// inotify's events are read now, not when the watcher's goroutine gets
+	// to them (a request that races a change may get the copy before it).
+	h.watch.drain()
 	w := httptest.NewRecorder()
 	served := h.Serve(w, r)
 	if !served {
@@ -982,6 +986,33 @@ func BenchmarkMiss(b *testing.B) {
 	for b.Loop() {
 		if h.Serve(w, r) {
 			b.Fatal("served")
+		}
+	}
+}
+
+// BenchmarkMissUnique: a new path every request (an app's ids), below a
+// directory that does not exist: what the cache of absent paths cannot
+// spare, and must not make dearer than the one Stat.
+func BenchmarkMissUnique(b *testing.B) {
+	h, _ := benchSetup(b, 16, Options{})
+	w := &discardWriter{h: make(http.Header)}
+	rs := make([]*http.Request, 4096)
+	for i := range rs {
+		rs[i] = httptest.NewRequest("GET", fmt.Sprintf("/users/%d/edit", i), nil)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if h.Serve(w, rs[i%len(rs)]) {
+			b.Fatal("served")
+		}
+		i++
+		if i%len(rs) == 0 {
+			b.StopTimer()
+			for i := range h.absent {
+				h.absent[i].Store(nil) // new paths again
+			}
+			b.StartTimer()
 		}
 	}
 }

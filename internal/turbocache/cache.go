@@ -111,13 +111,13 @@ type Cache struct {
 }
 
 type shard struct {
-	mu           sync.RWMutex
-	hits, misses atomic.Int64
-	m            map[uint64]*entry  // primary hash → chain of entries
-	urls         map[uint64]*entry  // base hash → list of all entries of that URL
-	flights      map[uint64]*flight // primary hash → fetch in progress
-	fills        map[uint64]int32   // base hash → fills under way
-	_            [64]byte
+	mu      shardLock
+	misses  atomic.Int64
+	m       map[uint64]*entry  // primary hash → chain of entries
+	urls    map[uint64]*entry  // base hash → list of all entries of that URL
+	flights map[uint64]*flight // primary hash → fetch in progress
+	fills   map[uint64]int32   // base hash → fills under way
+	_       [64]byte
 }
 
 // flight is a fetch in progress that other requests for the key wait for.
@@ -215,23 +215,23 @@ func (c *Cache) Lookup(w http.ResponseWriter, r *http.Request) (served bool, fil
 	now := c.now()
 	var stale *entry
 	if q.serve {
-		sh.mu.RLock()
+		stripe := sh.mu.RLock()
 		e := sh.find(&q)
 		var fl *flight
 		if e == nil {
 			fl = sh.flightFor(&q)
 		}
-		sh.mu.RUnlock()
+		sh.mu.RUnlock(stripe)
 		if e != nil {
 			switch e.usable(now, &q) {
 			case fresh:
-				sh.hits.Add(1)
+				sh.mu.hit(stripe)
 				e.serve(w, &q, now)
 				return true, nil
 			case expired:
 				switch {
 				case e.whileRevalidating(now) && q.cc.maxAge < 0 && q.cc.minFresh == 0:
-					sh.hits.Add(1)
+					sh.mu.hit(stripe)
 					c.staleServed.Add(1)
 					e.serve(w, &q, now)
 					return true, c.backgroundFill(&q, sh, e)
@@ -258,7 +258,7 @@ func (c *Cache) Lookup(w http.ResponseWriter, r *http.Request) (served bool, fil
 		e := sh.find(&q)
 		if e != nil && e.usable(now, &q) == fresh {
 			sh.mu.Unlock()
-			sh.hits.Add(1)
+			sh.mu.hit(-1)
 			e.serve(w, &q, now)
 			return true, nil
 		}
@@ -328,11 +328,11 @@ func (c *Cache) wait(w http.ResponseWriter, r *http.Request, q *request, sh *sha
 		return false, nil
 	}
 	now := c.now()
-	sh.mu.RLock()
+	stripe := sh.mu.RLock()
 	e := sh.find(q)
-	sh.mu.RUnlock()
+	sh.mu.RUnlock(stripe)
 	if e != nil && e.usable(now, q) == fresh {
-		sh.hits.Add(1)
+		sh.mu.hit(stripe)
 		e.serve(w, q, now)
 		return true, nil
 	}
@@ -569,7 +569,7 @@ func (c *Cache) moveToBack(e *entry) {
 func (c *Cache) invalidate(host, uri string) int {
 	base := c.baseHash(host, uri)
 	sh := c.shard(base)
-	sh.mu.RLock()
+	stripe := sh.mu.RLock()
 	some, filling := sh.urls[base] != nil, sh.fills[base] > 0
 	if filling {
 		// Fills of this URL under way must not store what they got. The
@@ -578,7 +578,7 @@ func (c *Cache) invalidate(host, uri string) int {
 		// keep others' fills from storing.
 		c.gens[genIndex(base)].Add(1)
 	}
-	sh.mu.RUnlock()
+	sh.mu.RUnlock(stripe)
 	if !some {
 		return 0
 	}
@@ -693,7 +693,7 @@ func (c *Cache) Stats() Stats {
 		Bytes:         c.bytes.Load(),
 	}
 	for i := range c.shards {
-		s.Hits += c.shards[i].hits.Load()
+		s.Hits += c.shards[i].mu.hits()
 		s.Misses += c.shards[i].misses.Load()
 	}
 	return s

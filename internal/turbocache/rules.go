@@ -92,63 +92,15 @@ type reqFacts struct {
 // (cloneHeader makes them so). now is when the response arrived.
 func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 	var v verdict
-	if !storableStatus(status) {
-		v.reason = rejStatus
+	if v.reason = neverStored(status, h); v.reason != okStored {
 		return v
 	}
-	if len(h["Set-Cookie"]) > 0 || len(h["Set-Cookie2"]) > 0 {
-		v.reason = rejSetCookie
-		return v
-	}
-	// As Passenger: authentication challenges and responses whose body is
-	// produced by a front server are never stored.
-	if len(h["Www-Authenticate"]) > 0 || len(h["X-Sendfile"]) > 0 ||
-		len(h["X-Accel-Redirect"]) > 0 || len(h["X-Lighttpd-Send-File"]) > 0 ||
-		len(h["Content-Range"]) > 0 || len(h["Trailer"]) > 0 {
-		v.reason = rejHeader
-		return v
-	}
-
 	cc := h["Cache-Control"]
-	// Conservative first: these words anywhere in Cache-Control (whatever
-	// the syntax around them, e.g. private="x" or a quoted extension) or
-	// no-cache in Pragma forbid storing. A targeted field (CDN-Cache-Control)
-	// overrides Cache-Control's no-store and no-cache, as RFC 9213 says,
-	// but never its private: a response for one user is never shared.
 	tcc, targeted := targetedValues(h)
-	if targeted {
-		if why := forbiddingWord(tcc); why != "" {
-			v.reason = why
-			return v
-		}
-		for _, s := range cc {
-			if httpfield.ContainsFold(s, "private") {
-				v.reason = rejPrivate
-				return v
-			}
-		}
-	} else {
-		if why := forbiddingWord(cc); why != "" {
-			v.reason = why
-			return v
-		}
-		for _, s := range h["Pragma"] {
-			if httpfield.ContainsFold(s, "no-cache") {
-				v.reason = rejNoCache
-				return v
-			}
-		}
+	if v.reason = forbiddenByDirectives(cc, tcc, targeted, h["Pragma"]); v.reason != okStored {
+		return v
 	}
-
-	var public, mustUnderstand bool
-	for it := (dirIter{vs: cc}); it.next(); {
-		switch {
-		case httpfield.EqualFold(it.name, "public"):
-			public = true
-		case httpfield.EqualFold(it.name, "must-understand"):
-			mustUnderstand = true
-		}
-	}
+	public, mustUnderstand := publicDirectives(cc)
 	if mustUnderstand && !understoodStatus(status) {
 		v.reason = rejStatus
 		return v
@@ -165,11 +117,82 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 		v.reason = rejAuthorization
 		return v
 	}
+	if v.vary, v.varyAE, v.reason = selecting(h, rq); v.reason != okStored {
+		return v
+	}
+	v.stale = fr.stale
+	v.lifetime, v.initialAge, v.reason = lifetimeOf(fr, targeted, h, now)
+	return v
+}
 
+// neverStored is the reason a response with this status and header is
+// never stored whatever its Cache-Control says, or okStored.
+func neverStored(status int, h http.Header) string {
+	switch {
+	case !storableStatus(status):
+		return rejStatus
+	case len(h["Set-Cookie"]) > 0 || len(h["Set-Cookie2"]) > 0:
+		return rejSetCookie
+	// As Passenger: authentication challenges and responses whose body is
+	// produced by a front server are never stored.
+	case len(h["Www-Authenticate"]) > 0 || len(h["X-Sendfile"]) > 0 ||
+		len(h["X-Accel-Redirect"]) > 0 || len(h["X-Lighttpd-Send-File"]) > 0 ||
+		len(h["Content-Range"]) > 0 || len(h["Trailer"]) > 0:
+		return rejHeader
+	}
+	return okStored
+}
+
+// forbiddenByDirectives is why Cache-Control (cc), the targeted field
+// (tcc, when targeted) or Pragma forbid storing, or okStored. Conservative
+// first: private, no-store, no-cache anywhere in Cache-Control (whatever
+// the syntax around them, e.g. private="x" or a quoted extension) or
+// no-cache in Pragma forbid storing. A targeted field (CDN-Cache-Control)
+// overrides Cache-Control's no-store and no-cache, as RFC 9213 says, but
+// never its private: a response for one user is never shared.
+func forbiddenByDirectives(cc, tcc []string, targeted bool, pragma []string) string {
+	if targeted {
+		if why := forbiddingWord(tcc); why != "" {
+			return why
+		}
+		for _, s := range cc {
+			if httpfield.ContainsFold(s, "private") {
+				return rejPrivate
+			}
+		}
+		return okStored
+	}
+	if why := forbiddingWord(cc); why != "" {
+		return why
+	}
+	for _, s := range pragma {
+		if httpfield.ContainsFold(s, "no-cache") {
+			return rejNoCache
+		}
+	}
+	return okStored
+}
+
+// publicDirectives reports whether Cache-Control has public and
+// must-understand.
+func publicDirectives(cc []string) (public, mustUnderstand bool) {
+	for it := (dirIter{vs: cc}); it.next(); {
+		switch {
+		case httpfield.EqualFold(it.name, "public"):
+			public = true
+		case httpfield.EqualFold(it.name, "must-understand"):
+			mustUnderstand = true
+		}
+	}
+	return public, mustUnderstand
+}
+
+// selecting returns the request headers the response varies by, and
+// whether it varies by Accept-Encoding, or why it cannot be stored.
+func selecting(h http.Header, rq reqFacts) (vary []string, varyAE bool, reason string) {
 	vary, varyAE, ok := varyFields(h["Vary"], rq.varyCookie)
 	if !ok {
-		v.reason = rejVary
-		return v
+		return nil, false, rejVary
 	}
 	// A compressed body without Vary: Accept-Encoding is an app bug that
 	// would hand gzip to clients that cannot read it: vary anyway.
@@ -179,37 +202,36 @@ func judge(status int, h http.Header, rq reqFacts, now time.Time) verdict {
 		}
 	}
 	if varyAE && rq.ae&aeUnknown != 0 {
-		v.reason = rejUnknownAE
-		return v
+		return nil, false, rejUnknownAE
 	}
-	v.varyAE = varyAE
-	v.vary = vary
-	v.stale = fr.stale
+	return vary, varyAE, okStored
+}
 
+// lifetimeOf is the response's freshness lifetime (s-maxage, max-age, or
+// Expires unless a targeted field decides) and the Age it arrived with,
+// and why it cannot be stored (okStored if it can).
+func lifetimeOf(fr freshness, targeted bool, h http.Header, now time.Time) (lifetime, age time.Duration, reason string) {
 	switch {
 	case fr.hasSMax:
-		v.lifetime = time.Duration(fr.sMaxAge) * time.Second
+		lifetime = time.Duration(fr.sMaxAge) * time.Second
 	case fr.hasMaxAge:
-		v.lifetime = time.Duration(fr.maxAge) * time.Second
+		lifetime = time.Duration(fr.maxAge) * time.Second
 	case !targeted && len(h["Expires"]) > 0:
-		v.lifetime = expiresLifetime(h["Expires"], h["Date"], now)
+		lifetime = expiresLifetime(h["Expires"], h["Date"], now)
 	default:
-		v.reason = rejNoFreshness
-		return v
+		return 0, 0, rejNoFreshness
 	}
+	// What was found is returned with a reason too: a refreshed entry
+	// that may no longer be stored still answers its one request with it.
 	age, ok := initialAge(h["Age"])
 	if !ok {
-		v.reason = rejBadAge
-		return v
+		return lifetime, 0, rejBadAge
 	}
-	v.initialAge = age
-	v.lifetime = min(v.lifetime, maxDelta*time.Second)
-	if v.lifetime <= 0 || v.initialAge >= v.lifetime {
-		v.reason = rejNotFresh
-		return v
+	lifetime = min(lifetime, maxDelta*time.Second)
+	if lifetime <= 0 || age >= lifetime {
+		return lifetime, age, rejNotFresh
 	}
-	v.reason = okStored
-	return v
+	return lifetime, age, okStored
 }
 
 // targetedValues returns the values of the first targeted field present

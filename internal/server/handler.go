@@ -219,7 +219,8 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 		h.fail(rq, r, errNoApp)
 		return
 	}
-	rq.info = inflight{app: app.Name, method: r.Method, path: r.URL.RequestURI(), client: r.RemoteAddr, start: rq.start}
+	path, query, hasQuery := requestURI(r.URL)
+	rq.info = inflight{app: app.Name, method: r.Method, path: path, query: query, hasQuery: hasQuery, client: r.RemoteAddr, start: rq.start}
 	rq.info.set(&stateReceiving)
 	defer h.inflight.add(&rq.info).remove(&rq.info)
 

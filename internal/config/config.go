@@ -140,6 +140,7 @@ type App struct {
 	AppPassenger // passenger.go
 	AppUpstream  // upstream.go
 	AppACME      // acme.go
+	AppStatic    // staticrevalidate.go
 }
 
 // App types Ferry knows.

@@ -185,7 +185,7 @@ func publicDir(ac config.App) string {
 }
 
 func staticOptions(ac config.App, user identity.Choice) static.Options {
-	o := static.Options{FollowSymlinks: ac.StaticFollowSymlinks}
+	o := static.Options{FollowSymlinks: ac.StaticFollowSymlinks, Revalidate: ac.StaticRevalidate}
 	if user.User != nil {
 		o.As = user.Do // symlinks out of public/ open as the app's user
 	}

@@ -154,6 +154,18 @@ func appendStatusLine(out []byte, code int) []byte {
 // invalid names.
 func (w *response) appendFields(out []byte, code int, interim bool) []byte {
 	h := w.header
+	for _, k := range w.fieldKeys(code, interim) {
+		for _, v := range h[k] {
+			out = appendField(out, k, v)
+		}
+	}
+	return out
+}
+
+// fieldKeys are the names of the header's fields appendFields writes, in
+// the order it writes them.
+func (w *response) fieldKeys(code int, interim bool) []string {
+	h := w.header
 	keys := w.keys[:0]
 	for k := range h {
 		switch k {
@@ -175,12 +187,7 @@ func (w *response) appendFields(out []byte, code int, interim bool) []byte {
 	}
 	slices.Sort(keys)
 	w.keys = keys
-	for _, k := range keys {
-		for _, v := range h[k] {
-			out = appendField(out, k, v)
-		}
-	}
-	return out
+	return keys
 }
 
 func appendField(out []byte, k, v string) []byte {

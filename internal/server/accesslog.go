@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,7 +171,12 @@ func (l *AccessLog) rejected(rj rejection) {
 	}
 }
 
+// hostOnly is addr without its port, as net.SplitHostPort splits it; addr
+// itself when it has none.
 func hostOnly(addr string) string {
+	if strings.IndexByte(addr, ':') < 0 {
+		return addr // nothing to split: spare SplitHostPort's error
+	}
 	if h, _, err := net.SplitHostPort(addr); err == nil {
 		return h
 	}

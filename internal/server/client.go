@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"unsafe"
 
 	"github.com/ferry-server/ferry/internal/httpfield"
 )
@@ -201,9 +202,35 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// newRequestID is 128 random bits in hex, from the runtime's per-thread
-// generator: no lock, no system call.
-func newRequestID() string {
+// idsPerBlock is how many request ids one allocation of an idBlock holds.
+const idsPerBlock = 64
+
+// idBlock is where request ids are made: each id's hex digits and the
+// one-element []string that carries it (in the request's and the
+// response's header) are carved from the block, so a request costs no
+// allocation for its id; a block is one allocation per idsPerBlock ids.
+// A slot is written once, before its string exists, and never again: an
+// id stays valid for as long as anything holds it (which keeps its block).
+type idBlock struct {
+	hex  [idsPerBlock * 32]byte
+	vals [idsPerBlock]string
+	next int
+}
+
+// idSource hands out new request ids from its current block. It is part
+// of the pooled per-request state: one goroutine uses it at a time.
+type idSource struct{ blk *idBlock }
+
+// next returns a new id, 128 random bits in hex from the runtime's
+// per-thread generator (no lock, no system call), as a header value.
+func (s *idSource) next() []string {
+	b := s.blk
+	if b == nil || b.next == idsPerBlock {
+		b = new(idBlock)
+		s.blk = b
+	}
+	k := b.next
+	b.next++
 	var raw [16]byte
 	for i := 0; i < 16; i += 8 {
 		v := rand.Uint64()
@@ -211,18 +238,20 @@ func newRequestID() string {
 			raw[i+j] = byte(v >> (8 * j))
 		}
 	}
-	var out [32]byte
-	hex.Encode(out[:], raw[:])
-	return string(out[:])
+	out := b.hex[k*32 : k*32+32 : k*32+32]
+	hex.Encode(out, raw[:])
+	b.vals[k] = unsafe.String(&out[0], len(out))
+	return b.vals[k : k+1 : k+1]
 }
 
 // requestID is the request's X-Request-Id: the client's when it sent one
-// valid id, else a new one. Either way the request carries it to the app.
-func requestID(r *http.Request) []string {
+// valid id, else a new one from ids. Either way the request carries it to
+// the app.
+func requestID(r *http.Request, ids *idSource) []string {
 	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
 		return v
 	}
-	id := []string{newRequestID()}
+	id := ids.next()
 	r.Header["X-Request-Id"] = id
 	return id
 }

@@ -135,8 +135,9 @@ func TestTrustedClient(t *testing.T) {
 
 func TestRequestID(t *testing.T) {
 	seen := map[string]bool{}
+	var ids idSource
 	for range 1000 {
-		id := newRequestID()
+		id := ids.next()[0]
 		if len(id) != 32 || !validRequestID(id) || seen[id] {
 			t.Fatalf("generated %q (seen before: %v)", id, seen[id])
 		}
@@ -154,15 +155,25 @@ func TestRequestID(t *testing.T) {
 	}
 	r, _ := http.NewRequest("GET", "http://x/", nil)
 	r.Header.Set("X-Request-Id", "keep-me")
-	if id := requestID(r); len(id) != 1 || id[0] != "keep-me" {
+	if id := requestID(r, &ids); len(id) != 1 || id[0] != "keep-me" {
 		t.Errorf("kept %q", id)
 	}
 	r.Header["X-Request-Id"] = []string{"one", "two"}
-	if id := requestID(r); len(id) != 1 || len(id[0]) != 32 || r.Header["X-Request-Id"][0] != id[0] {
+	if id := requestID(r, &ids); len(id) != 1 || len(id[0]) != 32 || r.Header["X-Request-Id"][0] != id[0] {
 		t.Errorf("two ids became %q, header %q", id, r.Header["X-Request-Id"])
 	}
-	if n := testing.AllocsPerRun(100, func() { newRequestID() }); n > 1 {
-		t.Errorf("newRequestID allocates %v times", n)
+	// One block per idsPerBlock ids: well under one allocation an id.
+	if n := testing.AllocsPerRun(10*idsPerBlock, func() { ids.next() }); n > 0.1 {
+		t.Errorf("a request id costs %v allocations", n)
+	}
+	// An id handed out never changes as more are made.
+	first := ids.next()
+	keep := strings.Clone(first[0])
+	for range 3 * idsPerBlock {
+		ids.next()
+	}
+	if first[0] != keep || len(first) != 1 || cap(first) != 1 {
+		t.Errorf("id %q changed to %q (len %d cap %d)", keep, first[0], len(first), cap(first))
 	}
 }
 

@@ -104,7 +104,7 @@ func (h *Handler) startTimer(rq *request, r *http.Request, sess *pool.Session) *
 	// The timer may fire as the request ends, and Stop does not wait for
 	// it: it reads copies, never r or rq, which the next request may be
 	// using by then.
-	start, method, path, pid := rq.start, r.Method, rq.info.path, rq.pid
+	start, method, path, pid := rq.start, r.Method, rq.info.uri(), rq.pid
 	rt := new(requestTimer)
 	rt.t = time.AfterFunc(app.MaxRequestTime, func() {
 		rt.timedOut.Store(true)

@@ -149,6 +149,8 @@ type request struct {
 	// fill: the turbocache's, when the response may be stored.
 	fill  *turbocache.Fill
 	trace tracing.Request
+	// ids makes request ids; kept when the rest is reset.
+	ids idSource
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}
@@ -189,7 +191,7 @@ func (h *Handler) end(rq *request, r *http.Request) {
 	rq.w.finish(rq.done && !rq.abort)
 	h.logAccess(rq, r)
 	abort := rq.abort && rq.done
-	*rq = request{}
+	*rq = request{ids: rq.ids}
 	requests.Put(rq)
 	if abort {
 		panic(http.ErrAbortHandler) // the client must see the response as truncated
@@ -201,7 +203,7 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 	if c != nil {
 		c.served.Add(1)
 	}
-	rq.w.id = requestID(r)
+	rq.w.id = requestID(r, &rq.ids)
 	proxy.SanitizeRequest(r.Header)
 	if h.opts.Tracer != nil { // before client(): trust is the peer's, not X-Forwarded-For's
 		rq.trace = h.opts.Tracer.Start(r, rq.start, h.opts.Trusted.trusts(r.RemoteAddr))
@@ -217,7 +219,8 @@ func (h *Handler) serve(rq *request, r *http.Request) {
 		h.fail(rq, r, errNoApp)
 		return
 	}
-	rq.info = inflight{app: app.Name, method: r.Method, path: r.URL.RequestURI(), client: r.RemoteAddr, start: rq.start}
+	path, query, hasQuery := requestURI(r.URL)
+	rq.info = inflight{app: app.Name, method: r.Method, path: path, query: query, hasQuery: hasQuery, client: r.RemoteAddr, start: rq.start}
 	rq.info.set(&stateReceiving)
 	defer h.inflight.add(&rq.info).remove(&rq.info)
 

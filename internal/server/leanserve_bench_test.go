@@ -51,10 +51,22 @@ var memAddr = &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 5555}
 // BenchmarkLeanServe is the lean engine with the whole request path, b.N
 // requests on one connection in memory (memConn): a cache hit and a 4 KiB
 // static file.
-func BenchmarkLeanServe(b *testing.B) {
+func BenchmarkLeanServe(b *testing.B) { benchLeanServe(b, false) }
+
+// BenchmarkLeanServeLogged is BenchmarkLeanServe with the access log on, as
+// a core runs by default (text lines into its log file).
+func BenchmarkLeanServeLogged(b *testing.B) { benchLeanServe(b, true) }
+
+func benchLeanServe(b *testing.B, logged bool) {
 	for _, target := range []string{"/c", "/4k.bin"} {
 		b.Run(target[1:], func(b *testing.B) {
-			h, app := benchHandler(b, cacheableResp, true, Options{})
+			var opts Options
+			if logged {
+				l, done := benchAccessLog(b, AccessText)
+				defer done()
+				opts.AccessLog = l
+			}
+			h, app := benchHandler(b, cacheableResp, true, opts)
 			dir := b.TempDir()
 			os.WriteFile(filepath.Join(dir, "4k.bin"), bytes.Repeat([]byte("x"), 4096), 0o644)
 			st, _ := static.New(dir, static.Options{})

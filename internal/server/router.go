@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -54,11 +53,7 @@ func (rt *router) route(r *http.Request) *App {
 	if rt.only != nil {
 		return rt.only
 	}
-	host := strings.ToLower(r.Host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(host, ".")
+	host := strings.TrimSuffix(hostOnly(strings.ToLower(r.Host)), ".")
 	if a := byBase(rt.exact[host], r.URL.Path); a != nil {
 		return a
 	}

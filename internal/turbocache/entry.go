@@ -2,6 +2,7 @@ package turbocache
 
 import (
 	"github.com/ferry-server/ferry/internal/httpfield"
+	"github.com/ferry-server/ferry/internal/lean"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -23,6 +24,9 @@ type entry struct {
 	header []field // what a hit writes; values shared, never mutated
 	h304   []field // what a 304 writes
 	body   []byte
+	// pre is the head serialised once, for writers that take it
+	// (lean.CachedWriter); nil when the head is not one that can be.
+	pre *lean.CachedHead
 
 	etag       string // opaque-tag of the ETag, W/ removed; "" if none
 	lastMod    time.Time
@@ -271,6 +275,11 @@ func (e *entry) serve(w http.ResponseWriter, q *request, now time.Time) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	if e.pre != nil {
+		if cw, ok := w.(lean.CachedWriter); ok && cw.WriteCached(e.pre, age[0], e.body) {
+			return
+		}
+	}
 	for _, f := range e.header {
 		h[f.name] = f.values
 	}
@@ -441,7 +450,11 @@ func newEntry(k key, status int, h http.Header, hsize int64, body []byte, v verd
 		e.body = make([]byte, len(body))
 		copy(e.body, body)
 	}
+	e.pre = lean.NewCachedHead(status, h, int64(len(e.body)))
 	e.size = entryOverhead + hsize + int64(len(body)) + int64(len(k.host)+len(k.uri)+len(k.cookie)+len(k.extra)+len(e.aeRaw)) +
 		int64(len(e.h304))*16
+	if e.pre != nil {
+		e.size += int64(e.pre.Size()) + int64(len(h))*48 // and the map it keeps
+	}
 	return e
 }

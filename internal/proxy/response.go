@@ -167,7 +167,7 @@ func (x *Exchange) finish(err error) {
 		x.up.FramingError(m.suspect)
 	}
 	keep := m.keep && m.suspect == nil && (m.body == nil || m.body.done)
-	if keep {
+	if keep && !m.framed {
 		// Nothing may follow: not in the buffer, nor (when the last read
 		// filled its buffer, so the socket may hold more) in the socket.
 		if x.c.br.Buffered() > 0 || x.c.full {

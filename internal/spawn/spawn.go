@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/appwire"
 	"github.com/ferry-server/ferry/internal/identity"
 )
 
@@ -137,8 +138,11 @@ type handshake struct {
 	Socket      string `json:"socket"`
 	Concurrency int    `json:"concurrency"`
 	Preloader   bool   `json:"preloader"`
-	Summary     string `json:"summary"`
-	Details     string `json:"details"`
+	// Wire is the loader wire the process chose from FERRY_WIRE (0 or
+	// absent: HTTP/1.1; 1: ferry-wire/1, docs/loader-wire.md).
+	Wire    int    `json:"wire"`
+	Summary string `json:"summary"`
+	Details string `json:"details"`
 }
 
 // ParseHandshake decodes and checks a status line.
@@ -151,6 +155,10 @@ func ParseHandshake(line []byte) (handshake, error) {
 	case "ready":
 		if h.Concurrency < 0 {
 			return h, fmt.Errorf("malformed status line: concurrency %d", h.Concurrency)
+		}
+		if !appwire.Supported(h.Wire) {
+			// Fail loudly: a loader from another Ferry version.
+			return h, fmt.Errorf("the loader chose loader wire version %d, but this Ferry speaks only HTTP/1.1 and versions %s (a loader from another Ferry version?)", h.Wire, appwire.Versions)
 		}
 	case "error":
 		if h.Summary == "" {
@@ -255,6 +263,7 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 		return nil, s.abort(p, "unsafe work directory: "+err.Error(), "", err)
 	}
 	p.concurrency = h.Concurrency
+	p.wire = h.Wire
 	p.preloader = h.Preloader
 	if !p.preloader {
 		p.bt = watchBacktraces(statusR, statusBuf)
@@ -279,6 +288,7 @@ func (s *Spawner) prepareLoader(cmd *exec.Cmd, socket string, extraEnv []string,
 		"FERRY_SOCKET="+socket,
 		"FERRY_STATUS_FD=3",
 		"FERRY_LIFELINE_FD=4",
+		"FERRY_WIRE="+appwire.Versions,
 	)
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = outW
@@ -538,6 +548,7 @@ type Process struct {
 	pid         int
 	addr        net.Addr
 	concurrency int
+	wire        int
 	preloader   bool
 	workDir     string
 	started     time.Time
@@ -569,6 +580,10 @@ func (p *Process) Addr() net.Addr { return p.addr }
 // Concurrency is how many requests the process serves at once; 0 means any
 // number.
 func (p *Process) Concurrency() int { return p.concurrency }
+
+// Wire is the loader wire the process chose: 0 for HTTP/1.1, else the
+// ferry-wire version.
+func (p *Process) Wire() int { return p.wire }
 
 // Started is when the process was started.
 func (p *Process) Started() time.Time { return p.started }

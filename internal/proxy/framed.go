@@ -36,7 +36,7 @@ func (t *Transport) framedFor(up Upstream, r *http.Request) bool {
 // the decoding of PATH_INFO stay the loader's: they differ by interface.
 func writeFramed(w *bufio.Writer, q *appwire.Request, buf []byte, r *http.Request, size int64, scheme string) ([]byte, error) {
 	q.Begin(buf[:0])
-	appendEnv(q, r, size, scheme)
+	AppendEnv(q, r, size, scheme)
 	frame, err := q.End()
 	if err != nil {
 		return buf, err
@@ -45,8 +45,9 @@ func writeFramed(w *bufio.Writer, q *appwire.Request, buf []byte, r *http.Reques
 	return frame, nil
 }
 
-// appendEnv adds r's environment to q.
-func appendEnv(q *appwire.Request, r *http.Request, size int64, scheme string) {
+// AppendEnv adds the ferry-wire/1 environment of r, with a body of size
+// bytes from a client on scheme, to q (the loaders' tests frame with it too).
+func AppendEnv(q *appwire.Request, r *http.Request, size int64, scheme string) {
 	q.Pair("REQUEST_METHOD", r.Method)
 	target := requestTarget(r)
 	path, query, _ := strings.Cut(target, "?")

@@ -18,7 +18,7 @@ func envOf(t *testing.T, r *http.Request, size int64, scheme string) map[string]
 	t.Helper()
 	var q appwire.Request
 	q.Begin(nil)
-	appendEnv(&q, r, size, scheme)
+	AppendEnv(&q, r, size, scheme)
 	frame, err := q.End()
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
-	"strconv"
 )
 
 // Version is the newest wire version this core speaks; Versions lists
@@ -34,6 +33,15 @@ const Magic byte = 0xF0 | Version
 // MaxHead bounds a head (request or response) in either direction: a
 // protocol sanity bound, far above any head the HTTP front lets through.
 const MaxHead = 1 << 20
+
+// SwitchHTTP, as a head frame's length, says that the rest of the response
+// comes as HTTP/1.1 and the connection closes after it: the app took the
+// socket over (a Rack hijack) or answered in a way the loader passes on as
+// it is. ReadHead returns ErrSwitchHTTP for it.
+const SwitchHTTP = 0xFFFFFFFF
+
+// ErrSwitchHTTP is ReadHead's answer to the SwitchHTTP marker.
+var ErrSwitchHTTP = errors.New("the loader switched this response to HTTP/1.1")
 
 // ErrFraming marks a frame that breaks ferry-wire/1; the connection it
 // came on is not reused.
@@ -56,6 +64,23 @@ type Request struct {
 // Begin starts a frame after what the buffer holds (normally nothing).
 func (q *Request) Begin(buf []byte) {
 	q.buf, q.start, q.err = append(buf, Magic, 0, 0, 0, 0), len(buf), nil
+}
+
+// PairBytes is Pair for a key in a byte slice, not copied to a string.
+func (q *Request) PairBytes(k []byte, v string) {
+	if q.err != nil {
+		return
+	}
+	if bytes.IndexByte(k, 0) >= 0 || hasNUL(v) {
+		q.err = fmt.Errorf("request field %q holds a NUL byte", clip(string(k)))
+		return
+	}
+	if len(q.buf) > q.start+5 {
+		q.buf = append(q.buf, 0)
+	}
+	q.buf = append(q.buf, k...)
+	q.buf = append(q.buf, 0)
+	q.buf = append(q.buf, v...)
 }
 
 // Pair adds one environment variable. A key or value holding NUL cannot
@@ -120,6 +145,9 @@ func ReadHead(br *bufio.Reader) (Head, error) {
 		return h, err
 	}
 	n := binary.BigEndian.Uint32(lenb[:])
+	if n == SwitchHTTP {
+		return h, ErrSwitchHTTP
+	}
 	if n > MaxHead {
 		return h, fmt.Errorf("%w: response head of %d bytes exceeds %d", ErrFraming, n, MaxHead)
 	}
@@ -150,7 +178,9 @@ func ReadHead(br *bufio.Reader) (Head, error) {
 // ParseHead decodes a response head's bytes: the status, then field name
 // and value pairs, all NUL-separated. Names and values are checked as
 // net/http's reader checks them, and values trimmed alike, so that a head
-// means here what it would mean sent as HTTP/1.1.
+// means here what it would mean sent as HTTP/1.1. One string holds the
+// whole head; names (when already canonical), values and the status are
+// pieces of it, and one slice backs every field's values.
 func ParseHead(raw []byte) (Head, error) {
 	var h Head
 	status, rest, more := cut(raw)
@@ -162,9 +192,15 @@ func ParseHead(raw []byte) (Head, error) {
 			return h, fmt.Errorf("%w: control byte in status %q", ErrFraming, clip(string(status)))
 		}
 	}
-	h.Code, _ = strconv.Atoi(string(status[:3]))
-	h.Status = string(status)
-	h.Header = make(http.Header, 8)
+	h.Code = int(status[0]-'0')*100 + int(status[1]-'0')*10 + int(status[2]-'0')
+	all := string(raw)
+	h.Status = all[:len(status)]
+	pairs := bytes.Count(rest, nul) / 2
+	if more {
+		pairs++
+	}
+	h.Header = make(http.Header, pairs)
+	values := make([]string, 0, pairs)
 	for more {
 		var name, value []byte
 		name, rest, more = cut(rest)
@@ -179,14 +215,47 @@ func ParseHead(raw []byte) (Head, error) {
 		if !validValue(value) {
 			return h, fmt.Errorf("%w: malformed value of field %s", ErrFraming, clip(string(name)))
 		}
+		k := piece(all, raw, name)
 		// textproto leaves a name with a space as it is (legacy).
-		k := string(name)
-		if bytes.IndexByte(name, ' ') < 0 {
+		if bytes.IndexByte(name, ' ') < 0 && !canonical(name) {
 			k = textproto.CanonicalMIMEHeaderKey(k)
 		}
-		h.Header[k] = append(h.Header[k], string(value))
+		v := piece(all, raw, value)
+		if vs, ok := h.Header[k]; ok {
+			h.Header[k] = append(vs, v)
+			continue
+		}
+		values = append(values, v)
+		h.Header[k] = values[len(values)-1 : len(values) : len(values)]
 	}
 	return h, nil
+}
+
+var nul = []byte{0}
+
+// piece is the part of all (string(raw)) that sub, a subslice of raw, is.
+func piece(all string, raw, sub []byte) string {
+	if len(sub) == 0 {
+		return ""
+	}
+	off := cap(raw) - cap(sub)
+	return all[off : off+len(sub)]
+}
+
+// canonical reports whether name is in textproto's canonical form already:
+// upper case at the start and after each '-', lower case elsewhere.
+func canonical(name []byte) bool {
+	upper := true
+	for _, c := range name {
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			return false
+		case !upper && 'A' <= c && c <= 'Z':
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
 }
 
 // cut splits at the first NUL; more says there was one.
@@ -265,6 +334,11 @@ type Body struct {
 // -1 when it has none.
 func NewBody(br *bufio.Reader, length int64) *Body {
 	return &Body{br: br, want: length}
+}
+
+// Reset makes b read a new body, as NewBody does, without allocating.
+func (b *Body) Reset(br *bufio.Reader, length int64) {
+	*b = Body{br: br, want: length}
 }
 
 // Done reports that the body was read to its end chunk: the connection is

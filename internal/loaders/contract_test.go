@@ -97,7 +97,7 @@ var contractLoaders = []contractLoader{
 		appError:   "boom from asgi app",
 	},
 	{
-		name: "rack", kind: "rack", concurrency: 1,
+		name: "rack", kind: "rack", concurrency: 1, wire: true,
 		broken: &contractBroken{
 			summary: "ArgumentError: broken fixture: no frobnicate configured",
 			details: []string{"config.ru:5", "broken fixture: no frobnicate configured (ArgumentError)"},
@@ -108,13 +108,13 @@ var contractLoaders = []contractLoader{
 		appError:   "boom from app",
 	},
 	{
-		name: "rack-threads", kind: "rack", env: []string{"FERRY_THREADS=4"}, concurrency: 4,
+		name: "rack-threads", kind: "rack", env: []string{"FERRY_THREADS=4"}, concurrency: 4, wire: true,
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
 		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
 		appError:   "boom from app",
 	},
 	{
-		name: "rack-smart", kind: "rack", smart: true, concurrency: 1,
+		name: "rack-smart", kind: "rack", smart: true, concurrency: 1, wire: true,
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
 		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
 		appError:   "boom from app",
@@ -498,26 +498,32 @@ func contractSameEnviron(t *testing.T, cl contractLoader) {
 		t.Skip("for loaders that speak ferry-wire/1, in that run")
 	}
 	l := cl.start(t, cl.fixture("echo"))
-	ferry := []string{proxy.HeaderClientAddr + ": [2001:db8::7]:4242", proxy.HeaderScheme + ": https"}
 	for _, tc := range []struct {
 		method, target string
 		headers        []string
 		body           []byte
+		remote         string // the client's address; default [2001:db8::7]:4242
 	}{
-		{"GET", "/echo", nil, nil},
-		{"GET", "/echo/a%20b/%E2%82%AC?x=1&y=%20", []string{"Accept: text/html", "Cookie: a=1", "Cookie: b=2", "X-Multi: 1", "X-Multi: 2"}, nil},
-		{"POST", "/echo?q", []string{"Content-Type: application/json", "Host: example.org:8443"}, []byte(`{"a":1}`)},
-		{"PUT", "/echo", []string{"Host: [::1]:9000", "User-Agent: t/1.0"}, []byte{}},
-		{"DELETE", "/echo/", []string{"Host: example.org"}, nil},
+		{"GET", "/echo/portless", nil, nil, "192.0.2.9"}, // from a trusted proxy's X-Forwarded-For
+		{"GET", "/echo", nil, nil, ""},
+		{"GET", "/echo/a%20b/%E2%82%AC?x=1&y=%20", []string{"Accept: text/html", "Cookie: a=1", "Cookie: b=2", "X-Multi: 1", "X-Multi: 2"}, nil, ""},
+		{"POST", "/echo?q", []string{"Content-Type: application/json", "Host: example.org:8443"}, []byte(`{"a":1}`), ""},
+		{"PUT", "/echo", []string{"Host: [::1]:9000", "User-Agent: t/1.0"}, []byte{}, ""},
+		{"DELETE", "/echo/", []string{"Host: example.org"}, nil, ""},
 	} {
 		// One connection at a time: a single-threaded loader gives an
 		// idle one up when another waits.
+		remote := tc.remote
+		if remote == "" {
+			remote = "[2001:db8::7]:4242"
+		}
 		framed := l.dial()
-		framed.remote, framed.scheme = "[2001:db8::7]:4242", "https"
+		framed.remote, framed.scheme = remote, "https"
 		got := framed.echo(tc.method, tc.target, tc.headers, tc.body)
 		framed.c.Close()
 		plain := l.dial()
 		plain.framed = false
+		ferry := []string{proxy.HeaderClientAddr + ": " + remote, proxy.HeaderScheme + ": https"}
 		want := plain.echo(tc.method, tc.target, append(append([]string{}, tc.headers...), ferry...), tc.body)
 		gj, _ := json.Marshal(got)
 		wj, _ := json.Marshal(want)

@@ -281,6 +281,15 @@ func (c *client) headFramed(method string) *http.Response {
 	c.c.SetDeadline(time.Now().Add(wait))
 	for i := 0; ; i++ {
 		h, err := appwire.ReadHead(c.br)
+		if err == appwire.ErrSwitchHTTP {
+			// The loader passes this one on as HTTP/1.1, then closes.
+			resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+			if err != nil {
+				c.tb.Fatalf("%s: read response after the switch: %v", method, err)
+			}
+			resp.Close = true
+			return resp
+		}
 		if err != nil {
 			c.tb.Fatalf("%s: read framed response: %v", method, err)
 		}

@@ -781,9 +781,9 @@ def _serve_framed(buf, recv, send, app, base_env, base):
     buf = buf[end:]
     # What is the loader's own (docs/loader-wire.md): the scheme key, the
     # base URI, percent-decoding, and no REQUEST_URI in WSGI.
-    del env["REQUEST_URI"]
+    env.pop("REQUEST_URI", None)
     env["wsgi.url_scheme"] = "https" if env.get("HTTPS") == "on" else "http"
-    path = env["PATH_INFO"]
+    path = env.get("PATH_INFO") or "/"
     if base:
         if path.startswith(base) and (len(path) == len(base) or path[len(base)] == "/"):
             path = path[len(base) :]

@@ -63,19 +63,20 @@ func AppendEnv(q *appwire.Request, r *http.Request, size int64, scheme string) {
 	q.Pair("SERVER_NAME", name)
 	q.Pair("SERVER_PORT", port)
 	if r.RemoteAddr != "" {
+		// REMOTE_PORT even when empty (an address from X-Forwarded-For
+		// has none), as the WSGI loader sets it; the Rack loader drops an
+		// empty one, as it does from X-Ferry-Client-Addr.
 		ip, pport := splitPeer(r.RemoteAddr)
 		q.Pair("REMOTE_ADDR", ip)
-		if pport != "" {
-			q.Pair("REMOTE_PORT", pport)
-		}
+		q.Pair("REMOTE_PORT", pport)
 	}
 	if size > 0 || bodyExpected(r.Method) {
-		var num [20]byte
-		q.Pair("CONTENT_LENGTH", string(strconv.AppendInt(num[:0], size, 10)))
+		q.Pair("CONTENT_LENGTH", strconv.FormatInt(size, 10))
 	}
 	q.Pair("HTTP_HOST", r.Host)
 	connTokens := r.Header["Connection"]
-	var kb []byte
+	var kbuf [64]byte
+	kb := kbuf[:0]
 	for k, vs := range r.Header {
 		if len(vs) == 0 || hopByHop(k) || httpfield.HasToken(connTokens, k) || hasPrefixFold(k, internalPrefix) {
 			continue
@@ -92,7 +93,7 @@ func AppendEnv(q *appwire.Request, r *http.Request, size int64, scheme string) {
 			}
 			v = strings.Join(vs, sep)
 		}
-		q.Pair(string(kb), v)
+		q.PairBytes(kb, v)
 	}
 }
 
@@ -175,6 +176,14 @@ func splitPeer(addr string) (ip, port string) {
 func readFramed(br *bufio.Reader, r *http.Request, interim InterimFunc) (*message, error) {
 	for i := 0; ; i++ {
 		h, err := appwire.ReadHead(br)
+		if err == appwire.ErrSwitchHTTP {
+			// An HTTP/1.1 response follows, then the close.
+			m, err := readMessage(br, r, interim)
+			if err == nil {
+				m.keep, m.resp.Close = false, true
+			}
+			return m, err
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -237,7 +246,9 @@ func frameFramed(br *bufio.Reader, resp *http.Response, method string) (*message
 		}
 		return m, nil
 	}
-	m.body = &wireBody{br: br, kind: bodyFramed, frames: appwire.NewBody(br, n)}
+	m.body = &wireBody{br: br, kind: bodyFramed}
+	m.body.framedBody.Reset(br, n)
+	m.body.frames = &m.body.framedBody
 	resp.Body, resp.ContentLength = m.body, n
 	return m, nil
 }

@@ -202,3 +202,26 @@ func TestFramedBroken(t *testing.T) {
 		})
 	}
 }
+
+// TestFramedSwitchHTTP: after the SwitchHTTP marker the response is read as
+// HTTP/1.1, and the connection is not reused.
+func TestFramedSwitchHTTP(t *testing.T) {
+	core, app := socketPair(t)
+	defer core.Close()
+	defer app.Close()
+	c := newConn(core)
+	resp := append([]byte{0xff, 0xff, 0xff, 0xff}, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"...)
+	go framedApp(t, app, resp)
+	up := &framedUp{oneConn{released: make(chan struct{})}}
+	m, _, err := (&Transport{}).send(c, up, httptest.NewRequest("GET", "/", nil), nil, "http", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &Exchange{Resp: m.resp, up: up, c: c, msg: m}
+	rec := httptest.NewRecorder()
+	res := x.WriteTo(rec, ResponseOptions{Memory: 1 << 20, HighWatermark: 1 << 20, Dir: t.TempDir()}, nil)
+	<-up.released
+	if res.AppErr != nil || rec.Code != 200 || rec.Body.String() != "hi" || up.kept != nil {
+		t.Fatalf("client got %d %q %v; kept %v", rec.Code, rec.Body, res.AppErr, up.kept != nil)
+	}
+}

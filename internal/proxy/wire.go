@@ -51,13 +51,14 @@ var ErrFraming = errors.New("app broke HTTP/1.1 framing")
 // wireBody is a response body as framed on the connection. It knows
 // whether the framing ended cleanly, which decides reuse.
 type wireBody struct {
-	br     *bufio.Reader
-	kind   framing
-	left   int64         // bodyLength: bytes still to come
-	chunks io.Reader     // bodyChunked
-	frames *appwire.Body // bodyFramed
-	done   bool          // read to the framing's end
-	err    error         // sticky: the first error or io.EOF
+	br         *bufio.Reader
+	kind       framing
+	left       int64         // bodyLength: bytes still to come
+	chunks     io.Reader     // bodyChunked
+	frames     *appwire.Body // bodyFramed: &framedBody
+	framedBody appwire.Body
+	done       bool  // read to the framing's end
+	err        error // sticky: the first error or io.EOF
 }
 
 func (b *wireBody) Read(p []byte) (int, error) {

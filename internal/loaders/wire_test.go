@@ -120,3 +120,21 @@ func TestRackResponsesOnBothWires(t *testing.T) {
 		t.Errorf("env differs in %s:\nHTTP/1.1:     %v\nferry-wire/1: %v", strings.Join(diff, ", "), plain, framed)
 	}
 }
+
+// TestLoadersKeepHTTPForUnknownWire: offered only versions a loader does
+// not know (a newer core), it keeps to HTTP/1.1 and says nothing of a
+// wire; offered several, it picks the one it knows.
+func TestLoadersKeepHTTPForUnknownWire(t *testing.T) {
+	for _, kind := range []string{"wsgi", "rack"} {
+		for offer, want := range map[string]int{"2": 0, "": 0, "2,1": 1} {
+			l := startKind(t, kind, "../../testdata/"+kind+"/echo", "FERRY_WIRE="+offer)
+			if l.hs.Status != "ready" || l.hs.Wire != want {
+				t.Errorf("%s offered %q: handshake %q, want wire %d", kind, offer, l.rawHS, want)
+				continue
+			}
+			if body := l.dial().get("/", 200); body != "hello world" {
+				t.Errorf("%s offered %q: GET / = %q", kind, offer, body)
+			}
+		}
+	}
+}

@@ -796,7 +796,7 @@ def _serve_framed(buf, recv, send, app, base_env, base):
     if body is None:
         return None
     buf, streaming, keep = body
-    keep = _process(app, env, send, env["REQUEST_METHOD"] == "HEAD", keep, False, True)
+    keep = _process(app, env, send, env.get("REQUEST_METHOD") == "HEAD", keep, False, True)
     if streaming is not None and not streaming.finish():
         keep = False
     return buf if keep else None

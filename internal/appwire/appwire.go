@@ -47,6 +47,14 @@ var ErrSwitchHTTP = errors.New("the loader switched this response to HTTP/1.1")
 // came on is not reused.
 var ErrFraming = errors.New("app broke ferry-wire/1 framing")
 
+// Head layouts of a request frame (docs/loader-wire.md): the CGI
+// environment (WSGI, Rack), or ASGI's fixed fields and field lines.
+const HeadASGI = "asgi"
+
+// KnownHead reports whether a loader's head layout is one this core
+// writes ("" is the CGI environment).
+func KnownHead(h string) bool { return h == "" || h == HeadASGI }
+
 // Supported reports whether v, a version a loader says it chose, is one
 // this core speaks. 0 is HTTP/1.1.
 func Supported(v int) bool { return v == 0 || v == Version }
@@ -64,6 +72,21 @@ type Request struct {
 // Begin starts a frame after what the buffer holds (normally nothing).
 func (q *Request) Begin(buf []byte) {
 	q.buf, q.start, q.err = append(buf, Magic, 0, 0, 0, 0), len(buf), nil
+}
+
+// Field adds one field alone (the ASGI layout's fixed fields).
+func (q *Request) Field(v string) {
+	if q.err != nil {
+		return
+	}
+	if hasNUL(v) {
+		q.err = fmt.Errorf("request field %q holds a NUL byte", clip(v))
+		return
+	}
+	if len(q.buf) > q.start+5 {
+		q.buf = append(q.buf, 0)
+	}
+	q.buf = append(q.buf, v...)
 }
 
 // PairBytes is Pair for a key in a byte slice, not copied to a string.

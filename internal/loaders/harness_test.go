@@ -58,6 +58,7 @@ type handshake struct {
 	Socket      string `json:"socket"`
 	Concurrency int    `json:"concurrency"`
 	Wire        int    `json:"wire"`
+	Head        string `json:"head"`
 	Summary     string `json:"summary"`
 	Details     string `json:"details"`
 }
@@ -234,6 +235,7 @@ type client struct {
 	// client's address and scheme the core would tell ("" and "http" are
 	// what the HTTP/1.1 requests of these tests tell: nothing).
 	framed bool
+	layout string // the loader's head layout ("": CGI, "asgi")
 	remote string
 	scheme string
 }
@@ -245,7 +247,7 @@ func (l *loader) dial() *client {
 		l.tb.Fatal(err)
 	}
 	l.tb.Cleanup(func() { c.Close() })
-	return &client{tb: l.tb, c: c, br: bufio.NewReaderSize(c, 64<<10), framed: l.hs.Wire == appwire.Version, scheme: "http"}
+	return &client{tb: l.tb, c: c, br: bufio.NewReaderSize(c, 64<<10), framed: l.hs.Wire == appwire.Version, layout: l.hs.Head, scheme: "http"}
 }
 
 // sendFramed is send on ferry-wire/1.
@@ -263,7 +265,11 @@ func (c *client) sendFramed(method, target string, headers []string, body []byte
 	}
 	var q appwire.Request
 	q.Begin(nil)
-	proxy.AppendEnv(&q, r, int64(len(body)), c.scheme)
+	if c.layout == appwire.HeadASGI {
+		proxy.AppendASGI(&q, r, int64(len(body)), c.scheme)
+	} else {
+		proxy.AppendEnv(&q, r, int64(len(body)), c.scheme)
+	}
 	frame, err := q.End()
 	if err != nil {
 		c.tb.Fatalf("%s %s: frame: %v", method, target, err)

@@ -158,6 +158,15 @@ func (s *Session) Wire() int {
 	return 0
 }
 
+// WireHead is the layout of ferry-wire request heads the session's
+// process chose ("": the CGI environment).
+func (s *Session) WireHead() string {
+	if w, ok := s.p.proc.(interface{ WireHead() string }); ok {
+		return w.WireHead()
+	}
+	return ""
+}
+
 // Addr of the session's process.
 func (s *Session) Addr() net.Addr { return s.p.proc.Addr() }
 

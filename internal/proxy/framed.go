@@ -21,6 +21,12 @@ type Wirer interface {
 	Wire() int
 }
 
+// WireHeader is implemented by an Upstream whose process said which
+// layout of request heads it reads ("": the CGI environment).
+type WireHeader interface {
+	WireHead() string
+}
+
 // framedFor reports whether r goes to up on ferry-wire/1: the process chose
 // it, and the request does not switch protocols (a tunnel is raw bytes on
 // the connection, which only HTTP/1.1 hands over).
@@ -29,14 +35,26 @@ func (t *Transport) framedFor(up Upstream, r *http.Request) bool {
 	return ok && w.Wire() == appwire.Version && t.StripPrefix == "" && !t.Forwarded && !IsUpgrade(r)
 }
 
+// headOf is the head layout up's process reads.
+func headOf(up Upstream) string {
+	if w, ok := up.(WireHeader); ok {
+		return w.WireHead()
+	}
+	return ""
+}
+
 // writeFramed writes the request frame's head on w: the environment that a
 // loader computes today from writeHead's HTTP/1.1 head (see
 // _ferry_common.py and wsgi.py: header names to HTTP_*, repeated fields
 // joined, Ferry's headers to REMOTE_*, HTTPS and SERVER_*). SCRIPT_NAME and
 // the decoding of PATH_INFO stay the loader's: they differ by interface.
-func writeFramed(w *bufio.Writer, q *appwire.Request, buf []byte, r *http.Request, size int64, scheme string) ([]byte, error) {
+func writeFramed(w *bufio.Writer, q *appwire.Request, buf []byte, r *http.Request, size int64, scheme, head string) ([]byte, error) {
 	q.Begin(buf[:0])
-	AppendEnv(q, r, size, scheme)
+	if head == appwire.HeadASGI {
+		AppendASGI(q, r, size, scheme)
+	} else {
+		AppendEnv(q, r, size, scheme)
+	}
 	frame, err := q.End()
 	if err != nil {
 		return buf, err
@@ -94,6 +112,49 @@ func AppendEnv(q *appwire.Request, r *http.Request, size int64, scheme string) {
 			v = strings.Join(vs, sep)
 		}
 		q.PairBytes(kb, v)
+	}
+}
+
+// AppendASGI adds r in the ASGI layout to q: method, raw path, query,
+// scheme, the client's address, Host and Content-Length ("" if none), then
+// one name and value pair per field line, names lower-cased, as the ASGI
+// loader lists the fields of writeHead's HTTP/1.1 head: host first, the
+// client's fields (minus hop-by-hop and Ferry's own), content-length last.
+func AppendASGI(q *appwire.Request, r *http.Request, size int64, scheme string) {
+	target := requestTarget(r)
+	path, query, _ := strings.Cut(target, "?")
+	clen := ""
+	if size > 0 || bodyExpected(r.Method) {
+		clen = strconv.FormatInt(size, 10)
+	}
+	q.Field(r.Method)
+	q.Field(path)
+	q.Field(query)
+	q.Field(scheme)
+	q.Field(r.RemoteAddr)
+	q.Field(r.Host)
+	q.Field(clen)
+	q.Pair("host", r.Host)
+	connTokens := r.Header["Connection"]
+	var kbuf [64]byte
+	for k, vs := range r.Header {
+		if hopByHop(k) || httpfield.HasToken(connTokens, k) || hasPrefixFold(k, internalPrefix) {
+			continue
+		}
+		kb := kbuf[:0]
+		for i := 0; i < len(k); i++ {
+			c := k[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			kb = append(kb, c)
+		}
+		for _, v := range vs {
+			q.PairBytes(kb, v)
+		}
+	}
+	if clen != "" {
+		q.Pair("content-length", clen)
 	}
 }
 

@@ -244,7 +244,7 @@ func (t *Transport) send(c *conn, up Upstream, r *http.Request, body *Body, sche
 		var ferr error
 		// A request that cannot be framed (a NUL in a field, which the
 		// HTTP front refuses anyway) goes as HTTP/1.1; nothing was written.
-		c.qbuf, ferr = writeFramed(c.bw, &c.q, c.qbuf, r, body.Size(), scheme)
+		c.qbuf, ferr = writeFramed(c.bw, &c.q, c.qbuf, r, body.Size(), scheme, headOf(up))
 		c.framed = ferr == nil
 	}
 	if !c.framed {

@@ -140,7 +140,10 @@ type handshake struct {
 	Preloader   bool   `json:"preloader"`
 	// Wire is the loader wire the process chose from FERRY_WIRE (0 or
 	// absent: HTTP/1.1; 1: ferry-wire/1, docs/loader-wire.md).
-	Wire    int    `json:"wire"`
+	Wire int `json:"wire"`
+	// Head is the layout of ferry-wire request heads the loader reads:
+	// "" (the CGI environment) or "asgi" (docs/loader-wire.md).
+	Head    string `json:"head"`
 	Summary string `json:"summary"`
 	Details string `json:"details"`
 }
@@ -155,6 +158,9 @@ func ParseHandshake(line []byte) (handshake, error) {
 	case "ready":
 		if h.Concurrency < 0 {
 			return h, fmt.Errorf("malformed status line: concurrency %d", h.Concurrency)
+		}
+		if h.Head != "" && (h.Wire == 0 || !appwire.KnownHead(h.Head)) {
+			return h, fmt.Errorf("the loader asked for request heads in the layout %q, which this Ferry does not know (a loader from another Ferry version?)", h.Head)
 		}
 		if !appwire.Supported(h.Wire) {
 			// Fail loudly: a loader from another Ferry version.
@@ -263,7 +269,7 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 		return nil, s.abort(p, "unsafe work directory: "+err.Error(), "", err)
 	}
 	p.concurrency = h.Concurrency
-	p.wire = h.Wire
+	p.wire, p.wireHead = h.Wire, h.Head
 	p.preloader = h.Preloader
 	if !p.preloader {
 		p.bt = watchBacktraces(statusR, statusBuf)
@@ -549,6 +555,7 @@ type Process struct {
 	addr        net.Addr
 	concurrency int
 	wire        int
+	wireHead    string
 	preloader   bool
 	workDir     string
 	started     time.Time
@@ -584,6 +591,9 @@ func (p *Process) Concurrency() int { return p.concurrency }
 // Wire is the loader wire the process chose: 0 for HTTP/1.1, else the
 // ferry-wire version.
 func (p *Process) Wire() int { return p.wire }
+
+// WireHead is the layout of request heads the process chose ("": CGI).
+func (p *Process) WireHead() string { return p.wireHead }
 
 // Started is when the process was started.
 func (p *Process) Started() time.Time { return p.started }

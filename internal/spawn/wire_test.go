@@ -19,6 +19,9 @@ func TestHandshakeWire(t *testing.T) {
 		{`{"status":"ready","socket":"s","concurrency":1,"wire":1}`, 1, ""},
 		{`{"status":"ready","socket":"s","concurrency":1,"wire":2}`, 0, "chose loader wire version 2, but this Ferry speaks only HTTP/1.1 and versions 1"},
 		{`{"status":"ready","socket":"s","concurrency":1,"wire":"1"}`, 0, "malformed status line"},
+		{`{"status":"ready","socket":"s","concurrency":0,"wire":1,"head":"asgi"}`, 1, ""},
+		{`{"status":"ready","socket":"s","concurrency":0,"wire":1,"head":"grpc"}`, 0, `layout "grpc", which this Ferry does not know`},
+		{`{"status":"ready","socket":"s","concurrency":0,"head":"asgi"}`, 0, `layout "asgi"`},
 	} {
 		h, err := ParseHandshake([]byte(tc.line))
 		if tc.err != "" {

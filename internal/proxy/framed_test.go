@@ -225,3 +225,54 @@ func TestFramedSwitchHTTP(t *testing.T) {
 		t.Fatalf("client got %d %q %v; kept %v", rec.Code, rec.Body, res.AppErr, up.kept != nil)
 	}
 }
+
+// FuzzFramedResponse: whatever a loader sends on ferry-wire/1, the core
+// does not panic, and a connection it keeps ended exactly where the
+// loader's bytes did, with the client given the whole, clean response.
+func FuzzFramedResponse(f *testing.F) {
+	ok := appwire.AppendChunk(appwire.AppendChunk(appwire.AppendHead(nil, "200 OK", "Content-Length", "2"), []byte("hi")), nil)
+	f.Add(ok, false)
+	f.Add(ok, true)
+	f.Add(appwire.AppendChunk(appwire.AppendHead(appwire.AppendHead(nil, "103 Early Hints", "Link", "</x>"), "204"), nil), false)
+	f.Add(appwire.AppendChunk(appwire.AppendChunk(appwire.AppendHead(nil, "200 OK"), []byte("abc")), nil), false)
+	f.Add(append(ok, 'x'), false)
+	f.Add(append([]byte{0xff, 0xff, 0xff, 0xff}, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"...), false)
+	f.Add([]byte{0, 0, 0, 3, '2', '0', '0', 0, 0, 0, 1}, false)
+	f.Fuzz(func(t *testing.T, data []byte, head bool) {
+		if len(data) > 64<<10 {
+			return
+		}
+		method := "GET"
+		if head {
+			method = "HEAD"
+		}
+		core, app := socketPair(t)
+		defer core.Close()
+		defer app.Close()
+		go func() {
+			// The request frame, drained; then the loader's bytes and its close.
+			io.CopyN(io.Discard, app, 5)
+			app.Write(data)
+			app.(*net.UnixConn).CloseWrite()
+		}()
+		c := newConn(core)
+		up := &framedUp{oneConn{released: make(chan struct{})}}
+		m, _, err := (&Transport{}).send(c, up, httptest.NewRequest(method, "/", nil), nil, "http", nil)
+		if err != nil {
+			return
+		}
+		x := &Exchange{Resp: m.resp, up: up, c: c, msg: m}
+		rec := httptest.NewRecorder()
+		res := x.WriteTo(rec, ResponseOptions{Memory: 1 << 20, HighWatermark: 1 << 20, Dir: t.TempDir()}, nil)
+		<-up.released
+		if up.kept == nil {
+			return
+		}
+		if res.AppErr != nil {
+			t.Fatalf("connection kept after a broken response: %v\n%q", res.AppErr, data)
+		}
+		if c.read != int64(len(data)) || c.br.Buffered() != 0 {
+			t.Fatalf("connection kept with %d of %d bytes read, %d buffered:\n%q", c.read, len(data), c.br.Buffered(), data)
+		}
+	})
+}

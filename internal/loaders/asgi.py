@@ -86,6 +86,13 @@ _common.TAG = "ferry asgi"
 MAX_HEAD = 64 * 1024  # request line + headers
 READ_SIZE = 64 * 1024  # reads while waiting for a head
 BODY_CHUNK = 256 * 1024  # largest request body piece handed to the app
+
+# ferry-wire/1 (docs/loader-wire.md), in its ASGI head layout: chosen when
+# the core offers it in FERRY_WIRE; HTTP/1.1 is served still (WebSockets,
+# the out-of-band request), request by request, told by the first byte.
+_WIRE = 1 if "1" in (os.environ.get("FERRY_WIRE") or "").split(",") else 0
+_MAGIC = b"\xf1"
+_END = b"\0\0\0\0"  # the end chunk of a framed response
 STREAM_LIMIT = 256 * 1024  # asyncio pauses reading at twice this much buffered
 WS_MAX_MESSAGE = 16 * 1024 * 1024  # larger WebSocket messages: close 1009
 WS_CLOSE_TIMEOUT = 5.0  # seconds to wait for the peer's close frame
@@ -285,6 +292,20 @@ def _plain(code, keep, head=False, extra=b""):
     )
 
 
+def _fplain(code, keep, head=False):
+    """_plain on ferry-wire/1."""
+    line = _status_line(code)
+    reason = line[9:-2]
+    body = reason + b"\n"
+    h = b"%s\0Content-Type\0text/plain; charset=utf-8\0Content-Length\0%d%s" % (
+        reason,
+        len(body),
+        b"" if keep else b"\0Connection\0close",
+    )
+    chunk = b"" if head else len(body).to_bytes(4, "big") + body
+    return len(h).to_bytes(4, "big") + h + chunk + _END
+
+
 def _as_bytes(v):
     if type(v) is bytes:
         return v
@@ -328,9 +349,11 @@ class _HTTP(object):
         "nsent",
         "keep",
         "http10",
+        "framed",
     )
 
-    def __init__(self, conn, body, sock_left, keep, http10, no_body):
+    def __init__(self, conn, body, sock_left, keep, http10, no_body, framed=False):
+        self.framed = framed
         self.conn = conn
         self.transport = conn.transport
         self.body = body  # body bytes already received, not yet handed out
@@ -411,6 +434,8 @@ class _HTTP(object):
                     data += b"0\r\n\r\n"
                 elif self.cl is not None and self.nsent < self.cl and not self.no_body:
                     self.keep = False  # short of its Content-Length: the close tells
+                if self.framed:
+                    data += _END
             if data:
                 transport.write(data)
                 if transport.get_write_buffer_size():
@@ -437,7 +462,8 @@ class _HTTP(object):
         bodyless = status < 200 or status == 204 or status == 304
         no_body = self.no_body = is_head or bodyless
         keep = self.keep
-        parts = [_status_line(status)]
+        framed = self.framed
+        parts = [_status_line(status)[9:-2] if framed else _status_line(status)]
         cl = None
         for name, value in self.headers:
             if type(name) is not bytes:
@@ -453,7 +479,29 @@ class _HTTP(object):
                 elif lname == b"connection" and b"close" in value.lower():
                     keep = False
                 continue
-            parts.append(b"%s: %s\r\n" % (name, value))
+            if framed:
+                parts.append(name)
+                parts.append(value)
+            else:
+                parts.append(b"%s: %s\r\n" % (name, value))
+        if framed:
+            if cl is None and not more and (not no_body or (is_head and not bodyless and body)):
+                cl = len(body)
+            if cl is not None:
+                parts += (b"Content-Length", b"%d" % cl)
+            if not keep:
+                parts += (b"Connection", b"close")
+            h = b"\0".join(parts)
+            # A NUL would split elsewhere; CR or LF is as malformed as on HTTP/1.1.
+            if h.count(b"\0") != len(parts) - 1 or b"\r" in h or b"\n" in h:
+                raise ValueError("CR, LF or NUL in a response header")
+            self.cl = cl
+            self.keep = keep
+            self.written = True
+            h = len(h).to_bytes(4, "big") + h
+            if no_body:
+                return h
+            return h + self._frame(body)
         if cl is not None:
             parts.append(b"Content-Length: %d\r\n" % cl)
         elif not more:
@@ -492,8 +540,10 @@ class _HTTP(object):
                 body = body[:room]
                 n = room
             self.nsent += n
-            return body
+            return n.to_bytes(4, "big") + body if self.framed else body
         self.nsent += n
+        if self.framed:
+            return n.to_bytes(4, "big") + body
         if self.chunked:
             return b"%x\r\n%s\r\n" % (n, body)
         return body
@@ -977,31 +1027,56 @@ class _Conn(object):
                 return
             lines, buf = head
             self.gone = None
-
-            # ---- parse it
-            try:
-                method, target, proto = lines[0].split(b" ")
-                method = method.decode("ascii")
-                del lines[0]
-                headers, clen, conn_h, upgrade, host, peer, scheme, te, oob = _parse_headers(lines)
-                keep, http10 = _keep_alive(proto, conn_h)
-                n = 0 if clen is None else _content_length(clen)
-                if target[:1] != b"/":
-                    target = _origin_form(target)
-                raw_path, _, query = target.partition(b"?")
-                path = paths.get(raw_path)
-                if path is None:
-                    path = _cached(paths, raw_path, _decode_path, raw_path)
-            except (ValueError, UnicodeDecodeError):
-                transport.write(_plain(400, False))
-                return
-            if te:
-                transport.write(_plain(501, False))  # the core always sends Content-Length
-                return
-            if oob:
-                # The core's, not the app's: the hooks, then the connection closes.
-                transport.write(await _out_of_band())
-                return
+            framed = lines is None
+            if framed:
+                # ferry-wire/1, ASGI layout: seven fields, then field lines.
+                head = await self._frame_head(buf)
+                if head is None:
+                    return
+                parts, buf = head
+                if len(parts) < 7 or len(parts) % 2 == 0:
+                    return  # not the core's
+                try:
+                    method = parts[0].decode("ascii")
+                    raw_path, query = parts[1], parts[2]
+                    scheme = "https" if parts[3] == b"https" else "http"
+                    peer = parts[4] or None
+                    host = parts[5]
+                    n = _content_length(parts[6]) if parts[6] else 0
+                    it = iter(parts[7:])
+                    headers = list(zip(it, it))
+                    path = paths.get(raw_path)
+                    if path is None:
+                        path = _cached(paths, raw_path, _decode_path, raw_path)
+                except (ValueError, UnicodeDecodeError):
+                    return
+                keep, http10 = True, False
+                upgrade = conn_h = None
+            else:
+                # ---- parse it
+                try:
+                    method, target, proto = lines[0].split(b" ")
+                    method = method.decode("ascii")
+                    del lines[0]
+                    headers, clen, conn_h, upgrade, host, peer, scheme, te, oob = _parse_headers(lines)
+                    keep, http10 = _keep_alive(proto, conn_h)
+                    n = 0 if clen is None else _content_length(clen)
+                    if target[:1] != b"/":
+                        target = _origin_form(target)
+                    raw_path, _, query = target.partition(b"?")
+                    path = paths.get(raw_path)
+                    if path is None:
+                        path = _cached(paths, raw_path, _decode_path, raw_path)
+                except (ValueError, UnicodeDecodeError):
+                    transport.write(_plain(400, False))
+                    return
+                if te:
+                    transport.write(_plain(501, False))  # the core always sends Content-Length
+                    return
+                if oob:
+                    # The core's, not the app's: the hooks, then the connection closes.
+                    transport.write(await _out_of_band())
+                    return
 
             root = "" if base and not _under(raw_path, base_b) else base
             if peer is not None:
@@ -1036,7 +1111,7 @@ class _Conn(object):
                 body, buf, sock_left = buf[:n], buf[n:], 0
             else:
                 body, buf, sock_left = buf, b"", n - len(buf)
-            cycle = _HTTP(self, body, sock_left, keep, http10, method == "HEAD")
+            cycle = _HTTP(self, body, sock_left, keep, http10, method == "HEAD", framed)
             if not await self._respond(scope, cycle, method, path):
                 return
             if not await self._drain(cycle.sock_left):
@@ -1053,6 +1128,8 @@ class _Conn(object):
         reader = self.reader
         if buf[:2] == b"\r\n":
             buf = buf.lstrip(b"\r\n")
+        if _WIRE and buf[:1] == _MAGIC:
+            return None, buf
         end = buf.find(b"\r\n\r\n")
         while end < 0:
             if len(buf) > MAX_HEAD:
@@ -1070,8 +1147,29 @@ class _Conn(object):
             if not data:
                 return None
             buf = buf + data if buf else data.lstrip(b"\r\n")
+            if _WIRE and buf[:1] == _MAGIC:
+                return None, buf
             end = buf.find(b"\r\n\r\n")
         return buf[:end].split(b"\r\n"), buf[end + 4 :]
+
+    async def _frame_head(self, buf):
+        """A ferry-wire/1 request head (its fields) and the bytes after it,
+        buf holding its start; None when the connection is done."""
+        reader = self.reader
+        while len(buf) < 5:
+            data = await (reader.read(READ_SIZE) if self.watch is None else self._read())
+            if not data:
+                return None
+            buf += data
+        end = 5 + int.from_bytes(buf[1:5], "big")
+        if end > 5 + (1 << 20):
+            return None  # not the core's: nothing sensible to answer
+        while len(buf) < end:
+            data = await (reader.read(max(READ_SIZE, end - len(buf))) if self.watch is None else self._read())
+            if not data:
+                return None
+            buf += data
+        return buf[5:end].split(b"\0"), buf[end:]
 
     async def _respond(self, scope, cycle, method, path):
         """Runs the app for one request; whether the connection goes on."""
@@ -1090,7 +1188,7 @@ class _Conn(object):
             _log_exc("error in application (%s %s):" % (method, path))
             if cycle.written or transport.is_closing():
                 return False  # a second response would be garbage on the wire
-            transport.write(_plain(500, cycle.keep, method == "HEAD"))
+            transport.write((_fplain if cycle.framed else _plain)(500, cycle.keep, method == "HEAD"))
             if cycle.keep:
                 cycle.complete = True
             else:
@@ -1102,7 +1200,7 @@ class _Conn(object):
                 return False
             _log("error in application (%s %s): it returned without %s" % (
                 method, path, "a response body" if cycle.started else "starting a response"))
-            transport.write(_plain(500, cycle.keep, method == "HEAD"))
+            transport.write((_fplain if cycle.framed else _plain)(500, cycle.keep, method == "HEAD"))
             if not cycle.keep:
                 return False
         return cycle.keep and not self.server.stopping
@@ -1333,7 +1431,10 @@ async def _main(status_fd, root, startup, base, sock_path):
     _dump_on_sigquit(chain=True)
     _backtraces_on(loop, status_fd)
     srv = await asyncio.start_unix_server(server.connected, sock=listener, limit=STREAM_LIMIT, backlog=1024)
-    _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 0}, keep=True)
+    ready = {"status": "ready", "socket": sock_path, "concurrency": 0}
+    if _WIRE:
+        ready["wire"], ready["head"] = _WIRE, "asgi"
+    _report(status_fd, ready, keep=True)
 
     await stop
     # SIGTERM: no new connections, idle ones closed, requests in flight finish.

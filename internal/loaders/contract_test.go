@@ -14,14 +14,19 @@ package loaders
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/appwire"
+	"github.com/ferry-server/ferry/internal/proxy"
 )
 
 // contractLoader is one loader started one way.
@@ -31,6 +36,9 @@ type contractLoader struct {
 	env         []string // added to the start
 	smart       bool     // a worker forked by a preloader
 	concurrency int      // in the ready handshake
+	// wire: the loader speaks ferry-wire/1 (docs/loader-wire.md), so every
+	// case runs on both wires; framed is set for the ferry-wire/1 run.
+	wire, framed bool
 
 	// readyOutput is what the echo app prints once it serves, if anything.
 	readyOutput string
@@ -57,7 +65,7 @@ type contractBroken struct {
 
 var contractLoaders = []contractLoader{
 	{
-		name: "wsgi", kind: "wsgi", concurrency: 1,
+		name: "wsgi", kind: "wsgi", concurrency: 1, wire: true,
 		broken: &contractBroken{
 			summary: "ImportError: broken fixture: no module named frobnicate",
 			details: []string{"Traceback (most recent call last)", "passenger_wsgi.py", "line 3", "raise ImportError", "frobnicate"},
@@ -68,19 +76,19 @@ var contractLoaders = []contractLoader{
 		appError:   "boom from app",
 	},
 	{
-		name: "wsgi-threads", kind: "wsgi", env: []string{"FERRY_THREADS=2"}, concurrency: 2,
+		name: "wsgi-threads", kind: "wsgi", env: []string{"FERRY_THREADS=2"}, concurrency: 2, wire: true,
 		oobStartup: "default_wsgi.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
 		backtraces: []string{"(most recent call first)", "passenger_wsgi.py\", line", " in sleep\n", "Thread names:\n", " ferry-lifeline (daemon)\n"},
 		appError:   "boom from app",
 	},
 	{
-		name: "wsgi-smart", kind: "wsgi", smart: true, concurrency: 1,
+		name: "wsgi-smart", kind: "wsgi", smart: true, concurrency: 1, wire: true,
 		oobStartup: "default_wsgi.py", oobDone: "out-of-band work done: gc.collect()\n", oobCounter: "full_collections",
 		backtraces: []string{"(most recent call first)", "passenger_wsgi.py\", line", " in sleep\n", "Thread names:\n", " ferry-lifeline (daemon)\n"},
 		appError:   "boom from app",
 	},
 	{
-		name: "asgi", kind: "asgi", concurrency: 0,
+		name: "asgi", kind: "asgi", concurrency: 0, wire: true,
 		broken: &contractBroken{
 			summary: "ImportError: broken asgi fixture: no module named frobnicate",
 			details: []string{"Traceback (most recent call last)", "asgi.py\", line 3", "raise ImportError"},
@@ -91,7 +99,7 @@ var contractLoaders = []contractLoader{
 		appError:   "boom from asgi app",
 	},
 	{
-		name: "rack", kind: "rack", concurrency: 1,
+		name: "rack", kind: "rack", concurrency: 1, wire: true,
 		broken: &contractBroken{
 			summary: "ArgumentError: broken fixture: no frobnicate configured",
 			details: []string{"config.ru:5", "broken fixture: no frobnicate configured (ArgumentError)"},
@@ -102,13 +110,13 @@ var contractLoaders = []contractLoader{
 		appError:   "boom from app",
 	},
 	{
-		name: "rack-threads", kind: "rack", env: []string{"FERRY_THREADS=4"}, concurrency: 4,
+		name: "rack-threads", kind: "rack", env: []string{"FERRY_THREADS=4"}, concurrency: 4, wire: true,
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
 		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
 		appError:   "boom from app",
 	},
 	{
-		name: "rack-smart", kind: "rack", smart: true, concurrency: 1,
+		name: "rack-smart", kind: "rack", smart: true, concurrency: 1, wire: true,
 		oobStartup: "default.ru", oobDone: "out-of-band work done: GC.start\n", oobCounter: "major_gc_count",
 		backtraces: []string{"Thread 1 of ", " (main)\n", "config.ru:", "in `sleep_for'"},
 		appError:   "boom from app",
@@ -131,6 +139,9 @@ var contractLoaders = []contractLoader{
 func (cl contractLoader) start(t *testing.T, dir string, env ...string) *loader {
 	t.Helper()
 	env = append(append([]string{}, cl.env...), env...)
+	if cl.framed {
+		env = append(env, "FERRY_WIRE="+appwire.Versions)
+	}
 	if !cl.smart {
 		l := startKind(t, cl.kind, dir, env...)
 		if l.hs.Status != "ready" {
@@ -168,18 +179,27 @@ var contractCases = []struct {
 	{"SIGTERM", false, contractSIGTERM},
 	{"out-of-band default", true, contractOOBDefault},
 	{"backtraces on demand", true, contractBacktraces},
+	{"same environ on both wires", true, contractSameEnviron},
 }
 
 func TestLoaderContract(t *testing.T) {
 	for _, cl := range contractLoaders {
-		t.Run(cl.name, func(t *testing.T) {
-			for _, c := range contractCases {
-				if cl.smart && !c.smart {
-					continue
+		variants := []contractLoader{cl}
+		if cl.wire {
+			framed := cl
+			framed.name, framed.framed = cl.name+"/ferry-wire-1", true
+			variants = append(variants, framed)
+		}
+		for _, cl := range variants {
+			t.Run(cl.name, func(t *testing.T) {
+				for _, c := range contractCases {
+					if cl.smart && !c.smart {
+						continue
+					}
+					t.Run(c.name, func(t *testing.T) { c.run(t, cl) })
 				}
-				t.Run(c.name, func(t *testing.T) { c.run(t, cl) })
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -189,6 +209,9 @@ func contractReady(t *testing.T, cl contractLoader) {
 	l := cl.start(t, cl.fixture("echo"))
 	if l.hs.Socket != l.sock || l.hs.Concurrency != cl.concurrency {
 		t.Fatalf("handshake %q, want ready on %s with concurrency %d", l.rawHS, l.sock, cl.concurrency)
+	}
+	if want := map[bool]int{false: 0, true: appwire.Version}[cl.framed]; l.hs.Wire != want {
+		t.Errorf("handshake %q chose wire %d, want %d", l.rawHS, l.hs.Wire, want)
 	}
 	if !strings.Contains(l.rawHS, `"concurrency":`) {
 		t.Errorf("handshake %q does not say its concurrency", l.rawHS)
@@ -279,6 +302,9 @@ func contractKeepAlive(t *testing.T, cl contractLoader) {
 				t.Fatalf("request %d: %+v", i, e)
 			}
 		}
+	}
+	if cl.framed {
+		return // Connection is hop-by-hop: the core never passes it on
 	}
 	resp, _ := c.do("GET", "/", []string{"Connection: close"}, nil)
 	if !resp.Close {
@@ -455,4 +481,68 @@ func contractAppError(t *testing.T, cl contractLoader) {
 		t.Errorf("GET / after the error = %q", body)
 	}
 	oobWaitOutput(t, l, cl.appError)
+}
+
+// contractSameEnviron: the app sees the same request whichever wire it
+// came on: ferry-wire/1's environment (framed by the core's code) equals
+// what the loader builds from the HTTP/1.1 head the core sends, Ferry's
+// own headers (client address, scheme) included.
+func contractSameEnviron(t *testing.T, cl contractLoader) {
+	if !cl.wire || !cl.framed {
+		t.Skip("for loaders that speak ferry-wire/1, in that run")
+	}
+	l := cl.start(t, cl.fixture("echo"))
+	for _, tc := range []struct {
+		method, target string
+		headers        []string
+		body           []byte
+		remote         string // the client's address; default [2001:db8::7]:4242
+	}{
+		{"GET", "/echo/portless", nil, nil, "192.0.2.9"}, // from a trusted proxy's X-Forwarded-For
+		{"GET", "/echo", nil, nil, ""},
+		{"GET", "/echo/a%20b/%E2%82%AC?x=1&y=%20", []string{"Accept: text/html", "Cookie: a=1", "Cookie: b=2", "X-Multi: 1", "X-Multi: 2"}, nil, ""},
+		{"POST", "/echo?q", []string{"Content-Type: application/json", "Host: example.org:8443"}, []byte(`{"a":1}`), ""},
+		{"PUT", "/echo", []string{"Host: [::1]:9000", "User-Agent: t/1.0"}, []byte{}, ""},
+		{"DELETE", "/echo/", []string{"Host: example.org"}, nil, ""},
+	} {
+		// One connection at a time: a single-threaded loader gives an
+		// idle one up when another waits.
+		remote := tc.remote
+		if remote == "" {
+			remote = "[2001:db8::7]:4242"
+		}
+		framed := l.dial()
+		framed.remote, framed.scheme = remote, "https"
+		got := framed.echoAny(tc.method, tc.target, tc.headers, tc.body)
+		framed.c.Close()
+		plain := l.dial()
+		plain.framed = false
+		ferry := []string{proxy.HeaderClientAddr + ": " + remote, proxy.HeaderScheme + ": https"}
+		want := plain.echoAny(tc.method, tc.target, append(append([]string{}, tc.headers...), ferry...), tc.body)
+		gj, _ := json.Marshal(got)
+		wj, _ := json.Marshal(want)
+		if string(gj) != string(wj) {
+			t.Errorf("%s %s:\nferry-wire/1: %s\nHTTP/1.1:     %s", tc.method, tc.target, gj, wj)
+		}
+		plain.c.Close()
+	}
+}
+
+// echoAny is echo as a generic JSON object, whatever the fixture's
+// language calls its fields; a list of header pairs (ASGI) is sorted, since
+// the core sends the client's fields in no fixed order on either wire.
+func (c *client) echoAny(method, target string, headers []string, body []byte) map[string]any {
+	c.tb.Helper()
+	resp, data := c.do(method, target, headers, body)
+	if resp.StatusCode != 200 {
+		c.tb.Fatalf("%s %s: status %d; body %q", method, target, resp.StatusCode, data)
+	}
+	var e map[string]any
+	if err := json.Unmarshal([]byte(data), &e); err != nil {
+		c.tb.Fatalf("%s %s: %v in %q", method, target, err, data)
+	}
+	if hs, ok := e["headers"].([]any); ok {
+		sort.Slice(hs, func(i, j int) bool { return fmt.Sprint(hs[i]) < fmt.Sprint(hs[j]) })
+	}
+	return e
 }

@@ -15,14 +15,20 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry-server/ferry/internal/appwire"
+	"github.com/ferry-server/ferry/internal/httpfield"
+	"github.com/ferry-server/ferry/internal/proxy"
 )
 
 // wait bounds every wait on the loader; generous, since CI machines stall.
@@ -51,6 +57,8 @@ type handshake struct {
 	Status      string `json:"status"`
 	Socket      string `json:"socket"`
 	Concurrency int    `json:"concurrency"`
+	Wire        int    `json:"wire"`
+	Head        string `json:"head"`
 	Summary     string `json:"summary"`
 	Details     string `json:"details"`
 }
@@ -222,6 +230,14 @@ type client struct {
 	tb testing.TB
 	c  net.Conn
 	br *bufio.Reader
+	// framed: requests go on ferry-wire/1 (the loader chose it), framed
+	// by the core's own code (proxy.AppendEnv); remote and scheme are the
+	// client's address and scheme the core would tell ("" and "http" are
+	// what the HTTP/1.1 requests of these tests tell: nothing).
+	framed bool
+	layout string // the loader's head layout ("": CGI, "asgi")
+	remote string
+	scheme string
 }
 
 func (l *loader) dial() *client {
@@ -231,7 +247,77 @@ func (l *loader) dial() *client {
 		l.tb.Fatal(err)
 	}
 	l.tb.Cleanup(func() { c.Close() })
-	return &client{tb: l.tb, c: c, br: bufio.NewReaderSize(c, 64<<10)}
+	return &client{tb: l.tb, c: c, br: bufio.NewReaderSize(c, 64<<10), framed: l.hs.Wire == appwire.Version, layout: l.hs.Head, scheme: "http"}
+}
+
+// sendFramed is send on ferry-wire/1.
+func (c *client) sendFramed(method, target string, headers []string, body []byte) {
+	c.tb.Helper()
+	r := &http.Request{Method: method, RequestURI: target, Host: "app.test", Header: http.Header{}, RemoteAddr: c.remote, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		k, v = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(k)), strings.TrimSpace(v)
+		if k == "Host" {
+			r.Host = v
+			continue
+		}
+		r.Header[k] = append(r.Header[k], v)
+	}
+	var q appwire.Request
+	q.Begin(nil)
+	if c.layout == appwire.HeadASGI {
+		proxy.AppendASGI(&q, r, int64(len(body)), c.scheme)
+	} else {
+		proxy.AppendEnv(&q, r, int64(len(body)), c.scheme)
+	}
+	frame, err := q.End()
+	if err != nil {
+		c.tb.Fatalf("%s %s: frame: %v", method, target, err)
+	}
+	c.c.SetDeadline(time.Now().Add(wait))
+	if _, err := c.c.Write(append(frame, body...)); err != nil {
+		c.tb.Fatalf("%s %s: write: %v", method, target, err)
+	}
+}
+
+// headFramed is head on ferry-wire/1: 1xx heads skipped, the body read
+// to its end chunk.
+func (c *client) headFramed(method string) *http.Response {
+	c.tb.Helper()
+	c.c.SetDeadline(time.Now().Add(wait))
+	for i := 0; ; i++ {
+		h, err := appwire.ReadHead(c.br)
+		if err == appwire.ErrSwitchHTTP {
+			// The loader passes this one on as HTTP/1.1, then closes.
+			resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+			if err != nil {
+				c.tb.Fatalf("%s: read response after the switch: %v", method, err)
+			}
+			resp.Close = true
+			return resp
+		}
+		if err != nil {
+			c.tb.Fatalf("%s: read framed response: %v", method, err)
+		}
+		if h.Code < 200 && i < 32 {
+			continue
+		}
+		resp := &http.Response{Status: h.Status, StatusCode: h.Code, Header: h.Header, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Close: httpfield.HasToken(h.Header["Connection"], "close"), Body: http.NoBody, ContentLength: -1}
+		cl := int64(-1)
+		if v := h.Header.Get("Content-Length"); v != "" {
+			cl, _ = strconv.ParseInt(v, 10, 64)
+			resp.ContentLength = cl
+		}
+		if method == "HEAD" || h.Code == 204 || h.Code == 304 {
+			if err := appwire.ReadEnd(c.br); err != nil {
+				c.tb.Fatalf("%s: read end chunk: %v", method, err)
+			}
+			return resp
+		}
+		resp.Body = io.NopCloser(appwire.NewBody(c.br, cl))
+		return resp
+	}
 }
 
 // send writes one request: the request line with target as is, a Host
@@ -239,6 +325,10 @@ func (l *loader) dial() *client {
 // when body is non-nil, and the body.
 func (c *client) send(method, target string, headers []string, body []byte) {
 	c.tb.Helper()
+	if c.framed {
+		c.sendFramed(method, target, headers, body)
+		return
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\n", method, target)
 	host := false
@@ -265,6 +355,9 @@ func (c *client) send(method, target string, headers []string, body []byte) {
 // head reads a response head; the caller reads and closes the body.
 func (c *client) head(method string) *http.Response {
 	c.tb.Helper()
+	if c.framed {
+		return c.headFramed(method)
+	}
 	c.c.SetDeadline(time.Now().Add(wait))
 	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
 	if err != nil {

@@ -68,6 +68,7 @@ func oobCount(t *testing.T, l *loader) oobCounts {
 func outOfBand(t *testing.T, l *loader) (int, string) {
 	t.Helper()
 	c := l.dial()
+	c.framed = false // the core's out-of-band request is HTTP/1.1 on either wire
 	defer c.c.Close()
 	c.c.SetDeadline(time.Now().Add(wait))
 	if _, err := fmt.Fprintf(c.c, "POST /__ferry/oob HTTP/1.1\r\nHost: ferry\r\n%s: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", proxy.HeaderOOBRequest); err != nil {

@@ -64,6 +64,12 @@ module FerryLoader
     CL_LINE = "Content-Length: "
     EMPTY_BODY = "".b.freeze
     CHUNKED_LINE = "Transfer-Encoding: chunked\r\n"
+    # ferry-wire/1 (docs/loader-wire.md): chosen when FERRY_WIRE offers it.
+    WIRE = (ENV["FERRY_WIRE"] || "").split(",").include?("1") ? 1 : 0
+    WIRE_MAGIC = 0xF1
+    WIRE_MAX_HEAD = 1 << 20
+    WIRE_END = "\0\0\0\0".b.freeze     # the end chunk of a framed response
+    WIRE_SWITCH = "\xFF\xFF\xFF\xFF".b.freeze # HTTP/1.1 follows, then the close
     CLOSE_LINE = "Connection: close\r\n"
     LOADER_PATH = File.expand_path(__FILE__)
     REASONS = {
@@ -161,6 +167,13 @@ module FerryLoader
 
     # report writes the handshake line and closes io, unless keep (a ready
     # process keeps it for backtraces on demand).
+    # The ready handshake, naming the wire chosen (none: HTTP/1.1).
+    def self.ready_pairs(sock, threads)
+      pairs = [["status", "ready"], ["socket", sock], ["concurrency", threads]]
+      pairs << ["wire", WIRE] if WIRE.positive?
+      pairs
+    end
+
     def self.report(io, pairs, keep: false)
       return unless io
 
@@ -674,7 +687,7 @@ module FerryLoader
         server.install_signals
         Hooks.call_event(:after_installing_signal_handlers)
         install_backtraces(status)
-        report(status, [["status", "ready"], ["socket", sock_path], ["concurrency", threads]], keep: true)
+        report(status, ready_pairs(sock_path, threads), keep: true)
         server.run
         Hooks.call_event(:stopping_worker_process)
       end
@@ -683,16 +696,22 @@ module FerryLoader
 
     # rack.hijack: the whole connection, for the app to keep.
     class Hijacker
-      attr_accessor :env
+      attr_accessor :env, :framed
       attr_reader :hijacked
 
       def initialize(io)
         @io = io
         @hijacked = false
         @env = nil
+        @framed = false
       end
 
       def call(*)
+        if @framed
+          # The app writes HTTP/1.1 itself from here: the core is told so.
+          @framed = false
+          @io.write(WIRE_SWITCH)
+        end
         @hijacked = true
         @env["rack.hijack_io"] = @io if @env
         @io
@@ -829,6 +848,8 @@ module FerryLoader
         @status_lines = {}
         @name_kinds = {} # response header name -> name_kind
         @lines = {}      # request header line -> [env key, value]
+        @wire = WIRE.positive?
+        @fstatus = {}    # status code -> "200 OK" (ferry-wire/1)
         version = defined?(::Rack::VERSION) && ::Rack::VERSION.is_a?(Array) ? ::Rack::VERSION : [1, 3]
         @base_env = {
           "SCRIPT_NAME" => base,
@@ -986,7 +1007,15 @@ module FerryLoader
         buf = nil
         while true # rubocop:disable Style/InfiniteLoop
           head, buf = read_head(conn, watch, buf)
+          if head == :framed
+            keep, buf = serve_framed(conn, buf, hijacker)
+            return keep unless keep == true
+
+            next
+          end
           return head unless head.instance_of?(String)
+
+          hijacker.framed = false
 
           # ---- the env
           lines = head.split(CRLF)
@@ -1041,6 +1070,281 @@ module FerryLoader
         end
       end
 
+      # Serves one ferry-wire/1 request, buf holding its start. Returns
+      # [what serve_requests returns or true to go on, the bytes after it].
+      def serve_framed(conn, buf, hijacker)
+        buf << conn.readpartial(READ_SIZE) while buf.bytesize < 5
+        n = buf.unpack1("N", offset: 1)
+        return [false, nil] if n > WIRE_MAX_HEAD
+
+        stop = 5 + n
+        buf << conn.readpartial(stop - buf.bytesize > READ_SIZE ? stop - buf.bytesize : READ_SIZE) while buf.bytesize < stop
+        # The env, already in CGI form: one split.
+        env = @base_env.dup
+        env.merge!(Hash[*buf.byteslice(5, n).split("\0", -1)]) if n.positive?
+        rest = buf.bytesize > stop ? buf.byteslice(stop, buf.bytesize - stop) : nil
+        # What is the loader's own (docs/loader-wire.md): the scheme, an
+        # empty REMOTE_PORT, the base URI.
+        env["rack.url_scheme"] = "https" if env["HTTPS"] == "on"
+        rp = env["REMOTE_PORT"]
+        env.delete("REMOTE_PORT") if rp&.empty?
+        base_len = @base_len
+        if base_len.positive?
+          path = env["PATH_INFO"]
+          if path.start_with?(@base) && (path.bytesize == base_len || path.getbyte(base_len) == 47)
+            env["PATH_INFO"] = path.byteslice(base_len, path.bytesize - base_len)
+          else
+            env["SCRIPT_NAME"] = String.new
+          end
+        end
+        method = env["REQUEST_METHOD"]
+        body = read_body(conn, env["CONTENT_LENGTH"], rest, method)
+        return [body, nil] unless body.instance_of?(Array)
+
+        input, spool, rest = body
+        env["rack.input"] = input
+        hijacker.env = env
+        hijacker.framed = true
+        env["rack.hijack"] = hijacker
+        env["rack.response_finished"] = []
+        begin
+          [respond_framed(conn, env, method == "HEAD", hijacker), rest]
+        ensure
+          spool&.close!
+        end
+      rescue EOFError
+        [false, nil]
+      end
+
+      # respond on ferry-wire/1.
+      def respond_framed(conn, env, is_head, hijacker)
+        begin
+          status, headers, body = @app.call(env)
+        rescue ClientGone, SystemExit, SignalException
+          raise
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          app_error(env, e)
+          return :hijacked if hijacker.hijacked
+
+          put(conn, framed_error(500, is_head))
+          finished(env, nil, nil, e)
+          return true
+        end
+        if hijacker.hijacked
+          close_body(env, body)
+          finished(env, status, headers, nil)
+          return :hijacked
+        end
+        write_framed(conn, env, status, headers, body, is_head, hijacker)
+      end
+
+      def framed_error(code, no_body)
+        reason = code == 500 ? "Internal Server Error" : (@reasons[code] || "Error")
+        body = "#{code} #{reason}\n"
+        head = "#{code} #{reason}\0Content-Type\0text/plain; charset=utf-8\0Content-Length\0#{body.bytesize}"
+        out = [head.bytesize].pack("N") << head
+        out << [body.bytesize].pack("N") << body unless no_body
+        out << WIRE_END
+      end
+
+      # write_response on ferry-wire/1. What the app writes as it pleases
+      # (a hijack, a 101, a streaming body) goes after the switch marker as
+      # HTTP/1.1, by write_response, and the connection closes after it.
+      def write_framed(conn, env, status, headers, body, is_head, hijacker)
+        error = nil
+        head = nil
+        switched = false
+        begin
+          code = status.instance_of?(Integer) ? status : Integer(status.to_s, 10)
+          raise ArgumentError, "invalid response status #{status.inspect}" if code < 100 || code > 999
+
+          arr = body_array(body)
+          if code == 101 || hijack_header?(headers) || (arr.nil? && !body.respond_to?(:each))
+            switched = true
+            hijacker.framed = false
+            put(conn, WIRE_SWITCH)
+            kept = write_response(conn, env, status, headers, body, is_head, false, false)
+            return kept == :hijacked ? :hijacked : false
+          end
+          no_body = is_head || code < 200 || code == 204 || code == 304
+          begin
+            head, cl, _hijack, connection = build_fhead(code, headers, false)
+          rescue Encoding::CompatibilityError
+            head, cl, _hijack, connection = build_fhead(code, headers, true)
+          end
+          cl = content_length(cl) if cl
+          keep = true
+          if connection
+            connection = connection.join(", ") if connection.is_a?(Array)
+            keep = false if connection.match?(/close/i)
+          end
+          if no_body
+            put_fhead(conn, head, cl, keep, WIRE_END)
+            return keep
+          end
+          if !body.instance_of?(Array) && body.respond_to?(:to_path)
+            kept = write_framed_file(conn, head, body, cl, keep)
+            return kept unless kept.nil?
+          end
+          return write_framed_array(conn, head, arr, cl, keep) if arr
+
+          write_framed_each(conn, head, body, cl, keep)
+        rescue ClientGone => e
+          error = e
+          raise
+        rescue SystemExit, SignalException
+          raise
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          raise if switched
+
+          error = e
+          app_error(env, e)
+          return false if head&.empty? # the head is out: the core sees the body break off
+
+          put(conn, framed_error(500, is_head))
+          true
+        ensure
+          unless switched
+            close_body(env, body)
+            finished(env, status, headers, error)
+          end
+        end
+      end
+
+      # Whether the app asked for a partial hijack (the rack.hijack header).
+      def hijack_header?(headers)
+        return headers.key?("rack.hijack") if headers.is_a?(Hash)
+
+        headers.any? { |k, _| k.to_s == "rack.hijack" }
+      end
+
+      # build_head on ferry-wire/1: "200 OK", then NUL-separated names and
+      # values.
+      def build_fhead(code, headers, binary)
+        st = @fstatus[code] ||= "#{code} #{@reasons[code] || "Unknown"}".b.freeze
+        head = st.dup
+        cl = nil
+        hijack = nil
+        connection = nil
+        headers.each do |name, value|
+          name = name.to_s unless name.instance_of?(String)
+          case name_kind(name)
+          when :plain
+            nil
+          when :cl
+            cl = value
+            next
+          when :connection
+            connection = value
+            next
+          when :hijack
+            hijack = value
+            next
+          when :drop
+            next
+          else
+            raise ArgumentError, "invalid response header name #{name.inspect}"
+          end
+          next if value.nil?
+
+          values = value.instance_of?(String) && !value.include?("\n") ? [value] : (value.is_a?(Array) ? value : value.to_s.split("\n"))
+          values.each do |v|
+            v = v.to_s
+            raise ArgumentError, "CR, LF or NUL in response header #{name}" if v.include?("\r") || v.include?("\n") || v.include?("\0")
+
+            if binary
+              head << "\0" << name.b << "\0" << v.b
+            else
+              head << "\0" << name << "\0" << v
+            end
+          end
+        end
+        [head, cl, hijack, connection]
+      end
+
+      # Ends a framed head (its Content-Length, "Connection: close" unless
+      # keep), writes it with more, and empties it: an empty head is out.
+      def put_fhead(conn, head, length, keep, *more)
+        head << "\0Content-Length\0" << length.to_s if length
+        head << "\0Connection\0close" unless keep
+        put(conn, [head.bytesize].pack("N"), head, *more)
+      ensure
+        head.clear
+      end
+
+      # write_file on ferry-wire/1: the file's length, its blocks as chunks.
+      def write_framed_file(conn, head, body, cl, keep)
+        path = body.to_path
+        st = path && (File.stat(path) rescue nil) # rubocop:disable Style/RescueModifier
+        return nil unless st&.file? && (cl.nil? || cl == st.size)
+
+        size = st.size
+        put_fhead(conn, head, size, keep)
+        left = size
+        File.open(path, "rb") do |f|
+          buf = String.new(capacity: BODY_CHUNK)
+          while left.positive? && f.read(left < BODY_CHUNK ? left : BODY_CHUNK, buf)
+            put(conn, [buf.bytesize].pack("N"), buf)
+            left -= buf.bytesize
+          end
+        end
+        put(conn, WIRE_END)
+        left.zero? ? keep : false
+      end
+
+      def write_framed_array(conn, head, arr, cl, keep)
+        data = arr.size == 1 ? arr[0] : arr.join
+        total = data.bytesize
+        if cl && cl != total
+          if cl < total
+            data = data.byteslice(0, cl)
+          else
+            keep = false # short of its Content-Length: the core sees it too
+          end
+          total = cl
+        end
+        if data.empty?
+          put_fhead(conn, head, total, keep, WIRE_END)
+        else
+          put_fhead(conn, head, total, keep, [data.bytesize].pack("N"), data, WIRE_END)
+        end
+        keep
+      end
+
+      def write_framed_each(conn, head, body, cl, keep)
+        nsent = 0
+        body.each do |piece|
+          raise TypeError, "response body yielded #{piece.class}, not a String" unless piece.is_a?(String)
+
+          len = piece.bytesize
+          next if len.zero?
+
+          if cl
+            room = cl - nsent
+            next if room <= 0
+
+            if len > room
+              piece = piece.byteslice(0, room)
+              len = room
+            end
+          end
+          nsent += len
+          if head.empty?
+            put(conn, [len].pack("N"), piece)
+          else
+            put_fhead(conn, head, cl, keep, [len].pack("N"), piece)
+          end
+        end
+        if !head.empty?
+          keep = false if cl&.positive?
+          put_fhead(conn, head, cl || 0, keep, WIRE_END)
+        else
+          put(conn, WIRE_END)
+          keep = false if cl && nsent < cl
+        end
+        keep
+      end
+
       # Reads the next request head from conn, after what buf holds. Returns
       # [head, the bytes after it or nil], or [what serve_requests returns,
       # nil] when there is no request to serve.
@@ -1061,6 +1365,7 @@ module FerryLoader
             end
           end
           b0 = buf.getbyte(0)
+          return [:framed, buf] if b0 == WIRE_MAGIC && @wire
           break unless b0 == 13 || b0 == 10
 
           buf = buf.sub(/\A[\r\n]+/, "") # stray CRLF between requests
@@ -1845,7 +2150,7 @@ module FerryLoader
           exit!(1)
         end
         RackLoader.install_backtraces(status)
-        RackLoader.report(status, [["status", "ready"], ["socket", sock], ["concurrency", @threads]], keep: true)
+        RackLoader.report(status, RackLoader.ready_pairs(sock, @threads), keep: true)
         server.run
         Hooks.call_event(:stopping_worker_process)
         exit(0)

@@ -710,6 +710,8 @@ func TestRackLint(t *testing.T) {
 	if body := c2.get("/hijack", 200); body != "hijacked" {
 		t.Errorf("/hijack = %q", body)
 	}
+	// The output comes through a pipe: it may lag behind the response.
+	oobWaitOutput(t, l, "lint ok")
 	if out := l.out.String(); strings.Contains(out, "Lint") || !strings.Contains(out, "lint ok") {
 		t.Errorf("output:\n%s", out)
 	}

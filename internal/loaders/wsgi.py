@@ -89,6 +89,13 @@ RECV_SIZE = 64 * 1024  # socket reads while parsing a head
 BODY_CHUNK = 256 * 1024  # largest single socket read for a body
 SMALL_BODY = 64 * 1024  # bodies up to this size are read at once
 
+# ferry-wire/1 (docs/loader-wire.md): chosen when the core offers it in
+# FERRY_WIRE and said so in the ready handshake; HTTP/1.1 is served still,
+# request by request, told apart by the first byte.
+_WIRE = 1 if "1" in (os.environ.get("FERRY_WIRE") or "").split(",") else 0
+_MAGIC = 0xF1
+_END = b"\0\0\0\0"  # the end chunk of a framed response
+
 # ---------------------------------------------------------------- signals ---
 
 _idle = True  # True while waiting for a connection or a request head
@@ -389,6 +396,20 @@ def _error_response(code, keep, is_head=False):
     return head.encode("latin-1") + (b"" if is_head else body)
 
 
+def _framed_error(code, keep, is_head=False):
+    """_error_response on ferry-wire/1."""
+    body = ("%d %s\n" % (code, _REASONS[code])).encode()
+    head = "%d %s\0Content-Type\0text/plain; charset=utf-8\0Content-Length\0%d%s" % (
+        code,
+        _REASONS[code],
+        len(body),
+        "" if keep else "\0Connection\0close",
+    )
+    head = head.encode("latin-1")
+    chunk = b"" if is_head else len(body).to_bytes(4, "big") + body
+    return len(head).to_bytes(4, "big") + head + chunk + _END
+
+
 class _ClientGone(Exception):
     """The core's end of the connection failed while we were writing."""
 
@@ -444,13 +465,49 @@ def _head(status, headers, total, no_body, keep, http10):
     return s.encode("latin-1"), cl, chunked, keep
 
 
+def _framed_head(status, headers, total, no_body, keep):
+    """_head on ferry-wire/1: a head frame (status, then name and value
+    pairs, NUL-separated); the body goes in chunks, whatever its length."""
+    parts = [status]
+    cl = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _FRAMING:
+            if lname == "content-length":
+                cl = int(value)
+                if cl < 0:
+                    raise ValueError("negative Content-Length %r" % value)
+            elif lname == "connection" and "close" in value.lower():
+                keep = False
+            continue
+        parts.append(name)
+        parts.append(value)
+    if no_body:
+        if cl is not None:
+            parts += ("Content-Length", "%d" % cl)
+    elif cl is not None:
+        parts += ("Content-Length", "%d" % cl)
+    elif total is not None:
+        cl = total
+        parts += ("Content-Length", "%d" % cl)
+    if not keep:
+        parts += ("Connection", "close")
+    s = "\0".join(parts)
+    # A NUL would split elsewhere; CR or LF is as malformed as on HTTP/1.1.
+    if s.count("\0") != len(parts) - 1 or "\r" in s or "\n" in s:
+        raise ValueError("CR, LF or NUL in response status or header")
+    b = s.encode("latin-1")
+    return len(b).to_bytes(4, "big") + b, cl, False, keep
+
+
 class _Response(object):
     """One response being written: the state that start_response, write and
     the end of the request share."""
 
-    __slots__ = ("send", "keep", "http10", "status", "headers", "sent", "no_body", "cl", "chunked", "nsent")
+    __slots__ = ("send", "keep", "http10", "status", "headers", "sent", "no_body", "cl", "chunked", "nsent", "framed")
 
-    def __init__(self, send, is_head, keep, http10):
+    def __init__(self, send, is_head, keep, http10, framed=False):
+        self.framed = framed
         self.send = send
         self.keep = keep
         self.http10 = http10
@@ -486,7 +543,10 @@ class _Response(object):
             raise AssertionError(missing)
         code = _code(self.status)
         self.no_body = self.no_body or code < 200 or code == 204 or code == 304
-        head, self.cl, self.chunked, self.keep = _head(self.status, self.headers, length, self.no_body, self.keep, self.http10)
+        if self.framed:
+            head, self.cl, self.chunked, self.keep = _framed_head(self.status, self.headers, length, self.no_body, self.keep)
+        else:
+            head, self.cl, self.chunked, self.keep = _head(self.status, self.headers, length, self.no_body, self.keep, self.http10)
         self.sent = True
         return head
 
@@ -516,6 +576,8 @@ class _Response(object):
                 n = room
         elif self.chunked:
             data = b"%x\r\n%s\r\n" % (n, data)
+        if self.framed:
+            data = n.to_bytes(4, "big") + data
         self.nsent += n
         self.send(head + data if head else data)
 
@@ -524,7 +586,16 @@ class _Response(object):
         its length."""
         head = self._start(len(body), "the application returned without calling start_response()")
         cl = self.cl
-        if self.no_body:
+        if self.framed:
+            if not self.no_body:
+                if cl < len(body):
+                    body = body[:cl]
+                elif cl > len(body):
+                    self.keep = False  # the core sees the short body too
+                if body:
+                    head += len(body).to_bytes(4, "big") + body
+            self.send(head + _END)
+        elif self.no_body:
             self.send(head)
         elif cl == len(body):
             self.send(head + body)
@@ -536,7 +607,12 @@ class _Response(object):
 
     def end(self):
         """After the last piece of an iterated body."""
-        if not self.sent:
+        if self.framed:
+            head = b"" if self.sent else self._start(0, "the application returned without calling start_response()")
+            if self.cl is not None and self.nsent < self.cl and not self.no_body:
+                self.keep = False  # the core sees the short body too
+            self.send(head + _END)
+        elif not self.sent:
             self.send(self._start(0, "the application returned without calling start_response()"))
         elif self.chunked:
             self.send(b"0\r\n\r\n")
@@ -544,12 +620,12 @@ class _Response(object):
             self.keep = False  # the body is short of its Content-Length
 
 
-def _process(app, env, send, is_head, keep, http10):
+def _process(app, env, send, is_head, keep, http10, framed=False):
     """Runs the app for one request and writes its response.
 
     Returns whether the connection may be kept open.
     """
-    r = _Response(send, is_head, keep, http10)
+    r = _Response(send, is_head, keep, http10, framed)
     result = None
     try:
         try:
@@ -580,7 +656,7 @@ def _process(app, env, send, is_head, keep, http10):
         if r.sent:
             return False  # a second response would be garbage on the wire
         try:
-            send(_error_response(500, r.keep, is_head))
+            send((_framed_error if framed else _error_response)(500, r.keep, is_head))
         except _ClientGone:
             return False
     return r.keep
@@ -623,6 +699,19 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
         _idle = True
         if _stopping:
             return
+        if _WIRE:
+            if not buf:
+                if not wait():
+                    return
+                buf = recv(RECV_SIZE)
+                if not buf:
+                    return
+            if buf[0] == _MAGIC:
+                _idle = False
+                buf = _serve_framed(buf, recv, send, app, base_env, base)
+                if buf is None:
+                    return
+                continue
         head = _read_head(buf, recv, send, wait)
         if head is None:
             return
@@ -667,6 +756,51 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             keep = False
         if not keep:
             return
+
+
+def _serve_framed(buf, recv, send, app, base_env, base):
+    """Serves one ferry-wire/1 request, buf holding its start; returns the
+    bytes after it, or None when the connection is done."""
+    while len(buf) < 5:
+        data = recv(RECV_SIZE)
+        if not data:
+            return None
+        buf += data
+    end = 5 + int.from_bytes(buf[1:5], "big")
+    if end > 5 + (1 << 20):
+        return None  # not the core's: nothing sensible to answer
+    while len(buf) < end:
+        data = recv(max(RECV_SIZE, end - len(buf)))
+        if not data:
+            return None
+        buf += data
+    # The environment, already in CGI form: one split.
+    env = base_env.copy()
+    if end > 5:
+        it = iter(buf[5:end].decode("latin-1").split("\0"))
+        env.update(zip(it, it))
+    buf = buf[end:]
+    # What is the loader's own (docs/loader-wire.md): the scheme key, the
+    # base URI, percent-decoding, and no REQUEST_URI in WSGI.
+    env.pop("REQUEST_URI", None)
+    env["wsgi.url_scheme"] = "https" if env.get("HTTPS") == "on" else "http"
+    path = env.get("PATH_INFO") or "/"
+    if base:
+        if path.startswith(base) and (len(path) == len(base) or path[len(base)] == "/"):
+            path = path[len(base) :]
+        else:
+            env["SCRIPT_NAME"] = ""
+    if "%" in path:
+        path = _unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+    env["PATH_INFO"] = path
+    body = _read_body(env, buf, recv, send)
+    if body is None:
+        return None
+    buf, streaming, keep = body
+    keep = _process(app, env, send, env.get("REQUEST_METHOD") == "HEAD", keep, False, True)
+    if streaming is not None and not streaming.finish():
+        keep = False
+    return buf if keep else None
 
 
 def _read_head(buf, recv, send, wait):
@@ -1055,6 +1189,14 @@ def _thread_count(env):
     return n
 
 
+def _ready(sock_path, concurrency):
+    """The ready handshake, naming the wire chosen (none: HTTP/1.1)."""
+    obj = {"status": "ready", "socket": sock_path, "concurrency": concurrency}
+    if _WIRE:
+        obj["wire"] = _WIRE
+    return obj
+
+
 def _run(listener, sock_path, status_fd, app, base, nthreads):
     """Reports ready and serves until SIGTERM; removes the socket."""
     global _idle
@@ -1062,11 +1204,11 @@ def _run(listener, sock_path, status_fd, app, base, nthreads):
     try:
         _backtraces_on(status_fd, threaded=nthreads > 1)
         if nthreads == 1:
-            _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": 1}, keep=True)
+            _report(status_fd, _ready(sock_path, 1), keep=True)
             _serve(listener, app, base)
         else:
             threads = _Threads(listener, app, base, nthreads)
-            _report(status_fd, {"status": "ready", "socket": sock_path, "concurrency": nthreads}, keep=True)
+            _report(status_fd, _ready(sock_path, nthreads), keep=True)
             threads.serve()
     except _Stop:
         pass

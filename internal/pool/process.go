@@ -149,6 +149,24 @@ func (s *Session) Route() string { return s.p.route }
 // recycling, shutdown): long-lived tunnels should end then.
 func (s *Session) Closing() <-chan struct{} { return s.p.closing }
 
+// Wire is the loader wire the session's process chose (0: HTTP/1.1), for
+// processes that say (spawn.Process does).
+func (s *Session) Wire() int {
+	if w, ok := s.p.proc.(interface{ Wire() int }); ok {
+		return w.Wire()
+	}
+	return 0
+}
+
+// WireHead is the layout of ferry-wire request heads the session's
+// process chose ("": the CGI environment).
+func (s *Session) WireHead() string {
+	if w, ok := s.p.proc.(interface{ WireHead() string }); ok {
+		return w.WireHead()
+	}
+	return ""
+}
+
 // Addr of the session's process.
 func (s *Session) Addr() net.Addr { return s.p.proc.Addr() }
 

@@ -170,6 +170,8 @@ func (x *Exchange) finish(err error) {
 	if keep {
 		// Nothing may follow: not in the buffer, nor (when the last read
 		// filled its buffer, so the socket may hold more) in the socket.
+		// On ferry-wire/1 too, where only a broken loader could send
+		// more; a small response costs no syscall here either way.
 		if x.c.br.Buffered() > 0 || x.c.full {
 			if data, closed := x.c.unread(); data {
 				x.up.FramingError(fmt.Errorf("%w: bytes after the end of a %d response to %s", ErrFraming, m.resp.StatusCode, m.resp.Request.Method))

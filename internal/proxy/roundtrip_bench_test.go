@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ferry-server/ferry/internal/appwire"
 	"github.com/ferry-server/ferry/internal/testsock"
 )
 
@@ -112,5 +113,68 @@ func BenchmarkRoundTripUnix(b *testing.B) {
 				one()
 			}
 		})
+	}
+}
+
+// framedBenchUpstream is benchUpstream on a process that chose ferry-wire/1.
+type framedBenchUpstream struct{ *benchUpstream }
+
+func (framedBenchUpstream) Wire() int { return appwire.Version }
+
+// answerFrames answers every ferry-wire/1 request frame (no body) it reads
+// with resp.
+func answerFrames(resp []byte) func(net.Conn) {
+	return func(c net.Conn) {
+		br := bufio.NewReaderSize(c, 16<<10)
+		var hdr [5]byte
+		for {
+			if _, err := io.ReadFull(br, hdr[:]); err != nil {
+				return
+			}
+			n := int(hdr[1])<<24 | int(hdr[2])<<16 | int(hdr[3])<<8 | int(hdr[4])
+			if _, err := br.Discard(n); err != nil {
+				return
+			}
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// BenchmarkRoundTripFramed is BenchmarkRoundTripUnix/body=11 on
+// ferry-wire/1: the core's side of the framed wire against the HTTP/1.1
+// one, with the same request and a response of the same fields.
+func BenchmarkRoundTripFramed(b *testing.B) {
+	const size = 11
+	resp := appwire.AppendHead(nil, "200 OK", "Content-Type", "text/plain", "Content-Length", "11")
+	resp = appwire.AppendChunk(resp, bytes.Repeat([]byte("x"), size))
+	resp = appwire.AppendChunk(resp, nil)
+	sock := testsock.Serve(b, answerFrames(resp))
+	up := framedBenchUpstream{&benchUpstream{addr: &net.UnixAddr{Name: sock, Net: "unix"}, released: make(chan struct{}, 1)}}
+	t := &Transport{}
+	r := benchClientRequest(b)
+	w := &discardWriter{h: http.Header{}}
+	opts := ResponseOptions{Memory: 1 << 20, HighWatermark: 128 << 20, Dir: b.TempDir()}
+	one := func() {
+		x, err := t.RoundTrip(up, r, nil, "http")
+		if err != nil {
+			b.Fatal(err)
+		}
+		clear(w.h)
+		res := x.WriteTo(w, opts, nil)
+		if res.AppErr != nil || res.ClientErr != nil || res.Bytes != size {
+			b.Fatalf("result %+v", res)
+		}
+		<-up.released
+	}
+	one()
+	if up.idle == nil {
+		b.Fatal("the connection was not kept alive")
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		one()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/ferry-server/ferry/internal/appwire"
 	"github.com/ferry-server/ferry/internal/httpfield"
 	"io"
 	"net"
@@ -102,6 +103,12 @@ type conn struct {
 	peek    func(fd uintptr) bool // c.peekFD, bound once
 	peekN   int
 	peekErr error
+	// framed: the last exchange was on ferry-wire/1, which ends exactly at
+	// its end chunk (the loader frames everything the app writes), so no
+	// peek is needed before reuse. q and qbuf build its request frames.
+	framed bool
+	q      appwire.Request
+	qbuf   []byte
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -161,7 +168,7 @@ func (t *Transport) RoundTrip(up Upstream, r *http.Request, body *Body, scheme s
 // responses to interim as they arrive (nil: dropped).
 func (t *Transport) RoundTripInterim(up Upstream, r *http.Request, body *Body, scheme string, interim InterimFunc) (*Exchange, error) {
 	if c := takeConn(up); c != nil {
-		m, nothing, err := t.send(c, r, body, scheme, interim)
+		m, nothing, err := t.send(c, up, r, body, scheme, interim)
 		if err == nil {
 			return &Exchange{Resp: m.resp, up: up, c: c, t: t, msg: m}, nil
 		}
@@ -180,7 +187,7 @@ func (t *Transport) RoundTripInterim(up Upstream, r *http.Request, body *Body, s
 		up.Failed(true, err)
 		return nil, &RoundTripError{Err: err, Retryable: true}
 	}
-	m, nothing, err := t.send(c, r, body, scheme, interim)
+	m, nothing, err := t.send(c, up, r, body, scheme, interim)
 	if err == nil {
 		return &Exchange{Resp: m.resp, up: up, c: c, t: t, msg: m}, nil
 	}
@@ -198,6 +205,12 @@ func takeConn(up Upstream) *conn {
 		c, _ := up.TakeConn().(*conn)
 		if c == nil {
 			return nil
+		}
+		if c.framed && c.br.Buffered() == 0 {
+			// See conn.framed. A loader that closed it while idle shows
+			// as a failed write (EPIPE) or an EOF before any byte, which
+			// send reports as retryable, as the peek would have.
+			return c
 		}
 		data, closed := c.unread()
 		if !data && !closed {
@@ -225,14 +238,28 @@ func ended(up Upstream, nothing bool, err error) {
 // send writes the request on c and reads the response head. On error,
 // nothing reports that no response byte came back, and the error says
 // whether the request may go to another process.
-func (t *Transport) send(c *conn, r *http.Request, body *Body, scheme string, interim InterimFunc) (m *message, nothing bool, err error) {
-	writeHead(c.bw, r, body.Size(), scheme, t.Forwarded, t.StripPrefix)
+func (t *Transport) send(c *conn, up Upstream, r *http.Request, body *Body, scheme string, interim InterimFunc) (m *message, nothing bool, err error) {
+	c.framed = t.framedFor(up, r)
+	if c.framed {
+		var ferr error
+		// A request that cannot be framed (a NUL in a field, which the
+		// HTTP front refuses anyway) goes as HTTP/1.1; nothing was written.
+		c.qbuf, ferr = writeFramed(c.bw, &c.q, c.qbuf, r, body.Size(), scheme, headOf(up))
+		c.framed = ferr == nil
+	}
+	if !c.framed {
+		writeHead(c.bw, r, body.Size(), scheme, t.Forwarded, t.StripPrefix)
+	}
 	_, werr := body.WriteTo(c.bw)
 	if werr == nil {
 		werr = c.bw.Flush()
 	}
 	before := c.read
-	m, err = readMessage(c.br, r, interim)
+	if c.framed {
+		m, err = readFramed(c.br, r, interim)
+	} else {
+		m, err = readMessage(c.br, r, interim)
+	}
 	if err == nil {
 		return m, false, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"compress/zlib"
 	"errors"
 	"fmt"
+	"github.com/ferry-server/ferry/internal/appwire"
 	"github.com/ferry-server/ferry/internal/httpfield"
 	"io"
 	"net/http"
@@ -40,6 +41,7 @@ const (
 	bodyLength  framing = iota // Content-Length bytes
 	bodyChunked                // the chunked coding's last chunk and trailer section
 	bodyClose                  // the close of the connection
+	bodyFramed                 // ferry-wire/1 chunks up to the empty one
 )
 
 // ErrFraming marks a response whose framing is broken or suspect; the
@@ -49,12 +51,14 @@ var ErrFraming = errors.New("app broke HTTP/1.1 framing")
 // wireBody is a response body as framed on the connection. It knows
 // whether the framing ended cleanly, which decides reuse.
 type wireBody struct {
-	br     *bufio.Reader
-	kind   framing
-	left   int64     // bodyLength: bytes still to come
-	chunks io.Reader // bodyChunked
-	done   bool      // read to the framing's end
-	err    error     // sticky: the first error or io.EOF
+	br         *bufio.Reader
+	kind       framing
+	left       int64         // bodyLength: bytes still to come
+	chunks     io.Reader     // bodyChunked
+	frames     *appwire.Body // bodyFramed: &framedBody
+	framedBody appwire.Body
+	done       bool  // read to the framing's end
+	err        error // sticky: the first error or io.EOF
 }
 
 func (b *wireBody) Read(p []byte) (int, error) {
@@ -91,6 +95,9 @@ func (b *wireBody) Read(p []byte) (int, error) {
 		if err == io.EOF {
 			b.done = true
 		}
+	case bodyFramed:
+		n, err = b.frames.Read(p)
+		b.done = b.frames.Done()
 	}
 	if err != nil {
 		b.err = err
@@ -140,6 +147,8 @@ type message struct {
 	// read (Transfer-Encoding with Content-Length, or in HTTP/1.0): the
 	// connection is not reused, and the app is told of it.
 	suspect error
+	// framed: the response came on ferry-wire/1.
+	framed bool
 }
 
 // readMessage reads the app's final response to r, handing interim ones to

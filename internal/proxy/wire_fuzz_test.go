@@ -139,7 +139,7 @@ func FuzzAppResponse(f *testing.F) {
 
 		c := newConn(core)
 		up := &oneConn{released: make(chan struct{})}
-		m, _, err := (&Transport{}).send(c, httptest.NewRequest(method, "/", nil), nil, "http", func(code int, h http.Header) {
+		m, _, err := (&Transport{}).send(c, up, httptest.NewRequest(method, "/", nil), nil, "http", func(code int, h http.Header) {
 			if code < 102 || code > 199 {
 				t.Fatalf("interim %d passed on", code)
 			}

@@ -199,6 +199,7 @@ func (s *Spawner) fork(ctx context.Context, pre *Process) (*Process, error) {
 		return nil, err
 	}
 	p.concurrency = h.Concurrency
+	p.wire, p.wireHead = h.Wire, h.Head
 	p.bt = watchBacktraces(statusR, statusBuf)
 	keepStatus = true
 	p.log.Store(s.log.With("app", s.cfg.App, "pid", pid))

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferry-server/ferry/internal/appwire"
 	"github.com/ferry-server/ferry/internal/identity"
 )
 
@@ -137,8 +138,14 @@ type handshake struct {
 	Socket      string `json:"socket"`
 	Concurrency int    `json:"concurrency"`
 	Preloader   bool   `json:"preloader"`
-	Summary     string `json:"summary"`
-	Details     string `json:"details"`
+	// Wire is the loader wire the process chose from FERRY_WIRE (0 or
+	// absent: HTTP/1.1; 1: ferry-wire/1, docs/loader-wire.md).
+	Wire int `json:"wire"`
+	// Head is the layout of ferry-wire request heads the loader reads:
+	// "" (the CGI environment) or "asgi" (docs/loader-wire.md).
+	Head    string `json:"head"`
+	Summary string `json:"summary"`
+	Details string `json:"details"`
 }
 
 // ParseHandshake decodes and checks a status line.
@@ -151,6 +158,13 @@ func ParseHandshake(line []byte) (handshake, error) {
 	case "ready":
 		if h.Concurrency < 0 {
 			return h, fmt.Errorf("malformed status line: concurrency %d", h.Concurrency)
+		}
+		if h.Head != "" && (h.Wire == 0 || !appwire.KnownHead(h.Head)) {
+			return h, fmt.Errorf("the loader asked for request heads in the layout %q, which this Ferry does not know (a loader from another Ferry version?)", h.Head)
+		}
+		if !appwire.Supported(h.Wire) {
+			// Fail loudly: a loader from another Ferry version.
+			return h, fmt.Errorf("the loader chose loader wire version %d, but this Ferry speaks only HTTP/1.1 and versions %s (a loader from another Ferry version?)", h.Wire, appwire.Versions)
 		}
 	case "error":
 		if h.Summary == "" {
@@ -255,6 +269,7 @@ func (s *Spawner) start(ctx context.Context, work string, extraEnv []string) (*P
 		return nil, s.abort(p, "unsafe work directory: "+err.Error(), "", err)
 	}
 	p.concurrency = h.Concurrency
+	p.wire, p.wireHead = h.Wire, h.Head
 	p.preloader = h.Preloader
 	if !p.preloader {
 		p.bt = watchBacktraces(statusR, statusBuf)
@@ -279,6 +294,7 @@ func (s *Spawner) prepareLoader(cmd *exec.Cmd, socket string, extraEnv []string,
 		"FERRY_SOCKET="+socket,
 		"FERRY_STATUS_FD=3",
 		"FERRY_LIFELINE_FD=4",
+		"FERRY_WIRE="+appwire.Versions,
 	)
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = outW
@@ -538,6 +554,8 @@ type Process struct {
 	pid         int
 	addr        net.Addr
 	concurrency int
+	wire        int
+	wireHead    string
 	preloader   bool
 	workDir     string
 	started     time.Time
@@ -569,6 +587,13 @@ func (p *Process) Addr() net.Addr { return p.addr }
 // Concurrency is how many requests the process serves at once; 0 means any
 // number.
 func (p *Process) Concurrency() int { return p.concurrency }
+
+// Wire is the loader wire the process chose: 0 for HTTP/1.1, else the
+// ferry-wire version.
+func (p *Process) Wire() int { return p.wire }
+
+// WireHead is the layout of request heads the process chose ("": CGI).
+func (p *Process) WireHead() string { return p.wireHead }
 
 // Started is when the process was started.
 func (p *Process) Started() time.Time { return p.started }

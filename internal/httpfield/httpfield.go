@@ -350,6 +350,23 @@ func Lower(c byte) byte {
 	return c
 }
 
+// LowerString is s in ASCII lower case (s itself when it has no upper
+// case letter). Unlike strings.ToLower it leaves other bytes alone: "K"
+// (U+212A, the Kelvin sign) does not become "k", so "chun\u212Aed" is not
+// "chunked".
+func LowerString(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				b[j] = Lower(b[j])
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
 // ContainsFold reports whether s contains sub in any ASCII case: the
 // cache's conservative reading of "no-store" anywhere in a field.
 func ContainsFold(s, sub string) bool {

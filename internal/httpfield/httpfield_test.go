@@ -362,3 +362,18 @@ func BenchmarkElements(b *testing.B) {
 		Elements(vs, func(e string) bool { Directive(e); return true })
 	}
 }
+
+func TestLowerString(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"chunked", "chunked"},
+		{"Chunked", "chunked"},
+		{"GZIP", "gzip"},
+		{"chun\u212Aed", "chun\u212Aed"}, // the Kelvin sign is not a k
+		{"X-\u00C9", "x-\u00C9"},
+	} {
+		if got := LowerString(tc.in); got != tc.want {
+			t.Errorf("LowerString(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

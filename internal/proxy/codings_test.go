@@ -18,6 +18,9 @@ func TestTransferCodings(t *testing.T) {
 		// last coding is not chunked.
 		{[]string{`gzip;x="a, chunked"`}, []string{"gzip"}},
 		{[]string{`gzip;x="a, chunked`}, []string{"gzip"}},
+		// Case folds in ASCII only: a Kelvin sign is not a k, so this is
+		// not chunked (strings.ToLower read it as chunked).
+		{[]string{"chun\u212Aed"}, []string{"chun\u212Aed"}},
 	} {
 		if got := transferCodings(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("transferCodings(%q) = %q, want %q", tc.in, got, tc.want)

@@ -301,7 +301,7 @@ func transferCodings(fields []string) []string {
 	var out []string
 	httpfield.Elements(fields, func(e string) bool {
 		if c, _, _ := httpfield.Cut(e); c != "" {
-			out = append(out, strings.ToLower(c))
+			out = append(out, httpfield.LowerString(c))
 		}
 		return true
 	})

@@ -935,6 +935,58 @@ def _parse_headers(lines):
     return headers, clen, conn_h, upgrade, host, peer, scheme, te, oob
 
 
+_OOB = 0  # _http1_request's answer for the core's out-of-band request
+
+
+def _framed_request(parts, paths):
+    """A ferry-wire/1 request head in the ASGI layout (seven fields, then
+    one name/value pair per field line), as run() unpacks it; None when
+    it is not the core's."""
+    if len(parts) < 7 or len(parts) % 2 == 0:
+        return None
+    try:
+        method = parts[0].decode("ascii")
+        raw_path, query = parts[1], parts[2]
+        scheme = "https" if parts[3] == b"https" else "http"
+        peer = parts[4] or None
+        host = parts[5]
+        n = _content_length(parts[6]) if parts[6] else 0
+        it = iter(parts[7:])
+        headers = list(zip(it, it))
+        path = paths.get(raw_path)
+        if path is None:
+            path = _cached(paths, raw_path, _decode_path, raw_path)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return method, raw_path, query, path, scheme, peer, host, n, headers, True, False, None, None
+
+
+def _http1_request(lines, paths):
+    """An HTTP/1.1 request head's lines, as run() unpacks them; or the
+    status to answer and close with (400, 501: the core always sends
+    Content-Length), or _OOB for the core's out-of-band request."""
+    try:
+        method, target, proto = lines[0].split(b" ")
+        method = method.decode("ascii")
+        del lines[0]
+        headers, clen, conn_h, upgrade, host, peer, scheme, te, oob = _parse_headers(lines)
+        keep, http10 = _keep_alive(proto, conn_h)
+        n = 0 if clen is None else _content_length(clen)
+        if target[:1] != b"/":
+            target = _origin_form(target)
+        raw_path, _, query = target.partition(b"?")
+        path = paths.get(raw_path)
+        if path is None:
+            path = _cached(paths, raw_path, _decode_path, raw_path)
+    except (ValueError, UnicodeDecodeError):
+        return 400
+    if te:
+        return 501
+    if oob:
+        return _OOB
+    return method, raw_path, query, path, scheme, peer, host, n, headers, keep, http10, upgrade, conn_h
+
+
 def _keep_alive(proto, conn_h):
     """(whether the connection may stay open, whether it is HTTP/1.0) by the
     protocol and Connection header. ValueError: another protocol."""
@@ -1029,54 +1081,23 @@ class _Conn(object):
             self.gone = None
             framed = lines is None
             if framed:
-                # ferry-wire/1, ASGI layout: seven fields, then field lines.
                 head = await self._frame_head(buf)
                 if head is None:
                     return
                 parts, buf = head
-                if len(parts) < 7 or len(parts) % 2 == 0:
+                req = _framed_request(parts, paths)
+                if req is None:
                     return  # not the core's
-                try:
-                    method = parts[0].decode("ascii")
-                    raw_path, query = parts[1], parts[2]
-                    scheme = "https" if parts[3] == b"https" else "http"
-                    peer = parts[4] or None
-                    host = parts[5]
-                    n = _content_length(parts[6]) if parts[6] else 0
-                    it = iter(parts[7:])
-                    headers = list(zip(it, it))
-                    path = paths.get(raw_path)
-                    if path is None:
-                        path = _cached(paths, raw_path, _decode_path, raw_path)
-                except (ValueError, UnicodeDecodeError):
-                    return
-                keep, http10 = True, False
-                upgrade = conn_h = None
             else:
-                # ---- parse it
-                try:
-                    method, target, proto = lines[0].split(b" ")
-                    method = method.decode("ascii")
-                    del lines[0]
-                    headers, clen, conn_h, upgrade, host, peer, scheme, te, oob = _parse_headers(lines)
-                    keep, http10 = _keep_alive(proto, conn_h)
-                    n = 0 if clen is None else _content_length(clen)
-                    if target[:1] != b"/":
-                        target = _origin_form(target)
-                    raw_path, _, query = target.partition(b"?")
-                    path = paths.get(raw_path)
-                    if path is None:
-                        path = _cached(paths, raw_path, _decode_path, raw_path)
-                except (ValueError, UnicodeDecodeError):
-                    transport.write(_plain(400, False))
-                    return
-                if te:
-                    transport.write(_plain(501, False))  # the core always sends Content-Length
-                    return
-                if oob:
+                req = _http1_request(lines, paths)
+                if req == _OOB:
                     # The core's, not the app's: the hooks, then the connection closes.
                     transport.write(await _out_of_band())
                     return
+                if isinstance(req, int):
+                    transport.write(_plain(req, False))
+                    return
+            method, raw_path, query, path, scheme, peer, host, n, headers, keep, http10, upgrade, conn_h = req
 
             root = "" if base and not _under(raw_path, base_b) else base
             if peer is not None:

@@ -685,15 +685,7 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             raise _ClientGone() from None
 
     if wait is None:
-        poller = select.poll()
-        poller.register(conn.fileno(), select.POLLIN)
-        poller.register(lfd, select.POLLIN)
-        poll = poller.poll
-
-        def wait():
-            ready = poll()
-            return not (len(ready) == 1 and ready[0][0] == lfd)
-
+        wait = _idle_wait(conn, lfd)
     buf = b""
     while True:
         _idle = True
@@ -717,45 +709,63 @@ def _serve_conn(conn, lfd, app, base_env, base, wait=None):
             return
         _idle = False
         lines, buf = head
-
-        # ---- the environ
-        env = base_env.copy()
-        try:
-            method, target, proto = _header_env(env, lines)
-        except ValueError:
-            send(_error_response(400, False))
-            return
-        if "HTTP_X_FERRY_OOB_WORK" in env:
-            # The core's, not the app's: the hooks, then the connection closes.
-            send(_out_of_band())
-            return
-        _request_env(env, method, target, proto, base)
-        if proto == "HTTP/1.1":
-            c = env.get("HTTP_CONNECTION")
-            keep = not c or "close" not in c.lower()
-            http10 = False
-        elif proto == "HTTP/1.0":
-            c = env.get("HTTP_CONNECTION")
-            keep = bool(c) and "keep-alive" in c.lower()
-            http10 = True
-        else:
-            send(_error_response(400, False))
+        buf = _serve_http1(lines, buf, recv, send, app, base_env, base)
+        if buf is None:
             return
 
-        # ---- the body
-        body = _read_body(env, buf, recv, send)
-        if body is None:
-            return
-        buf, streaming, complete = body
-        if not complete:
-            keep = False
 
-        # ---- the response
-        keep = _process(app, env, send, method == "HEAD", keep, http10)
-        if streaming is not None and not streaming.finish():
-            keep = False
-        if not keep:
-            return
+def _idle_wait(conn, lfd):
+    """wait() for one connection at a time: True when conn has data, False
+    when it is idle and another connection waits on the listener."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    poller.register(lfd, select.POLLIN)
+    poll = poller.poll
+
+    def wait():
+        ready = poll()
+        return not (len(ready) == 1 and ready[0][0] == lfd)
+
+    return wait
+
+
+def _serve_http1(lines, buf, recv, send, app, base_env, base):
+    """One HTTP/1.1 request whose head lines are read: the environ, the
+    body, the response. Returns what is left of buf for the next request,
+    or None when the connection must close."""
+    env = base_env.copy()
+    try:
+        method, target, proto = _header_env(env, lines)
+    except ValueError:
+        send(_error_response(400, False))
+        return None
+    if "HTTP_X_FERRY_OOB_WORK" in env:
+        # The core's, not the app's: the hooks, then the connection closes.
+        send(_out_of_band())
+        return None
+    _request_env(env, method, target, proto, base)
+    c = env.get("HTTP_CONNECTION")
+    if proto == "HTTP/1.1":
+        keep = not c or "close" not in c.lower()
+        http10 = False
+    elif proto == "HTTP/1.0":
+        keep = bool(c) and "keep-alive" in c.lower()
+        http10 = True
+    else:
+        send(_error_response(400, False))
+        return None
+
+    body = _read_body(env, buf, recv, send)
+    if body is None:
+        return None
+    buf, streaming, complete = body
+    if not complete:
+        keep = False
+
+    keep = _process(app, env, send, method == "HEAD", keep, http10)
+    if streaming is not None and not streaming.finish():
+        keep = False
+    return buf if keep else None
 
 
 def _serve_framed(buf, recv, send, app, base_env, base):

@@ -1223,40 +1223,11 @@ module FerryLoader
       def build_fhead(code, headers, binary)
         st = @fstatus[code] ||= "#{code} #{@reasons[code] || "Unknown"}".b.freeze
         head = st.dup
-        cl = nil
-        hijack = nil
-        connection = nil
-        headers.each do |name, value|
-          name = name.to_s unless name.instance_of?(String)
-          case name_kind(name)
-          when :plain
-            nil
-          when :cl
-            cl = value
-            next
-          when :connection
-            connection = value
-            next
-          when :hijack
-            hijack = value
-            next
-          when :drop
-            next
+        cl, hijack, connection = each_field(headers) do |name, v|
+          if binary
+            head << "\0" << name.b << "\0" << v.b
           else
-            raise ArgumentError, "invalid response header name #{name.inspect}"
-          end
-          next if value.nil?
-
-          values = value.instance_of?(String) && !value.include?("\n") ? [value] : (value.is_a?(Array) ? value : value.to_s.split("\n"))
-          values.each do |v|
-            v = v.to_s
-            raise ArgumentError, "CR, LF or NUL in response header #{name}" if v.include?("\r") || v.include?("\n") || v.include?("\0")
-
-            if binary
-              head << "\0" << name.b << "\0" << v.b
-            else
-              head << "\0" << name << "\0" << v
-            end
+            head << "\0" << name << "\0" << v
           end
         end
         [head, cl, hijack, connection]
@@ -1749,6 +1720,22 @@ module FerryLoader
       # headers. Returns [head, content-length value, rack.hijack, Connection].
       def build_head(code, headers, binary)
         head = status_line(code).dup
+        cl, hijack, connection = each_field(headers) do |name, v|
+          if binary
+            head << name.b << COLON << v.b << CRLF
+          else
+            head << name << COLON << v << CRLF
+          end
+        end
+        [head, cl, hijack, connection]
+      end
+
+      # The app's response headers as build_head and build_fhead write
+      # them: yields each field line's name and value, checked (CR, LF and
+      # NUL are invalid in a value: RFC 9110 section 5.5), and returns
+      # [content-length value, rack.hijack, Connection], which the framing
+      # writes itself.
+      def each_field(headers)
         cl = nil
         hijack = nil
         connection = nil
@@ -1775,29 +1762,21 @@ module FerryLoader
 
           if value.instance_of?(String) && !value.include?("\n")
             # Any CR is an injection (a LF would have been a line separator).
-            raise ArgumentError, "CR in response header #{name}" if value.include?("\r")
+            raise ArgumentError, "CR or NUL in response header #{name}" if value.include?("\r") || value.include?("\0")
 
-            if binary
-              head << name.b << COLON << value.b << CRLF
-            else
-              head << name << COLON << value << CRLF
-            end
+            yield name, value
           else
             # Rack 3: an Array of values; Rack 2: values separated by "\n".
             values = value.is_a?(Array) ? value : value.to_s.split("\n")
             values.each do |v|
               v = v.to_s
-              raise ArgumentError, "CR or LF in response header #{name}" if v.include?("\r") || v.include?("\n")
+              raise ArgumentError, "CR, LF or NUL in response header #{name}" if v.include?("\r") || v.include?("\n") || v.include?("\0")
 
-              if binary
-                head << name.b << COLON << v.b << CRLF
-              else
-                head << name << COLON << v << CRLF
-              end
+              yield name, v
             end
           end
         end
-        [head, cl, hijack, connection]
+        [cl, hijack, connection]
       end
 
       # Writes the app's response. Returns true to keep the connection,

@@ -573,6 +573,7 @@ run lambda { |env|
   when "/crlf" then [200, {"x-evil" => "a\r\nset-cookie: pwned=1"}, ["no"]]
   when "/crlf-name" then [200, {"x-evil\r\nset-cookie" => "pwned=1"}, ["no"]]
   when "/crlf-array" then [200, {"x-evil" => ["ok", "a\r\nset-cookie: pwned=1"]}, ["no"]]
+  when "/nul" then [200, {"x-evil" => "a\0b"}, ["no"]]
   when "/late-error"
     [200, {"content-type" => "text/plain"}, Enumerator.new { |y| y << "partial"; raise "late failure" }]
   when "/short" then [200, {"content-length" => "100"}, Enumerator.new { |y| y << "only ten.." }]
@@ -602,7 +603,7 @@ func TestRackMisbehavingApp(t *testing.T) {
 	l := rackReady(t, rackApp(t, map[string]string{"config.ru": rackMisbehaving}))
 	c := l.dial()
 
-	for _, path := range []string{"/crlf", "/crlf-name", "/crlf-array", "/symbol-body", "/bad-status", "/no-body"} {
+	for _, path := range []string{"/crlf", "/crlf-name", "/crlf-array", "/nul", "/symbol-body", "/bad-status", "/no-body"} {
 		resp, body := c.do("GET", path, nil, nil)
 		if resp.StatusCode != 500 || resp.Header.Get("Set-Cookie") != "" || resp.Header.Get("X-Evil") != "" {
 			t.Errorf("%s: %d %v %q, want a plain 500", path, resp.StatusCode, resp.Header, body)

@@ -1283,23 +1283,7 @@ module FerryLoader
       end
 
       def write_framed_each(conn, head, body, cl, keep)
-        nsent = 0
-        body.each do |piece|
-          raise TypeError, "response body yielded #{piece.class}, not a String" unless piece.is_a?(String)
-
-          len = piece.bytesize
-          next if len.zero?
-
-          if cl
-            room = cl - nsent
-            next if room <= 0
-
-            if len > room
-              piece = piece.byteslice(0, room)
-              len = room
-            end
-          end
-          nsent += len
+        nsent = each_piece(body, cl) do |piece, len|
           if head.empty?
             put(conn, [len].pack("N"), piece)
           else
@@ -1958,8 +1942,10 @@ module FerryLoader
 
       # A body to iterate: streamed as it comes, the head with the first
       # piece.
-      def write_each(conn, head, body, cl, keep, http10)
-        chunked = cl.nil? && !http10
+      # Iterates the app's body for write_each and write_framed_each:
+      # yields each non-empty piece and its length, cut at cl if the app
+      # gave one, and returns the bytes yielded.
+      def each_piece(body, cl)
         nsent = 0
         body.each do |piece|
           raise TypeError, "response body yielded #{piece.class}, not a String" unless piece.is_a?(String)
@@ -1977,6 +1963,14 @@ module FerryLoader
             end
           end
           nsent += len
+          yield piece, len
+        end
+        nsent
+      end
+
+      def write_each(conn, head, body, cl, keep, http10)
+        chunked = cl.nil? && !http10
+        nsent = each_piece(body, cl) do |piece, len|
           if head.empty?
             chunked ? put(conn, len.to_s(16), CRLF, piece, CRLF) : put(conn, piece)
           else

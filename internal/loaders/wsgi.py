@@ -421,13 +421,11 @@ def _code(status):
     return int(status[:3])
 
 
-def _head(status, headers, total, no_body, keep, http10):
-    """Builds the response head.
-
-    Returns (head bytes, Content-Length or None, chunked, keep).
-    total is the body length when the loader knows it (None otherwise).
-    """
-    parts = ["HTTP/1.1 " + status + "\r\n"]
+def _framing(headers, keep):
+    """The app's headers apart from the framing ones the loader writes
+    itself: returns (the others, the app's Content-Length or None, keep,
+    false if the app said Connection: close)."""
+    fields = []
     cl = None
     for name, value in headers:
         lname = name.lower()
@@ -439,7 +437,19 @@ def _head(status, headers, total, no_body, keep, http10):
             elif lname == "connection" and "close" in value.lower():
                 keep = False
             continue
-        parts.append(name + ": " + value + "\r\n")
+        fields.append((name, value))
+    return fields, cl, keep
+
+
+def _head(status, headers, total, no_body, keep, http10):
+    """Builds the response head.
+
+    Returns (head bytes, Content-Length or None, chunked, keep).
+    total is the body length when the loader knows it (None otherwise).
+    """
+    fields, cl, keep = _framing(headers, keep)
+    parts = ["HTTP/1.1 " + status + "\r\n"]
+    parts += [name + ": " + value + "\r\n" for name, value in fields]
     chunked = False
     if no_body:
         if cl is not None:
@@ -468,18 +478,9 @@ def _head(status, headers, total, no_body, keep, http10):
 def _framed_head(status, headers, total, no_body, keep):
     """_head on ferry-wire/1: a head frame (status, then name and value
     pairs, NUL-separated); the body goes in chunks, whatever its length."""
+    fields, cl, keep = _framing(headers, keep)
     parts = [status]
-    cl = None
-    for name, value in headers:
-        lname = name.lower()
-        if lname in _FRAMING:
-            if lname == "content-length":
-                cl = int(value)
-                if cl < 0:
-                    raise ValueError("negative Content-Length %r" % value)
-            elif lname == "connection" and "close" in value.lower():
-                keep = False
-            continue
+    for name, value in fields:
         parts.append(name)
         parts.append(value)
     if no_body:

@@ -141,6 +141,7 @@ type App struct {
 	AppUpstream  // upstream.go
 	AppACME      // acme.go
 	AppStatic    // staticrevalidate.go
+	AppWire      // appwire.go
 }
 
 // App types Ferry knows.

@@ -122,6 +122,7 @@ func (a *App) finish(p *problems) {
 	a.AppSecurity.finish(p)
 	a.AppPassenger.finish(p)
 	a.AppUpstream.finish(p)
+	a.AppWire.finish(p)
 	a.resolvePaths(p)
 	if len(p.errs) > 0 || !rootOK {
 		return

@@ -130,6 +130,7 @@ func spawnConfig(cfg *config.Config, ac config.App, command, env []string, workD
 		Command:             command,
 		Env:                 env,
 		WorkDir:             workDir,
+		HTTPOnly:            ac.Wire == config.WireHTTP1,
 		StartTimeout:        ac.StartTimeout,
 		Generic:             ac.AppType == config.AppTypeGeneric,
 		User:                user.User,

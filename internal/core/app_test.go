@@ -107,6 +107,13 @@ func TestSpawnConfig(t *testing.T) {
 		sc.Reserve != 2 || sc.UserReason != "owner of config.ru" || sc.Limit != nil {
 		t.Fatalf("got %+v", sc)
 	}
+	if sc.HTTPOnly {
+		t.Fatal("the framed wire is not offered by default")
+	}
+	ac.Wire = config.WireHTTP1
+	if sc := spawnConfig(cfg, ac, nil, nil, "", user); !sc.HTTPOnly {
+		t.Fatal("--app-wire http1 still offers the framed wire")
+	}
 	ac.AppType = config.AppTypeGeneric
 	if sc := spawnConfig(cfg, ac, nil, nil, "", user); !sc.Generic || sc.StartupFile != "" {
 		t.Fatalf("a generic app has no startup file to check: %+v", sc)

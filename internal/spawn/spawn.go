@@ -41,6 +41,9 @@ type Config struct {
 	Env []string
 	// WorkDir is where per-spawn work directories are created.
 	WorkDir string
+	// HTTPOnly offers loaders no framed wire (no FERRY_WIRE): they speak
+	// HTTP/1.1 (--app-wire http1).
+	HTTPOnly bool
 	// StartTimeout bounds the wait for the handshake. Default 90s.
 	StartTimeout time.Duration
 	// KeepOutput is how many bytes of start-up output are kept for error
@@ -294,8 +297,10 @@ func (s *Spawner) prepareLoader(cmd *exec.Cmd, socket string, extraEnv []string,
 		"FERRY_SOCKET="+socket,
 		"FERRY_STATUS_FD=3",
 		"FERRY_LIFELINE_FD=4",
-		"FERRY_WIRE="+appwire.Versions,
 	)
+	if !s.cfg.HTTPOnly {
+		cmd.Env = append(cmd.Env, "FERRY_WIRE="+appwire.Versions)
+	}
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = outW
 	cmd.Stderr = errW

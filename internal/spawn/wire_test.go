@@ -1,8 +1,10 @@
 package spawn
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHandshakeWire: the loader wire a process chose is read from its
@@ -33,5 +35,30 @@ func TestHandshakeWire(t *testing.T) {
 		if err != nil || h.Wire != tc.wire {
 			t.Errorf("%s: wire %d, %v; want %d", tc.line, h.Wire, err, tc.wire)
 		}
+	}
+}
+
+// TestOfferedWire: a loader is offered the framed wire (FERRY_WIRE)
+// unless Config.HTTPOnly (--app-wire http1), and the process has the wire
+// it then chose.
+func TestOfferedWire(t *testing.T) {
+	for _, httpOnly := range []bool{false, true} {
+		sp := spawner(t, `if [ -n "$FERRY_WIRE" ]; then w=1; else w=0; fi; `+
+			`echo "{\"status\":\"ready\",\"socket\":\"x\",\"concurrency\":1,\"wire\":$w}" >&3; exec 3>&-; exec sleep 600`, 10*time.Second)
+		sp.cfg.HTTPOnly = httpOnly
+		p, err := sp.Spawn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 1
+		if httpOnly {
+			want = 0
+		}
+		if p.Wire() != want {
+			t.Errorf("HTTPOnly %v: wire %d, want %d", httpOnly, p.Wire(), want)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		p.Stop(ctx)
+		cancel()
 	}
 }

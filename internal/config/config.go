@@ -136,12 +136,13 @@ type App struct {
 	// main log.
 	AppLogFile string
 
-	AppSecurity  // security.go
-	AppPassenger // passenger.go
-	AppUpstream  // upstream.go
-	AppACME      // acme.go
-	AppStatic    // staticrevalidate.go
-	AppWire      // appwire.go
+	AppSecurity     // security.go
+	AppPassenger    // passenger.go
+	AppUpstream     // upstream.go
+	AppACME         // acme.go
+	AppStatic       // staticrevalidate.go
+	AppWire         // appwire.go
+	AppResponseHead // responsehead.go
 }
 
 // App types Ferry knows.

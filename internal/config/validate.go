@@ -123,6 +123,7 @@ func (a *App) finish(p *problems) {
 	a.AppPassenger.finish(p)
 	a.AppUpstream.finish(p)
 	a.AppWire.finish(p)
+	a.AppResponseHead.finish(p)
 	a.resolvePaths(p)
 	if len(p.errs) > 0 || !rootOK {
 		return

@@ -232,7 +232,8 @@ func frontApp(cfg *config.Config, ac config.App, group *pool.Group, public *stat
 
 // transport is how requests reach the app's processes.
 func transport(ac config.App) *proxy.Transport {
-	t := &proxy.Transport{Forwarded: ac.AppType == config.AppTypeGeneric, MaxTunnels: ac.MaxWebsocketTunnels}
+	t := &proxy.Transport{Forwarded: ac.AppType == config.AppTypeGeneric, MaxTunnels: ac.MaxWebsocketTunnels,
+		MaxResponseHead: ac.MaxResponseHeadSize}
 	if ac.AppType == config.AppTypeNode || ac.AppType == config.AppTypeGeneric {
 		// No SCRIPT_NAME for these: they see the path below their base URI.
 		t.StripPrefix = ac.BaseURI

@@ -134,8 +134,9 @@ func TestTransport(t *testing.T) {
 	} {
 		ac := config.App{AppType: c.typ, BaseURI: "/blog"}
 		ac.MaxWebsocketTunnels = 9
+		ac.MaxResponseHeadSize = 4096
 		tr := transport(ac)
-		if tr.Forwarded != c.forwarded || tr.StripPrefix != c.strip || tr.MaxTunnels != 9 {
+		if tr.Forwarded != c.forwarded || tr.StripPrefix != c.strip || tr.MaxTunnels != 9 || tr.MaxResponseHead != 4096 {
 			t.Errorf("%s: got %+v", c.typ, tr)
 		}
 	}

@@ -239,3 +239,48 @@ func TestInterimResponses(t *testing.T) {
 		t.Fatalf("endless interim responses: %v (retryable %v), %d passed on, %d framing errors", err, Retryable(err), n, app.framing)
 	}
 }
+
+// TestResponseHeadLimit: a response head past Transport.MaxResponseHead
+// (one huge field, or fields without end) fails the exchange without
+// reading it all, and the connection is not reused; a head within the
+// limit passes.
+func TestResponseHeadLimit(t *testing.T) {
+	const limit = 16 << 10
+	field := func(n int) string { return "X-Big: " + strings.Repeat("a", n) + "\r\n" }
+	for _, tc := range []struct {
+		name string
+		head string
+		ok   bool
+	}{
+		{"within", "HTTP/1.1 200 OK\r\n" + field(limit/2) + "Content-Length: 2\r\n\r\nok", true},
+		{"one huge field", "HTTP/1.1 200 OK\r\n" + field(4*limit) + "Content-Length: 2\r\n\r\nok", false},
+		{"many fields", "HTTP/1.1 200 OK\r\n" + strings.Repeat(field(100), 2*limit/100) + "Content-Length: 2\r\n\r\nok", false},
+		{"1xx heads adding up", strings.Repeat("HTTP/1.1 103 Early Hints\r\n"+field(limit/4)+"\r\n", 8) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := newRawApp(t, func(r *http.Request) ([]byte, bool) {
+				if r.URL.Path == "/bad" {
+					return []byte(tc.head), false
+				}
+				return []byte("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood"), false
+			})
+			tr := &Transport{MaxResponseHead: limit}
+			status, body, err := app.get(t, tr, "GET", "/bad")
+			if tc.ok {
+				if err != nil || status != 200 || body != "ok" {
+					t.Fatalf("%d %q %v; want 200 ok", status, body, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrResponseHeadTooLarge) {
+				t.Fatalf("%d %q %v; want ErrResponseHeadTooLarge", status, body, err)
+			}
+			if status, body, err = app.get(t, tr, "GET", "/good"); err != nil || status != 200 || body != "good" {
+				t.Fatalf("the next request: %d %q %v", status, body, err)
+			}
+			if n := app.conns.Load(); n != 2 {
+				t.Errorf("%d connections, want 2: the one past the limit closed", n)
+			}
+		})
+	}
+}

@@ -67,9 +67,24 @@ type Transport struct {
 	// descriptors, which all apps share. Past it, an app's 101 is answered
 	// with 503 and the app's connection closed. 0 or less: no cap.
 	MaxTunnels int
+	// MaxResponseHead bounds the response head an app may send (status
+	// line and fields, 1xx heads included): past it the response is a 502
+	// and the connection is closed, so a runaway app cannot grow the
+	// core's memory without end. 0: DefaultMaxResponseHead. A framed head
+	// is bounded by appwire.MaxHead as well.
+	MaxResponseHead int64
 
 	tunnels atomic.Int64
 }
+
+// DefaultMaxResponseHead is Transport.MaxResponseHead's default, 1 MiB:
+// far more than any app's fields (nginx gives 4–8 KiB by default), little
+// next to the response buffers.
+const DefaultMaxResponseHead = 1 << 20
+
+// ErrResponseHeadTooLarge: an app's response head passed
+// Transport.MaxResponseHead.
+var ErrResponseHeadTooLarge = errors.New("the app's response head is too large")
 
 // RoundTripError is a failed exchange. Retryable reports that the app cannot
 // have acted on the request, so it may be sent to another process.
@@ -109,9 +124,16 @@ type conn struct {
 	framed bool
 	q      appwire.Request
 	qbuf   []byte
+	// headEnd, while a response head is read, is c.read's bound (what
+	// the head may take, plus one buffer read ahead into the body); 0
+	// otherwise.
+	headEnd int64
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	if c.headEnd > 0 && c.read >= c.headEnd {
+		return 0, ErrResponseHeadTooLarge
+	}
 	n, err := c.Conn.Read(p)
 	c.read += int64(n)
 	c.full = n == len(p)
@@ -255,11 +277,18 @@ func (t *Transport) send(c *conn, up Upstream, r *http.Request, body *Body, sche
 		werr = c.bw.Flush()
 	}
 	before := c.read
+	limit := t.MaxResponseHead
+	if limit <= 0 {
+		limit = DefaultMaxResponseHead
+	}
+	// What br holds already was counted; the head may take limit past it.
+	c.headEnd = c.read + limit + connBufSize
 	if c.framed {
 		m, err = readFramed(c.br, r, interim)
 	} else {
 		m, err = readMessage(c.br, r, interim)
 	}
+	c.headEnd = 0
 	if err == nil {
 		return m, false, nil
 	}

@@ -25,9 +25,14 @@ type Passenger struct {
 	// memory are spilled. Default: the instance directory.
 	DataBufferDir string
 	// CoreFileDescriptorUlimit sets the core's limit of open files at start
-	// (0: inherited).
+	// (0: inherited; else at least MinCoreFileDescriptors).
 	CoreFileDescriptorUlimit int
 }
+
+// MinCoreFileDescriptors is the least --core-file-descriptor-ulimit: the
+// core's own files (listeners, logs, the instance directory, a status pipe
+// and a socket per app process) with room for a few clients.
+const MinCoreFileDescriptors = 64
 
 // AppPassenger holds the per-app settings added for Passenger parity.
 type AppPassenger struct {

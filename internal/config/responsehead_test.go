@@ -27,3 +27,17 @@ func TestAppWireAndResponseHead(t *testing.T) {
 		}
 	}
 }
+
+// TestCoreFileDescriptorUlimit: a core limited to a handful of files
+// cannot start or clean up after itself; such a limit is refused.
+func TestCoreFileDescriptorUlimit(t *testing.T) {
+	for _, tc := range []struct {
+		v  string
+		ok bool
+	}{{"0", true}, {"64", true}, {"4096", true}, {"1", false}, {"63", false}, {"-1", false}} {
+		_, err := Load([]string{wsgiApp(t), "--core-file-descriptor-ulimit", tc.v}, nil)
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "--core-file-descriptor-ulimit") {
+			t.Errorf("%s: %v", tc.v, err)
+		}
+	}
+}

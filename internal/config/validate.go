@@ -69,6 +69,11 @@ func (s *Server) finish(p *problems) {
 	if s.Address == "" {
 		p.bad("address", "must not be empty")
 	}
+	if n := s.CoreFileDescriptorUlimit; n != 0 && (n < MinCoreFileDescriptors || n > 1<<30) {
+		// Below it the core cannot even write its loaders or remove its
+		// instance directory on the way out.
+		p.bad("core-file-descriptor-ulimit", "must be 0 (inherited) or between %d and 1073741824 (got %d)", MinCoreFileDescriptors, n)
+	}
 	if s.MetricsAddress != "" {
 		_, port, err := net.SplitHostPort(s.MetricsAddress)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {

@@ -54,6 +54,10 @@ type Options struct {
 	// when its first request head has been read here, before it is
 	// answered (a shutdown waits for connections to get that far).
 	FirstRequest func(net.Conn)
+	// WatchDelay is how long a handler waits (WatchClient) before the
+	// connection is watched for a client that leaves. 0: DefaultWatchDelay;
+	// negative: at once.
+	WatchDelay time.Duration
 }
 
 // Rejection is a request head that never arrived whole.
@@ -87,6 +91,12 @@ type Engine struct {
 func New(h http.Handler, o Options) *Engine {
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	switch {
+	case o.WatchDelay == 0:
+		o.WatchDelay = DefaultWatchDelay
+	case o.WatchDelay < 0:
+		o.WatchDelay = 0
 	}
 	return &Engine{h: h, opts: o, conns: map[*conn]struct{}{}}
 }
@@ -175,6 +185,7 @@ type conn struct {
 	// A byte the client-close watcher read: the start of the next request.
 	pre    [1]byte
 	hasPre bool
+	watch  watcher
 	resp   response
 	// tmpl is the request every request of the connection is a copy of:
 	// it carries the connection's context, which has no setter.
@@ -221,6 +232,7 @@ func (e *Engine) Serve(raw net.Conn, handoff func(net.Conn)) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.tmpl = new(http.Request).WithContext(c.ctx)
 	c.resp.c = c
+	c.watch.c = c
 	defer func() {
 		c.cancel()
 		if c.br != nil {

@@ -494,33 +494,16 @@ func appendHTTPDate(out []byte) []byte {
 	return append(out, d.b...)
 }
 
-// WatchClient reads one byte from the connection until stop: EOF or an
-// error means the client left, and cancels the request (its context is the
-// connection's); a byte is the start of a pipelined request, kept for the
-// read buffer. A pipelined request already read stops the watch at once,
-// as net/http's does.
+// WatchClient watches the connection until stop for a client that leaves,
+// which cancels the request (see watcher), once the wait has lasted
+// Options.WatchDelay. A pipelined request already read stops the watch at
+// once, as net/http's does.
 func (w *response) WatchClient() (stop func()) {
 	c := w.c
 	if c.br.Buffered() > 0 || c.hasPre {
-		return func() {}
+		return noWatch
 	}
-	var stopping atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		n, err := c.raw.Read(c.pre[:])
-		if n == 1 {
-			c.hasPre = true
-			return
-		}
-		if err != nil && !stopping.Load() {
-			c.cancel()
-		}
-	}()
-	return func() {
-		stopping.Store(true)
-		c.raw.SetReadDeadline(aLongTimeAgo)
-		<-done
-		c.raw.SetReadDeadline(time.Time{})
-	}
+	return c.watch.start(c.e.opts.WatchDelay)
 }
+
+func noWatch() {}

@@ -1,0 +1,77 @@
+package lean
+
+import (
+	"bufio"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// watchingHandler calls WatchClient and waits until released or its
+// request's context ends, telling which on ended.
+func watchingHandler(release <-chan struct{}, ended chan<- string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stop := w.(interface{ WatchClient() func() }).WatchClient()
+		select {
+		case <-release:
+			stop()
+			ended <- "released"
+			w.Write([]byte("done " + r.URL.Path))
+		case <-r.Context().Done():
+			stop()
+			ended <- "cancelled"
+		}
+	})
+}
+
+// TestWatchClientLeaves: a client that leaves during a wait longer than
+// the delay cancels its request.
+func TestWatchClientLeaves(t *testing.T) {
+	ended := make(chan string, 1)
+	_, addr := serveLean(t, watchingHandler(make(chan struct{}), ended), nil)
+	c := dial(t, addr)
+	c.Write([]byte("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"))
+	time.Sleep(3 * DefaultWatchDelay) // the watch has started
+	c.Close()
+	select {
+	case how := <-ended:
+		if how != "cancelled" {
+			t.Fatalf("the request was %s, want cancelled", how)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request was not cancelled when its client left")
+	}
+}
+
+// TestWatchClientPipelined: a request pipelined during a watched wait is
+// not taken for a client leaving, and is answered after the first; a
+// wait that ends before the delay reads nothing. Both on one connection,
+// so the watcher is reused.
+func TestWatchClientPipelined(t *testing.T) {
+	release := make(chan struct{})
+	ended := make(chan string, 2)
+	_, addr := serveLean(t, watchingHandler(release, ended), nil)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	c.Write([]byte("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"))
+	time.Sleep(3 * DefaultWatchDelay)
+	c.Write([]byte("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"))
+	time.Sleep(3 * DefaultWatchDelay)
+	release <- struct{}{} // /a
+	release <- struct{}{} // /b, before its delay
+	for _, want := range []string{"done /a", "done /b"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sb strings.Builder
+		bufio.NewReader(resp.Body).WriteTo(&sb)
+		if sb.String() != want {
+			t.Fatalf("body %q, want %q", sb.String(), want)
+		}
+		if how := <-ended; how != "released" {
+			t.Fatalf("%s: the request was %s", want, how)
+		}
+	}
+}

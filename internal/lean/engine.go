@@ -82,6 +82,9 @@ type Engine struct {
 	closing  atomic.Bool // set under mu, read without it
 	draining atomic.Bool // Drain was called: every response closes its connection
 
+	waits     waits // handlers' waits, for WatchClient
+	sweepOnce sync.Once
+
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 	wg    sync.WaitGroup
@@ -98,7 +101,9 @@ func New(h http.Handler, o Options) *Engine {
 	case o.WatchDelay < 0:
 		o.WatchDelay = 0
 	}
-	return &Engine{h: h, opts: o, conns: map[*conn]struct{}{}}
+	e := &Engine{h: h, opts: o, conns: map[*conn]struct{}{}}
+	e.waits.init(o.WatchDelay)
+	return e
 }
 
 // Stats are the engine's counters: requests it answered, and connections
@@ -137,6 +142,9 @@ func (e *Engine) Drain() { e.draining.Store(true) }
 // left. Serve refuses connections from then on.
 func (e *Engine) Shutdown(ctx context.Context) {
 	e.mu.Lock()
+	if !e.closing.Load() {
+		close(e.waits.closed) // the sweeper, if started, ends
+	}
 	e.closing.Store(true)
 	for c := range e.conns {
 		c.wake()
@@ -186,6 +194,10 @@ type conn struct {
 	pre    [1]byte
 	hasPre bool
 	watch  watcher
+	stripe int    // its watch list stripe
+	// stopWatch ends a wait WatchClient started, made once per
+	// connection rather than per request.
+	stopWatch func()
 	resp   response
 	// tmpl is the request every request of the connection is a copy of:
 	// it carries the connection's context, which has no setter.
@@ -232,7 +244,8 @@ func (e *Engine) Serve(raw net.Conn, handoff func(net.Conn)) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.tmpl = new(http.Request).WithContext(c.ctx)
 	c.resp.c = c
-	c.watch.c = c
+	c.stripe = int(rand.Uint32())
+	c.stopWatch = func() { e.waits.stop(c) }
 	defer func() {
 		c.cancel()
 		if c.br != nil {

@@ -503,7 +503,9 @@ func (w *response) WatchClient() (stop func()) {
 	if c.br.Buffered() > 0 || c.hasPre {
 		return noWatch
 	}
-	return c.watch.start(c.e.opts.WatchDelay)
+	c.e.sweepOnce.Do(func() { go c.e.waits.sweep() })
+	c.e.waits.start(c, c.stripe)
+	return c.stopWatch
 }
 
 func noWatch() {}

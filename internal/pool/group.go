@@ -688,11 +688,13 @@ func (g *Group) watch(p *Process) {
 		}
 	}
 	p.closeIdleLocked()
+	// Queued before the replacement can be: its spawn may attach and emit
+	// before this goroutine would have, after the unlock.
+	g.emit(Event{Kind: EventProcessDetached, PID: p.proc.PID()})
 	g.maybeSpawnLocked()
 	g.startOOBLocked()
 	g.mu.Unlock()
 	p.proc.Reap()
-	g.emit(Event{Kind: EventProcessDetached, PID: p.proc.PID()})
 }
 
 // reapIdle stops processes idle longer than IdleTime, down to Min.

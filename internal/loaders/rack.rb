@@ -1245,11 +1245,9 @@ module FerryLoader
 
       # write_file on ferry-wire/1: the file's length, its blocks as chunks.
       def write_framed_file(conn, head, body, cl, keep)
-        path = body.to_path
-        st = path && (File.stat(path) rescue nil) # rubocop:disable Style/RescueModifier
-        return nil unless st&.file? && (cl.nil? || cl == st.size)
+        path, size = regular_file(body, cl)
+        return nil unless path
 
-        size = st.size
         put_fhead(conn, head, size, keep)
         left = size
         File.open(path, "rb") do |f|
@@ -1873,11 +1871,9 @@ module FerryLoader
       # A body that is a file, sent from it; nil if it is not a regular
       # file of the announced length after all.
       def write_file(conn, head, body, cl, keep)
-        path = body.to_path
-        st = path && (File.stat(path) rescue nil) # rubocop:disable Style/RescueModifier
-        return nil unless st&.file? && (cl.nil? || cl == st.size)
+        path, size = regular_file(body, cl)
+        return nil unless path
 
-        size = st.size
         put_head(conn, end_head(head, size, keep))
         copied = begin
           File.open(path, "rb") { |f| IO.copy_stream(f, conn, size) }
@@ -1885,6 +1881,17 @@ module FerryLoader
           raise ClientGone
         end
         copied == size ? keep : false
+      end
+
+      # [path, size] of a body's to_path when it names a regular file whose
+      # size agrees with the Content-Length the app set (if any); nil when
+      # the body must be iterated instead.
+      def regular_file(body, cl)
+        path = body.to_path
+        st = path && (File.stat(path) rescue nil) # rubocop:disable Style/RescueModifier
+        return nil unless st&.file? && (cl.nil? || cl == st.size)
+
+        [path, st.size]
       end
 
       # The body as an Array of its pieces, if it is one (or has one).

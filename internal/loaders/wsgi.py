@@ -385,29 +385,16 @@ _FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "keep
 _REASONS = {400: "Bad Request", 500: "Internal Server Error", 501: "Not Implemented"}
 
 
-def _error_response(code, keep, is_head=False):
-    body = ("%d %s\n" % (code, _REASONS[code])).encode()
-    head = "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n" % (
-        code,
-        _REASONS[code],
-        len(body),
-        "" if keep else "Connection: close\r\n",
-    )
-    return head.encode("latin-1") + (b"" if is_head else body)
-
-
-def _framed_error(code, keep, is_head=False):
-    """_error_response on ferry-wire/1."""
-    body = ("%d %s\n" % (code, _REASONS[code])).encode()
-    head = "%d %s\0Content-Type\0text/plain; charset=utf-8\0Content-Length\0%d%s" % (
-        code,
-        _REASONS[code],
-        len(body),
-        "" if keep else "\0Connection\0close",
-    )
-    head = head.encode("latin-1")
-    chunk = b"" if is_head else len(body).to_bytes(4, "big") + body
-    return len(head).to_bytes(4, "big") + head + chunk + _END
+def _error_response(code, keep, is_head=False, framed=False):
+    """The loader's own plain-text error response, on either wire."""
+    status = "%d %s" % (code, _REASONS[code])
+    body = (status + "\n").encode()
+    fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    if framed:
+        head = _framed_head(status, fields, len(body), is_head, keep)[0]
+        return head + (b"" if is_head else len(body).to_bytes(4, "big") + body) + _END
+    head = _head(status, fields, len(body), is_head, keep, False)[0]
+    return head + (b"" if is_head else body)
 
 
 class _ClientGone(Exception):
@@ -657,7 +644,7 @@ def _process(app, env, send, is_head, keep, http10, framed=False):
         if r.sent:
             return False  # a second response would be garbage on the wire
         try:
-            send((_framed_error if framed else _error_response)(500, r.keep, is_head))
+            send(_error_response(500, r.keep, is_head, framed))
         except _ClientGone:
             return False
     return r.keep

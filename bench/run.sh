@@ -9,7 +9,8 @@
 #               node alone, a 2-worker cluster); also gives "memory"
 #   cache       a cacheable endpoint: Ferry's turbocache, Passenger's
 #               turbocache, Varnish in front of gunicorn, nginx `return 200`
-#               and bench/constserver (bare Go net/http) as ceilings; then
+#               and bench/constserver (bare Go net/http, and -loop epoll:
+#               an epoll loop per CPU, no netpoller) as ceilings; then
 #               Ferry with 90% of the requests uncacheable (hit rate)
 #   static      a 4 KiB and a 1 MiB file: Ferry, nginx, Passenger
 #   queue       a 50 ms endpoint at 50 connections: Ferry, Passenger, gunicorn
@@ -414,7 +415,7 @@ EOF
 # ------------------------------------------------------------ servers ----
 # A server instance has an id (also its process-tracking name), a kind, a
 # port and an app copy; its main pid is in $tmp/srv/ID.main. Kinds:
-#   ferry passenger gunicorn uwsgi puma unicorn node cluster nginx varnish constserver
+#   ferry passenger gunicorn uwsgi puma unicorn node cluster nginx varnish constserver constepoll
 #
 # launch id dir cmd...: run cmd in dir, in the background, output to
 # $tmp/out/ID.log
@@ -522,6 +523,9 @@ EOF
 	constserver)
 		launch "$id" "$tmp" "$tmp/bin/constserver" -addr "127.0.0.1:$port"
 		;;
+	constepoll) # the same bytes from an epoll loop per CPU: no netpoller
+		launch "$id" "$tmp" "$tmp/bin/constserver" -loop epoll -addr "127.0.0.1:$port"
+		;;
 	*) die "unknown server kind $kind" ;;
 	esac
 }
@@ -546,7 +550,7 @@ server_pids() {
 	m=$(main_pid "$id")
 	[[ -n $m ]] || return 0
 	case $(kind_of "$id") in
-	ferry | gunicorn | uwsgi | puma | unicorn | cluster | constserver) echo "$m" ;;
+	ferry | gunicorn | uwsgi | puma | unicorn | cluster | constserver | constepoll) echo "$m" ;;
 	passenger)
 		wd=$(cat "$tmp/srv/$id.ppid" 2>/dev/null || true)
 		if [[ -n $wd ]]; then
@@ -583,7 +587,7 @@ app_pids() {
 			children "$c"
 		fi
 		;;
-	nginx | constserver) ;;
+	nginx | constserver | constepoll) ;;
 	esac
 }
 # front_pids id: Passenger's `passenger start` (ruby), which stays in the
@@ -614,7 +618,7 @@ app_count() {
 		echo "$n"
 		;;
 	varnish) children "$(cat "$tmp/srv/$id.backend" 2>/dev/null || echo 0)" | grep -c . || true ;;
-	nginx | constserver) echo 2 ;;
+	nginx | constserver | constepoll) echo 2 ;;
 	*) app_pids "$id" | grep -c . || true ;;
 	esac
 }
@@ -988,7 +992,7 @@ mix_ferry() {
 if wants cache; then
 	emit "## 2. Cacheable endpoint (req/s, higher is better)"
 	emit ""
-	emit "\`GET /cached\` of bench/apps/wsgi (answers \`Cache-Control: public, max-age=60\`), same wrk load. Ferry and Passenger with their turbocache (on by default), Varnish 7 (\`-s malloc,64m\`, default VCL) in front of gunicorn -w 2, nginx \`return 200\` and a bare Go net/http server (bench/constserver) answering the same bytes from memory as ceilings."
+	emit "\`GET /cached\` of bench/apps/wsgi (answers \`Cache-Control: public, max-age=60\`), same wrk load. Ferry and Passenger with their turbocache (on by default), Varnish 7 (\`-s malloc,64m\`, default VCL) in front of gunicorn -w 2, nginx \`return 200\`, a bare Go net/http server (bench/constserver) and the same Go program with an epoll loop per CPU instead of net/http and its netpoller (\`constserver -loop epoll\`) answering the same bytes from memory as ceilings."
 	emit ""
 	BEFORE_STOP=cache_facts
 	bench c-ferry ferry "Ferry (turbocache)" "$(app_copy c-ferry "$BENCH_APP")" /cached
@@ -998,8 +1002,9 @@ if wants cache; then
 	bench c-varnish varnish "Varnish + gunicorn -w 2" "$(app_copy c-varnish "$BENCH_APP")" /cached "$bport"
 	bench c-nginx nginx "nginx \`return 200\` (ceiling)" "$(app_copy c-nginx "$BENCH_APP")" /cached
 	bench c-const constserver "bare Go net/http constant (ceiling)" "$tmp" /cached
+	bench c-epoll constepoll "Go epoll loop constant (ceiling without the netpoller)" "$tmp" /cached
 	BEFORE_STOP=
-	throughput_table "server" c-ferry c-passenger c-varnish c-nginx c-const
+	throughput_table "server" c-ferry c-passenger c-varnish c-nginx c-const c-epoll
 	if [[ -n $(get mix ok) ]]; then
 		emit "Ferry with 90% of the requests uncacheable (\`wrk -s mix.lua\`: every 10th request \`/cached\`, the others \`/dynamic?t=N\`, unique, \`Cache-Control: no-store\`):"
 		emit ""

@@ -5,6 +5,10 @@
 //
 //	constserver -addr 127.0.0.1:18000
 //
+// With -loop epoll it answers the same bytes from an event loop of its own
+// instead (epoll.go): how much of a hit's cost is Go's netpoller and
+// goroutine scheduling, against the same work done without them.
+//
 // It stops on SIGTERM or SIGINT.
 package main
 
@@ -21,7 +25,15 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18000", "address to listen on")
+	loop := flag.String("loop", "net/http", "net/http, or epoll: an epoll loop per CPU (Linux)")
 	flag.Parse()
+	if *loop == "epoll" {
+		if err := serveEpoll(*addr); err != nil {
+			log.Print(err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	body := []byte("Hello from Ferry!\n")
 	header := http.Header{

@@ -194,11 +194,11 @@ type conn struct {
 	pre    [1]byte
 	hasPre bool
 	watch  watcher
-	stripe int    // its watch list stripe
+	stripe int // its watch list stripe
 	// stopWatch ends a wait WatchClient started, made once per
 	// connection rather than per request.
 	stopWatch func()
-	resp   response
+	resp      response
 	// tmpl is the request every request of the connection is a copy of:
 	// it carries the connection's context, which has no setter.
 	tmpl *http.Request

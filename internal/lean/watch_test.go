@@ -75,3 +75,42 @@ func TestWatchClientPipelined(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchClientManyLeave: waits on many connections, listed on every
+// stripe, are all watched once the delay has passed, and each client that
+// leaves cancels its own request; nothing stays listed, and Shutdown
+// closes the sweeper's channel (a second Shutdown, the cleanup's, is safe).
+func TestWatchClientManyLeave(t *testing.T) {
+	const n = 40
+	ended := make(chan string, n)
+	e, addr := serveLean(t, watchingHandler(make(chan struct{}), ended), nil)
+	conns := make([]interface{ Close() error }, n)
+	for i := range conns {
+		c := dial(t, addr)
+		c.Write([]byte("GET /w HTTP/1.1\r\nHost: x\r\n\r\n"))
+		conns[i] = c
+	}
+	time.Sleep(3 * DefaultWatchDelay)
+	for _, c := range conns {
+		c.Close()
+	}
+	for i := range n {
+		select {
+		case how := <-ended:
+			if how != "cancelled" {
+				t.Fatalf("request %d was %s, want cancelled", i, how)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d requests were cancelled when their clients left", i, n)
+		}
+	}
+	if listed := e.waits.n.Load(); listed != 0 {
+		t.Fatalf("%d waits still listed after every request ended", listed)
+	}
+	e.Shutdown(t.Context())
+	select {
+	case <-e.waits.closed:
+	default:
+		t.Fatal("Shutdown did not end the sweeper")
+	}
+}

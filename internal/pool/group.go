@@ -504,7 +504,8 @@ func (g *Group) attachLocked(proc Proc, gen int) *Process {
 	g.lastErr = nil
 	g.retryAt = time.Time{}
 	now := time.Now()
-	p := &Process{group: g, proc: proc, done: proc.Done(), gen: gen, started: now, route: newRoute(), closing: make(chan struct{})}
+	p := &Process{group: g, proc: proc, done: proc.Done(), gen: gen, started: now, route: newRoute(),
+		closing: make(chan struct{}), detached: make(chan struct{})}
 	p.member = member{pid: proc.PID(), capacity: capacityOf(proc.Concurrency(), g.cfg.ConcurrencyCap), lastUsed: now}
 	var draw uint64
 	if j := g.cfg.MaxRequestsJitter; j > 0 && g.cfg.MaxRequests > 0 {
@@ -691,6 +692,7 @@ func (g *Group) watch(p *Process) {
 	// Queued before the replacement can be: its spawn may attach and emit
 	// before this goroutine would have, after the unlock.
 	g.emit(Event{Kind: EventProcessDetached, PID: p.proc.PID()})
+	close(p.detached)
 	g.maybeSpawnLocked()
 	g.startOOBLocked()
 	g.mu.Unlock()

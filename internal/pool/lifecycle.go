@@ -220,11 +220,11 @@ func (g *Group) awaitSpawnTurn(p *Process) (bool, error) {
 	return true, nil
 }
 
-// waitGone waits for processes to exit.
+// waitGone waits for processes to exit and leave the group's list.
 func (g *Group) waitGone(ps []*Process) error {
 	for _, p := range ps {
 		select {
-		case <-p.proc.Done():
+		case <-p.detached:
 		case <-g.ctx.Done():
 			return ErrShuttingDown
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -407,4 +408,37 @@ func TestRollingRestartTakesItsTurn(t *testing.T) {
 			t.Fatalf("generations after a rolling restart: %v, want only generation 1", got)
 		}
 	})
+}
+
+// TestRestartLeavesNoOldProcess: once a restart has finished, the group
+// lists none of the processes it replaced: the restart waits for them to
+// leave the list, not only to exit (the admin API's answer to a restart
+// is followed by reads of the pool). Blocking and rolling, many times
+// over, since the two used to race.
+func TestRestartLeavesNoOldProcess(t *testing.T) {
+	for _, rolling := range []bool{false, true} {
+		sp := &fakeSpawner{concurrency: 1}
+		g := newTestGroup(t, Config{Min: 1, Max: 1}, sp)
+		for i := range 100 {
+			for deadline := time.Now().Add(10 * time.Second); len(g.PIDs()) != 1; {
+				if time.Now().After(deadline) {
+					t.Fatalf("rolling=%v, restart %d: never back to one process: %v", rolling, i, g.PIDs())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			old := g.PIDs()
+			r, err := g.Restart(rolling)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			for _, pid := range g.PIDs() {
+				if slices.Contains(old, pid) {
+					t.Fatalf("rolling=%v, restart %d: the replaced process %d is still listed", rolling, i, pid)
+				}
+			}
+		}
+	}
 }

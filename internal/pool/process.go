@@ -86,6 +86,10 @@ type Process struct {
 	// should not hold it).
 	closing     chan struct{}
 	closingOnce sync.Once
+	// detached is closed once the group has taken it off its list (after
+	// its exit): what a restart waits for, so that the pool it leaves
+	// behind no longer shows the old processes.
+	detached chan struct{}
 }
 
 func (p *Process) signalClosing() {

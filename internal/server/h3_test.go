@@ -351,7 +351,12 @@ func TestHTTP3Handover(t *testing.T) {
 		defer cancel()
 		shut <- s1.Shutdown(ctx)
 	}()
-	// New connections now reach the second server through the relay.
+	// Once the first server relays (its shutdown has begun), new
+	// connections reach the second one. A connection made before that
+	// moment is the first server's, rightly.
+	for !s1.h3.steer.relay.Load() {
+		time.Sleep(time.Millisecond)
+	}
 	for range 3 {
 		get("two")
 	}

@@ -95,7 +95,9 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions, capture 
 	// Large or open-ended: the app is read by a pump goroutine into a spool
 	// while this one writes to the client at the client's pace.
 	sp := newSpool(opts)
+	pumped := make(chan struct{})
 	go func() {
+		defer close(pumped)
 		err := sp.fill(resp.Body)
 		x.finish(err)
 	}()
@@ -129,7 +131,8 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions, capture 
 			chunkPool.Put(pooled)
 		}
 		if werr != nil {
-			// The client is gone; the pump still drains the app.
+			// The client is gone; the pump still drains the app, on its
+			// own: nothing waits for it.
 			res.ClientErr = werr
 			sp.abandon()
 			break
@@ -139,6 +142,14 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions, capture 
 				res.AppErr = err
 			} else if keeping {
 				capture.Done(kept)
+			}
+			if sp.ended() {
+				// The pump has read the app's end: once it has released
+				// the upstream (finish), the exchange is over for the
+				// caller too.
+				<-pumped
+			} else {
+				sp.abandon() // the spool failed, not the app: drain it
 			}
 			break
 		}
@@ -332,6 +343,14 @@ func (s *spool) next(buf []byte) (data []byte, pooled *[]byte, caughtUp bool, er
 	}
 	s.mu.Unlock()
 	return nil, nil, true, err
+}
+
+// ended reports whether the pump has seen the end of the app's body (or
+// its error) and is returning.
+func (s *spool) ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done
 }
 
 // abandon makes the pump discard the rest: the client is gone, but the app's

@@ -423,7 +423,8 @@ func (f *h3Front) awaitHandshakes(ctx context.Context) {
 		f.mu.Lock()
 		accepted := len(f.peers)
 		f.mu.Unlock()
-		if f.steer.connections() <= accepted {
+		// Handshakes under way, and connections read but not created yet.
+		if f.steer.connections()+f.steer.pending() <= accepted {
 			return
 		}
 		select {
@@ -488,6 +489,7 @@ func (f *h3Front) files() ([]*os.File, error) {
 		out = append(out, theirs)
 	}
 	f.handedOver.Store(true)
+	f.steer.watching.Store(true)
 	return out, nil
 }
 

@@ -47,11 +47,25 @@ import (
 type h3Steer struct {
 	key   [32]byte
 	relay atomic.Bool // the sockets went to a new Ferry, and it serves
-	log   *slog.Logger
+	// watching: the sockets went to a new Ferry, which does not serve
+	// yet; the reader records the new connections it reads (saw).
+	watching atomic.Bool
+	log      *slog.Logger
 
 	mu   sync.Mutex
 	open map[string]int // original destination connection ID → connections
+	// seen: the original destination IDs of connections read while
+	// watching that quic-go has not created yet (it does a moment later,
+	// on another goroutine), and when; see saw.
+	seen map[string]time.Time
 }
+
+// A seen ID is this Ferry's for seenFor at most (a packet that never
+// becomes a connection is forgotten), and at most maxSeen are kept.
+const (
+	seenFor = time.Second
+	maxSeen = 4096
+)
 
 // cidRandomLen and cidMACLen make up a connection ID: 8 random bytes, as
 // many as a client's own, then 4 of their MAC.
@@ -62,7 +76,7 @@ const (
 )
 
 func newH3Steer(log *slog.Logger) *h3Steer {
-	s := &h3Steer{open: map[string]int{}, log: log}
+	s := &h3Steer{open: map[string]int{}, seen: map[string]time.Time{}, log: log}
 	rand.Read(s.key[:])
 	return s
 }
@@ -99,6 +113,7 @@ func (s *h3Steer) tracer(ctx context.Context, isClient bool, odcid quic.Connecti
 	id := string(odcid.Bytes())
 	s.mu.Lock()
 	s.open[id]++
+	delete(s.seen, id)
 	s.mu.Unlock()
 	context.AfterFunc(ctx, func() {
 		s.mu.Lock()
@@ -108,6 +123,54 @@ func (s *h3Steer) tracer(ctx context.Context, isClient bool, odcid quic.Connecti
 		s.mu.Unlock()
 	})
 	return nil
+}
+
+// saw records the destination connection ID of a packet read while
+// watching, before relaying begins, when it is a long-header packet to
+// an ID this Ferry did not issue: a client's Initial or 0-RTT. Its
+// connection is this Ferry's, but quic-go creates it (and tracer records
+// it) a moment later; without this, a client's second Initial read after
+// relaying began would go to the new Ferry, and the shutdown would not
+// wait for that handshake.
+func (s *h3Steer) saw(b []byte) {
+	dcid, ok := longHeaderDCID(b)
+	if !ok || s.issued(dcid) {
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, open := s.open[string(dcid)]; open {
+		return
+	}
+	if _, dup := s.seen[string(dcid)]; dup {
+		return
+	}
+	if len(s.seen) >= maxSeen {
+		for id, at := range s.seen {
+			if now.Sub(at) >= seenFor {
+				delete(s.seen, id)
+			}
+		}
+		if len(s.seen) >= maxSeen {
+			return
+		}
+	}
+	s.seen[string(dcid)] = now
+}
+
+// pending is how many seen connections quic-go has not created yet.
+func (s *h3Steer) pending() int {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, at := range s.seen {
+		if now.Sub(at) < seenFor {
+			n++
+		}
+	}
+	return n
 }
 
 // connections is how many connections this Ferry has, handshakes included.
@@ -139,9 +202,12 @@ func (s *h3Steer) owns(b []byte) bool {
 		return true
 	}
 	s.mu.Lock()
-	_, known := s.open[string(dcid)]
-	s.mu.Unlock()
-	return known
+	defer s.mu.Unlock()
+	if _, known := s.open[string(dcid)]; known {
+		return true
+	}
+	at, seen := s.seen[string(dcid)]
+	return seen && time.Since(at) < seenFor
 }
 
 // longHeaderDCID is the destination connection ID of a QUIC long-header
@@ -274,12 +340,17 @@ func (c *h3Socket) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 	} else {
 		n, err = c.batch.ReadBatch(ms, flags)
 	}
-	if c.steer.relay.Load() {
+	switch {
+	case c.steer.relay.Load():
 		for i := range n {
 			if !c.steer.owns(ms[i].Buffers[0][:ms[i].N]) {
 				c.relay(&ms[i])
 				ms[i].N = 0 // quic-go drops an empty packet
 			}
+		}
+	case c.steer.watching.Load():
+		for i := range n {
+			c.steer.saw(ms[i].Buffers[0][:ms[i].N])
 		}
 	}
 	return n, err

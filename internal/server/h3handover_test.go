@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/quic-go/quic-go"
 )
@@ -90,6 +91,70 @@ func TestSteerOwns(t *testing.T) {
 	}
 	if s.owns(long(0, known)) {
 		t.Fatal("the Initial of a connection that ended is still owned")
+	}
+}
+
+// TestSteerSeen: a new connection read while watching (sockets handed
+// over, relaying not begun) stays this Ferry's after relaying begins,
+// before quic-go has created it and after; the shutdown counts it as
+// pending until then. One that never becomes a connection is forgotten
+// after seenFor, and the record is bounded.
+func TestSteerSeen(t *testing.T) {
+	s := newH3Steer(slog.New(slog.DiscardHandler))
+	long := func(typ byte, dcid []byte) []byte {
+		return append(append([]byte{0xc3 | typ<<4, 0, 0, 0, 1, byte(len(dcid))}, dcid...), 0, 0)
+	}
+	early := []byte{1, 1, 1, 1, 1, 1, 1, 1}
+	late := []byte{2, 2, 2, 2, 2, 2, 2, 2}
+	junk := []byte{3, 3, 3, 3, 3, 3, 3, 3}
+	ours, _ := s.GenerateConnectionID()
+
+	s.watching.Store(true) // what the reader checks before calling saw
+	s.saw(long(0, early))
+	s.saw(long(0, junk))
+	s.saw(long(2, ours.Bytes())) // to an ID this Ferry issued: not a new connection
+	if n := s.pending(); n != 2 {
+		t.Fatalf("pending %d, want 2 (early and junk)", n)
+	}
+	s.relay.Store(true)
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"second Initial of a connection read before relaying", long(0, early), true},
+		{"0-RTT of it", long(1, early), true},
+		{"Initial of a connection first read after relaying began", long(0, late), false},
+	} {
+		if got := s.owns(tc.b); got != tc.want {
+			t.Errorf("%s: owns %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// quic-go creates the early connection: it is open, no longer pending.
+	s.tracer(t.Context(), false, quic.ConnectionIDFromBytes(early))
+	if p, c := s.pending(), s.connections(); p != 1 || c != 1 {
+		t.Fatalf("pending %d and connections %d, want 1 and 1", p, c)
+	}
+	if !s.owns(long(0, early)) {
+		t.Fatal("the early connection is not owned once created")
+	}
+	// The junk never became a connection: forgotten after seenFor.
+	s.mu.Lock()
+	s.seen[string(junk)] = time.Now().Add(-seenFor)
+	s.mu.Unlock()
+	if s.owns(long(0, junk)) || s.pending() != 0 {
+		t.Fatalf("an ID seen %v ago is still owned or pending", seenFor)
+	}
+	// Bounded: past maxSeen, old entries go first, and then no more are kept.
+	for i := range maxSeen + 10 {
+		id := []byte{9, 9, 9, 9, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
+		s.saw(long(0, id))
+	}
+	s.mu.Lock()
+	n := len(s.seen)
+	s.mu.Unlock()
+	if n != maxSeen {
+		t.Fatalf("%d IDs kept, want the bound %d", n, maxSeen)
 	}
 }
 

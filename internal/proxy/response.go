@@ -67,33 +67,45 @@ func (x *Exchange) WriteTo(w http.ResponseWriter, opts ResponseOptions, capture 
 		return res
 	}
 	if resp.ContentLength > 0 && resp.ContentLength <= smallBody {
-		bp := chunkPool.Get().(*[]byte)
-		buf := *bp
-		if int64(cap(buf)) < resp.ContentLength {
-			buf = make([]byte, resp.ContentLength)
-		}
-		buf = buf[:resp.ContentLength]
-		_, err := io.ReadFull(resp.Body, buf)
-		x.finish(err)
-		if err != nil {
-			res.AppErr = err
-			// Nothing written yet: the caller can still send an error page.
-			chunkPool.Put(bp)
-			return res
-		}
-		if capture != nil && int64(len(buf)) <= capture.Limit {
-			capture.Done(buf)
-		}
-		w.WriteHeader(resp.StatusCode)
-		res.Wrote = true
-		n, werr := w.Write(buf)
-		res.Bytes, res.ClientErr = int64(n), werr
+		return x.writeSmall(w, capture, res)
+	}
+	return x.writeStreamed(w, opts, capture, res)
+}
+
+// writeSmall reads a body of at most smallBody bytes whole, releases the
+// upstream, and writes head and body at once.
+func (x *Exchange) writeSmall(w http.ResponseWriter, capture *Capture, res Result) Result {
+	resp := x.Resp
+	bp := chunkPool.Get().(*[]byte)
+	buf := *bp
+	if int64(cap(buf)) < resp.ContentLength {
+		buf = make([]byte, resp.ContentLength)
+	}
+	buf = buf[:resp.ContentLength]
+	_, err := io.ReadFull(resp.Body, buf)
+	x.finish(err)
+	if err != nil {
+		res.AppErr = err
+		// Nothing written yet: the caller can still send an error page.
 		chunkPool.Put(bp)
 		return res
 	}
+	if capture != nil && int64(len(buf)) <= capture.Limit {
+		capture.Done(buf)
+	}
+	w.WriteHeader(resp.StatusCode)
+	res.Wrote = true
+	n, werr := w.Write(buf)
+	res.Bytes, res.ClientErr = int64(n), werr
+	chunkPool.Put(bp)
+	return res
+}
 
-	// Large or open-ended: the app is read by a pump goroutine into a spool
-	// while this one writes to the client at the client's pace.
+// writeStreamed sends a large or open-ended body: the app is read by a
+// pump goroutine into a spool while this one writes to the client at the
+// client's pace.
+func (x *Exchange) writeStreamed(w http.ResponseWriter, opts ResponseOptions, capture *Capture, res Result) Result {
+	resp := x.Resp
 	sp := newSpool(opts)
 	pumped := make(chan struct{})
 	go func() {

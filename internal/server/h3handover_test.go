@@ -46,6 +46,29 @@ func TestSteerConnectionIDs(t *testing.T) {
 	}
 }
 
+// long is a QUIC v1 long-header packet of type typ (0 Initial, 1 0-RTT,
+// 2 Handshake) to dcid; short a short-header one.
+func long(typ byte, dcid []byte) []byte {
+	return append(append([]byte{0xc3 | typ<<4, 0, 0, 0, 1, byte(len(dcid))}, dcid...), 0, 0)
+}
+
+func short(dcid []byte) []byte { return append(append([]byte{0x43}, dcid...), 9, 9, 9) }
+
+type ownsCase struct {
+	name string
+	b    []byte
+	want bool
+}
+
+func checkOwns(t *testing.T, s *h3Steer, cases []ownsCase) {
+	t.Helper()
+	for _, tc := range cases {
+		if got := s.owns(tc.b); got != tc.want {
+			t.Errorf("%s: owns %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestSteerOwns(t *testing.T) {
 	s := newH3Steer(slog.New(slog.DiscardHandler))
 	ours, _ := s.GenerateConnectionID()
@@ -56,15 +79,7 @@ func TestSteerOwns(t *testing.T) {
 	s.tracer(ctx, false, quic.ConnectionIDFromBytes(known))
 	s.tracer(t.Context(), true, quic.ConnectionIDFromBytes(unknown)) // a client's own: not recorded
 
-	long := func(typ byte, dcid []byte) []byte {
-		return append(append([]byte{0xc3 | typ<<4, 0, 0, 0, 1, byte(len(dcid))}, dcid...), 0, 0)
-	}
-	short := func(dcid []byte) []byte { return append(append([]byte{0x43}, dcid...), 9, 9, 9) }
-	for _, tc := range []struct {
-		name string
-		b    []byte
-		want bool
-	}{
+	checkOwns(t, s, []ownsCase{
 		{"Initial of a new connection", long(0, unknown), false},
 		{"Initial of a handshake under way here", long(0, known), true},
 		{"0-RTT of a connection here", long(1, known), true},
@@ -76,11 +91,7 @@ func TestSteerOwns(t *testing.T) {
 		{"short header cut short", short(ours.Bytes())[:cidLen], false},
 		{"long header with an ID past its end", []byte{0xc3, 0, 0, 0, 1, 9, 1}, false},
 		{"empty", nil, false},
-	} {
-		if got := s.owns(tc.b); got != tc.want {
-			t.Errorf("%s: owns %v, want %v", tc.name, got, tc.want)
-		}
-	}
+	})
 	if n := s.connections(); n != 1 {
 		t.Fatalf("%d connections recorded, want 1", n)
 	}
@@ -101,9 +112,6 @@ func TestSteerOwns(t *testing.T) {
 // after seenFor, and the record is bounded.
 func TestSteerSeen(t *testing.T) {
 	s := newH3Steer(slog.New(slog.DiscardHandler))
-	long := func(typ byte, dcid []byte) []byte {
-		return append(append([]byte{0xc3 | typ<<4, 0, 0, 0, 1, byte(len(dcid))}, dcid...), 0, 0)
-	}
 	early := []byte{1, 1, 1, 1, 1, 1, 1, 1}
 	late := []byte{2, 2, 2, 2, 2, 2, 2, 2}
 	junk := []byte{3, 3, 3, 3, 3, 3, 3, 3}
@@ -117,19 +125,11 @@ func TestSteerSeen(t *testing.T) {
 		t.Fatalf("pending %d, want 2 (early and junk)", n)
 	}
 	s.relay.Store(true)
-	for _, tc := range []struct {
-		name string
-		b    []byte
-		want bool
-	}{
+	checkOwns(t, s, []ownsCase{
 		{"second Initial of a connection read before relaying", long(0, early), true},
 		{"0-RTT of it", long(1, early), true},
 		{"Initial of a connection first read after relaying began", long(0, late), false},
-	} {
-		if got := s.owns(tc.b); got != tc.want {
-			t.Errorf("%s: owns %v, want %v", tc.name, got, tc.want)
-		}
-	}
+	})
 	// quic-go creates the early connection: it is open, no longer pending.
 	s.tracer(t.Context(), false, quic.ConnectionIDFromBytes(early))
 	if p, c := s.pending(), s.connections(); p != 1 || c != 1 {

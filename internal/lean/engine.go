@@ -55,8 +55,8 @@ type Options struct {
 	// answered (a shutdown waits for connections to get that far).
 	FirstRequest func(net.Conn)
 	// WatchDelay is how long a handler waits (WatchClient) before the
-	// connection is watched for a client that leaves. 0: DefaultWatchDelay;
-	// negative: at once.
+	// connection is watched for a client that leaves. 0 or less:
+	// DefaultWatchDelay.
 	WatchDelay time.Duration
 }
 
@@ -95,11 +95,8 @@ func New(h http.Handler, o Options) *Engine {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	switch {
-	case o.WatchDelay == 0:
-		o.WatchDelay = DefaultWatchDelay
-	case o.WatchDelay < 0:
-		o.WatchDelay = 0
+	if o.WatchDelay <= 0 {
+		o.WatchDelay = DefaultWatchDelay // the sweeper ticks every half delay
 	}
 	e := &Engine{h: h, opts: o, conns: map[*conn]struct{}{}}
 	e.waits.init(o.WatchDelay)
@@ -194,7 +191,6 @@ type conn struct {
 	pre    [1]byte
 	hasPre bool
 	watch  watcher
-	stripe int // its watch list stripe
 	// stopWatch ends a wait WatchClient started, made once per
 	// connection rather than per request.
 	stopWatch func()
@@ -244,7 +240,7 @@ func (e *Engine) Serve(raw net.Conn, handoff func(net.Conn)) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.tmpl = new(http.Request).WithContext(c.ctx)
 	c.resp.c = c
-	c.stripe = int(rand.Uint32())
+	c.watch.stripe = e.waits.stripeFor()
 	c.stopWatch = func() { e.waits.stop(c) }
 	defer func() {
 		c.cancel()

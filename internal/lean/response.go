@@ -504,7 +504,7 @@ func (w *response) WatchClient() (stop func()) {
 		return noWatch
 	}
 	c.e.sweepOnce.Do(func() { go c.e.waits.sweep() })
-	c.e.waits.start(c, c.stripe)
+	c.e.waits.start(c)
 	return c.stopWatch
 }
 

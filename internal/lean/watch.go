@@ -1,6 +1,7 @@
 package lean
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,7 @@ type watcher struct {
 	state      watchState
 	since      int64 // when the wait started (UnixNano)
 	prev, next *conn
-	stripe     *waitStripe
+	stripe     *waitStripe   // the connection's, chosen once
 	done       chan struct{} // closed when the watch's read has ended
 	// stopping: stop interrupts the read; its error is not the client's.
 	stopping atomic.Bool
@@ -69,12 +70,17 @@ func (ws *waits) init(delay time.Duration) {
 	ws.closed = make(chan struct{})
 }
 
+// stripeFor picks a connection's stripe, once: connections spread over
+// them at random.
+func (ws *waits) stripeFor() *waitStripe {
+	return &ws.stripes[rand.Uint32()%uint32(len(ws.stripes))]
+}
+
 // start lists c's wait.
-func (ws *waits) start(c *conn, stripe int) {
+func (ws *waits) start(c *conn) {
 	w := &c.watch
-	s := &ws.stripes[stripe%len(ws.stripes)]
+	s := w.stripe
 	s.mu.Lock()
-	w.stripe = s
 	w.state = watchListed
 	w.since = time.Now().UnixNano()
 	w.prev, w.next = s.tail, nil

@@ -233,3 +233,27 @@ func TestBindEarlyDataToSettings(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSteer: whatever a packet holds, saw and owns neither panic nor
+// disagree: a long-header packet to an ID this Ferry did not issue, seen
+// while watching, is owned once relaying begins.
+func FuzzSteer(f *testing.F) {
+	f.Add(long(0, []byte{1, 2, 3, 4, 5, 6, 7, 8}))
+	f.Add(long(2, []byte{}))
+	f.Add(short([]byte{1, 2, 3}))
+	f.Add([]byte{0xc3, 0, 0, 0, 1, 200, 1})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := newH3Steer(slog.New(slog.DiscardHandler))
+		s.watching.Store(true)
+		s.saw(b)
+		s.relay.Store(true)
+		dcid, ok := longHeaderDCID(b)
+		if ok && !s.owns(b) {
+			t.Fatalf("a long-header packet to %x, seen while watching, is not owned", dcid)
+		}
+		if !ok && len(b) > 0 && b[0]&0x80 != 0 && s.pending() != 0 {
+			t.Fatal("a malformed long header was recorded")
+		}
+	})
+}
